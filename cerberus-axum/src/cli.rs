@@ -1,0 +1,52 @@
+//! The `cerberus` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Cerberus: a governance gateway for the Model Context Protocol.
+#[derive(Debug, Parser)]
+#[command(name = "cerberus", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs a message through a policy and prints the decision, the resulting message and the trace.
+    ///
+    /// Several --policy files merge in order: organisation, then workspace, then agent. The message is
+    /// read from MESSAGE_FILE, or from standard input when it is `-` or absent. Exit status: 0 when the
+    /// pipeline ran (whatever it decided), 2 for a malformed message or policy.
+    Check(CheckArgs),
+}
+
+/// Arguments of `cerberus check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// A policy file (JSON, or TOML when it ends in .toml); up to three, highest level first.
+    #[arg(long = "policy", value_name = "FILE", required = true)]
+    pub policies: Vec<PathBuf>,
+    /// Which way the message travels; by default requests and notifications are checked as requests and
+    /// results and errors as responses.
+    #[arg(long, value_enum)]
+    pub direction: Option<CliDirection>,
+    /// For a response: the method of the request it answers (for example tools/list).
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// The JSON-RPC message to check; `-` or absent reads standard input.
+    #[arg(value_name = "MESSAGE_FILE")]
+    pub message: Option<PathBuf>,
+}
+
+/// `--direction` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CliDirection {
+    /// Client to server.
+    Request,
+    /// Server to client.
+    Response,
+}

@@ -1,0 +1,40 @@
+//! The `cerberus` binary.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use cerberus_axum::check;
+use cerberus_axum::cli::{Cli, Command};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Check(args) => match runtime.block_on(check::run(&args)) {
+            Ok(report) => {
+                let mut out = std::io::stdout().lock();
+                let printed = serde_json::to_writer_pretty(&mut out, &report.to_json())
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(out));
+                match printed {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: cannot write the report: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}

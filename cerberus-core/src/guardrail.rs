@@ -1,0 +1,191 @@
+//! The [`Guardrail`] trait: one check applied to one message.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Identity;
+use crate::message::Message;
+use crate::policy::PolicyLevel;
+use crate::trace::Trace;
+
+/// Which way a message travels through the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From the client to the MCP server: requests, notifications, and the client's answers to server requests.
+    Request,
+    /// From the MCP server to the client: results, errors, notifications, and server-initiated requests
+    /// (sampling, elicitation, roots).
+    Response,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Request => "request",
+            Self::Response => "response",
+        })
+    }
+}
+
+/// Everything a guardrail may look at to decide about one message.
+#[derive(Clone, Copy, Debug)]
+pub struct GuardrailContext<'a> {
+    /// Which way the message travels.
+    pub direction: Direction,
+    /// Who sent it (or, for responses, who will receive it).
+    pub identity: &'a Identity,
+    /// The gateway session the message belongs to, if any.
+    pub session: Option<&'a str>,
+    /// For a response or error: the method of the request it answers, when known.
+    pub request_method: Option<&'a str>,
+    /// The message as it stands after the guardrails before this one.
+    pub message: &'a Message,
+}
+
+impl<'a> GuardrailContext<'a> {
+    /// A context for `message` travelling in `direction` for `identity`, with no session.
+    pub fn new(direction: Direction, identity: &'a Identity, message: &'a Message) -> Self {
+        Self {
+            direction,
+            identity,
+            session: None,
+            request_method: None,
+            message,
+        }
+    }
+
+    /// The method this message is about: its own for requests and notifications, the answered
+    /// request's for responses.
+    pub fn method(&self) -> Option<&'a str> {
+        self.message.method().or(self.request_method)
+    }
+}
+
+/// What one guardrail decided about one message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GuardrailResult {
+    /// Let the message through unchanged.
+    Allow,
+    /// Let a changed message through; later guardrails see the change.
+    Modify {
+        /// The changed message.
+        message: Message,
+        /// What was changed, without the data itself (for example "redacted 2 email addresses").
+        reason: String,
+    },
+    /// Refuse the message.
+    Block {
+        /// A stable, machine-readable code such as `rbac_denied`.
+        code: String,
+        /// Why, for people; never the personal data that caused it.
+        reason: String,
+    },
+    /// Refuse the message for now: the caller may retry after `retry_after`.
+    Throttle {
+        /// When a retry may succeed.
+        retry_after: Duration,
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+impl GuardrailResult {
+    /// A block with a code and a reason.
+    pub fn block(code: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Block {
+            code: code.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One check applied to one message.
+///
+/// Implement [`SyncGuardrail`] instead when the check never waits on I/O: it gets this trait for free.
+/// Guardrails are shared between tasks, so they take `&self` and keep any state behind their own
+/// synchronisation.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use cerberus_core::{Guardrail, GuardrailContext, GuardrailResult};
+///
+/// /// Refuses every message after a kill switch is flipped.
+/// #[derive(Debug, Default)]
+/// struct KillSwitch(std::sync::atomic::AtomicBool);
+///
+/// #[async_trait]
+/// impl Guardrail for KillSwitch {
+///     fn type_name(&self) -> &str { "kill_switch" }
+///     async fn evaluate(&self, _ctx: &GuardrailContext<'_>) -> GuardrailResult {
+///         if self.0.load(std::sync::atomic::Ordering::Relaxed) {
+///             GuardrailResult::block("kill_switch", "the kill switch is on")
+///         } else {
+///             GuardrailResult::Allow
+///         }
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Guardrail: Send + Sync + fmt::Debug {
+    /// The type name a policy document uses for this guardrail, recorded in the trace.
+    fn type_name(&self) -> &str;
+
+    /// Whether this guardrail has anything to say about the message; a guardrail that does not apply is
+    /// skipped and leaves no trace entry.
+    fn applies_to(&self, _ctx: &GuardrailContext<'_>) -> bool {
+        true
+    }
+
+    /// Decides about one message.
+    async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult;
+
+    /// Decides and records the decision in `trace`.
+    ///
+    /// Override this only in a guardrail that stands for several policy entries at once (the built-in PII
+    /// scanner runs every `pii_*` entry in one pass) so that each entry gets its own trace entry.
+    async fn evaluate_traced(
+        &self,
+        ctx: &GuardrailContext<'_>,
+        level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> GuardrailResult {
+        let result = self.evaluate(ctx).await;
+        trace.record(self.type_name(), level, &result);
+        result
+    }
+}
+
+/// A guardrail that never waits: regexes, counters in memory, size checks.
+///
+/// Every `SyncGuardrail` is a [`Guardrail`].
+pub trait SyncGuardrail: Send + Sync + fmt::Debug {
+    /// The type name a policy document uses for this guardrail.
+    fn type_name(&self) -> &str;
+
+    /// Whether this guardrail has anything to say about the message.
+    fn applies_to(&self, _ctx: &GuardrailContext<'_>) -> bool {
+        true
+    }
+
+    /// Decides about one message.
+    fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult;
+}
+
+#[async_trait]
+impl<T: SyncGuardrail> Guardrail for T {
+    fn type_name(&self) -> &str {
+        SyncGuardrail::type_name(self)
+    }
+
+    fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
+        SyncGuardrail::applies_to(self, ctx)
+    }
+
+    async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        self.evaluate_sync(ctx)
+    }
+}

@@ -1,0 +1,433 @@
+//! `content_large_documents`, `content_structured_data`, `content_source_code`: what a message may carry.
+//!
+//! ```json
+//! {"type": "content_large_documents", "max_bytes": 100000}
+//! {"type": "content_structured_data", "max_rows": 500, "direction": "response"}
+//! {"type": "content_source_code", "max_lines": 200}
+//! ```
+//!
+//! Each refuses (BLOCK) a message whose `params`, `result` or `error` holds more than it allows:
+//! - `content_large_documents`: a string (a text, a base64 blob, an argument) longer than `max_bytes`
+//!   bytes; with `"measure": "message"`, the whole serialised message instead;
+//! - `content_structured_data`: a table with more than `max_rows` data rows: CSV or TSV lines, a Markdown
+//!   table, or a JSON array of records (objects or rows), including JSON held in a text item;
+//! - `content_source_code`: a code block of more than `max_lines` lines, fenced (```` ``` ```` or `~~~`)
+//!   or recognised as code line by line.
+//!
+//! `direction` is `request`, `response` or `both` (the default).
+
+use std::num::NonZeroUsize;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::guardrail::{GuardrailContext, GuardrailResult, SyncGuardrail};
+use crate::guardrails::Directions;
+
+/// How deep JSON held inside strings is followed.
+const EMBEDDED_JSON_DEPTH: u8 = 3;
+
+/// What `content_large_documents` measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Measure {
+    /// The longest string in the payload.
+    #[default]
+    Document,
+    /// The whole message as sent on the wire.
+    Message,
+}
+
+/// Settings of `content_large_documents`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LargeDocumentsSettings {
+    /// The largest size allowed, in bytes.
+    pub max_bytes: NonZeroUsize,
+    /// What is measured.
+    #[serde(default)]
+    pub measure: Measure,
+    /// Which messages are inspected.
+    #[serde(default)]
+    pub direction: Directions,
+}
+
+/// Settings of `content_structured_data`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StructuredDataSettings {
+    /// The most data rows a table may have.
+    pub max_rows: NonZeroUsize,
+    /// Which messages are inspected.
+    #[serde(default)]
+    pub direction: Directions,
+}
+
+/// Settings of `content_source_code`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceCodeSettings {
+    /// The most lines a code block may have.
+    pub max_lines: NonZeroUsize,
+    /// Which messages are inspected.
+    #[serde(default)]
+    pub direction: Directions,
+}
+
+/// The `content_large_documents` guardrail.
+#[derive(Clone, Debug)]
+pub struct LargeDocuments(pub LargeDocumentsSettings);
+
+/// The `content_structured_data` guardrail.
+#[derive(Clone, Debug)]
+pub struct StructuredData(pub StructuredDataSettings);
+
+/// The `content_source_code` guardrail.
+#[derive(Clone, Debug)]
+pub struct SourceCode(pub SourceCodeSettings);
+
+impl SyncGuardrail for LargeDocuments {
+    fn type_name(&self) -> &str {
+        "content_large_documents"
+    }
+
+    fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
+        self.0.direction.includes(ctx.direction) && ctx.message.payload().is_some()
+    }
+
+    fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        let max = self.0.max_bytes.get();
+        let (size, what) = match self.0.measure {
+            Measure::Message => (ctx.message.to_bytes().len(), "message"),
+            Measure::Document => (ctx.message.payload().map_or(0, longest_string), "document"),
+        };
+        if size > max {
+            GuardrailResult::block(
+                "content_too_large",
+                format!("a {size}-byte {what} exceeds max_bytes {max} (content_large_documents)"),
+            )
+        } else {
+            GuardrailResult::Allow
+        }
+    }
+}
+
+fn longest_string(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(longest_string).max().unwrap_or(0),
+        Value::Object(map) => map.iter().map(|(k, v)| k.len().max(longest_string(v))).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+impl SyncGuardrail for StructuredData {
+    fn type_name(&self) -> &str {
+        "content_structured_data"
+    }
+
+    fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
+        self.0.direction.includes(ctx.direction) && ctx.message.payload().is_some()
+    }
+
+    fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        let max = self.0.max_rows.get();
+        let rows = ctx.message.payload().map_or(0, |p| most_rows(p, 0));
+        if rows > max {
+            GuardrailResult::block(
+                "structured_data_limit",
+                format!("a table of {rows} rows exceeds max_rows {max} (content_structured_data)"),
+            )
+        } else {
+            GuardrailResult::Allow
+        }
+    }
+}
+
+/// The most data rows of any table in `value`.
+fn most_rows(value: &Value, depth: u8) -> usize {
+    match value {
+        Value::String(text) => match embedded_json(text, depth) {
+            Some(inner) => most_rows(&inner, depth + 1),
+            None => text_rows(text),
+        },
+        Value::Array(items) => {
+            let records = !items.is_empty()
+                && (items.iter().all(Value::is_object) || items.iter().all(Value::is_array));
+            let own = if records { items.len() } else { 0 };
+            items.iter().map(|v| most_rows(v, depth)).fold(own, usize::max)
+        }
+        Value::Object(map) => map.values().map(|v| most_rows(v, depth)).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn embedded_json(text: &str, depth: u8) -> Option<Value> {
+    if depth >= EMBEDDED_JSON_DEPTH {
+        return None;
+    }
+    let trimmed = text.trim_ascii();
+    let bytes = trimmed.as_bytes();
+    let framed = matches!((bytes.first(), bytes.last()), (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']')));
+    framed.then(|| serde_json::from_str(trimmed).ok()).flatten()
+}
+
+/// The most data rows of a Markdown table or a delimited (CSV, TSV, semicolon) block in `text`.
+fn text_rows(text: &str) -> usize {
+    if !text.contains('\n') {
+        return 0;
+    }
+    markdown_rows(text).max(delimited_rows(text))
+}
+
+fn is_table_separator(line: &str) -> bool {
+    let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+    line.contains('-')
+        && cells.iter().all(|c| {
+            let dashes = c.trim_matches(':');
+            dashes.len() >= 3 && dashes.bytes().all(|b| b == b'-')
+        })
+}
+
+fn markdown_rows(text: &str) -> usize {
+    let mut best = 0;
+    let mut rows: Option<usize> = None;
+    for line in text.lines() {
+        match rows.as_mut() {
+            Some(n) if line.contains('|') && !line.trim().is_empty() => *n += 1,
+            Some(n) => {
+                best = best.max(*n);
+                rows = None;
+            }
+            None if line.contains('|') && is_table_separator(line) => rows = Some(0),
+            None => {}
+        }
+    }
+    best.max(rows.unwrap_or(0))
+}
+
+fn delimited_rows(text: &str) -> usize {
+    let mut best = 0;
+    for delimiter in [',', '\t', ';'] {
+        let mut run = 0usize;
+        let mut fields = 0usize;
+        for line in text.lines() {
+            let count = line.matches(delimiter).count();
+            if count > 0 && count == fields {
+                run += 1;
+            } else {
+                best = best.max(run.saturating_sub(1));
+                run = usize::from(count > 0);
+                fields = count;
+            }
+        }
+        best = best.max(run.saturating_sub(1));
+    }
+    best
+}
+
+impl SyncGuardrail for SourceCode {
+    fn type_name(&self) -> &str {
+        "content_source_code"
+    }
+
+    fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
+        self.0.direction.includes(ctx.direction) && ctx.message.payload().is_some()
+    }
+
+    fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        let max = self.0.max_lines.get();
+        let lines = ctx.message.payload().map_or(0, |p| longest_code(p, 0));
+        if lines > max {
+            GuardrailResult::block(
+                "source_code_limit",
+                format!("a code block of {lines} lines exceeds max_lines {max} (content_source_code)"),
+            )
+        } else {
+            GuardrailResult::Allow
+        }
+    }
+}
+
+fn longest_code(value: &Value, depth: u8) -> usize {
+    match value {
+        Value::String(text) if text.contains('\n') => match embedded_json(text, depth) {
+            Some(inner) => longest_code(&inner, depth + 1),
+            None => fenced_lines(text).max(unfenced_lines(text)),
+        },
+        Value::Array(items) => items.iter().map(|v| longest_code(v, depth)).max().unwrap_or(0),
+        Value::Object(map) => map.values().map(|v| longest_code(v, depth)).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The longest fenced block (an unclosed fence runs to the end of the text).
+fn fenced_lines(text: &str) -> usize {
+    let mut best = 0;
+    let mut open: Option<(&str, usize)> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let fence = ["```", "~~~"].into_iter().find(|f| trimmed.starts_with(f));
+        match (open.as_mut(), fence) {
+            (Some((marker, _)), Some(f)) if *marker == f => {
+                best = best.max(open.map_or(0, |(_, n)| n));
+                open = None;
+            }
+            (Some((_, n)), _) => *n += 1,
+            (None, Some(f)) => open = Some((f, 0)),
+            (None, None) => {}
+        }
+    }
+    best.max(open.map_or(0, |(_, n)| n))
+}
+
+const CODE_STARTS: [&str; 40] = [
+    "def ", "class ", "fn ", "pub ", "function ", "import ", "from ", "#include", "package ", "public ", "private ",
+    "protected ", "return ", "return;", "let ", "const ", "var ", "if (", "if ", "for (", "for ", "while ", "} else",
+    "elif ", "else:", "try:", "except", "async ", "await ", "use ", "impl ", "struct ", "enum ", "#!/", "//", "/*",
+    "SELECT ", "INSERT ", "@", "switch (",
+];
+
+/// Whether a line reads as code on its own.
+fn looks_like_code(line: &str) -> bool {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return false;
+    }
+    let ends = [";", "{", "}", "};", "});", ");", "=>", "):", ") {"].iter().any(|e| trimmed.ends_with(e));
+    ends || CODE_STARTS.iter().any(|s| trimmed.starts_with(s)) && (trimmed.ends_with(':') || trimmed.contains(['(', '=', '{', ';']))
+}
+
+/// The longest run of lines that read as code, with indented lines and single blank lines inside a run
+/// counted as part of it.
+fn unfenced_lines(text: &str) -> usize {
+    let mut best = 0;
+    let mut run = 0usize;
+    let mut blanks = 0usize;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            blanks += 1;
+            if blanks > 1 {
+                best = best.max(run);
+                run = 0;
+            }
+            continue;
+        }
+        let continues = run > 0 && line.starts_with([' ', '\t']);
+        if looks_like_code(line) || continues {
+            run += 1;
+        } else {
+            best = best.max(run);
+            run = 0;
+        }
+        blanks = 0;
+    }
+    best.max(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Direction, Identity, Message};
+    use serde_json::json;
+
+    fn decide(guardrail: &dyn SyncGuardrail, text: &str) -> GuardrailResult {
+        let identity = Identity::new_random();
+        let message = Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}]}})).unwrap();
+        let ctx = GuardrailContext::new(Direction::Response, &identity, &message);
+        assert!(guardrail.applies_to(&ctx));
+        guardrail.evaluate_sync(&ctx)
+    }
+
+    fn code(result: &GuardrailResult) -> Option<&str> {
+        match result {
+            GuardrailResult::Block { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    fn settings<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn large_documents_by_longest_string_or_whole_message() {
+        let g = LargeDocuments(settings(json!({"max_bytes": 10})));
+        assert_eq!(decide(&g, "0123456789"), GuardrailResult::Allow);
+        let GuardrailResult::Block { reason, .. } = decide(&g, "0123456789a") else { panic!() };
+        assert_eq!(reason, "a 11-byte document exceeds max_bytes 10 (content_large_documents)");
+        assert_eq!(decide(&g, "é".repeat(6).as_str()).clone(), GuardrailResult::block("content_too_large", "a 12-byte document exceeds max_bytes 10 (content_large_documents)"));
+        let whole = LargeDocuments(settings(json!({"max_bytes": 60, "measure": "message"})));
+        assert_eq!(code(&decide(&whole, "short")), Some("content_too_large"));
+    }
+
+    #[test]
+    fn direction_is_respected() {
+        let g = LargeDocuments(settings(json!({"max_bytes": 1, "direction": "request"})));
+        let identity = Identity::new_random();
+        let message = Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "result": {"text": "long"}})).unwrap();
+        assert!(!g.applies_to(&GuardrailContext::new(Direction::Response, &identity, &message)));
+    }
+
+    #[test]
+    fn counts_csv_tsv_and_markdown_rows() {
+        let g = StructuredData(settings(json!({"max_rows": 3})));
+        let csv = |n: usize| std::iter::once("name,email,age".to_owned()).chain((0..n).map(|i| format!("u{i},x,{i}"))).collect::<Vec<_>>().join("\n");
+        assert_eq!(decide(&g, &csv(3)), GuardrailResult::Allow);
+        assert_eq!(code(&decide(&g, &csv(4))), Some("structured_data_limit"));
+        let tsv = "a\tb\n1\t2\n3\t4\n5\t6\n7\t8";
+        assert_eq!(code(&decide(&g, tsv)), Some("structured_data_limit"));
+        let md = "Results:\n\n| a | b |\n|---|:-:|\n| 1 | 2 |\n| 3 | 4 |\n| 5 | 6 |\n\nThat is all.";
+        assert_eq!(decide(&g, md), GuardrailResult::Allow);
+        let bigger = md.replace("| 5 | 6 |", "| 5 | 6 |\n| 7 | 8 |");
+        let GuardrailResult::Block { reason, .. } = decide(&g, &bigger) else { panic!() };
+        assert_eq!(reason, "a table of 4 rows exceeds max_rows 3 (content_structured_data)");
+    }
+
+    #[test]
+    fn counts_json_records_including_embedded_json() {
+        let g = StructuredData(settings(json!({"max_rows": 2})));
+        let records = json!([{"a": 1}, {"a": 2}, {"a": 3}]).to_string();
+        assert_eq!(code(&decide(&g, &records)), Some("structured_data_limit"));
+        let matrix = json!({"rows": [[1, 2], [3, 4], [5, 6]]}).to_string();
+        assert_eq!(code(&decide(&g, &matrix)), Some("structured_data_limit"));
+        let scalars = json!([1, 2, 3, 4]).to_string();
+        assert_eq!(decide(&g, &scalars), GuardrailResult::Allow, "a list of numbers is not a table");
+    }
+
+    #[test]
+    fn prose_with_commas_is_not_a_table() {
+        let g = StructuredData(settings(json!({"max_rows": 2})));
+        let prose = "Hello, world.\nThis line has two, no, three, commas.\nAnd this, one.\nFine.";
+        assert_eq!(decide(&g, prose), GuardrailResult::Allow);
+    }
+
+    #[test]
+    fn counts_fenced_and_unfenced_code() {
+        let g = SourceCode(settings(json!({"max_lines": 3})));
+        let fenced = "Here:\n```rust\nfn main() {\n    println!(\"hi\");\n}\n```\nDone.";
+        assert_eq!(decide(&g, fenced), GuardrailResult::Allow);
+        let longer = fenced.replace("}\n```", "}\n// end\n```");
+        assert_eq!(code(&decide(&g, &longer)), Some("source_code_limit"));
+        let unclosed = "~~~\na\nb\nc\nd";
+        assert_eq!(code(&decide(&g, unclosed)), Some("source_code_limit"));
+        let python = "import os\n\ndef main():\n    path = os.getcwd()\n    return path\n";
+        let GuardrailResult::Block { reason, .. } = decide(&g, python) else { panic!() };
+        assert_eq!(reason, "a code block of 4 lines exceeds max_lines 3 (content_source_code)");
+    }
+
+    #[test]
+    fn prose_is_not_code() {
+        let g = SourceCode(settings(json!({"max_lines": 2})));
+        let prose = "The weather is fine.\nWe went for a walk;\nthen we had lunch.\nFor dinner, pasta.\nIf it rains, we stay in.";
+        assert_eq!(decide(&g, prose), GuardrailResult::Allow);
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        assert!(serde_json::from_value::<LargeDocumentsSettings>(json!({"max_bytes": 0})).is_err());
+        assert!(serde_json::from_value::<LargeDocumentsSettings>(json!({})).is_err());
+        assert!(serde_json::from_value::<StructuredDataSettings>(json!({"max_rows": 5, "extra": 1})).is_err());
+        assert!(serde_json::from_value::<SourceCodeSettings>(json!({"max_lines": "ten"})).is_err());
+    }
+}

@@ -1,0 +1,503 @@
+//! `pii_ssn`, `pii_credit_card`, `pii_email`, `pii_phone`, `pii_ip_address`: personal data in messages.
+//!
+//! ```json
+//! {"type": "pii_email", "action": "redact", "direction": "both", "replacement": "[REDACTED:{type}]"}
+//! ```
+//!
+//! `action` is `block` (the default: fail closed) or `redact`; `direction` is `request`, `response` or
+//! `both` (the default); `replacement` is the text that stands in for a redacted value, where `{type}`
+//! becomes `SSN`, `CREDIT_CARD`, `EMAIL`, `PHONE` or `IP_ADDRESS`.
+//!
+//! Every `pii_*` entry of a policy runs in one [`PiiGuardrail`], which reads the message once for all of
+//! them: every string of `params`, `result` or `error`, every object key, every number, and the JSON held
+//! inside strings (a text content item carrying a JSON document). Redaction replaces only the matched span.
+//! The trace names each entry and counts what it found, never the values.
+
+mod scanner;
+mod validate;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Number, Value};
+
+use crate::guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult};
+use crate::guardrails::Directions;
+use crate::message::serialise;
+use crate::policy::PolicyLevel;
+use crate::trace::{DecisionKind, Trace, TraceEntry};
+
+pub use scanner::{Finding, PiiScanner};
+
+/// The block code of a message refused for personal data.
+pub const CODE: &str = "pii_detected";
+
+/// The default stand-in for a redacted value.
+pub const DEFAULT_REPLACEMENT: &str = "[REDACTED:{type}]";
+
+/// How deep the scanner follows JSON documents held inside strings.
+const EMBEDDED_JSON_DEPTH: u8 = 3;
+
+/// A kind of personal data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiKind {
+    /// A US social security number.
+    Ssn = 0,
+    /// A payment card number.
+    CreditCard = 1,
+    /// An email address.
+    Email = 2,
+    /// A phone number.
+    Phone = 3,
+    /// An IPv4 or IPv6 address.
+    IpAddress = 4,
+}
+
+impl PiiKind {
+    /// Every kind.
+    pub const ALL: [Self; 5] = [Self::Ssn, Self::CreditCard, Self::Email, Self::Phone, Self::IpAddress];
+
+    /// The guardrail type name of this kind (`pii_ssn`, …).
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Self::Ssn => "pii_ssn",
+            Self::CreditCard => "pii_credit_card",
+            Self::Email => "pii_email",
+            Self::Phone => "pii_phone",
+            Self::IpAddress => "pii_ip_address",
+        }
+    }
+
+    /// The kind of a guardrail type name.
+    pub fn from_type_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.type_name() == name)
+    }
+
+    /// The label used in redactions (`SSN`, `CREDIT_CARD`, …).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ssn => "SSN",
+            Self::CreditCard => "CREDIT_CARD",
+            Self::Email => "EMAIL",
+            Self::Phone => "PHONE",
+            Self::IpAddress => "IP_ADDRESS",
+        }
+    }
+
+    /// How the trace speaks of one and of several values of this kind.
+    fn nouns(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Ssn => ("social security number", "social security numbers"),
+            Self::CreditCard => ("payment card number", "payment card numbers"),
+            Self::Email => ("email address", "email addresses"),
+            Self::Phone => ("phone number", "phone numbers"),
+            Self::IpAddress => ("IP address", "IP addresses"),
+        }
+    }
+
+    fn with_article(self) -> String {
+        let one = self.nouns().0;
+        let article = if matches!(self, Self::Email | Self::IpAddress) { "an" } else { "a" };
+        format!("{article} {one}")
+    }
+
+    fn count(self, count: usize) -> String {
+        let (one, many) = self.nouns();
+        format!("{count} {}", if count == 1 { one } else { many })
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for PiiKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A set of PII kinds.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PiiKinds(u8);
+
+impl PiiKinds {
+    /// No kind.
+    pub fn empty() -> Self {
+        Self(0)
+    }
+
+    /// Every kind.
+    pub fn all() -> Self {
+        PiiKind::ALL.into_iter().collect()
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: PiiKind) -> bool {
+        self.0 & (1 << kind.index()) != 0
+    }
+
+    /// Adds `kind`.
+    pub fn insert(&mut self, kind: PiiKind) {
+        self.0 |= 1 << kind.index();
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<PiiKind> for PiiKinds {
+    fn from_iter<I: IntoIterator<Item = PiiKind>>(iter: I) -> Self {
+        let mut kinds = Self::empty();
+        iter.into_iter().for_each(|k| kinds.insert(k));
+        kinds
+    }
+}
+
+impl fmt::Debug for PiiKinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(PiiKind::ALL.into_iter().filter(|k| self.contains(*k))).finish()
+    }
+}
+
+/// What to do with personal data found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiAction {
+    /// Refuse the message.
+    #[default]
+    Block,
+    /// Replace the value and let the message through.
+    Redact,
+}
+
+/// Settings of one `pii_*` guardrail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiiSettings {
+    /// Block or redact.
+    #[serde(default)]
+    pub action: PiiAction,
+    /// Which messages to scan.
+    #[serde(default)]
+    pub direction: Directions,
+    /// The stand-in for a redacted value; `{type}` becomes the kind's label.
+    #[serde(default = "default_replacement")]
+    pub replacement: String,
+}
+
+impl Default for PiiSettings {
+    fn default() -> Self {
+        Self {
+            action: PiiAction::default(),
+            direction: Directions::default(),
+            replacement: default_replacement(),
+        }
+    }
+}
+
+fn default_replacement() -> String {
+    DEFAULT_REPLACEMENT.to_owned()
+}
+
+/// One `pii_*` policy entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PiiRule {
+    /// The kind it governs.
+    pub kind: PiiKind,
+    /// Its settings.
+    pub settings: PiiSettings,
+    /// The policy level it came from.
+    pub level: PolicyLevel,
+}
+
+/// What one rule does in one direction.
+#[derive(Clone, Debug)]
+struct Active {
+    action: PiiAction,
+    replacement: String,
+}
+
+/// Everything needed to scan messages travelling one way.
+#[derive(Clone, Debug)]
+struct DirectionPlan {
+    scanner: Arc<PiiScanner>,
+    /// Indexed by [`PiiKind::index`]; `None` for kinds not scanned this way.
+    actions: [Option<Active>; 5],
+}
+
+/// Every `pii_*` rule of a policy, run in one pass.
+#[derive(Clone, Debug)]
+pub struct PiiGuardrail {
+    rules: Vec<PiiRule>,
+    request: Option<DirectionPlan>,
+    response: Option<DirectionPlan>,
+}
+
+impl PiiGuardrail {
+    /// A guardrail for `rules`, compiling its scanners.
+    pub fn new(rules: Vec<PiiRule>) -> Self {
+        Self::with_scanners(rules, |kinds| Arc::new(PiiScanner::new(kinds)))
+    }
+
+    /// A guardrail for `rules` that gets its scanners from `scanner_for` (for example a cache shared by
+    /// every pipeline of a gateway).
+    pub fn with_scanners(rules: Vec<PiiRule>, mut scanner_for: impl FnMut(PiiKinds) -> Arc<PiiScanner>) -> Self {
+        let mut plan = |direction: Direction| {
+            let mut actions: [Option<Active>; 5] = Default::default();
+            let mut kinds = PiiKinds::empty();
+            for rule in rules.iter().filter(|r| r.settings.direction.includes(direction)) {
+                kinds.insert(rule.kind);
+                if let Some(slot) = actions.get_mut(rule.kind.index()) {
+                    *slot = Some(Active {
+                        action: rule.settings.action,
+                        replacement: rule.settings.replacement.replace("{type}", rule.kind.label()),
+                    });
+                }
+            }
+            (!kinds.is_empty()).then(|| DirectionPlan {
+                scanner: scanner_for(kinds),
+                actions,
+            })
+        };
+        let request = plan(Direction::Request);
+        let response = plan(Direction::Response);
+        Self {
+            rules,
+            request,
+            response,
+        }
+    }
+
+    fn plan(&self, direction: Direction) -> Option<&DirectionPlan> {
+        match direction {
+            Direction::Request => self.request.as_ref(),
+            Direction::Response => self.response.as_ref(),
+        }
+    }
+
+    /// Scans (and, where rules say so, redacts) `payload`: the outcome of one pass.
+    fn inspect<'p>(&self, plan: &'p DirectionPlan, payload: &Value) -> Pass<'p> {
+        let mut pass = Pass {
+            plan_actions: &plan.actions,
+            scanner: &plan.scanner,
+            counts: [0; 5],
+            blocked: None,
+            redacted: None,
+        };
+        pass.redacted = pass.value(payload, 0);
+        pass
+    }
+}
+
+/// The state of one scan over a payload.
+struct Pass<'a> {
+    plan_actions: &'a [Option<Active>; 5],
+    scanner: &'a PiiScanner,
+    counts: [usize; 5],
+    blocked: Option<PiiKind>,
+    /// The redacted payload, when anything was redacted.
+    redacted: Option<Value>,
+}
+
+impl Pass<'_> {
+    fn action(&self, kind: PiiKind) -> Option<&Active> {
+        self.plan_actions.get(kind.index()).and_then(Option::as_ref)
+    }
+
+    /// The redacted copy of `value`, or `None` when nothing in it changed. Stops early once blocked.
+    fn value(&mut self, value: &Value, depth: u8) -> Option<Value> {
+        if self.blocked.is_some() {
+            return None;
+        }
+        match value {
+            Value::String(text) => self.string(text, depth).map(Value::String),
+            Value::Number(number) => self.number(number).map(Value::String),
+            Value::Array(items) => {
+                let mut changed: Option<Vec<Value>> = None;
+                for (index, item) in items.iter().enumerate() {
+                    if let Some(new) = self.value(item, depth) {
+                        let out = changed.get_or_insert_with(|| items.get(..index).unwrap_or_default().to_vec());
+                        out.push(new);
+                    } else if let Some(out) = changed.as_mut() {
+                        out.push(item.clone());
+                    }
+                }
+                changed.map(Value::Array)
+            }
+            Value::Object(map) => self.object(map, depth).map(Value::Object),
+            Value::Null | Value::Bool(_) => None,
+        }
+    }
+
+    fn object(&mut self, map: &Map<String, Value>, depth: u8) -> Option<Map<String, Value>> {
+        let mut changed: Option<Map<String, Value>> = None;
+        for (index, (key, item)) in map.iter().enumerate() {
+            let new_key = self.text(key);
+            let new_item = self.value(item, depth);
+            if new_key.is_none() && new_item.is_none() {
+                if let Some(out) = changed.as_mut() {
+                    out.insert(key.clone(), item.clone());
+                }
+                continue;
+            }
+            let out = changed.get_or_insert_with(|| map.iter().take(index).map(|(k, v)| (k.clone(), v.clone())).collect());
+            let mut key = new_key.unwrap_or_else(|| key.clone());
+            // Two keys redacted alike must not overwrite each other: nothing is lost.
+            let base = key.clone();
+            let mut n = 2;
+            while out.contains_key(&key) {
+                key = format!("{base}#{n}");
+                n += 1;
+            }
+            out.insert(key, new_item.unwrap_or_else(|| item.clone()));
+        }
+        changed
+    }
+
+    fn string(&mut self, text: &str, depth: u8) -> Option<String> {
+        if depth < EMBEDDED_JSON_DEPTH {
+            if let Some(inner) = embedded_json(text) {
+                return self.value(&inner, depth + 1).map(|new| String::from_utf8_lossy(&serialise(&new)).into_owned());
+            }
+        }
+        self.text(text)
+    }
+
+    fn number(&mut self, number: &Number) -> Option<String> {
+        // Only a bare run of 13 or more digits (a card number) can hide in a JSON number.
+        const SMALLEST_CARD: u64 = 1_000_000_000_000;
+        let small = number.as_u64().map(|n| n < SMALLEST_CARD).or_else(|| number.as_i64().map(|n| n.unsigned_abs() < SMALLEST_CARD));
+        if small == Some(true) {
+            return None;
+        }
+        self.text(&number.to_string())
+    }
+
+    /// Scans one text; returns its redacted form when anything in it was redacted.
+    fn text(&mut self, text: &str) -> Option<String> {
+        let mut redacted: Option<String> = None;
+        // Redaction cannot create new matches with the default replacement, but a custom one might:
+        // scan the result again until nothing is left, and give up on the text as a whole after a few rounds.
+        for round in 0..4 {
+            let current = redacted.as_deref().unwrap_or(text);
+            let mut out: Option<String> = None;
+            let mut last = 0;
+            let mut blocked = None;
+            let mut counts = [0usize; 5];
+            self.scanner.scan(current, |finding| {
+                if blocked.is_some() {
+                    return;
+                }
+                let Some(active) = self.plan_actions.get(finding.kind.index()).and_then(Option::as_ref) else {
+                    return;
+                };
+                if let Some(count) = counts.get_mut(finding.kind.index()) {
+                    *count += 1;
+                }
+                match active.action {
+                    PiiAction::Block => blocked = Some(finding.kind),
+                    PiiAction::Redact => {
+                        let out = out.get_or_insert_with(|| String::with_capacity(current.len()));
+                        out.push_str(current.get(last..finding.span.start).unwrap_or_default());
+                        out.push_str(&active.replacement);
+                        last = finding.span.end;
+                    }
+                }
+            });
+            if round == 0 {
+                self.counts.iter_mut().zip(counts).for_each(|(total, n)| *total += n);
+            }
+            if let Some(kind) = blocked {
+                self.blocked = Some(kind);
+                return None;
+            }
+            match out {
+                None => return redacted,
+                Some(mut out) => {
+                    out.push_str(current.get(last..).unwrap_or_default());
+                    redacted = Some(out);
+                }
+            }
+        }
+        // Still finding data after several rounds: replace the whole text.
+        let replacement = PiiKind::ALL.into_iter().find_map(|k| self.action(k).filter(|a| a.action == PiiAction::Redact));
+        Some(replacement.map_or_else(String::new, |a| a.replacement.clone()))
+    }
+}
+
+/// The JSON document a string holds, if it holds an object or an array.
+fn embedded_json(text: &str) -> Option<Value> {
+    let trimmed = text.trim_ascii();
+    let looks_like_json = matches!(
+        (trimmed.as_bytes().first(), trimmed.as_bytes().last()),
+        (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
+    );
+    if !looks_like_json {
+        return None;
+    }
+    serde_json::from_str::<Value>(trimmed).ok().filter(|v| v.is_object() || v.is_array())
+}
+
+#[async_trait]
+impl Guardrail for PiiGuardrail {
+    /// `pii`: the trace names each `pii_*` entry instead.
+    fn type_name(&self) -> &str {
+        "pii"
+    }
+
+    fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
+        self.plan(ctx.direction).is_some() && ctx.message.payload().is_some()
+    }
+
+    async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        self.evaluate_traced(ctx, PolicyLevel::Organisation, &mut Trace::new()).await
+    }
+
+    async fn evaluate_traced(&self, ctx: &GuardrailContext<'_>, _level: PolicyLevel, trace: &mut Trace) -> GuardrailResult {
+        let (Some(plan), Some(payload)) = (self.plan(ctx.direction), ctx.message.payload()) else {
+            return GuardrailResult::Allow;
+        };
+        let pass = self.inspect(plan, payload);
+        let direction = ctx.direction;
+        let active_rules = self.rules.iter().filter(|r| r.settings.direction.includes(direction));
+        if let Some(kind) = pass.blocked {
+            let reason = format!("the {direction} contains {} ({})", kind.with_article(), kind.type_name());
+            let result = GuardrailResult::block(CODE, reason);
+            for rule in active_rules {
+                let entry_result = if rule.kind == kind { &result } else { &GuardrailResult::Allow };
+                trace.record(rule.kind.type_name(), rule.level, entry_result);
+            }
+            return result;
+        }
+        let mut reasons = Vec::new();
+        for rule in active_rules {
+            let count = pass.counts.get(rule.kind.index()).copied().unwrap_or(0);
+            if count > 0 && rule.settings.action == PiiAction::Redact {
+                let reason = format!("redacted {}", rule.kind.count(count));
+                trace.push(TraceEntry::new(rule.kind.type_name(), rule.level, DecisionKind::Modify).with_reason(&reason));
+                reasons.push(reason);
+            } else {
+                trace.record(rule.kind.type_name(), rule.level, &GuardrailResult::Allow);
+            }
+        }
+        let Some(redacted) = pass.redacted else {
+            return GuardrailResult::Allow;
+        };
+        match ctx.message.with_payload(redacted) {
+            Ok(message) => GuardrailResult::Modify {
+                message,
+                reason: reasons.join(", "),
+            },
+            Err(e) => GuardrailResult::block(CODE, format!("could not redact the message: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

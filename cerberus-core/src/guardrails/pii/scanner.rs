@@ -1,0 +1,305 @@
+//! One pass over a text for every enabled kind of personal data.
+//!
+//! All candidate patterns of the enabled kinds are compiled into one `regex-automata` meta regex with ASCII
+//! classes only, so a text is read once whatever the number of kinds. Each candidate then goes through the
+//! checks in [`validate`](super::validate); when a candidate fails them, the other patterns are tried
+//! anchored at the same position before the search moves on.
+
+use std::fmt;
+use std::ops::Range;
+
+use regex_automata::meta::Regex;
+use regex_automata::{Anchored, Input, PatternID};
+
+use super::validate::{self, PhoneShape};
+use super::{PiiKind, PiiKinds};
+
+/// One piece of personal data found in a text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// What it is.
+    pub kind: PiiKind,
+    /// Where it is, in bytes.
+    pub span: Range<usize>,
+}
+
+/// The candidate patterns, in priority order: at one position the first that validates wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Candidate {
+    Email,
+    Card,
+    CardAmex,
+    Ssn,
+    Ipv4,
+    Ipv6,
+    Phone(PhoneShape),
+}
+
+impl Candidate {
+    const ALL: [Self; 9] = [
+        Self::Email,
+        Self::Card,
+        Self::CardAmex,
+        Self::Ssn,
+        Self::Ipv4,
+        Self::Ipv6,
+        Self::Phone(PhoneShape::International),
+        Self::Phone(PhoneShape::NorthAmerican),
+        Self::Phone(PhoneShape::National),
+    ];
+
+    fn kind(self) -> PiiKind {
+        match self {
+            Self::Email => PiiKind::Email,
+            Self::Card | Self::CardAmex => PiiKind::CreditCard,
+            Self::Ssn => PiiKind::Ssn,
+            Self::Ipv4 | Self::Ipv6 => PiiKind::IpAddress,
+            Self::Phone(_) => PiiKind::Phone,
+        }
+    }
+
+    fn pattern(self) -> &'static str {
+        match self {
+            // Lengths are bounded (64-byte local part, 253-byte domain) so a failed candidate costs little.
+            Self::Email => r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9][A-Za-z0-9.\-]{0,252}",
+            Self::Card => r"[0-9]{4}(?:[ \-]?[0-9]{4}){2,3}(?:[ \-]?[0-9]{1,4})?",
+            Self::CardAmex => r"[0-9]{4}[ \-]?[0-9]{6}[ \-]?[0-9]{4,5}",
+            Self::Ssn => r"[0-9]{3}[ .\-][0-9]{2}[ .\-][0-9]{4}",
+            Self::Ipv4 => r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?:/[0-9]{1,2})?",
+            Self::Ipv6 => r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]{0,37}",
+            Self::Phone(PhoneShape::International) => {
+                r"(?:\+|00)[1-9][0-9]{0,2}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,4})){1,6}[ .\-]?[0-9]{2,4}"
+            }
+            Self::Phone(PhoneShape::NorthAmerican) => {
+                r"(?:1[ .\-]?)?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .\-])[0-9]{3}[ .\-][0-9]{4}"
+            }
+            Self::Phone(PhoneShape::National) => r"\(?0[1-9][0-9]{0,4}\)?(?:[ .\-]?[0-9]{2,5}){1,4}",
+        }
+    }
+
+    fn validate(self, bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
+        match self {
+            Self::Email => validate::email(bytes, span),
+            Self::Card | Self::CardAmex => validate::credit_card(bytes, span),
+            Self::Ssn => validate::ssn(bytes, span),
+            Self::Ipv4 => validate::ipv4(bytes, span),
+            Self::Ipv6 => validate::ipv6(bytes, span),
+            Self::Phone(shape) => validate::phone(bytes, span, shape),
+        }
+    }
+}
+
+/// Where to search again after no candidate validated at `start`.
+///
+/// Every validator rejects a candidate that follows a word character (it would be glued to a word or to
+/// a longer number), so when `start` is inside a word the search resumes after that word. This keeps
+/// the scan linear on long digit runs and long local parts. Every pattern is ASCII, so the byte after a
+/// match start is a character boundary.
+fn resume_after_failure(bytes: &[u8], start: usize) -> usize {
+    let is_word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    if !bytes.get(start).is_some_and(is_word) {
+        return start + 1;
+    }
+    let rest = bytes.get(start..).unwrap_or_default();
+    start + rest.iter().position(|b| !is_word(b)).map_or(rest.len(), |i| i + 1)
+}
+
+/// Finds personal data of the kinds it was built for.
+///
+/// ```
+/// use cerberus_core::guardrails::pii::{PiiKind, PiiKinds, PiiScanner};
+/// let scanner = PiiScanner::new(PiiKinds::all());
+/// let kinds: Vec<_> = scanner.find_all("mail a@example.com or call +44 20 7946 0958")
+///     .into_iter().map(|f| f.kind).collect();
+/// assert_eq!(kinds, [PiiKind::Email, PiiKind::Phone]);
+/// ```
+#[derive(Clone)]
+pub struct PiiScanner {
+    kinds: PiiKinds,
+    /// `None` when no kind is enabled.
+    regex: Option<Regex>,
+    /// The candidate behind each pattern id.
+    candidates: Vec<Candidate>,
+}
+
+impl fmt::Debug for PiiScanner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PiiScanner").field("kinds", &self.kinds).finish_non_exhaustive()
+    }
+}
+
+impl PiiScanner {
+    /// A scanner for `kinds`.
+    pub fn new(kinds: PiiKinds) -> Self {
+        let candidates: Vec<Candidate> = Candidate::ALL.into_iter().filter(|c| kinds.contains(c.kind())).collect();
+        let regex = (!candidates.is_empty()).then(|| {
+            let patterns: Vec<&str> = candidates.iter().map(|c| c.pattern()).collect();
+            #[expect(
+                clippy::expect_used,
+                reason = "the patterns are constants, and every combination is compiled by the tests"
+            )]
+            Regex::new_many(&patterns)
+                .expect("the PII patterns compile")
+        });
+        Self {
+            kinds,
+            regex,
+            candidates,
+        }
+    }
+
+    /// The kinds this scanner finds.
+    pub fn kinds(&self) -> PiiKinds {
+        self.kinds
+    }
+
+    /// Calls `found` for every piece of personal data in `text`, left to right, without overlaps.
+    pub fn scan(&self, text: &str, mut found: impl FnMut(Finding)) {
+        let Some(regex) = &self.regex else { return };
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() {
+            let Some(m) = regex.search(&Input::new(bytes).range(at..)) else {
+                return;
+            };
+            let start = m.start();
+            let first = self.candidates.get(m.pattern().as_usize());
+            let validated = first
+                .and_then(|c| Some((*c, c.validate(bytes, m.range())?)))
+                .or_else(|| self.retry_at(regex, bytes, start, m.pattern()));
+            match validated {
+                Some((candidate, span)) => {
+                    at = span.end.max(start + 1);
+                    found(Finding {
+                        kind: candidate.kind(),
+                        span,
+                    });
+                }
+                None => at = resume_after_failure(bytes, start),
+            }
+        }
+    }
+
+    /// Tries every other pattern anchored at `start`, in priority order.
+    fn retry_at(&self, regex: &Regex, bytes: &[u8], start: usize, tried: PatternID) -> Option<(Candidate, Range<usize>)> {
+        self.candidates.iter().enumerate().find_map(|(index, candidate)| {
+            let pattern = PatternID::new(index).ok().filter(|p| *p != tried)?;
+            let input = Input::new(bytes).range(start..).anchored(Anchored::Pattern(pattern));
+            let m = regex.search(&input)?;
+            Some((*candidate, candidate.validate(bytes, m.range())?))
+        })
+    }
+
+    /// Every finding in `text`.
+    pub fn find_all(&self, text: &str) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        self.scan(text, |f| findings.push(f));
+        findings
+    }
+
+    /// Whether `text` holds any personal data of this scanner's kinds.
+    pub fn contains_any(&self, text: &str) -> bool {
+        let mut any = false;
+        self.scan(text, |_| any = true);
+        any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PiiKind::*;
+
+    fn scan(text: &str) -> Vec<(PiiKind, &str)> {
+        PiiScanner::new(PiiKinds::all())
+            .find_all(text)
+            .into_iter()
+            .map(|f| (f.kind, &text[f.span]))
+            .collect()
+    }
+
+    #[test]
+    fn every_subset_of_kinds_compiles_and_finds_only_its_kinds() {
+        let text = "a@example.com 536-22-1234 4111 1111 1111 1111 10.1.2.3 (555) 234-5678";
+        for bits in 0u8..32 {
+            let kinds: PiiKinds = PiiKind::ALL.into_iter().filter(|k| bits & (1 << (*k as u8)) != 0).collect();
+            let found: Vec<_> = PiiScanner::new(kinds).find_all(text).into_iter().map(|f| f.kind).collect();
+            let expected: Vec<_> = [Email, Ssn, CreditCard, IpAddress, Phone].into_iter().filter(|k| kinds.contains(*k)).collect();
+            assert_eq!(found, expected, "kinds {kinds:?}");
+        }
+    }
+
+    #[test]
+    fn finds_each_kind_in_prose() {
+        assert_eq!(scan("Contact john.doe@example.com today."), [(Email, "john.doe@example.com")]);
+        assert_eq!(scan("SSN: 536-22-1234."), [(Ssn, "536-22-1234")]);
+        assert_eq!(scan("card 5555 5555 5555 4444 expires"), [(CreditCard, "5555 5555 5555 4444")]);
+        assert_eq!(scan("amex 3782-822463-10005"), [(CreditCard, "3782-822463-10005")]);
+        assert_eq!(scan("from 203.0.113.7 and 2001:db8::8a2e:370:7334."), [(IpAddress, "203.0.113.7"), (IpAddress, "2001:db8::8a2e:370:7334")]);
+    }
+
+    #[test]
+    fn finds_phone_numbers_in_common_formats() {
+        for phone in [
+            "(555) 234-5678", "555-234-5678", "555.234.5678", "555 234 5678", "1-555-234-5678", "+1 555 234 5678",
+            "+1-555-234-5678", "+44 20 7946 0958", "+44 (0)20 7946 0958", "+33 1 23 45 67 89", "+49 30 12345678",
+            "+91 98765 43210", "+14155552671", "020 7946 0958", "07700 900123", "06 12 34 56 78", "0044 20 7946 0958",
+        ] {
+            let text = format!("call {phone} now");
+            assert_eq!(scan(&text), [(Phone, phone)], "{phone}");
+        }
+    }
+
+    #[test]
+    fn phone_numbers_do_not_fire_on_dates_versions_ssns_or_ips() {
+        for text in [
+            "2024-01-15", "15.01.2024", "01/15/2024", "2024-01-15T10:30:00Z", "01-02-2024", "version 1.2.3",
+            "v10.0.19041.1", "build 2.14.0-rc.1", "5551234567", "12:30:45", "order 123456", "pi is 3.14159265",
+            "1,234,567", "ISBN 978-3-16-148410-0", "zip 12345-6789",
+        ] {
+            assert_eq!(scan(text), [], "{text}");
+        }
+        assert_eq!(scan("536-22-1234"), [(Ssn, "536-22-1234")]);
+        assert_eq!(scan("192.168.100.200"), [(IpAddress, "192.168.100.200")]);
+    }
+
+    #[test]
+    fn near_misses_do_not_match() {
+        for text in [
+            "4111111111111112", "4111 1111 1111 11112", "000-12-3456", "123-45-6789", "536-22-12345", "1536-22-1234",
+            "256.1.1.1", "1.2.3.4.5", "user@host", "user@example.invalidtld", "x4111111111111111", "4111111111111111x",
+            "4111111111111111.5", "call 555-234-56789",
+        ] {
+            assert_eq!(scan(text), [], "{text}");
+        }
+    }
+
+    #[test]
+    fn finds_pii_at_string_edges_and_beside_unicode() {
+        assert_eq!(scan("536-22-1234"), [(Ssn, "536-22-1234")]);
+        assert_eq!(scan("é536-22-1234é"), [(Ssn, "536-22-1234")]);
+        assert_eq!(scan("日本a@example.jp語"), [(Email, "a@example.jp")]);
+        assert_eq!(scan("«4111111111111111»"), [(CreditCard, "4111111111111111")]);
+        assert_eq!(scan("\n10.0.0.1\t"), [(IpAddress, "10.0.0.1")]);
+    }
+
+    #[test]
+    fn an_email_with_digits_is_one_email() {
+        assert_eq!(scan("5552345678@example.com"), [(Email, "5552345678@example.com")]);
+        assert_eq!(scan("4111111111111111@nowhere.invalidtld"), [(CreditCard, "4111111111111111")]);
+    }
+
+    #[test]
+    fn a_failed_candidate_does_not_hide_a_later_one() {
+        assert_eq!(scan("4111111111111112 4111111111111111"), [(CreditCard, "4111111111111111")]);
+        assert_eq!(scan("10:30:00 then 10.0.0.1"), [(IpAddress, "10.0.0.1")]);
+    }
+
+    #[test]
+    fn long_hostile_inputs_stay_linear() {
+        let text = format!("{}@{}", "a".repeat(20_000), "b.".repeat(20_000));
+        assert_eq!(scan(&text), []);
+        let digits = "1".repeat(20_000);
+        assert_eq!(scan(&digits), []);
+    }
+}

@@ -1,0 +1,342 @@
+//! `rate_limit_per_minute` and `rate_limit_per_hour`: how many calls an agent may make.
+//!
+//! ```json
+//! {"type": "rate_limit_per_minute", "limit": 60}
+//! {"type": "rate_limit_per_hour", "limit": 1000, "key": "agent_tool", "methods": ["tools/call", "resources/read"]}
+//! ```
+//!
+//! `limit` calls per window (a burst of `limit`, then a steady `limit` per window); `key` is `agent` (the
+//! default: all the agent's calls count together) or `agent_tool` (each tool has its own count);
+//! `methods` lists the request methods counted, `tools/call` by default (`*` counts every request).
+//!
+//! Both entries of a policy run as one [`RateLimitGuardrail`] that checks their windows in a single
+//! atomic [`RateLimiter::acquire`](crate::rate_limit::RateLimiter::acquire): a call refused by one window
+//! is not counted in the other. A refusal is THROTTLE with the time after which a retry passes. When the
+//! limiter cannot answer, the call is blocked (`rate_limiter_unavailable`): limits fail closed.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult};
+use crate::guardrails::wildcard::Wildcard;
+use crate::message::{MessageKind, methods};
+use crate::policy::PolicyLevel;
+use crate::rate_limit::{RateLimitDecision, RateLimitWindow, RateLimiter};
+use crate::trace::Trace;
+
+/// The block code when the limiter cannot answer.
+pub const UNAVAILABLE_CODE: &str = "rate_limiter_unavailable";
+
+/// The window of a rate-limit guardrail type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RateLimitPeriod {
+    /// `rate_limit_per_minute`.
+    Minute,
+    /// `rate_limit_per_hour`.
+    Hour,
+}
+
+impl RateLimitPeriod {
+    /// Both periods.
+    pub const ALL: [Self; 2] = [Self::Minute, Self::Hour];
+
+    /// The guardrail type name.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Self::Minute => "rate_limit_per_minute",
+            Self::Hour => "rate_limit_per_hour",
+        }
+    }
+
+    /// The period of a guardrail type name.
+    pub fn from_type_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.type_name() == name)
+    }
+
+    /// The window length.
+    pub fn duration(self) -> Duration {
+        match self {
+            Self::Minute => Duration::from_secs(60),
+            Self::Hour => Duration::from_secs(3600),
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Minute => "minute",
+            Self::Hour => "hour",
+        }
+    }
+}
+
+/// What calls are counted together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitKey {
+    /// All calls of one agent.
+    #[default]
+    Agent,
+    /// The calls of one agent to one tool.
+    AgentTool,
+}
+
+/// Settings of a rate-limit guardrail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Calls allowed per window.
+    pub limit: NonZeroU32,
+    /// What is counted together.
+    #[serde(default)]
+    pub key: RateLimitKey,
+    /// The request methods counted.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<Wildcard>,
+}
+
+fn default_methods() -> Vec<Wildcard> {
+    vec![Wildcard::from_str_unchecked(methods::TOOLS_CALL)]
+}
+
+/// One rate-limit policy entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitRule {
+    /// Its window.
+    pub period: RateLimitPeriod,
+    /// Its settings.
+    pub settings: RateLimitSettings,
+    /// The policy level it came from.
+    pub level: PolicyLevel,
+}
+
+impl RateLimitRule {
+    fn counts(&self, method: &str) -> bool {
+        self.settings.methods.iter().any(|m| m.matches(method))
+    }
+
+    fn window(&self, ctx: &GuardrailContext<'_>) -> RateLimitWindow {
+        let agent = ctx.identity.agent;
+        let seconds = self.period.duration().as_secs();
+        // `{agent}` is a Redis Cluster hash tag: every window of an agent lives in one slot.
+        let key = match (self.settings.key, ctx.message.tool_name()) {
+            (RateLimitKey::AgentTool, Some(tool)) => format!("{{{agent}}}:{seconds}s:tool:{tool}"),
+            _ => format!("{{{agent}}}:{seconds}s"),
+        };
+        RateLimitWindow {
+            key,
+            limit: self.settings.limit,
+            period: self.period.duration(),
+        }
+    }
+}
+
+/// Every rate-limit rule of a policy, checked together.
+#[derive(Clone, Debug)]
+pub struct RateLimitGuardrail {
+    rules: Vec<RateLimitRule>,
+    limiter: Arc<dyn RateLimiter>,
+}
+
+impl RateLimitGuardrail {
+    /// A guardrail for `rules` counting in `limiter`.
+    pub fn new(rules: Vec<RateLimitRule>, limiter: Arc<dyn RateLimiter>) -> Self {
+        Self { rules, limiter }
+    }
+
+    fn counted<'r>(&'r self, ctx: &GuardrailContext<'_>) -> impl Iterator<Item = &'r RateLimitRule> {
+        let method = ctx.message.method().unwrap_or_default();
+        self.rules.iter().filter(move |r| r.counts(method))
+    }
+}
+
+#[async_trait]
+impl Guardrail for RateLimitGuardrail {
+    /// `rate_limit`: the trace names each `rate_limit_per_*` entry instead.
+    fn type_name(&self) -> &str {
+        "rate_limit"
+    }
+
+    fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
+        ctx.direction == Direction::Request
+            && ctx.message.kind() == MessageKind::Request
+            && self.counted(ctx).next().is_some()
+    }
+
+    async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        self.evaluate_traced(ctx, PolicyLevel::Organisation, &mut Trace::new()).await
+    }
+
+    async fn evaluate_traced(&self, ctx: &GuardrailContext<'_>, _level: PolicyLevel, trace: &mut Trace) -> GuardrailResult {
+        let rules: Vec<&RateLimitRule> = self.counted(ctx).collect();
+        let windows: Vec<RateLimitWindow> = rules.iter().map(|r| r.window(ctx)).collect();
+        match self.limiter.acquire(&windows).await {
+            Ok(RateLimitDecision::Allowed) => {
+                for rule in &rules {
+                    trace.record(rule.period.type_name(), rule.level, &GuardrailResult::Allow);
+                }
+                GuardrailResult::Allow
+            }
+            Ok(RateLimitDecision::Denied { window, retry_after }) => {
+                let mut throttle = GuardrailResult::Allow;
+                for (index, rule) in rules.iter().enumerate() {
+                    if index == window {
+                        throttle = GuardrailResult::Throttle {
+                            retry_after,
+                            reason: format!(
+                                "rate limit of {} calls per {} exceeded ({})",
+                                rule.settings.limit,
+                                rule.period.noun(),
+                                rule.period.type_name()
+                            ),
+                        };
+                        trace.record(rule.period.type_name(), rule.level, &throttle);
+                    } else {
+                        trace.record(rule.period.type_name(), rule.level, &GuardrailResult::Allow);
+                    }
+                }
+                throttle
+            }
+            Err(error) => {
+                let result = GuardrailResult::block(UNAVAILABLE_CODE, error.to_string());
+                if let Some(rule) = rules.first() {
+                    trace.record(rule.period.type_name(), rule.level, &result);
+                }
+                result
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rate_limit::{MemoryRateLimiter, RateLimitError};
+    use crate::{DecisionKind, Identity, Message};
+    use governor::clock::FakeRelativeClock;
+    use serde_json::json;
+
+    fn rule(period: RateLimitPeriod, settings: serde_json::Value) -> RateLimitRule {
+        RateLimitRule {
+            period,
+            settings: serde_json::from_value(settings).unwrap(),
+            level: PolicyLevel::Workspace,
+        }
+    }
+
+    fn call(tool: &str) -> Message {
+        Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool}})).unwrap()
+    }
+
+    async fn decide(guardrail: &RateLimitGuardrail, identity: &Identity, message: &Message) -> (GuardrailResult, Trace) {
+        let ctx = GuardrailContext::new(Direction::Request, identity, message);
+        let mut trace = Trace::new();
+        if !guardrail.applies_to(&ctx) {
+            return (GuardrailResult::Allow, trace);
+        }
+        let result = guardrail.evaluate_traced(&ctx, PolicyLevel::Organisation, &mut trace).await;
+        (result, trace)
+    }
+
+    fn memory() -> (FakeRelativeClock, Arc<MemoryRateLimiter<FakeRelativeClock>>) {
+        let clock = FakeRelativeClock::default();
+        (clock.clone(), Arc::new(MemoryRateLimiter::with_clock(clock)))
+    }
+
+    #[tokio::test]
+    async fn throttles_past_the_limit_with_a_retry_hint() {
+        let (clock, limiter) = memory();
+        let guardrail = RateLimitGuardrail::new(vec![rule(RateLimitPeriod::Minute, json!({"limit": 2}))], limiter);
+        let identity = Identity::new_random();
+        for _ in 0..2 {
+            assert_eq!(decide(&guardrail, &identity, &call("a")).await.0, GuardrailResult::Allow);
+        }
+        let (result, trace) = decide(&guardrail, &identity, &call("b")).await;
+        assert_eq!(
+            result,
+            GuardrailResult::Throttle {
+                retry_after: Duration::from_secs(30),
+                reason: "rate limit of 2 calls per minute exceeded (rate_limit_per_minute)".into()
+            }
+        );
+        assert_eq!(trace.entries()[0].guardrail, "rate_limit_per_minute");
+        assert_eq!(trace.entries()[0].level, PolicyLevel::Workspace);
+        assert_eq!(trace.entries()[0].retry_after_ms, Some(30_000));
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(decide(&guardrail, &identity, &call("b")).await.0, GuardrailResult::Allow);
+        let other_agent = Identity::new_random();
+        assert_eq!(decide(&guardrail, &other_agent, &call("a")).await.0, GuardrailResult::Allow);
+    }
+
+    #[tokio::test]
+    async fn per_tool_keys_count_each_tool_apart() {
+        let (_, limiter) = memory();
+        let guardrail = RateLimitGuardrail::new(vec![rule(RateLimitPeriod::Hour, json!({"limit": 1, "key": "agent_tool"}))], limiter);
+        let identity = Identity::new_random();
+        assert_eq!(decide(&guardrail, &identity, &call("a")).await.0, GuardrailResult::Allow);
+        assert_eq!(decide(&guardrail, &identity, &call("b")).await.0, GuardrailResult::Allow);
+        assert!(matches!(decide(&guardrail, &identity, &call("a")).await.0, GuardrailResult::Throttle { .. }));
+    }
+
+    #[tokio::test]
+    async fn only_counted_methods_are_limited() {
+        let (_, limiter) = memory();
+        let guardrail = RateLimitGuardrail::new(vec![rule(RateLimitPeriod::Minute, json!({"limit": 1}))], limiter);
+        let identity = Identity::new_random();
+        let list = Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).unwrap();
+        for _ in 0..5 {
+            let (result, trace) = decide(&guardrail, &identity, &list).await;
+            assert_eq!(result, GuardrailResult::Allow);
+            assert!(trace.is_empty());
+        }
+        let all = RateLimitGuardrail::new(vec![rule(RateLimitPeriod::Minute, json!({"limit": 1, "methods": ["*"]}))], Arc::new(MemoryRateLimiter::new()));
+        assert_eq!(decide(&all, &identity, &list).await.0, GuardrailResult::Allow);
+        assert!(matches!(decide(&all, &identity, &list).await.0, GuardrailResult::Throttle { .. }));
+    }
+
+    #[tokio::test]
+    async fn minute_and_hour_are_checked_together() {
+        let (_, limiter) = memory();
+        let guardrail = RateLimitGuardrail::new(
+            vec![rule(RateLimitPeriod::Minute, json!({"limit": 10})), rule(RateLimitPeriod::Hour, json!({"limit": 2}))],
+            limiter,
+        );
+        let identity = Identity::new_random();
+        for _ in 0..2 {
+            let (result, trace) = decide(&guardrail, &identity, &call("a")).await;
+            assert_eq!(result, GuardrailResult::Allow);
+            assert_eq!(trace.len(), 2);
+        }
+        let (result, trace) = decide(&guardrail, &identity, &call("a")).await;
+        assert!(matches!(result, GuardrailResult::Throttle { retry_after, .. } if retry_after == Duration::from_secs(1800)));
+        let decisions: Vec<_> = trace.entries().iter().map(|e| (e.guardrail.as_str(), e.decision)).collect();
+        assert_eq!(decisions, [("rate_limit_per_minute", DecisionKind::Allow), ("rate_limit_per_hour", DecisionKind::Throttle)]);
+    }
+
+    #[derive(Debug)]
+    struct Down;
+
+    #[async_trait]
+    impl RateLimiter for Down {
+        async fn acquire(&self, _: &[RateLimitWindow]) -> Result<RateLimitDecision, RateLimitError> {
+            Err(RateLimitError("connection refused".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_limiter_fails_closed() {
+        let guardrail = RateLimitGuardrail::new(vec![rule(RateLimitPeriod::Minute, json!({"limit": 1}))], Arc::new(Down));
+        let (result, _) = decide(&guardrail, &Identity::new_random(), &call("a")).await;
+        assert!(matches!(result, GuardrailResult::Block { code, .. } if code == UNAVAILABLE_CODE));
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        for bad in [json!({}), json!({"limit": 0}), json!({"limit": -1}), json!({"limit": "60"}), json!({"limit": 1, "key": "org"}), json!({"limit": 1, "per": "x"})] {
+            assert!(serde_json::from_value::<RateLimitSettings>(bad.clone()).is_err(), "{bad}");
+        }
+    }
+}

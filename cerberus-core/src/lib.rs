@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod guardrails;
+pub mod rate_limit;
+
+mod guardrail;
+mod identity;
+mod message;
+mod pipeline;
+mod policy;
+mod registry;
+mod trace;
+
+pub use guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult, SyncGuardrail};
+pub use identity::{AgentId, Identity, OrganisationId, WorkspaceId};
+pub use message::{Message, MessageError, MessageKind, methods};
+pub use pipeline::{Decision, Envelope, Pipeline, PipelineOutcome};
+pub use policy::{
+    EffectiveEntry, EffectivePolicy, GuardrailSpec, IgnoredOverride, PolicyDocument, PolicyError, PolicyFormat,
+    PolicyLevel,
+};
+pub use registry::{BUILTIN_TYPES, BuildEnv, GuardrailFactory, GuardrailRegistry, RegistryError, parse_settings};
+pub use trace::{DecisionKind, Trace, TraceEntry};

@@ -1,0 +1,397 @@
+//! The [`GuardrailRegistry`]: guardrail type names, their factories, and pipelines built from policies.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::guardrail::Guardrail;
+use crate::guardrails::content::{LargeDocuments, SourceCode, StructuredData};
+use crate::guardrails::pii::{PiiGuardrail, PiiKind, PiiKinds, PiiRule, PiiScanner};
+use crate::guardrails::rate_limit::{RateLimitGuardrail, RateLimitPeriod, RateLimitRule};
+use crate::guardrails::rbac::Rbac;
+use crate::pipeline::Pipeline;
+use crate::policy::{EffectivePolicy, PolicyDocument, PolicyError, PolicyLevel};
+use crate::rate_limit::{MemoryRateLimiter, RateLimiter};
+
+/// The type names of the built-in guardrails.
+pub const BUILTIN_TYPES: [&str; 11] = [
+    "rbac",
+    "pii_ssn",
+    "pii_credit_card",
+    "pii_email",
+    "pii_phone",
+    "pii_ip_address",
+    "rate_limit_per_minute",
+    "rate_limit_per_hour",
+    "content_large_documents",
+    "content_structured_data",
+    "content_source_code",
+];
+
+/// Parses a guardrail's settings into `T`, naming the offending field on error.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct Settings { words: Vec<String> }
+///
+/// let settings = serde_json::json!({"words": ["a", 3]});
+/// let err = cerberus_core::parse_settings::<Settings>(settings.as_object().unwrap()).unwrap_err();
+/// assert_eq!(err.path, "words[1]");
+/// ```
+pub fn parse_settings<T: DeserializeOwned>(settings: &Map<String, Value>) -> Result<T, PolicyError> {
+    serde_path_to_error::deserialize(Value::Object(settings.clone())).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        PolicyError::new(path, e.into_inner().to_string())
+    })
+}
+
+/// What a factory may hand to the guardrails it builds.
+#[derive(Clone, Debug)]
+pub struct BuildEnv {
+    /// Where rate limits are counted.
+    pub rate_limiter: Arc<dyn RateLimiter>,
+}
+
+/// Builds a guardrail of one type from its settings.
+pub trait GuardrailFactory: Send + Sync {
+    /// Checks `settings` and builds the guardrail.
+    fn build(&self, settings: &Map<String, Value>, env: &BuildEnv) -> Result<Arc<dyn Guardrail>, PolicyError>;
+}
+
+impl<F> GuardrailFactory for F
+where
+    F: Fn(&Map<String, Value>, &BuildEnv) -> Result<Arc<dyn Guardrail>, PolicyError> + Send + Sync,
+{
+    fn build(&self, settings: &Map<String, Value>, env: &BuildEnv) -> Result<Arc<dyn Guardrail>, PolicyError> {
+        self(settings, env)
+    }
+}
+
+/// Why a factory cannot be registered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The name is a built-in guardrail's or was registered already.
+    #[error("guardrail type `{0}` is already registered")]
+    Taken(String),
+    /// The name is not a lowercase identifier.
+    #[error("guardrail type `{0}` must be lowercase letters, digits and underscores, starting with a letter")]
+    InvalidName(String),
+}
+
+/// Knows every guardrail type, checks policy documents and builds pipelines.
+///
+/// ```
+/// use cerberus_core::{EffectivePolicy, GuardrailRegistry, PolicyDocument};
+/// let registry = GuardrailRegistry::default();
+/// let doc = PolicyDocument::from_json(r#"{"guardrails":[{"type":"pii_email","action":"redact"},{"type":"rate_limit_per_minute","limit":60}]}"#)?;
+/// registry.validate(&doc)?;
+/// let pipeline = registry.build(&EffectivePolicy::single(&doc))?;
+/// assert_eq!(pipeline.type_names().collect::<Vec<_>>(), ["pii", "rate_limit"]);
+/// let bad = PolicyDocument::from_json(r#"{"guardrails":[{"type":"rate_limit_per_minute","limit":0}]}"#)?;
+/// assert!(registry.validate(&bad).unwrap_err().to_string().starts_with("guardrails[0].limit:"));
+/// # Ok::<(), cerberus_core::PolicyError>(())
+/// ```
+pub struct GuardrailRegistry {
+    custom: HashMap<String, Arc<dyn GuardrailFactory>>,
+    env: BuildEnv,
+    /// Compiled scanners by kind set, shared by every pipeline this registry builds.
+    scanners: Mutex<HashMap<PiiKinds, Arc<PiiScanner>>>,
+}
+
+impl fmt::Debug for GuardrailRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut custom: Vec<_> = self.custom.keys().collect();
+        custom.sort();
+        f.debug_struct("GuardrailRegistry").field("custom", &custom).field("env", &self.env).finish_non_exhaustive()
+    }
+}
+
+impl Default for GuardrailRegistry {
+    /// A registry counting rate limits in memory.
+    fn default() -> Self {
+        Self::new(Arc::new(MemoryRateLimiter::new()))
+    }
+}
+
+/// One stage of a pipeline under construction.
+enum Planned {
+    Single(PolicyLevel, Arc<dyn Guardrail>),
+    /// Where the PII stage goes (at the first `pii_*` entry).
+    Pii,
+    /// Where the rate-limit stage goes (at the first `rate_limit_*` entry).
+    RateLimit,
+}
+
+impl GuardrailRegistry {
+    /// A registry whose rate-limit guardrails count in `rate_limiter`.
+    pub fn new(rate_limiter: Arc<dyn RateLimiter>) -> Self {
+        Self {
+            custom: HashMap::new(),
+            env: BuildEnv { rate_limiter },
+            scanners: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Registers a custom guardrail type, so that policy documents can name it.
+    pub fn register(&mut self, type_name: &str, factory: impl GuardrailFactory + 'static) -> Result<(), RegistryError> {
+        let valid = type_name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && type_name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            return Err(RegistryError::InvalidName(type_name.to_owned()));
+        }
+        if BUILTIN_TYPES.contains(&type_name) || self.custom.contains_key(type_name) {
+            return Err(RegistryError::Taken(type_name.to_owned()));
+        }
+        self.custom.insert(type_name.to_owned(), Arc::new(factory));
+        Ok(())
+    }
+
+    /// Every type name known, built-in first.
+    pub fn type_names(&self) -> Vec<&str> {
+        let mut custom: Vec<&str> = self.custom.keys().map(String::as_str).collect();
+        custom.sort_unstable();
+        BUILTIN_TYPES.iter().copied().chain(custom).collect()
+    }
+
+    /// What built guardrails may use.
+    pub fn env(&self) -> &BuildEnv {
+        &self.env
+    }
+
+    /// Checks every entry of a document: known type, valid settings (entries that only switch a guardrail
+    /// off carry no settings and are checked for their type alone).
+    pub fn validate(&self, document: &PolicyDocument) -> Result<(), PolicyError> {
+        for (index, spec) in document.guardrails.iter().enumerate() {
+            let path = format!("guardrails[{index}]");
+            if !self.knows(&spec.type_name) {
+                return Err(PolicyError::new(
+                    format!("{path}.type"),
+                    format!("unknown guardrail type `{}`; known types: {}", spec.type_name, self.type_names().join(", ")),
+                ));
+            }
+            if spec.enabled {
+                self.build_one(&spec.type_name, &spec.settings, PolicyLevel::Organisation).map_err(|e| e.within(&path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the pipeline of an effective policy.
+    ///
+    /// Guardrails run in the policy's order; every `pii_*` entry runs in one stage at the place of the
+    /// first, and every `rate_limit_*` entry in one stage at the place of the first.
+    pub fn build(&self, policy: &EffectivePolicy) -> Result<Pipeline, PolicyError> {
+        let mut planned = Vec::with_capacity(policy.entries.len());
+        let mut pii_rules = Vec::new();
+        let mut rate_rules = Vec::new();
+        for entry in &policy.entries {
+            let spec = &entry.spec;
+            let within = |e: PolicyError| e.within(&format!("{} policy, {}", entry.level, spec.type_name));
+            if let Some(kind) = PiiKind::from_type_name(&spec.type_name) {
+                let settings = parse_settings(&spec.settings).map_err(within)?;
+                if pii_rules.is_empty() {
+                    planned.push(Planned::Pii);
+                }
+                pii_rules.push(PiiRule { kind, settings, level: entry.level });
+            } else if let Some(period) = RateLimitPeriod::from_type_name(&spec.type_name) {
+                let settings = parse_settings(&spec.settings).map_err(within)?;
+                if rate_rules.is_empty() {
+                    planned.push(Planned::RateLimit);
+                }
+                rate_rules.push(RateLimitRule { period, settings, level: entry.level });
+            } else {
+                let guardrail = self.build_one(&spec.type_name, &spec.settings, entry.level).map_err(within)?;
+                planned.push(Planned::Single(entry.level, guardrail));
+            }
+        }
+        let pii_level = pii_rules.first().map(|r| r.level);
+        let rate_level = rate_rules.first().map(|r| r.level);
+        let mut pii = (!pii_rules.is_empty()).then(|| PiiGuardrail::with_scanners(pii_rules, |kinds| self.scanner(kinds)));
+        let mut rate = (!rate_rules.is_empty()).then(|| RateLimitGuardrail::new(rate_rules, Arc::clone(&self.env.rate_limiter)));
+        let mut pipeline = Pipeline::new();
+        for stage in planned {
+            match stage {
+                Planned::Single(level, guardrail) => pipeline.push(level, guardrail),
+                Planned::Pii => {
+                    if let (Some(g), Some(level)) = (pii.take(), pii_level) {
+                        pipeline.push(level, Arc::new(g));
+                    }
+                }
+                Planned::RateLimit => {
+                    if let (Some(g), Some(level)) = (rate.take(), rate_level) {
+                        pipeline.push(level, Arc::new(g));
+                    }
+                }
+            }
+        }
+        Ok(pipeline)
+    }
+
+    fn knows(&self, type_name: &str) -> bool {
+        BUILTIN_TYPES.contains(&type_name) || self.custom.contains_key(type_name)
+    }
+
+    /// Builds one guardrail (a PII or rate-limit entry alone, for validation).
+    fn build_one(&self, type_name: &str, settings: &Map<String, Value>, level: PolicyLevel) -> Result<Arc<dyn Guardrail>, PolicyError> {
+        if let Some(kind) = PiiKind::from_type_name(type_name) {
+            let rule = PiiRule { kind, settings: parse_settings(settings)?, level };
+            return Ok(Arc::new(PiiGuardrail::with_scanners(vec![rule], |kinds| self.scanner(kinds))));
+        }
+        if let Some(period) = RateLimitPeriod::from_type_name(type_name) {
+            let rule = RateLimitRule { period, settings: parse_settings(settings)?, level };
+            return Ok(Arc::new(RateLimitGuardrail::new(vec![rule], Arc::clone(&self.env.rate_limiter))));
+        }
+        let guardrail: Arc<dyn Guardrail> = match type_name {
+            "rbac" => Arc::new(Rbac::new(parse_settings(settings)?)),
+            "content_large_documents" => Arc::new(LargeDocuments(parse_settings(settings)?)),
+            "content_structured_data" => Arc::new(StructuredData(parse_settings(settings)?)),
+            "content_source_code" => Arc::new(SourceCode(parse_settings(settings)?)),
+            custom => match self.custom.get(custom) {
+                Some(factory) => factory.build(settings, &self.env)?,
+                None => return Err(PolicyError::new("type", format!("unknown guardrail type `{custom}`"))),
+            },
+        };
+        Ok(guardrail)
+    }
+
+    fn scanner(&self, kinds: PiiKinds) -> Arc<PiiScanner> {
+        match self.scanners.lock() {
+            Ok(mut cache) => Arc::clone(cache.entry(kinds).or_insert_with(|| Arc::new(PiiScanner::new(kinds)))),
+            // A panic elsewhere poisoned the cache: compiling afresh is always correct.
+            Err(_) => Arc::new(PiiScanner::new(kinds)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Decision, Direction, Envelope, GuardrailContext, GuardrailResult, Identity, Message, SyncGuardrail};
+    use serde_json::json;
+
+    fn doc(v: Value) -> PolicyDocument {
+        PolicyDocument::from_value(v).unwrap()
+    }
+
+    fn validate(v: Value) -> Result<(), String> {
+        GuardrailRegistry::default().validate(&doc(v)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn accepts_every_builtin_with_valid_settings() {
+        validate(json!({"guardrails": [
+            {"type": "rbac", "allow": ["fs_*"], "deny": ["fs_delete*"]},
+            {"type": "pii_ssn", "action": "block"},
+            {"type": "pii_credit_card", "action": "redact", "direction": "response"},
+            {"type": "pii_email", "action": "redact", "direction": "both"},
+            {"type": "pii_phone"},
+            {"type": "pii_ip_address", "replacement": "<ip>"},
+            {"type": "rate_limit_per_minute", "limit": 60},
+            {"type": "rate_limit_per_hour", "limit": 1000, "key": "agent_tool"},
+            {"type": "content_large_documents", "max_bytes": 100000},
+            {"type": "content_structured_data", "max_rows": 100},
+            {"type": "content_source_code", "max_lines": 50}
+        ]}))
+        .unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_types_and_bad_settings_naming_the_field() {
+        let cases = [
+            (json!({"guardrails": [{"type": "pii_passport"}]}), "guardrails[0].type: unknown guardrail type `pii_passport`"),
+            (json!({"guardrails": [{"type": "rbac"}, {"type": "pii_email", "action": "mask"}]}), "guardrails[1].action: unknown variant `mask`"),
+            (json!({"guardrails": [{"type": "pii_email", "directions": "both"}]}), "guardrails[0]: unknown field `directions`"),
+            (json!({"guardrails": [{"type": "rate_limit_per_minute"}]}), "guardrails[0]: missing field `limit`"),
+            (json!({"guardrails": [{"type": "rate_limit_per_hour", "limit": 0}]}), "guardrails[0].limit: invalid value: integer `0`"),
+            (json!({"guardrails": [{"type": "rbac", "allow": ["ok", ""]}]}), "guardrails[0].allow[1]: a pattern cannot be empty"),
+            (json!({"guardrails": [{"type": "content_large_documents", "max_bytes": "big"}]}), "guardrails[0].max_bytes: invalid type"),
+        ];
+        for (policy, expected) in cases {
+            let err = validate(policy.clone()).unwrap_err();
+            assert!(err.starts_with(expected), "{policy}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_disabling_entry_needs_no_settings_but_a_known_type() {
+        validate(json!({"guardrails": [{"type": "rate_limit_per_minute", "enabled": false}]})).unwrap();
+        assert!(validate(json!({"guardrails": [{"type": "nope", "enabled": false}]})).is_err());
+    }
+
+    #[test]
+    fn builds_composite_stages_in_policy_order() {
+        let registry = GuardrailRegistry::default();
+        let policy = doc(json!({"guardrails": [
+            {"type": "content_large_documents", "max_bytes": 10},
+            {"type": "pii_email", "action": "redact"},
+            {"type": "rbac", "allow": ["*"]},
+            {"type": "rate_limit_per_hour", "limit": 5},
+            {"type": "pii_ssn"},
+            {"type": "rate_limit_per_minute", "limit": 5}
+        ]}));
+        let pipeline = registry.build(&EffectivePolicy::single(&policy)).unwrap();
+        assert_eq!(pipeline.type_names().collect::<Vec<_>>(), ["content_large_documents", "pii", "rbac", "rate_limit"]);
+    }
+
+    #[test]
+    fn pipelines_share_compiled_scanners() {
+        let registry = GuardrailRegistry::default();
+        let policy = EffectivePolicy::single(&doc(json!({"guardrails": [{"type": "pii_email"}]})));
+        registry.build(&policy).unwrap();
+        registry.build(&policy).unwrap();
+        assert_eq!(registry.scanners.lock().unwrap().len(), 1);
+    }
+
+    #[derive(Debug)]
+    struct Deny(String);
+
+    impl SyncGuardrail for Deny {
+        fn type_name(&self) -> &str {
+            "deny_word"
+        }
+        fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+            if ctx.message.payload().is_some_and(|p| p.to_string().contains(&self.0)) {
+                GuardrailResult::block("word", "forbidden word")
+            } else {
+                GuardrailResult::Allow
+            }
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct DenySettings {
+        word: String,
+    }
+
+    #[tokio::test]
+    async fn custom_guardrails_plug_in_by_type_name() {
+        let mut registry = GuardrailRegistry::default();
+        registry
+            .register("deny_word", |settings: &Map<String, Value>, _: &BuildEnv| {
+                let s: DenySettings = parse_settings(settings)?;
+                Ok(Arc::new(Deny(s.word)) as Arc<dyn Guardrail>)
+            })
+            .unwrap();
+        assert_eq!(registry.register("deny_word", |_: &Map<String, Value>, _: &BuildEnv| unreachable!()).unwrap_err(), RegistryError::Taken("deny_word".into()));
+        assert!(registry.register("rbac", |_: &Map<String, Value>, _: &BuildEnv| unreachable!()).is_err());
+        assert!(matches!(registry.register("Bad-Name", |_: &Map<String, Value>, _: &BuildEnv| unreachable!()), Err(RegistryError::InvalidName(_))));
+        assert!(registry.type_names().contains(&"deny_word"));
+
+        let bad = doc(json!({"guardrails": [{"type": "deny_word", "words": "x"}]}));
+        assert!(registry.validate(&bad).unwrap_err().to_string().starts_with("guardrails[0]: unknown field `words`"));
+
+        let policy = doc(json!({"guardrails": [{"type": "deny_word", "word": "secret"}]}));
+        let pipeline = registry.build(&EffectivePolicy::single(&policy)).unwrap();
+        let identity = Identity::new_random();
+        let message = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"q":"the secret"}}}"#).unwrap();
+        let outcome = pipeline.run(Envelope::new(Direction::Request, &identity), message).await;
+        assert!(matches!(outcome.decision, Decision::Block { ref guardrail, .. } if guardrail == "deny_word"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Examples live beside this crate: `cargo run -p cerberus-examples --example NAME`.
