@@ -4,8 +4,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use cerberus_core::{
-    Decision, Direction, EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message, MessageKind, PolicyDocument,
-    PolicyError, PolicyFormat, PolicyLevel, Trace,
+    Decision, Direction, EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message,
+    MessageKind, PolicyDocument, PolicyError, PolicyFormat, PolicyLevel, Trace,
 };
 use serde_json::{Map, Value};
 
@@ -61,10 +61,19 @@ impl CheckReport {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
         };
-        out.insert("message".into(), Value::Object(self.message.as_json().clone()));
-        out.insert("trace".into(), serde_json::to_value(&self.trace).unwrap_or(Value::Null));
+        out.insert(
+            "message".into(),
+            Value::Object(self.message.as_json().clone()),
+        );
+        out.insert(
+            "trace".into(),
+            serde_json::to_value(&self.trace).unwrap_or(Value::Null),
+        );
         if !self.ignored.is_empty() {
-            out.insert("ignored".into(), serde_json::to_value(&self.ignored).unwrap_or(Value::Null));
+            out.insert(
+                "ignored".into(),
+                serde_json::to_value(&self.ignored).unwrap_or(Value::Null),
+            );
         }
         Value::Object(out)
     }
@@ -78,7 +87,10 @@ fn read(path: &Path) -> Result<String, CheckError> {
 }
 
 /// Loads and checks the policy files, highest level first.
-pub fn load_policies(registry: &GuardrailRegistry, paths: &[PathBuf]) -> Result<Vec<(PolicyLevel, PolicyDocument)>, CheckError> {
+pub fn load_policies(
+    registry: &GuardrailRegistry,
+    paths: &[PathBuf],
+) -> Result<Vec<(PolicyLevel, PolicyDocument)>, CheckError> {
     if paths.len() > PolicyLevel::ALL.len() {
         return Err(CheckError::TooManyPolicies(paths.len()));
     }
@@ -90,7 +102,8 @@ pub fn load_policies(registry: &GuardrailRegistry, paths: &[PathBuf]) -> Result<
                 path: path.clone(),
                 source,
             };
-            let document = PolicyDocument::parse(&read(path)?, PolicyFormat::from_path(path)).map_err(policy_error)?;
+            let document = PolicyDocument::parse(&read(path)?, PolicyFormat::from_path(path))
+                .map_err(policy_error)?;
             registry.validate(&document).map_err(policy_error)?;
             Ok((level, document))
         })
@@ -136,15 +149,24 @@ pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
         CliDirection::Request => Direction::Request,
         CliDirection::Response => Direction::Response,
     });
-    check(&registry, &policies, message, direction, args.method.as_deref()).await
+    check(
+        &registry,
+        &policies,
+        message,
+        direction,
+        args.method.as_deref(),
+    )
+    .await
 }
 
 fn read_stdin() -> Result<String, CheckError> {
     let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).map_err(|source| CheckError::Read {
-        path: PathBuf::from("<stdin>"),
-        source,
-    })?;
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|source| CheckError::Read {
+            path: PathBuf::from("<stdin>"),
+            source,
+        })?;
     Ok(text)
 }
 
@@ -159,9 +181,15 @@ mod tests {
 
     async fn report(policies: Vec<Value>, message: Value, method: Option<&str>) -> Value {
         let registry = GuardrailRegistry::default();
-        let policies: Vec<_> = PolicyLevel::ALL.into_iter().zip(policies.into_iter().map(policy)).collect();
+        let policies: Vec<_> = PolicyLevel::ALL
+            .into_iter()
+            .zip(policies.into_iter().map(policy))
+            .collect();
         let message = Message::from_value(message).unwrap();
-        check(&registry, &policies, message, None, method).await.unwrap().to_json()
+        check(&registry, &policies, message, None, method)
+            .await
+            .unwrap()
+            .to_json()
     }
 
     #[tokio::test]
@@ -170,9 +198,15 @@ mod tests {
         let result = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "a@example.com"}]}});
         let out = report(vec![redact.clone()], result, None).await;
         assert_eq!(out["decision"], "modify");
-        assert_eq!(out["message"]["result"]["content"][0]["text"], "[REDACTED:EMAIL]");
+        assert_eq!(
+            out["message"]["result"]["content"][0]["text"],
+            "[REDACTED:EMAIL]"
+        );
         let request = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": {"e": "a@example.com"}}});
-        assert_eq!(report(vec![redact], request, None).await["decision"], "allow");
+        assert_eq!(
+            report(vec![redact], request, None).await["decision"],
+            "allow"
+        );
     }
 
     #[tokio::test]
@@ -183,15 +217,22 @@ mod tests {
         let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": {"e": "a@example.com"}}});
         let out = report(vec![org, ws, agent], call, None).await;
         assert_eq!(out["decision"], "modify");
-        assert_eq!(out["trace"][0], json!({"guardrail": "rbac", "level": "organisation", "decision": "allow"}));
+        assert_eq!(
+            out["trace"][0],
+            json!({"guardrail": "rbac", "level": "organisation", "decision": "allow"})
+        );
         assert_eq!(out["trace"][1]["level"], "agent");
-        assert_eq!(out["ignored"], json!([{"guardrail": "rbac", "level": "agent", "mandatory_at": "organisation"}]));
+        assert_eq!(
+            out["ignored"],
+            json!([{"guardrail": "rbac", "level": "agent", "mandatory_at": "organisation"}])
+        );
     }
 
     #[tokio::test]
     async fn a_listed_response_is_filtered_when_the_method_is_given() {
         let rbac = json!({"guardrails": [{"type": "rbac", "allow": ["a"]}]});
-        let list = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "a"}, {"name": "b"}]}});
+        let list =
+            json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "a"}, {"name": "b"}]}});
         let out = report(vec![rbac], list, Some("tools/list")).await;
         assert_eq!(out["message"]["result"]["tools"], json!([{"name": "a"}]));
     }

@@ -17,8 +17,10 @@ pub use identity::{AgentId, Identity, OrganisationId, WorkspaceId};
 pub use message::{Message, MessageError, MessageKind, methods};
 pub use pipeline::{Decision, Envelope, Pipeline, PipelineOutcome};
 pub use policy::{
-    EffectiveEntry, EffectivePolicy, GuardrailSpec, IgnoredOverride, PolicyDocument, PolicyError, PolicyFormat,
-    PolicyLevel,
+    EffectiveEntry, EffectivePolicy, GuardrailSpec, IgnoredOverride, PolicyDocument, PolicyError,
+    PolicyFormat, PolicyLevel,
 };
-pub use registry::{BUILTIN_TYPES, BuildEnv, GuardrailFactory, GuardrailRegistry, RegistryError, parse_settings};
+pub use registry::{
+    BUILTIN_TYPES, BuildEnv, GuardrailFactory, GuardrailRegistry, RegistryError, parse_settings,
+};
 pub use trace::{DecisionKind, Trace, TraceEntry};

@@ -165,7 +165,9 @@ impl Message {
 
     /// The payload guardrails inspect: `params`, `result` or `error`, whichever the message has.
     pub fn payload(&self) -> Option<&Value> {
-        self.params().or_else(|| self.result()).or_else(|| self.error())
+        self.params()
+            .or_else(|| self.result())
+            .or_else(|| self.error())
     }
 
     /// The member that holds the payload (`"params"`, `"result"` or `"error"`).
@@ -264,10 +266,10 @@ fn classify(object: &Map<String, Value>) -> Result<MessageKind, MessageError> {
         return Err(MessageError::Version);
     }
     let id = object.get("id");
-    if let Some(params) = object.get("params") {
-        if !(params.is_object() || params.is_array()) {
-            return Err(MessageError::Params);
-        }
+    if let Some(params) = object.get("params")
+        && !(params.is_object() || params.is_array())
+    {
+        return Err(MessageError::Params);
     }
     if let Some(method) = object.get("method") {
         if !method.is_string() {
@@ -315,10 +317,22 @@ mod tests {
     #[test]
     fn classifies_every_kind() {
         let cases = [
-            (r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, MessageKind::Request),
-            (r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, MessageKind::Notification),
-            (r#"{"jsonrpc":"2.0","id":"a","result":{}}"#, MessageKind::Response),
-            (r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#, MessageKind::Error),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+                MessageKind::Request,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                MessageKind::Notification,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"a","result":{}}"#,
+                MessageKind::Response,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#,
+                MessageKind::Error,
+            ),
         ];
         for (text, kind) in cases {
             assert_eq!(Message::parse(text).unwrap().kind(), kind, "{text}");
@@ -332,10 +346,22 @@ mod tests {
             ("[]", "a JSON-RPC message must be a JSON object"),
             (r#"{"id":1,"method":"ping"}"#, "`jsonrpc` must be \"2.0\""),
             (r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, "`jsonrpc`"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":3}"#, "`method` must be a string"),
-            (r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, "`id` must be"),
-            (r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#, "`id` must be"),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#, "`params`"),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":3}"#,
+                "`method` must be a string",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+                "`id` must be",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+                "`id` must be",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#,
+                "`params`",
+            ),
             (r#"{"jsonrpc":"2.0","id":1}"#, "a message needs"),
             (r#"{"jsonrpc":"2.0","result":{}}"#, "a message needs"),
             (r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#, "both"),
@@ -360,7 +386,9 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"zeta":true,"result":{"content":[],"_meta":{"k":"v"}},"alpha":[1]}"#,
         )
         .unwrap();
-        let changed = m.with_payload(json!({"content": [{"type": "text", "text": "x"}], "_meta": {"k": "v"}})).unwrap();
+        let changed = m
+            .with_payload(json!({"content": [{"type": "text", "text": "x"}], "_meta": {"k": "v"}}))
+            .unwrap();
         assert_eq!(
             String::from_utf8(changed.to_bytes().to_vec()).unwrap(),
             r#"{"jsonrpc":"2.0","id":1,"zeta":true,"result":{"content":[{"type":"text","text":"x"}],"_meta":{"k":"v"}},"alpha":[1]}"#
@@ -373,24 +401,47 @@ mod tests {
         assert_eq!(call.tool_name(), Some("t"));
         assert_eq!(call.arguments(), Some(&json!({"a": 1})));
         assert_eq!(call.prompt_name(), None);
-        let read = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}"#).unwrap();
+        let read = Message::parse(
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}"#,
+        )
+        .unwrap();
         assert_eq!(read.resource_uri(), Some("file:///x"));
-        let prompt = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}"#).unwrap();
+        let prompt = Message::parse(
+            r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}"#,
+        )
+        .unwrap();
         assert_eq!(prompt.prompt_name(), Some("p"));
     }
 
     #[test]
     fn parses_batches() {
-        let batch = Message::parse_batch(r#" [{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"}]"#).unwrap();
+        let batch = Message::parse_batch(
+            r#" [{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"}]"#,
+        )
+        .unwrap();
         assert_eq!(batch.len(), 2);
-        assert!(matches!(Message::parse_batch("[]"), Err(MessageError::EmptyBatch)));
-        assert_eq!(Message::parse_batch(r#"{"jsonrpc":"2.0","id":1,"method":"a"}"#).unwrap().len(), 1);
+        assert!(matches!(
+            Message::parse_batch("[]"),
+            Err(MessageError::EmptyBatch)
+        ));
+        assert_eq!(
+            Message::parse_batch(r#"{"jsonrpc":"2.0","id":1,"method":"a"}"#)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn large_numbers_survive_a_change() {
-        let m = Message::parse(r#"{"jsonrpc":"2.0","id":1,"result":{"n":18446744073709551615,"f":0.1}}"#).unwrap();
+        let m = Message::parse(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"n":18446744073709551615,"f":0.1}}"#,
+        )
+        .unwrap();
         let changed = m.edited(|_| {}).unwrap();
-        assert_eq!(changed.to_bytes(), r#"{"jsonrpc":"2.0","id":1,"result":{"n":18446744073709551615,"f":0.1}}"#);
+        assert_eq!(
+            changed.to_bytes(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"n":18446744073709551615,"f":0.1}}"#
+        );
     }
 }

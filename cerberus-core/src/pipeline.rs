@@ -207,7 +207,9 @@ impl Pipeline {
             };
             match result {
                 GuardrailResult::Allow => {}
-                GuardrailResult::Modify { message: changed, .. } => {
+                GuardrailResult::Modify {
+                    message: changed, ..
+                } => {
                     message = changed;
                     modified = true;
                 }
@@ -281,9 +283,19 @@ mod tests {
             "append_x"
         }
         fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
-            let text = ctx.message.result().and_then(|r| r["text"].as_str()).unwrap_or("");
-            let message = ctx.message.with_payload(json!({"text": format!("{text}x")})).unwrap();
-            GuardrailResult::Modify { message, reason: "appended x".into() }
+            let text = ctx
+                .message
+                .result()
+                .and_then(|r| r["text"].as_str())
+                .unwrap_or("");
+            let message = ctx
+                .message
+                .with_payload(json!({"text": format!("{text}x")}))
+                .unwrap();
+            GuardrailResult::Modify {
+                message,
+                reason: "appended x".into(),
+            }
         }
     }
 
@@ -297,7 +309,9 @@ mod tests {
 
     async fn run(pipeline: &Pipeline) -> PipelineOutcome {
         let identity = Identity::new_random();
-        pipeline.run(Envelope::new(Direction::Response, &identity), response()).await
+        pipeline
+            .run(Envelope::new(Direction::Response, &identity), response())
+            .await
     }
 
     #[tokio::test]
@@ -325,14 +339,25 @@ mod tests {
         let after = fixed(GuardrailResult::Allow);
         let pipeline = Pipeline::new()
             .with(PolicyLevel::Organisation, Arc::new(AppendX))
-            .with(PolicyLevel::Workspace, fixed(GuardrailResult::block("nope", "because")))
+            .with(
+                PolicyLevel::Workspace,
+                fixed(GuardrailResult::block("nope", "because")),
+            )
             .with(PolicyLevel::Agent, after.clone());
         let outcome = run(&pipeline).await;
         assert_eq!(
             outcome.decision,
-            Decision::Block { guardrail: "fixed".into(), code: "nope".into(), reason: "because".into() }
+            Decision::Block {
+                guardrail: "fixed".into(),
+                code: "nope".into(),
+                reason: "because".into()
+            }
         );
-        assert_eq!(after.1.load(Ordering::Relaxed), 0, "nothing runs after a block");
+        assert_eq!(
+            after.1.load(Ordering::Relaxed),
+            0,
+            "nothing runs after a block"
+        );
         assert_eq!(outcome.trace.len(), 2);
         assert_eq!(outcome.trace.entries()[1].code.as_deref(), Some("nope"));
     }
@@ -343,14 +368,24 @@ mod tests {
         let pipeline = Pipeline::new()
             .with(
                 PolicyLevel::Agent,
-                fixed(GuardrailResult::Throttle { retry_after: Duration::from_micros(1500), reason: "slow down".into() }),
+                fixed(GuardrailResult::Throttle {
+                    retry_after: Duration::from_micros(1500),
+                    reason: "slow down".into(),
+                }),
             )
             .with(PolicyLevel::Agent, after.clone());
         let outcome = run(&pipeline).await;
         assert_eq!(outcome.decision.kind(), DecisionKind::Throttle);
-        assert_eq!(outcome.trace.entries()[0].retry_after_ms, Some(2), "rounded up");
+        assert_eq!(
+            outcome.trace.entries()[0].retry_after_ms,
+            Some(2),
+            "rounded up"
+        );
         assert_eq!(after.1.load(Ordering::Relaxed), 0);
         let json = serde_json::to_value(&outcome.decision).unwrap();
-        assert_eq!(json, json!({"decision": "throttle", "guardrail": "fixed", "retry_after_ms": 2, "reason": "slow down"}));
+        assert_eq!(
+            json,
+            json!({"decision": "throttle", "guardrail": "fixed", "retry_after_ms": 2, "reason": "slow down"})
+        );
     }
 }

@@ -34,7 +34,7 @@ pub const BUILTIN_TYPES: [&str; 11] = [
 /// Parses a guardrail's settings into `T`, naming the offending field on error.
 ///
 /// ```
-/// #[derive(serde::Deserialize)]
+/// #[derive(Debug, serde::Deserialize)]
 /// #[serde(deny_unknown_fields)]
 /// struct Settings { words: Vec<String> }
 ///
@@ -42,7 +42,9 @@ pub const BUILTIN_TYPES: [&str; 11] = [
 /// let err = cerberus_core::parse_settings::<Settings>(settings.as_object().unwrap()).unwrap_err();
 /// assert_eq!(err.path, "words[1]");
 /// ```
-pub fn parse_settings<T: DeserializeOwned>(settings: &Map<String, Value>) -> Result<T, PolicyError> {
+pub fn parse_settings<T: DeserializeOwned>(
+    settings: &Map<String, Value>,
+) -> Result<T, PolicyError> {
     serde_path_to_error::deserialize(Value::Object(settings.clone())).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -60,14 +62,22 @@ pub struct BuildEnv {
 /// Builds a guardrail of one type from its settings.
 pub trait GuardrailFactory: Send + Sync {
     /// Checks `settings` and builds the guardrail.
-    fn build(&self, settings: &Map<String, Value>, env: &BuildEnv) -> Result<Arc<dyn Guardrail>, PolicyError>;
+    fn build(
+        &self,
+        settings: &Map<String, Value>,
+        env: &BuildEnv,
+    ) -> Result<Arc<dyn Guardrail>, PolicyError>;
 }
 
 impl<F> GuardrailFactory for F
 where
     F: Fn(&Map<String, Value>, &BuildEnv) -> Result<Arc<dyn Guardrail>, PolicyError> + Send + Sync,
 {
-    fn build(&self, settings: &Map<String, Value>, env: &BuildEnv) -> Result<Arc<dyn Guardrail>, PolicyError> {
+    fn build(
+        &self,
+        settings: &Map<String, Value>,
+        env: &BuildEnv,
+    ) -> Result<Arc<dyn Guardrail>, PolicyError> {
         self(settings, env)
     }
 }
@@ -80,7 +90,9 @@ pub enum RegistryError {
     #[error("guardrail type `{0}` is already registered")]
     Taken(String),
     /// The name is not a lowercase identifier.
-    #[error("guardrail type `{0}` must be lowercase letters, digits and underscores, starting with a letter")]
+    #[error(
+        "guardrail type `{0}` must be lowercase letters, digits and underscores, starting with a letter"
+    )]
     InvalidName(String),
 }
 
@@ -108,7 +120,10 @@ impl fmt::Debug for GuardrailRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut custom: Vec<_> = self.custom.keys().collect();
         custom.sort();
-        f.debug_struct("GuardrailRegistry").field("custom", &custom).field("env", &self.env).finish_non_exhaustive()
+        f.debug_struct("GuardrailRegistry")
+            .field("custom", &custom)
+            .field("env", &self.env)
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,9 +154,18 @@ impl GuardrailRegistry {
     }
 
     /// Registers a custom guardrail type, so that policy documents can name it.
-    pub fn register(&mut self, type_name: &str, factory: impl GuardrailFactory + 'static) -> Result<(), RegistryError> {
-        let valid = type_name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-            && type_name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    pub fn register(
+        &mut self,
+        type_name: &str,
+        factory: impl GuardrailFactory + 'static,
+    ) -> Result<(), RegistryError> {
+        let valid = type_name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase())
+            && type_name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !valid {
             return Err(RegistryError::InvalidName(type_name.to_owned()));
         }
@@ -172,11 +196,16 @@ impl GuardrailRegistry {
             if !self.knows(&spec.type_name) {
                 return Err(PolicyError::new(
                     format!("{path}.type"),
-                    format!("unknown guardrail type `{}`; known types: {}", spec.type_name, self.type_names().join(", ")),
+                    format!(
+                        "unknown guardrail type `{}`; known types: {}",
+                        spec.type_name,
+                        self.type_names().join(", ")
+                    ),
                 ));
             }
             if spec.enabled {
-                self.build_one(&spec.type_name, &spec.settings, PolicyLevel::Organisation).map_err(|e| e.within(&path))?;
+                self.build_one(&spec.type_name, &spec.settings, PolicyLevel::Organisation)
+                    .map_err(|e| e.within(&path))?;
             }
         }
         Ok(())
@@ -192,28 +221,41 @@ impl GuardrailRegistry {
         let mut rate_rules = Vec::new();
         for entry in &policy.entries {
             let spec = &entry.spec;
-            let within = |e: PolicyError| e.within(&format!("{} policy, {}", entry.level, spec.type_name));
+            let within =
+                |e: PolicyError| e.within(&format!("{} policy, {}", entry.level, spec.type_name));
             if let Some(kind) = PiiKind::from_type_name(&spec.type_name) {
                 let settings = parse_settings(&spec.settings).map_err(within)?;
                 if pii_rules.is_empty() {
                     planned.push(Planned::Pii);
                 }
-                pii_rules.push(PiiRule { kind, settings, level: entry.level });
+                pii_rules.push(PiiRule {
+                    kind,
+                    settings,
+                    level: entry.level,
+                });
             } else if let Some(period) = RateLimitPeriod::from_type_name(&spec.type_name) {
                 let settings = parse_settings(&spec.settings).map_err(within)?;
                 if rate_rules.is_empty() {
                     planned.push(Planned::RateLimit);
                 }
-                rate_rules.push(RateLimitRule { period, settings, level: entry.level });
+                rate_rules.push(RateLimitRule {
+                    period,
+                    settings,
+                    level: entry.level,
+                });
             } else {
-                let guardrail = self.build_one(&spec.type_name, &spec.settings, entry.level).map_err(within)?;
+                let guardrail = self
+                    .build_one(&spec.type_name, &spec.settings, entry.level)
+                    .map_err(within)?;
                 planned.push(Planned::Single(entry.level, guardrail));
             }
         }
         let pii_level = pii_rules.first().map(|r| r.level);
         let rate_level = rate_rules.first().map(|r| r.level);
-        let mut pii = (!pii_rules.is_empty()).then(|| PiiGuardrail::with_scanners(pii_rules, |kinds| self.scanner(kinds)));
-        let mut rate = (!rate_rules.is_empty()).then(|| RateLimitGuardrail::new(rate_rules, Arc::clone(&self.env.rate_limiter)));
+        let mut pii = (!pii_rules.is_empty())
+            .then(|| PiiGuardrail::with_scanners(pii_rules, |kinds| self.scanner(kinds)));
+        let mut rate = (!rate_rules.is_empty())
+            .then(|| RateLimitGuardrail::new(rate_rules, Arc::clone(&self.env.rate_limiter)));
         let mut pipeline = Pipeline::new();
         for stage in planned {
             match stage {
@@ -238,14 +280,32 @@ impl GuardrailRegistry {
     }
 
     /// Builds one guardrail (a PII or rate-limit entry alone, for validation).
-    fn build_one(&self, type_name: &str, settings: &Map<String, Value>, level: PolicyLevel) -> Result<Arc<dyn Guardrail>, PolicyError> {
+    fn build_one(
+        &self,
+        type_name: &str,
+        settings: &Map<String, Value>,
+        level: PolicyLevel,
+    ) -> Result<Arc<dyn Guardrail>, PolicyError> {
         if let Some(kind) = PiiKind::from_type_name(type_name) {
-            let rule = PiiRule { kind, settings: parse_settings(settings)?, level };
-            return Ok(Arc::new(PiiGuardrail::with_scanners(vec![rule], |kinds| self.scanner(kinds))));
+            let rule = PiiRule {
+                kind,
+                settings: parse_settings(settings)?,
+                level,
+            };
+            return Ok(Arc::new(PiiGuardrail::with_scanners(vec![rule], |kinds| {
+                self.scanner(kinds)
+            })));
         }
         if let Some(period) = RateLimitPeriod::from_type_name(type_name) {
-            let rule = RateLimitRule { period, settings: parse_settings(settings)?, level };
-            return Ok(Arc::new(RateLimitGuardrail::new(vec![rule], Arc::clone(&self.env.rate_limiter))));
+            let rule = RateLimitRule {
+                period,
+                settings: parse_settings(settings)?,
+                level,
+            };
+            return Ok(Arc::new(RateLimitGuardrail::new(
+                vec![rule],
+                Arc::clone(&self.env.rate_limiter),
+            )));
         }
         let guardrail: Arc<dyn Guardrail> = match type_name {
             "rbac" => Arc::new(Rbac::new(parse_settings(settings)?)),
@@ -254,7 +314,12 @@ impl GuardrailRegistry {
             "content_source_code" => Arc::new(SourceCode(parse_settings(settings)?)),
             custom => match self.custom.get(custom) {
                 Some(factory) => factory.build(settings, &self.env)?,
-                None => return Err(PolicyError::new("type", format!("unknown guardrail type `{custom}`"))),
+                None => {
+                    return Err(PolicyError::new(
+                        "type",
+                        format!("unknown guardrail type `{custom}`"),
+                    ));
+                }
             },
         };
         Ok(guardrail)
@@ -262,7 +327,11 @@ impl GuardrailRegistry {
 
     fn scanner(&self, kinds: PiiKinds) -> Arc<PiiScanner> {
         match self.scanners.lock() {
-            Ok(mut cache) => Arc::clone(cache.entry(kinds).or_insert_with(|| Arc::new(PiiScanner::new(kinds)))),
+            Ok(mut cache) => Arc::clone(
+                cache
+                    .entry(kinds)
+                    .or_insert_with(|| Arc::new(PiiScanner::new(kinds))),
+            ),
             // A panic elsewhere poisoned the cache: compiling afresh is always correct.
             Err(_) => Arc::new(PiiScanner::new(kinds)),
         }
@@ -272,7 +341,10 @@ impl GuardrailRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Decision, Direction, Envelope, GuardrailContext, GuardrailResult, Identity, Message, SyncGuardrail};
+    use crate::{
+        Decision, Direction, Envelope, GuardrailContext, GuardrailResult, Identity, Message,
+        SyncGuardrail,
+    };
     use serde_json::json;
 
     fn doc(v: Value) -> PolicyDocument {
@@ -280,7 +352,9 @@ mod tests {
     }
 
     fn validate(v: Value) -> Result<(), String> {
-        GuardrailRegistry::default().validate(&doc(v)).map_err(|e| e.to_string())
+        GuardrailRegistry::default()
+            .validate(&doc(v))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -304,13 +378,34 @@ mod tests {
     #[test]
     fn rejects_unknown_types_and_bad_settings_naming_the_field() {
         let cases = [
-            (json!({"guardrails": [{"type": "pii_passport"}]}), "guardrails[0].type: unknown guardrail type `pii_passport`"),
-            (json!({"guardrails": [{"type": "rbac"}, {"type": "pii_email", "action": "mask"}]}), "guardrails[1].action: unknown variant `mask`"),
-            (json!({"guardrails": [{"type": "pii_email", "directions": "both"}]}), "guardrails[0]: unknown field `directions`"),
-            (json!({"guardrails": [{"type": "rate_limit_per_minute"}]}), "guardrails[0]: missing field `limit`"),
-            (json!({"guardrails": [{"type": "rate_limit_per_hour", "limit": 0}]}), "guardrails[0].limit: invalid value: integer `0`"),
-            (json!({"guardrails": [{"type": "rbac", "allow": ["ok", ""]}]}), "guardrails[0].allow[1]: a pattern cannot be empty"),
-            (json!({"guardrails": [{"type": "content_large_documents", "max_bytes": "big"}]}), "guardrails[0].max_bytes: invalid type"),
+            (
+                json!({"guardrails": [{"type": "pii_passport"}]}),
+                "guardrails[0].type: unknown guardrail type `pii_passport`",
+            ),
+            (
+                json!({"guardrails": [{"type": "rbac"}, {"type": "pii_email", "action": "mask"}]}),
+                "guardrails[1].action: unknown variant `mask`",
+            ),
+            (
+                json!({"guardrails": [{"type": "pii_email", "directions": "both"}]}),
+                "guardrails[0].directions: unknown field `directions`",
+            ),
+            (
+                json!({"guardrails": [{"type": "rate_limit_per_minute"}]}),
+                "guardrails[0]: missing field `limit`",
+            ),
+            (
+                json!({"guardrails": [{"type": "rate_limit_per_hour", "limit": 0}]}),
+                "guardrails[0].limit: invalid value: integer `0`",
+            ),
+            (
+                json!({"guardrails": [{"type": "rbac", "allow": ["ok", ""]}]}),
+                "guardrails[0].allow[1]: a pattern cannot be empty",
+            ),
+            (
+                json!({"guardrails": [{"type": "content_large_documents", "max_bytes": "big"}]}),
+                "guardrails[0].max_bytes: invalid type",
+            ),
         ];
         for (policy, expected) in cases {
             let err = validate(policy.clone()).unwrap_err();
@@ -320,7 +415,8 @@ mod tests {
 
     #[test]
     fn a_disabling_entry_needs_no_settings_but_a_known_type() {
-        validate(json!({"guardrails": [{"type": "rate_limit_per_minute", "enabled": false}]})).unwrap();
+        validate(json!({"guardrails": [{"type": "rate_limit_per_minute", "enabled": false}]}))
+            .unwrap();
         assert!(validate(json!({"guardrails": [{"type": "nope", "enabled": false}]})).is_err());
     }
 
@@ -336,7 +432,10 @@ mod tests {
             {"type": "rate_limit_per_minute", "limit": 5}
         ]}));
         let pipeline = registry.build(&EffectivePolicy::single(&policy)).unwrap();
-        assert_eq!(pipeline.type_names().collect::<Vec<_>>(), ["content_large_documents", "pii", "rbac", "rate_limit"]);
+        assert_eq!(
+            pipeline.type_names().collect::<Vec<_>>(),
+            ["content_large_documents", "pii", "rbac", "rate_limit"]
+        );
     }
 
     #[test]
@@ -356,7 +455,11 @@ mod tests {
             "deny_word"
         }
         fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
-            if ctx.message.payload().is_some_and(|p| p.to_string().contains(&self.0)) {
+            if ctx
+                .message
+                .payload()
+                .is_some_and(|p| p.to_string().contains(&self.0))
+            {
                 GuardrailResult::block("word", "forbidden word")
             } else {
                 GuardrailResult::Allow
@@ -374,24 +477,58 @@ mod tests {
     async fn custom_guardrails_plug_in_by_type_name() {
         let mut registry = GuardrailRegistry::default();
         registry
-            .register("deny_word", |settings: &Map<String, Value>, _: &BuildEnv| {
-                let s: DenySettings = parse_settings(settings)?;
-                Ok(Arc::new(Deny(s.word)) as Arc<dyn Guardrail>)
-            })
+            .register(
+                "deny_word",
+                |settings: &Map<String, Value>, _: &BuildEnv| {
+                    let s: DenySettings = parse_settings(settings)?;
+                    Ok(Arc::new(Deny(s.word)) as Arc<dyn Guardrail>)
+                },
+            )
             .unwrap();
-        assert_eq!(registry.register("deny_word", |_: &Map<String, Value>, _: &BuildEnv| unreachable!()).unwrap_err(), RegistryError::Taken("deny_word".into()));
-        assert!(registry.register("rbac", |_: &Map<String, Value>, _: &BuildEnv| unreachable!()).is_err());
-        assert!(matches!(registry.register("Bad-Name", |_: &Map<String, Value>, _: &BuildEnv| unreachable!()), Err(RegistryError::InvalidName(_))));
+        assert_eq!(
+            registry
+                .register(
+                    "deny_word",
+                    |_: &Map<String, Value>, _: &BuildEnv| unreachable!()
+                )
+                .unwrap_err(),
+            RegistryError::Taken("deny_word".into())
+        );
+        assert!(
+            registry
+                .register(
+                    "rbac",
+                    |_: &Map<String, Value>, _: &BuildEnv| unreachable!()
+                )
+                .is_err()
+        );
+        assert!(matches!(
+            registry.register(
+                "Bad-Name",
+                |_: &Map<String, Value>, _: &BuildEnv| unreachable!()
+            ),
+            Err(RegistryError::InvalidName(_))
+        ));
         assert!(registry.type_names().contains(&"deny_word"));
 
         let bad = doc(json!({"guardrails": [{"type": "deny_word", "words": "x"}]}));
-        assert!(registry.validate(&bad).unwrap_err().to_string().starts_with("guardrails[0]: unknown field `words`"));
+        assert!(
+            registry
+                .validate(&bad)
+                .unwrap_err()
+                .to_string()
+                .starts_with("guardrails[0].words: unknown field `words`")
+        );
 
         let policy = doc(json!({"guardrails": [{"type": "deny_word", "word": "secret"}]}));
         let pipeline = registry.build(&EffectivePolicy::single(&policy)).unwrap();
         let identity = Identity::new_random();
         let message = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"q":"the secret"}}}"#).unwrap();
-        let outcome = pipeline.run(Envelope::new(Direction::Request, &identity), message).await;
-        assert!(matches!(outcome.decision, Decision::Block { ref guardrail, .. } if guardrail == "deny_word"));
+        let outcome = pipeline
+            .run(Envelope::new(Direction::Request, &identity), message)
+            .await;
+        assert!(
+            matches!(outcome.decision, Decision::Block { ref guardrail, .. } if guardrail == "deny_word")
+        );
     }
 }

@@ -94,9 +94,13 @@ impl Trace {
     pub fn record(&mut self, guardrail: &str, level: PolicyLevel, result: &GuardrailResult) {
         let entry = match result {
             GuardrailResult::Allow => entry(guardrail, level, DecisionKind::Allow, None, None),
-            GuardrailResult::Modify { reason, .. } => {
-                entry(guardrail, level, DecisionKind::Modify, None, Some(reason.clone()))
-            }
+            GuardrailResult::Modify { reason, .. } => entry(
+                guardrail,
+                level,
+                DecisionKind::Modify,
+                None,
+                Some(reason.clone()),
+            ),
             GuardrailResult::Block { code, reason } => entry(
                 guardrail,
                 level,
@@ -109,7 +113,13 @@ impl Trace {
                 reason,
             } => TraceEntry {
                 retry_after_ms: Some(millis(*retry_after)),
-                ..entry(guardrail, level, DecisionKind::Throttle, None, Some(reason.clone()))
+                ..entry(
+                    guardrail,
+                    level,
+                    DecisionKind::Throttle,
+                    None,
+                    Some(reason.clone()),
+                )
             },
         };
         self.entries.push(entry);
@@ -156,6 +166,10 @@ fn entry(
 /// A duration in whole milliseconds, rounded up so that a retry never comes too early.
 pub(crate) fn millis(duration: Duration) -> u64 {
     let ms = duration.as_millis();
-    let rounded = if duration.subsec_nanos() % 1_000_000 == 0 { ms } else { ms + 1 };
+    let rounded = if duration.subsec_nanos().is_multiple_of(1_000_000) {
+        ms
+    } else {
+        ms + 1
+    };
     u64::try_from(rounded).unwrap_or(u64::MAX)
 }

@@ -116,7 +116,11 @@ fn longest_string(value: &Value) -> usize {
     match value {
         Value::String(s) => s.len(),
         Value::Array(items) => items.iter().map(longest_string).max().unwrap_or(0),
-        Value::Object(map) => map.iter().map(|(k, v)| k.len().max(longest_string(v))).max().unwrap_or(0),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| k.len().max(longest_string(v)))
+            .max()
+            .unwrap_or(0),
         _ => 0,
     }
 }
@@ -155,7 +159,10 @@ fn most_rows(value: &Value, depth: u8) -> usize {
             let records = !items.is_empty()
                 && (items.iter().all(Value::is_object) || items.iter().all(Value::is_array));
             let own = if records { items.len() } else { 0 };
-            items.iter().map(|v| most_rows(v, depth)).fold(own, usize::max)
+            items
+                .iter()
+                .map(|v| most_rows(v, depth))
+                .fold(own, usize::max)
         }
         Value::Object(map) => map.values().map(|v| most_rows(v, depth)).max().unwrap_or(0),
         _ => 0,
@@ -168,7 +175,10 @@ fn embedded_json(text: &str, depth: u8) -> Option<Value> {
     }
     let trimmed = text.trim_ascii();
     let bytes = trimmed.as_bytes();
-    let framed = matches!((bytes.first(), bytes.last()), (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']')));
+    let framed = matches!(
+        (bytes.first(), bytes.last()),
+        (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
+    );
     framed.then(|| serde_json::from_str(trimmed).ok()).flatten()
 }
 
@@ -181,11 +191,16 @@ fn text_rows(text: &str) -> usize {
 }
 
 fn is_table_separator(line: &str) -> bool {
-    let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+    let cells: Vec<&str> = line
+        .trim()
+        .trim_matches('|')
+        .split('|')
+        .map(str::trim)
+        .collect();
     line.contains('-')
         && cells.iter().all(|c| {
             let dashes = c.trim_matches(':');
-            dashes.len() >= 3 && dashes.bytes().all(|b| b == b'-')
+            !dashes.is_empty() && dashes.bytes().all(|b| b == b'-')
         })
 }
 
@@ -241,7 +256,9 @@ impl SyncGuardrail for SourceCode {
         if lines > max {
             GuardrailResult::block(
                 "source_code_limit",
-                format!("a code block of {lines} lines exceeds max_lines {max} (content_source_code)"),
+                format!(
+                    "a code block of {lines} lines exceeds max_lines {max} (content_source_code)"
+                ),
             )
         } else {
             GuardrailResult::Allow
@@ -255,8 +272,16 @@ fn longest_code(value: &Value, depth: u8) -> usize {
             Some(inner) => longest_code(&inner, depth + 1),
             None => fenced_lines(text).max(unfenced_lines(text)),
         },
-        Value::Array(items) => items.iter().map(|v| longest_code(v, depth)).max().unwrap_or(0),
-        Value::Object(map) => map.values().map(|v| longest_code(v, depth)).max().unwrap_or(0),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| longest_code(v, depth))
+            .max()
+            .unwrap_or(0),
+        Value::Object(map) => map
+            .values()
+            .map(|v| longest_code(v, depth))
+            .max()
+            .unwrap_or(0),
         _ => 0,
     }
 }
@@ -281,11 +306,36 @@ fn fenced_lines(text: &str) -> usize {
     best.max(open.map_or(0, |(_, n)| n))
 }
 
-const CODE_STARTS: [&str; 40] = [
-    "def ", "class ", "fn ", "pub ", "function ", "import ", "from ", "#include", "package ", "public ", "private ",
-    "protected ", "return ", "return;", "let ", "const ", "var ", "if (", "if ", "for (", "for ", "while ", "} else",
-    "elif ", "else:", "try:", "except", "async ", "await ", "use ", "impl ", "struct ", "enum ", "#!/", "//", "/*",
-    "SELECT ", "INSERT ", "@", "switch (",
+/// Line starts that mark code by themselves.
+const CODE_KEYWORDS: [&str; 22] = [
+    "def ",
+    "class ",
+    "fn ",
+    "pub fn ",
+    "pub struct ",
+    "pub enum ",
+    "function ",
+    "import ",
+    "#include ",
+    "#include<",
+    "package ",
+    "impl ",
+    "struct ",
+    "#!/",
+    "async def ",
+    "async fn ",
+    "public class ",
+    "public static ",
+    "private static ",
+    "from __future__",
+    "using namespace ",
+    "#define ",
+];
+
+/// Line starts that mark code when the line also has code punctuation.
+const CODE_STARTS: [&str; 22] = [
+    "return", "let ", "const ", "var ", "if ", "if(", "for ", "for(", "while ", "while(", "} else",
+    "elif ", "else:", "try:", "except", "await ", "use ", "enum ", "@", "//", "/*", "switch",
 ];
 
 /// Whether a line reads as code on its own.
@@ -294,8 +344,12 @@ fn looks_like_code(line: &str) -> bool {
     if trimmed.is_empty() {
         return false;
     }
-    let ends = [";", "{", "}", "};", "});", ");", "=>", "):", ") {"].iter().any(|e| trimmed.ends_with(e));
-    ends || CODE_STARTS.iter().any(|s| trimmed.starts_with(s)) && (trimmed.ends_with(':') || trimmed.contains(['(', '=', '{', ';']))
+    let ends = [";", "{", "}", "};", "});", ");", "=>", "):", ") {"]
+        .iter()
+        .any(|e| trimmed.ends_with(e));
+    let keyword = CODE_KEYWORDS.iter().any(|k| trimmed.starts_with(k));
+    let punctuated = trimmed.ends_with(':') || trimmed.contains(['(', '=', '{', ';']);
+    ends || keyword || CODE_STARTS.iter().any(|s| trimmed.starts_with(s)) && punctuated
 }
 
 /// The longest run of lines that read as code, with indented lines and single blank lines inside a run
@@ -354,9 +408,20 @@ mod tests {
     fn large_documents_by_longest_string_or_whole_message() {
         let g = LargeDocuments(settings(json!({"max_bytes": 10})));
         assert_eq!(decide(&g, "0123456789"), GuardrailResult::Allow);
-        let GuardrailResult::Block { reason, .. } = decide(&g, "0123456789a") else { panic!() };
-        assert_eq!(reason, "a 11-byte document exceeds max_bytes 10 (content_large_documents)");
-        assert_eq!(decide(&g, "é".repeat(6).as_str()).clone(), GuardrailResult::block("content_too_large", "a 12-byte document exceeds max_bytes 10 (content_large_documents)"));
+        let GuardrailResult::Block { reason, .. } = decide(&g, "0123456789a") else {
+            panic!()
+        };
+        assert_eq!(
+            reason,
+            "a 11-byte document exceeds max_bytes 10 (content_large_documents)"
+        );
+        assert_eq!(
+            decide(&g, "é".repeat(6).as_str()).clone(),
+            GuardrailResult::block(
+                "content_too_large",
+                "a 12-byte document exceeds max_bytes 10 (content_large_documents)"
+            )
+        );
         let whole = LargeDocuments(settings(json!({"max_bytes": 60, "measure": "message"})));
         assert_eq!(code(&decide(&whole, "short")), Some("content_too_large"));
     }
@@ -365,23 +430,40 @@ mod tests {
     fn direction_is_respected() {
         let g = LargeDocuments(settings(json!({"max_bytes": 1, "direction": "request"})));
         let identity = Identity::new_random();
-        let message = Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "result": {"text": "long"}})).unwrap();
-        assert!(!g.applies_to(&GuardrailContext::new(Direction::Response, &identity, &message)));
+        let message =
+            Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "result": {"text": "long"}}))
+                .unwrap();
+        assert!(!g.applies_to(&GuardrailContext::new(
+            Direction::Response,
+            &identity,
+            &message
+        )));
     }
 
     #[test]
     fn counts_csv_tsv_and_markdown_rows() {
         let g = StructuredData(settings(json!({"max_rows": 3})));
-        let csv = |n: usize| std::iter::once("name,email,age".to_owned()).chain((0..n).map(|i| format!("u{i},x,{i}"))).collect::<Vec<_>>().join("\n");
+        let csv = |n: usize| {
+            std::iter::once("name,email,age".to_owned())
+                .chain((0..n).map(|i| format!("u{i},x,{i}")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         assert_eq!(decide(&g, &csv(3)), GuardrailResult::Allow);
         assert_eq!(code(&decide(&g, &csv(4))), Some("structured_data_limit"));
         let tsv = "a\tb\n1\t2\n3\t4\n5\t6\n7\t8";
         assert_eq!(code(&decide(&g, tsv)), Some("structured_data_limit"));
-        let md = "Results:\n\n| a | b |\n|---|:-:|\n| 1 | 2 |\n| 3 | 4 |\n| 5 | 6 |\n\nThat is all.";
+        let md =
+            "Results:\n\n| a | b |\n|---|:-:|\n| 1 | 2 |\n| 3 | 4 |\n| 5 | 6 |\n\nThat is all.";
         assert_eq!(decide(&g, md), GuardrailResult::Allow);
         let bigger = md.replace("| 5 | 6 |", "| 5 | 6 |\n| 7 | 8 |");
-        let GuardrailResult::Block { reason, .. } = decide(&g, &bigger) else { panic!() };
-        assert_eq!(reason, "a table of 4 rows exceeds max_rows 3 (content_structured_data)");
+        let GuardrailResult::Block { reason, .. } = decide(&g, &bigger) else {
+            panic!()
+        };
+        assert_eq!(
+            reason,
+            "a table of 4 rows exceeds max_rows 3 (content_structured_data)"
+        );
     }
 
     #[test]
@@ -392,7 +474,11 @@ mod tests {
         let matrix = json!({"rows": [[1, 2], [3, 4], [5, 6]]}).to_string();
         assert_eq!(code(&decide(&g, &matrix)), Some("structured_data_limit"));
         let scalars = json!([1, 2, 3, 4]).to_string();
-        assert_eq!(decide(&g, &scalars), GuardrailResult::Allow, "a list of numbers is not a table");
+        assert_eq!(
+            decide(&g, &scalars),
+            GuardrailResult::Allow,
+            "a list of numbers is not a table"
+        );
     }
 
     #[test]
@@ -412,8 +498,13 @@ mod tests {
         let unclosed = "~~~\na\nb\nc\nd";
         assert_eq!(code(&decide(&g, unclosed)), Some("source_code_limit"));
         let python = "import os\n\ndef main():\n    path = os.getcwd()\n    return path\n";
-        let GuardrailResult::Block { reason, .. } = decide(&g, python) else { panic!() };
-        assert_eq!(reason, "a code block of 4 lines exceeds max_lines 3 (content_source_code)");
+        let GuardrailResult::Block { reason, .. } = decide(&g, python) else {
+            panic!()
+        };
+        assert_eq!(
+            reason,
+            "a code block of 4 lines exceeds max_lines 3 (content_source_code)"
+        );
     }
 
     #[test]
@@ -427,7 +518,10 @@ mod tests {
     fn rejects_bad_settings() {
         assert!(serde_json::from_value::<LargeDocumentsSettings>(json!({"max_bytes": 0})).is_err());
         assert!(serde_json::from_value::<LargeDocumentsSettings>(json!({})).is_err());
-        assert!(serde_json::from_value::<StructuredDataSettings>(json!({"max_rows": 5, "extra": 1})).is_err());
+        assert!(
+            serde_json::from_value::<StructuredDataSettings>(json!({"max_rows": 5, "extra": 1}))
+                .is_err()
+        );
         assert!(serde_json::from_value::<SourceCodeSettings>(json!({"max_lines": "ten"})).is_err());
     }
 }

@@ -147,7 +147,10 @@ impl RateLimitGuardrail {
         Self { rules, limiter }
     }
 
-    fn counted<'r>(&'r self, ctx: &GuardrailContext<'_>) -> impl Iterator<Item = &'r RateLimitRule> {
+    fn counted<'r>(
+        &'r self,
+        ctx: &GuardrailContext<'_>,
+    ) -> impl Iterator<Item = &'r RateLimitRule> {
         let method = ctx.message.method().unwrap_or_default();
         self.rules.iter().filter(move |r| r.counts(method))
     }
@@ -167,10 +170,16 @@ impl Guardrail for RateLimitGuardrail {
     }
 
     async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
-        self.evaluate_traced(ctx, PolicyLevel::Organisation, &mut Trace::new()).await
+        self.evaluate_traced(ctx, PolicyLevel::Organisation, &mut Trace::new())
+            .await
     }
 
-    async fn evaluate_traced(&self, ctx: &GuardrailContext<'_>, _level: PolicyLevel, trace: &mut Trace) -> GuardrailResult {
+    async fn evaluate_traced(
+        &self,
+        ctx: &GuardrailContext<'_>,
+        _level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> GuardrailResult {
         let rules: Vec<&RateLimitRule> = self.counted(ctx).collect();
         let windows: Vec<RateLimitWindow> = rules.iter().map(|r| r.window(ctx)).collect();
         match self.limiter.acquire(&windows).await {
@@ -180,7 +189,10 @@ impl Guardrail for RateLimitGuardrail {
                 }
                 GuardrailResult::Allow
             }
-            Ok(RateLimitDecision::Denied { window, retry_after }) => {
+            Ok(RateLimitDecision::Denied {
+                window,
+                retry_after,
+            }) => {
                 let mut throttle = GuardrailResult::Allow;
                 for (index, rule) in rules.iter().enumerate() {
                     if index == window {
@@ -228,31 +240,49 @@ mod tests {
     }
 
     fn call(tool: &str) -> Message {
-        Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool}})).unwrap()
+        Message::from_value(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool}}),
+        )
+        .unwrap()
     }
 
-    async fn decide(guardrail: &RateLimitGuardrail, identity: &Identity, message: &Message) -> (GuardrailResult, Trace) {
+    async fn decide(
+        guardrail: &RateLimitGuardrail,
+        identity: &Identity,
+        message: &Message,
+    ) -> (GuardrailResult, Trace) {
         let ctx = GuardrailContext::new(Direction::Request, identity, message);
         let mut trace = Trace::new();
         if !guardrail.applies_to(&ctx) {
             return (GuardrailResult::Allow, trace);
         }
-        let result = guardrail.evaluate_traced(&ctx, PolicyLevel::Organisation, &mut trace).await;
+        let result = guardrail
+            .evaluate_traced(&ctx, PolicyLevel::Organisation, &mut trace)
+            .await;
         (result, trace)
     }
 
     fn memory() -> (FakeRelativeClock, Arc<MemoryRateLimiter<FakeRelativeClock>>) {
         let clock = FakeRelativeClock::default();
-        (clock.clone(), Arc::new(MemoryRateLimiter::with_clock(clock)))
+        (
+            clock.clone(),
+            Arc::new(MemoryRateLimiter::with_clock(clock)),
+        )
     }
 
     #[tokio::test]
     async fn throttles_past_the_limit_with_a_retry_hint() {
         let (clock, limiter) = memory();
-        let guardrail = RateLimitGuardrail::new(vec![rule(RateLimitPeriod::Minute, json!({"limit": 2}))], limiter);
+        let guardrail = RateLimitGuardrail::new(
+            vec![rule(RateLimitPeriod::Minute, json!({"limit": 2}))],
+            limiter,
+        );
         let identity = Identity::new_random();
         for _ in 0..2 {
-            assert_eq!(decide(&guardrail, &identity, &call("a")).await.0, GuardrailResult::Allow);
+            assert_eq!(
+                decide(&guardrail, &identity, &call("a")).await.0,
+                GuardrailResult::Allow
+            );
         }
         let (result, trace) = decide(&guardrail, &identity, &call("b")).await;
         assert_eq!(
@@ -266,42 +296,82 @@ mod tests {
         assert_eq!(trace.entries()[0].level, PolicyLevel::Workspace);
         assert_eq!(trace.entries()[0].retry_after_ms, Some(30_000));
         clock.advance(Duration::from_secs(30));
-        assert_eq!(decide(&guardrail, &identity, &call("b")).await.0, GuardrailResult::Allow);
+        assert_eq!(
+            decide(&guardrail, &identity, &call("b")).await.0,
+            GuardrailResult::Allow
+        );
         let other_agent = Identity::new_random();
-        assert_eq!(decide(&guardrail, &other_agent, &call("a")).await.0, GuardrailResult::Allow);
+        assert_eq!(
+            decide(&guardrail, &other_agent, &call("a")).await.0,
+            GuardrailResult::Allow
+        );
     }
 
     #[tokio::test]
     async fn per_tool_keys_count_each_tool_apart() {
         let (_, limiter) = memory();
-        let guardrail = RateLimitGuardrail::new(vec![rule(RateLimitPeriod::Hour, json!({"limit": 1, "key": "agent_tool"}))], limiter);
+        let guardrail = RateLimitGuardrail::new(
+            vec![rule(
+                RateLimitPeriod::Hour,
+                json!({"limit": 1, "key": "agent_tool"}),
+            )],
+            limiter,
+        );
         let identity = Identity::new_random();
-        assert_eq!(decide(&guardrail, &identity, &call("a")).await.0, GuardrailResult::Allow);
-        assert_eq!(decide(&guardrail, &identity, &call("b")).await.0, GuardrailResult::Allow);
-        assert!(matches!(decide(&guardrail, &identity, &call("a")).await.0, GuardrailResult::Throttle { .. }));
+        assert_eq!(
+            decide(&guardrail, &identity, &call("a")).await.0,
+            GuardrailResult::Allow
+        );
+        assert_eq!(
+            decide(&guardrail, &identity, &call("b")).await.0,
+            GuardrailResult::Allow
+        );
+        assert!(matches!(
+            decide(&guardrail, &identity, &call("a")).await.0,
+            GuardrailResult::Throttle { .. }
+        ));
     }
 
     #[tokio::test]
     async fn only_counted_methods_are_limited() {
         let (_, limiter) = memory();
-        let guardrail = RateLimitGuardrail::new(vec![rule(RateLimitPeriod::Minute, json!({"limit": 1}))], limiter);
+        let guardrail = RateLimitGuardrail::new(
+            vec![rule(RateLimitPeriod::Minute, json!({"limit": 1}))],
+            limiter,
+        );
         let identity = Identity::new_random();
-        let list = Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).unwrap();
+        let list = Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .unwrap();
         for _ in 0..5 {
             let (result, trace) = decide(&guardrail, &identity, &list).await;
             assert_eq!(result, GuardrailResult::Allow);
             assert!(trace.is_empty());
         }
-        let all = RateLimitGuardrail::new(vec![rule(RateLimitPeriod::Minute, json!({"limit": 1, "methods": ["*"]}))], Arc::new(MemoryRateLimiter::new()));
-        assert_eq!(decide(&all, &identity, &list).await.0, GuardrailResult::Allow);
-        assert!(matches!(decide(&all, &identity, &list).await.0, GuardrailResult::Throttle { .. }));
+        let all = RateLimitGuardrail::new(
+            vec![rule(
+                RateLimitPeriod::Minute,
+                json!({"limit": 1, "methods": ["*"]}),
+            )],
+            Arc::new(MemoryRateLimiter::new()),
+        );
+        assert_eq!(
+            decide(&all, &identity, &list).await.0,
+            GuardrailResult::Allow
+        );
+        assert!(matches!(
+            decide(&all, &identity, &list).await.0,
+            GuardrailResult::Throttle { .. }
+        ));
     }
 
     #[tokio::test]
     async fn minute_and_hour_are_checked_together() {
         let (_, limiter) = memory();
         let guardrail = RateLimitGuardrail::new(
-            vec![rule(RateLimitPeriod::Minute, json!({"limit": 10})), rule(RateLimitPeriod::Hour, json!({"limit": 2}))],
+            vec![
+                rule(RateLimitPeriod::Minute, json!({"limit": 10})),
+                rule(RateLimitPeriod::Hour, json!({"limit": 2})),
+            ],
             limiter,
         );
         let identity = Identity::new_random();
@@ -311,9 +381,21 @@ mod tests {
             assert_eq!(trace.len(), 2);
         }
         let (result, trace) = decide(&guardrail, &identity, &call("a")).await;
-        assert!(matches!(result, GuardrailResult::Throttle { retry_after, .. } if retry_after == Duration::from_secs(1800)));
-        let decisions: Vec<_> = trace.entries().iter().map(|e| (e.guardrail.as_str(), e.decision)).collect();
-        assert_eq!(decisions, [("rate_limit_per_minute", DecisionKind::Allow), ("rate_limit_per_hour", DecisionKind::Throttle)]);
+        assert!(
+            matches!(result, GuardrailResult::Throttle { retry_after, .. } if retry_after == Duration::from_secs(1800))
+        );
+        let decisions: Vec<_> = trace
+            .entries()
+            .iter()
+            .map(|e| (e.guardrail.as_str(), e.decision))
+            .collect();
+        assert_eq!(
+            decisions,
+            [
+                ("rate_limit_per_minute", DecisionKind::Allow),
+                ("rate_limit_per_hour", DecisionKind::Throttle)
+            ]
+        );
     }
 
     #[derive(Debug)]
@@ -321,22 +403,38 @@ mod tests {
 
     #[async_trait]
     impl RateLimiter for Down {
-        async fn acquire(&self, _: &[RateLimitWindow]) -> Result<RateLimitDecision, RateLimitError> {
+        async fn acquire(
+            &self,
+            _: &[RateLimitWindow],
+        ) -> Result<RateLimitDecision, RateLimitError> {
             Err(RateLimitError("connection refused".into()))
         }
     }
 
     #[tokio::test]
     async fn an_unreachable_limiter_fails_closed() {
-        let guardrail = RateLimitGuardrail::new(vec![rule(RateLimitPeriod::Minute, json!({"limit": 1}))], Arc::new(Down));
+        let guardrail = RateLimitGuardrail::new(
+            vec![rule(RateLimitPeriod::Minute, json!({"limit": 1}))],
+            Arc::new(Down),
+        );
         let (result, _) = decide(&guardrail, &Identity::new_random(), &call("a")).await;
         assert!(matches!(result, GuardrailResult::Block { code, .. } if code == UNAVAILABLE_CODE));
     }
 
     #[test]
     fn rejects_bad_settings() {
-        for bad in [json!({}), json!({"limit": 0}), json!({"limit": -1}), json!({"limit": "60"}), json!({"limit": 1, "key": "org"}), json!({"limit": 1, "per": "x"})] {
-            assert!(serde_json::from_value::<RateLimitSettings>(bad.clone()).is_err(), "{bad}");
+        for bad in [
+            json!({}),
+            json!({"limit": 0}),
+            json!({"limit": -1}),
+            json!({"limit": "60"}),
+            json!({"limit": 1, "key": "org"}),
+            json!({"limit": 1, "per": "x"}),
+        ] {
+            assert!(
+                serde_json::from_value::<RateLimitSettings>(bad.clone()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -111,7 +111,10 @@ impl Rbac {
     }
 
     /// The access list governing a request, and the name it targets.
-    fn request_target<'m>(&self, ctx: &GuardrailContext<'m>) -> Option<(&AccessList, Option<&'m str>, &'static str)> {
+    fn request_target<'m>(
+        &self,
+        ctx: &GuardrailContext<'m>,
+    ) -> Option<(&AccessList, Option<&'m str>, &'static str)> {
         let message = ctx.message;
         match message.method()? {
             methods::TOOLS_CALL => Some((&self.tools, message.tool_name(), "tool")),
@@ -131,8 +134,13 @@ impl Rbac {
         let shape = |items, name, noun| ListShape { items, name, noun };
         match ctx.request_method {
             Some(methods::TOOLS_LIST) => Some((&self.tools, shape("tools", "name", "tools"))),
-            Some(methods::PROMPTS_LIST) => Some((self.prompts.as_ref()?, shape("prompts", "name", "prompts"))),
-            Some(methods::RESOURCES_LIST) => Some((self.resources.as_ref()?, shape("resources", "uri", "resources"))),
+            Some(methods::PROMPTS_LIST) => {
+                Some((self.prompts.as_ref()?, shape("prompts", "name", "prompts")))
+            }
+            Some(methods::RESOURCES_LIST) => Some((
+                self.resources.as_ref()?,
+                shape("resources", "uri", "resources"),
+            )),
             Some(methods::RESOURCES_TEMPLATES_LIST) => Some((
                 self.resources.as_ref()?,
                 shape("resourceTemplates", "uriTemplate", "resource templates"),
@@ -157,7 +165,9 @@ impl SyncGuardrail for Rbac {
 
     fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
         match ctx.direction {
-            Direction::Request => ctx.message.kind() == MessageKind::Request && self.request_target(ctx).is_some(),
+            Direction::Request => {
+                ctx.message.kind() == MessageKind::Request && self.request_target(ctx).is_some()
+            }
             Direction::Response => self.list_target(ctx).is_some(),
         }
     }
@@ -169,7 +179,10 @@ impl SyncGuardrail for Rbac {
             };
             return match name {
                 Some(name) if list.permits(name) => GuardrailResult::Allow,
-                Some(name) => GuardrailResult::block(CODE, format!("{noun} `{name}` is not allowed for this agent")),
+                Some(name) => GuardrailResult::block(
+                    CODE,
+                    format!("{noun} `{name}` is not allowed for this agent"),
+                ),
                 None => GuardrailResult::block(CODE, format!("the request names no {noun}")),
             };
         }
@@ -180,7 +193,11 @@ impl SyncGuardrail for Rbac {
     }
 }
 
-fn filter_list(ctx: &GuardrailContext<'_>, list: &AccessList, shape: &ListShape) -> GuardrailResult {
+fn filter_list(
+    ctx: &GuardrailContext<'_>,
+    list: &AccessList,
+    shape: &ListShape,
+) -> GuardrailResult {
     let Some(Value::Object(result)) = ctx.message.result() else {
         return GuardrailResult::Allow;
     };
@@ -188,7 +205,11 @@ fn filter_list(ctx: &GuardrailContext<'_>, list: &AccessList, shape: &ListShape)
         return GuardrailResult::Allow;
     };
     // An item without a readable name cannot be checked, so it is hidden.
-    let permitted = |item: &Value| item.get(shape.name).and_then(Value::as_str).is_some_and(|n| list.permits(n));
+    let permitted = |item: &Value| {
+        item.get(shape.name)
+            .and_then(Value::as_str)
+            .is_some_and(|n| list.permits(n))
+    };
     let hidden = items.iter().filter(|item| !permitted(item)).count();
     let public = result.get("cacheScope").and_then(Value::as_str) == Some("public");
     if hidden == 0 && !public {
@@ -221,7 +242,12 @@ mod tests {
         Rbac::new(serde_json::from_value(settings).unwrap())
     }
 
-    fn decide(rbac: &Rbac, direction: Direction, method: Option<&str>, message: Value) -> GuardrailResult {
+    fn decide(
+        rbac: &Rbac,
+        direction: Direction,
+        method: Option<&str>,
+        message: Value,
+    ) -> GuardrailResult {
         let identity = Identity::new_random();
         let message = Message::from_value(message).unwrap();
         let mut ctx = GuardrailContext::new(direction, &identity, &message);
@@ -266,61 +292,119 @@ mod tests {
     #[test]
     fn a_call_without_a_tool_name_is_refused() {
         let r = rbac(json!({"allow": ["*"]}));
-        let result = decide(&r, Direction::Request, None, json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {}}));
+        let result = decide(
+            &r,
+            Direction::Request,
+            None,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {}}),
+        );
         assert!(blocked(&result));
     }
 
     #[test]
     fn the_reason_names_the_tool() {
-        let GuardrailResult::Block { reason, .. } = call(&rbac(json!({})), "fs_delete") else { panic!() };
+        let GuardrailResult::Block { reason, .. } = call(&rbac(json!({})), "fs_delete") else {
+            panic!()
+        };
         assert_eq!(reason, "tool `fs_delete` is not allowed for this agent");
     }
 
     #[test]
     fn other_requests_pass() {
         let r = rbac(json!({}));
-        for method in ["initialize", "tools/list", "ping", "prompts/get", "resources/read"] {
-            let result = decide(&r, Direction::Request, None, json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": "x", "uri": "y"}}));
+        for method in [
+            "initialize",
+            "tools/list",
+            "ping",
+            "prompts/get",
+            "resources/read",
+        ] {
+            let result = decide(
+                &r,
+                Direction::Request,
+                None,
+                json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": "x", "uri": "y"}}),
+            );
             assert_eq!(result, GuardrailResult::Allow, "{method}");
         }
     }
 
     fn tools_page(names: &[&str], extra: Value) -> Value {
-        let tools: Vec<_> = names.iter().map(|n| json!({"name": n, "inputSchema": {"type": "object"}})).collect();
+        let tools: Vec<_> = names
+            .iter()
+            .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
+            .collect();
         let mut result = json!({"tools": tools});
-        result.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        result
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         json!({"jsonrpc": "2.0", "id": 2, "result": result})
     }
 
     fn names(result: &GuardrailResult) -> Vec<String> {
-        let GuardrailResult::Modify { message, .. } = result else { panic!("expected modify, got {result:?}") };
-        message.result().unwrap()["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
+        let GuardrailResult::Modify { message, .. } = result else {
+            panic!("expected modify, got {result:?}")
+        };
+        message.result().unwrap()["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     #[test]
     fn filters_every_page_of_tools_list_and_keeps_the_cursor() {
         let r = rbac(json!({"allow": ["fs_*"], "deny": ["fs_delete*"]}));
-        let page1 = decide(&r, Direction::Response, Some("tools/list"), tools_page(&["fs_read", "shell", "fs_delete"], json!({"nextCursor": "p2"})));
+        let page1 = decide(
+            &r,
+            Direction::Response,
+            Some("tools/list"),
+            tools_page(
+                &["fs_read", "shell", "fs_delete"],
+                json!({"nextCursor": "p2"}),
+            ),
+        );
         assert_eq!(names(&page1), ["fs_read"]);
-        let GuardrailResult::Modify { message, reason } = &page1 else { unreachable!() };
+        let GuardrailResult::Modify { message, reason } = &page1 else {
+            unreachable!()
+        };
         assert_eq!(message.result().unwrap()["nextCursor"], "p2");
         assert_eq!(reason, "hid 2 of 3 tools");
-        let page2 = decide(&r, Direction::Response, Some("tools/list"), tools_page(&["net", "fs_write"], json!({})));
+        let page2 = decide(
+            &r,
+            Direction::Response,
+            Some("tools/list"),
+            tools_page(&["net", "fs_write"], json!({})),
+        );
         assert_eq!(names(&page2), ["fs_write"]);
     }
 
     #[test]
     fn an_unfiltered_list_passes_untouched() {
         let r = rbac(json!({"allow": ["*"]}));
-        let result = decide(&r, Direction::Response, Some("tools/list"), tools_page(&["a", "b"], json!({"cacheScope": "private"})));
+        let result = decide(
+            &r,
+            Direction::Response,
+            Some("tools/list"),
+            tools_page(&["a", "b"], json!({"cacheScope": "private"})),
+        );
         assert_eq!(result, GuardrailResult::Allow);
     }
 
     #[test]
     fn a_public_list_becomes_private() {
         let r = rbac(json!({"allow": ["*"]}));
-        let result = decide(&r, Direction::Response, Some("tools/list"), tools_page(&["a"], json!({"ttlMs": 60000, "cacheScope": "public"})));
-        let GuardrailResult::Modify { message, .. } = result else { panic!() };
+        let result = decide(
+            &r,
+            Direction::Response,
+            Some("tools/list"),
+            tools_page(&["a"], json!({"ttlMs": 60000, "cacheScope": "public"})),
+        );
+        let GuardrailResult::Modify { message, .. } = result else {
+            panic!()
+        };
         assert_eq!(message.result().unwrap()["cacheScope"], "private");
         assert_eq!(message.result().unwrap()["ttlMs"], 60000);
     }
@@ -328,7 +412,12 @@ mod tests {
     #[test]
     fn a_tool_list_answering_an_unknown_request_is_filtered_anyway() {
         let r = rbac(json!({"allow": ["a"]}));
-        let result = decide(&r, Direction::Response, None, tools_page(&["a", "b"], json!({})));
+        let result = decide(
+            &r,
+            Direction::Response,
+            None,
+            tools_page(&["a", "b"], json!({})),
+        );
         assert_eq!(names(&result), ["a"]);
     }
 
@@ -336,26 +425,72 @@ mod tests {
     fn nameless_tools_are_hidden() {
         let r = rbac(json!({"allow": ["*"]}));
         let message = json!({"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "a"}, {"title": "no name"}, {"name": 5}]}});
-        assert_eq!(names(&decide(&r, Direction::Response, Some("tools/list"), message)), ["a"]);
+        assert_eq!(
+            names(&decide(
+                &r,
+                Direction::Response,
+                Some("tools/list"),
+                message
+            )),
+            ["a"]
+        );
     }
 
     #[test]
     fn prompts_and_resources_are_governed_only_when_configured() {
-        let r = rbac(json!({"allow": ["*"], "prompts": {"allow": ["greet*"]}, "resources": {"allow": ["file:///public/*"]}}));
+        let r = rbac(
+            json!({"allow": ["*"], "prompts": {"allow": ["greet*"]}, "resources": {"allow": ["file:///public/*"]}}),
+        );
         let get = |name: &str| json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {"name": name}});
-        assert_eq!(decide(&r, Direction::Request, None, get("greeting")), GuardrailResult::Allow);
-        assert!(blocked(&decide(&r, Direction::Request, None, get("secret"))));
+        assert_eq!(
+            decide(&r, Direction::Request, None, get("greeting")),
+            GuardrailResult::Allow
+        );
+        assert!(blocked(&decide(
+            &r,
+            Direction::Request,
+            None,
+            get("secret")
+        )));
         let read = |uri: &str| json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": uri}});
-        assert_eq!(decide(&r, Direction::Request, None, read("file:///public/a.txt")), GuardrailResult::Allow);
-        assert!(blocked(&decide(&r, Direction::Request, None, read("file:///etc/passwd"))));
+        assert_eq!(
+            decide(&r, Direction::Request, None, read("file:///public/a.txt")),
+            GuardrailResult::Allow
+        );
+        assert!(blocked(&decide(
+            &r,
+            Direction::Request,
+            None,
+            read("file:///etc/passwd")
+        )));
 
         let list = json!({"jsonrpc": "2.0", "id": 3, "result": {"resources": [{"uri": "file:///public/a", "name": "a"}, {"uri": "file:///etc/passwd", "name": "p"}]}});
-        let GuardrailResult::Modify { message, .. } = decide(&r, Direction::Response, Some("resources/list"), list) else { panic!() };
-        assert_eq!(message.result().unwrap()["resources"].as_array().unwrap().len(), 1);
+        let GuardrailResult::Modify { message, .. } =
+            decide(&r, Direction::Response, Some("resources/list"), list)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            message.result().unwrap()["resources"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
 
         let templates = json!({"jsonrpc": "2.0", "id": 3, "result": {"resourceTemplates": [{"uriTemplate": "file:///public/{name}"}, {"uriTemplate": "db://{table}"}]}});
-        let GuardrailResult::Modify { message, .. } = decide(&r, Direction::Response, Some("resources/templates/list"), templates) else { panic!() };
-        assert_eq!(message.result().unwrap()["resourceTemplates"], json!([{"uriTemplate": "file:///public/{name}"}]));
+        let GuardrailResult::Modify { message, .. } = decide(
+            &r,
+            Direction::Response,
+            Some("resources/templates/list"),
+            templates,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            message.result().unwrap()["resourceTemplates"],
+            json!([{"uriTemplate": "file:///public/{name}"}])
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ fn glob<T: Copy + PartialEq>(pattern: &[T], name: &[T], any_run: T, any_one: T) 
             },
         }
     }
-    pattern.get(p..).is_some_and(|rest| rest.iter().all(|&c| c == any_run))
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == any_run))
 }
 
 impl std::str::FromStr for Wildcard {

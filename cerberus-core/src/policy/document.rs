@@ -100,22 +100,31 @@ impl PolicyDocument {
     /// Checks the shape of a document given as a JSON value.
     pub fn from_value(value: Value) -> Result<Self, PolicyError> {
         let Value::Object(mut top) = value else {
-            return Err(PolicyError::new("", "a policy must be an object with a `guardrails` list"));
+            return Err(PolicyError::new(
+                "",
+                "a policy must be an object with a `guardrails` list",
+            ));
         };
         let guardrails = top
             .remove("guardrails")
             .ok_or_else(|| PolicyError::new("guardrails", "missing field"))?;
         // A free-form description is the only other member a policy may carry.
-        if let Some(description) = top.remove("description") {
-            if !description.is_string() {
-                return Err(PolicyError::new("description", "expected a string"));
-            }
+        if let Some(description) = top.remove("description")
+            && !description.is_string()
+        {
+            return Err(PolicyError::new("description", "expected a string"));
         }
         if let Some(unknown) = top.keys().next() {
-            return Err(PolicyError::new(unknown.clone(), "unknown field, expected `guardrails` or `description`"));
+            return Err(PolicyError::new(
+                unknown.clone(),
+                "unknown field, expected `guardrails` or `description`",
+            ));
         }
         let Value::Array(entries) = guardrails else {
-            return Err(PolicyError::new("guardrails", "expected a list of guardrail entries"));
+            return Err(PolicyError::new(
+                "guardrails",
+                "expected a list of guardrail entries",
+            ));
         };
         let mut specs: Vec<GuardrailSpec> = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
@@ -124,7 +133,10 @@ impl PolicyDocument {
             if specs.iter().any(|s| s.type_name == spec.type_name) {
                 return Err(PolicyError::new(
                     format!("{path}.type"),
-                    format!("`{}` appears twice; a policy has at most one entry per type", spec.type_name),
+                    format!(
+                        "`{}` appears twice; a policy has at most one entry per type",
+                        spec.type_name
+                    ),
                 ));
             }
             specs.push(spec);
@@ -147,11 +159,12 @@ fn parse_spec(entry: Value) -> Result<GuardrailSpec, PolicyError> {
         Some(_) => return Err(PolicyError::new("type", "expected a non-empty string")),
         None => return Err(PolicyError::new("type", "missing field")),
     };
-    let flag = |settings: &mut Map<String, Value>, key: &str, default: bool| match settings.remove(key) {
-        None => Ok(default),
-        Some(Value::Bool(b)) => Ok(b),
-        Some(_) => Err(PolicyError::new(key, "expected true or false")),
-    };
+    let flag =
+        |settings: &mut Map<String, Value>, key: &str, default: bool| match settings.remove(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(PolicyError::new(key, "expected true or false")),
+        };
     let enabled = flag(&mut settings, "enabled", true)?;
     let mandatory = flag(&mut settings, "mandatory", false)?;
     Ok(GuardrailSpec {
@@ -184,7 +197,11 @@ impl From<PolicyDocument> for Value {
                 if spec.mandatory {
                     entry.insert("mandatory".into(), Value::Bool(true));
                 }
-                entry.extend(spec.settings.into_iter().filter(|(k, _)| !RESERVED.contains(&k.as_str())));
+                entry.extend(
+                    spec.settings
+                        .into_iter()
+                        .filter(|(k, _)| !RESERVED.contains(&k.as_str())),
+                );
                 Value::Object(entry)
             })
             .collect();
@@ -211,10 +228,25 @@ mod tests {
             {"type": "rate_limit_per_minute", "limit": 60}, {"type": "content_large_documents", "max_bytes": 100000}]}"#,
         )
         .unwrap();
-        let types: Vec<_> = doc.guardrails.iter().map(|g| g.type_name.as_str()).collect();
-        assert_eq!(types, ["rbac", "pii_email", "rate_limit_per_minute", "content_large_documents"]);
+        let types: Vec<_> = doc
+            .guardrails
+            .iter()
+            .map(|g| g.type_name.as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "rbac",
+                "pii_email",
+                "rate_limit_per_minute",
+                "content_large_documents"
+            ]
+        );
         assert!(doc.guardrails.iter().all(|g| g.enabled && !g.mandatory));
-        assert_eq!(doc.guardrails[2].settings, json!({"limit": 60}).as_object().unwrap().clone());
+        assert_eq!(
+            doc.guardrails[2].settings,
+            json!({"limit": 60}).as_object().unwrap().clone()
+        );
     }
 
     #[test]
@@ -231,18 +263,39 @@ mod tests {
 
     #[test]
     fn names_the_field_that_is_wrong() {
-        assert_eq!(err(json!([])), ": a policy must be an object with a `guardrails` list");
+        assert_eq!(
+            err(json!([])),
+            ": a policy must be an object with a `guardrails` list"
+        );
         assert_eq!(err(json!({})), "guardrails: missing field");
-        assert_eq!(err(json!({"guardrails": {}})), "guardrails: expected a list of guardrail entries");
-        assert_eq!(err(json!({"guardrails": [], "rules": []})), "rules: unknown field, expected `guardrails` or `description`");
-        assert_eq!(err(json!({"guardrails": [1]})), "guardrails[0]: expected an object with a `type`");
-        assert_eq!(err(json!({"guardrails": [{"action": "x"}]})), "guardrails[0].type: missing field");
-        assert_eq!(err(json!({"guardrails": [{"type": ""}]})), "guardrails[0].type: expected a non-empty string");
+        assert_eq!(
+            err(json!({"guardrails": {}})),
+            "guardrails: expected a list of guardrail entries"
+        );
+        assert_eq!(
+            err(json!({"guardrails": [], "rules": []})),
+            "rules: unknown field, expected `guardrails` or `description`"
+        );
+        assert_eq!(
+            err(json!({"guardrails": [1]})),
+            "guardrails[0]: expected an object with a `type`"
+        );
+        assert_eq!(
+            err(json!({"guardrails": [{"action": "x"}]})),
+            "guardrails[0].type: missing field"
+        );
+        assert_eq!(
+            err(json!({"guardrails": [{"type": ""}]})),
+            "guardrails[0].type: expected a non-empty string"
+        );
         assert_eq!(
             err(json!({"guardrails": [{"type": "rbac"}, {"type": "rbac", "enabled": "no"}]})),
             "guardrails[1].enabled: expected true or false"
         );
-        assert!(err(json!({"guardrails": [{"type": "rbac"}, {"type": "rbac"}]})).starts_with("guardrails[1].type: `rbac` appears twice"));
+        assert!(
+            err(json!({"guardrails": [{"type": "rbac"}, {"type": "rbac"}]}))
+                .starts_with("guardrails[1].type: `rbac` appears twice")
+        );
     }
 
     #[test]
@@ -250,7 +303,8 @@ mod tests {
         let value = json!({"guardrails": [{"type": "pii_ssn", "enabled": false}, {"type": "rbac", "mandatory": true, "allow": ["*"]}]});
         let doc = PolicyDocument::from_value(value.clone()).unwrap();
         assert_eq!(doc.to_value(), value);
-        let again: PolicyDocument = serde_json::from_value(serde_json::to_value(&doc).unwrap()).unwrap();
+        let again: PolicyDocument =
+            serde_json::from_value(serde_json::to_value(&doc).unwrap()).unwrap();
         assert_eq!(again, doc);
     }
 }

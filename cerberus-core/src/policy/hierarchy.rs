@@ -65,14 +65,19 @@ impl EffectivePolicy {
     /// assert_eq!(policy.ignored[0].guardrail, "pii_ssn");
     /// # Ok::<(), cerberus_core::PolicyError>(())
     /// ```
-    pub fn merge<'a>(documents: impl IntoIterator<Item = (PolicyLevel, &'a PolicyDocument)>) -> Self {
+    pub fn merge<'a>(
+        documents: impl IntoIterator<Item = (PolicyLevel, &'a PolicyDocument)>,
+    ) -> Self {
         let mut documents: Vec<_> = documents.into_iter().collect();
         documents.sort_by_key(|(level, _)| *level);
         let mut slots: Vec<Slot> = Vec::new();
         let mut ignored = Vec::new();
         for (level, document) in documents {
             for spec in &document.guardrails {
-                match slots.iter_mut().find(|slot| slot.spec.type_name == spec.type_name) {
+                match slots
+                    .iter_mut()
+                    .find(|slot| slot.spec.type_name == spec.type_name)
+                {
                     Some(slot) => match slot.locked_at {
                         Some(locked_at) if locked_at < level => ignored.push(IgnoredOverride {
                             guardrail: spec.type_name.clone(),
@@ -141,7 +146,13 @@ mod tests {
         policy
             .entries
             .iter()
-            .map(|e| (e.spec.type_name.clone(), e.level, serde_json::Value::Object(e.spec.settings.clone())))
+            .map(|e| {
+                (
+                    e.spec.type_name.clone(),
+                    e.level,
+                    serde_json::Value::Object(e.spec.settings.clone()),
+                )
+            })
             .collect()
     }
 
@@ -154,10 +165,13 @@ mod tests {
 
     #[test]
     fn lower_levels_override_per_type_in_place() {
-        let org = doc(json!({"guardrails": [{"type": "a", "v": 1}, {"type": "b", "v": 1}, {"type": "c", "v": 1}]}));
+        let org = doc(
+            json!({"guardrails": [{"type": "a", "v": 1}, {"type": "b", "v": 1}, {"type": "c", "v": 1}]}),
+        );
         let ws = doc(json!({"guardrails": [{"type": "b", "v": 2}, {"type": "d", "v": 2}]}));
         let agent = doc(json!({"guardrails": [{"type": "c", "v": 3}, {"type": "b", "v": 3}]}));
-        let policy = EffectivePolicy::merge([(Organisation, &org), (Workspace, &ws), (Agent, &agent)]);
+        let policy =
+            EffectivePolicy::merge([(Organisation, &org), (Workspace, &ws), (Agent, &agent)]);
         assert_eq!(
             summary(&policy),
             [
@@ -186,10 +200,14 @@ mod tests {
         assert_eq!(summary(&disabled), [("b".into(), Organisation, json!({}))]);
 
         let agent = doc(json!({"guardrails": [{"type": "a", "v": 3}]}));
-        let enabled = EffectivePolicy::merge([(Organisation, &org), (Workspace, &ws), (Agent, &agent)]);
+        let enabled =
+            EffectivePolicy::merge([(Organisation, &org), (Workspace, &ws), (Agent, &agent)]);
         assert_eq!(
             summary(&enabled),
-            [("a".into(), Agent, json!({"v": 3})), ("b".into(), Organisation, json!({}))],
+            [
+                ("a".into(), Agent, json!({"v": 3})),
+                ("b".into(), Organisation, json!({}))
+            ],
             "re-enabled in its original position"
         );
     }
@@ -199,13 +217,25 @@ mod tests {
         let org = doc(json!({"guardrails": [{"type": "a", "v": 1, "mandatory": true}]}));
         let ws = doc(json!({"guardrails": [{"type": "a", "enabled": false}]}));
         let agent = doc(json!({"guardrails": [{"type": "a", "v": 3}]}));
-        let policy = EffectivePolicy::merge([(Organisation, &org), (Workspace, &ws), (Agent, &agent)]);
-        assert_eq!(summary(&policy), [("a".into(), Organisation, json!({"v": 1}))]);
+        let policy =
+            EffectivePolicy::merge([(Organisation, &org), (Workspace, &ws), (Agent, &agent)]);
+        assert_eq!(
+            summary(&policy),
+            [("a".into(), Organisation, json!({"v": 1}))]
+        );
         assert_eq!(
             policy.ignored,
             [
-                IgnoredOverride { guardrail: "a".into(), level: Workspace, mandatory_at: Organisation },
-                IgnoredOverride { guardrail: "a".into(), level: Agent, mandatory_at: Organisation },
+                IgnoredOverride {
+                    guardrail: "a".into(),
+                    level: Workspace,
+                    mandatory_at: Organisation
+                },
+                IgnoredOverride {
+                    guardrail: "a".into(),
+                    level: Agent,
+                    mandatory_at: Organisation
+                },
             ]
         );
     }
@@ -215,7 +245,8 @@ mod tests {
         let org = doc(json!({"guardrails": [{"type": "a", "v": 1}]}));
         let ws = doc(json!({"guardrails": [{"type": "a", "v": 2, "mandatory": true}]}));
         let agent = doc(json!({"guardrails": [{"type": "a", "enabled": false}]}));
-        let policy = EffectivePolicy::merge([(Organisation, &org), (Workspace, &ws), (Agent, &agent)]);
+        let policy =
+            EffectivePolicy::merge([(Organisation, &org), (Workspace, &ws), (Agent, &agent)]);
         assert_eq!(summary(&policy), [("a".into(), Workspace, json!({"v": 2}))]);
         assert_eq!(policy.ignored.len(), 1);
     }
@@ -225,14 +256,21 @@ mod tests {
         let first = doc(json!({"guardrails": [{"type": "a", "v": 1, "mandatory": true}]}));
         let second = doc(json!({"guardrails": [{"type": "a", "v": 2}]}));
         let policy = EffectivePolicy::merge([(Organisation, &first), (Organisation, &second)]);
-        assert_eq!(summary(&policy), [("a".into(), Organisation, json!({"v": 2}))]);
+        assert_eq!(
+            summary(&policy),
+            [("a".into(), Organisation, json!({"v": 2}))]
+        );
         assert!(policy.ignored.is_empty(), "a level does not lock itself");
-        assert!(policy.get("a").is_some(), "a same-level update keeps the lock");
+        assert!(
+            policy.get("a").is_some(),
+            "a same-level update keeps the lock"
+        );
     }
 
     #[test]
     fn serialises_for_the_admin_api() {
-        let org = doc(json!({"guardrails": [{"type": "pii_ssn", "action": "block", "mandatory": true}]}));
+        let org =
+            doc(json!({"guardrails": [{"type": "pii_ssn", "action": "block", "mandatory": true}]}));
         let value = serde_json::to_value(EffectivePolicy::single(&org)).unwrap();
         assert_eq!(
             value,

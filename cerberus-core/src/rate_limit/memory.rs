@@ -79,7 +79,10 @@ impl<C: Clock> MemoryRateLimiter<C> {
     }
 
     /// Decides and, when every window admits the call, records it.
-    pub fn acquire_now(&self, windows: &[RateLimitWindow]) -> Result<RateLimitDecision, RateLimitError> {
+    pub fn acquire_now(
+        &self,
+        windows: &[RateLimitWindow],
+    ) -> Result<RateLimitDecision, RateLimitError> {
         let now = self.now_nanos();
         let mut tats = self
             .tats
@@ -128,7 +131,10 @@ impl<C: Clock + Send + Sync + std::fmt::Debug> RateLimiter for MemoryRateLimiter
 where
     C::Instant: Send + Sync,
 {
-    async fn acquire(&self, windows: &[RateLimitWindow]) -> Result<RateLimitDecision, RateLimitError> {
+    async fn acquire(
+        &self,
+        windows: &[RateLimitWindow],
+    ) -> Result<RateLimitDecision, RateLimitError> {
         self.acquire_now(windows)
     }
 }
@@ -153,8 +159,14 @@ mod tests {
         (clock.clone(), MemoryRateLimiter::with_clock(clock))
     }
 
-    fn admitted(limiter: &MemoryRateLimiter<FakeRelativeClock>, windows: &[RateLimitWindow], n: usize) -> usize {
-        (0..n).filter(|_| limiter.acquire_now(windows).unwrap() == RateLimitDecision::Allowed).count()
+    fn admitted(
+        limiter: &MemoryRateLimiter<FakeRelativeClock>,
+        windows: &[RateLimitWindow],
+        n: usize,
+    ) -> usize {
+        (0..n)
+            .filter(|_| limiter.acquire_now(windows).unwrap() == RateLimitDecision::Allowed)
+            .count()
     }
 
     #[test]
@@ -167,7 +179,11 @@ mod tests {
         clock.advance(Duration::from_millis(1));
         assert_eq!(admitted(&limiter, &w, 10), 1);
         clock.advance(Duration::from_secs(60));
-        assert_eq!(admitted(&limiter, &w, 100), 60, "a full period restores the full burst");
+        assert_eq!(
+            admitted(&limiter, &w, 100),
+            60,
+            "a full period restores the full burst"
+        );
     }
 
     #[test]
@@ -175,10 +191,15 @@ mod tests {
         let (clock, limiter) = limiter();
         let w = [window("a", 3, 60)];
         assert_eq!(admitted(&limiter, &w, 3), 3);
-        let RateLimitDecision::Denied { retry_after, .. } = limiter.acquire_now(&w).unwrap() else { panic!() };
+        let RateLimitDecision::Denied { retry_after, .. } = limiter.acquire_now(&w).unwrap() else {
+            panic!()
+        };
         assert_eq!(retry_after, Duration::from_secs(20));
         clock.advance(retry_after - Duration::from_nanos(1));
-        assert!(matches!(limiter.acquire_now(&w).unwrap(), RateLimitDecision::Denied { .. }));
+        assert!(matches!(
+            limiter.acquire_now(&w).unwrap(),
+            RateLimitDecision::Denied { .. }
+        ));
         clock.advance(Duration::from_nanos(1));
         assert_eq!(limiter.acquire_now(&w).unwrap(), RateLimitDecision::Allowed);
     }
@@ -190,13 +211,23 @@ mod tests {
         assert_eq!(admitted(&limiter, &both, 3), 3);
         // The hour window is exhausted: a thousand refused retries must not touch the minute window.
         assert_eq!(admitted(&limiter, &both, 1000), 0);
-        let RateLimitDecision::Denied { window, retry_after } = limiter.acquire_now(&both).unwrap() else { panic!() };
-        assert_eq!(window, 1);
+        let RateLimitDecision::Denied {
+            window: refusing,
+            retry_after,
+        } = limiter.acquire_now(&both).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(refusing, 1);
         assert_eq!(retry_after, Duration::from_secs(1200));
         // The minute window was charged for the three admitted calls only: seven of its ten remain.
         assert_eq!(admitted(&limiter, &[window("m", 10, 60)], 100), 7);
         clock.advance(retry_after);
-        assert_eq!(admitted(&limiter, &both, 2), 1, "the retry hint is enough for every window");
+        assert_eq!(
+            admitted(&limiter, &both, 2),
+            1,
+            "the retry hint is enough for every window"
+        );
     }
 
     #[test]
@@ -210,7 +241,9 @@ mod tests {
     fn expired_keys_are_swept() {
         let (clock, limiter) = limiter();
         for i in 0..SWEEP_EVERY - 1 {
-            limiter.acquire_now(&[window(&format!("k{i}"), 1, 1)]).unwrap();
+            limiter
+                .acquire_now(&[window(&format!("k{i}"), 1, 1)])
+                .unwrap();
         }
         assert_eq!(limiter.tracked_keys(), (SWEEP_EVERY - 1) as usize);
         clock.advance(Duration::from_secs(2));
@@ -226,7 +259,11 @@ mod tests {
             .map(|_| {
                 let limiter = Arc::clone(&limiter);
                 let w = w.clone();
-                std::thread::spawn(move || (0..200).filter(|_| limiter.acquire_now(&w).unwrap() == RateLimitDecision::Allowed).count())
+                std::thread::spawn(move || {
+                    (0..200)
+                        .filter(|_| limiter.acquire_now(&w).unwrap() == RateLimitDecision::Allowed)
+                        .count()
+                })
             })
             .collect();
         let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();

@@ -56,5 +56,8 @@ pub struct RateLimitError(pub String);
 #[async_trait]
 pub trait RateLimiter: Send + Sync + fmt::Debug {
     /// Admits a call if every window has room, counting it in all of them; otherwise counts nothing.
-    async fn acquire(&self, windows: &[RateLimitWindow]) -> Result<RateLimitDecision, RateLimitError>;
+    async fn acquire(
+        &self,
+        windows: &[RateLimitWindow],
+    ) -> Result<RateLimitDecision, RateLimitError>;
 }

@@ -37,6 +37,9 @@ pub const CODE: &str = "pii_detected";
 /// The default stand-in for a redacted value.
 pub const DEFAULT_REPLACEMENT: &str = "[REDACTED:{type}]";
 
+/// What replaces a whole text when redaction keeps producing personal data.
+const FALLBACK_REPLACEMENT: &str = "[REDACTED]";
+
 /// How deep the scanner follows JSON documents held inside strings.
 const EMBEDDED_JSON_DEPTH: u8 = 3;
 
@@ -58,7 +61,13 @@ pub enum PiiKind {
 
 impl PiiKind {
     /// Every kind.
-    pub const ALL: [Self; 5] = [Self::Ssn, Self::CreditCard, Self::Email, Self::Phone, Self::IpAddress];
+    pub const ALL: [Self; 5] = [
+        Self::Ssn,
+        Self::CreditCard,
+        Self::Email,
+        Self::Phone,
+        Self::IpAddress,
+    ];
 
     /// The guardrail type name of this kind (`pii_ssn`, …).
     pub fn type_name(self) -> &'static str {
@@ -100,7 +109,11 @@ impl PiiKind {
 
     fn with_article(self) -> String {
         let one = self.nouns().0;
-        let article = if matches!(self, Self::Email | Self::IpAddress) { "an" } else { "a" };
+        let article = if matches!(self, Self::Email | Self::IpAddress) {
+            "an"
+        } else {
+            "a"
+        };
         format!("{article} {one}")
     }
 
@@ -161,7 +174,9 @@ impl FromIterator<PiiKind> for PiiKinds {
 
 impl fmt::Debug for PiiKinds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(PiiKind::ALL.into_iter().filter(|k| self.contains(*k))).finish()
+        f.debug_set()
+            .entries(PiiKind::ALL.into_iter().filter(|k| self.contains(*k)))
+            .finish()
     }
 }
 
@@ -247,16 +262,25 @@ impl PiiGuardrail {
 
     /// A guardrail for `rules` that gets its scanners from `scanner_for` (for example a cache shared by
     /// every pipeline of a gateway).
-    pub fn with_scanners(rules: Vec<PiiRule>, mut scanner_for: impl FnMut(PiiKinds) -> Arc<PiiScanner>) -> Self {
+    pub fn with_scanners(
+        rules: Vec<PiiRule>,
+        mut scanner_for: impl FnMut(PiiKinds) -> Arc<PiiScanner>,
+    ) -> Self {
         let mut plan = |direction: Direction| {
             let mut actions: [Option<Active>; 5] = Default::default();
             let mut kinds = PiiKinds::empty();
-            for rule in rules.iter().filter(|r| r.settings.direction.includes(direction)) {
+            for rule in rules
+                .iter()
+                .filter(|r| r.settings.direction.includes(direction))
+            {
                 kinds.insert(rule.kind);
                 if let Some(slot) = actions.get_mut(rule.kind.index()) {
                     *slot = Some(Active {
                         action: rule.settings.action,
-                        replacement: rule.settings.replacement.replace("{type}", rule.kind.label()),
+                        replacement: rule
+                            .settings
+                            .replacement
+                            .replace("{type}", rule.kind.label()),
                     });
                 }
             }
@@ -306,10 +330,6 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    fn action(&self, kind: PiiKind) -> Option<&Active> {
-        self.plan_actions.get(kind.index()).and_then(Option::as_ref)
-    }
-
     /// The redacted copy of `value`, or `None` when nothing in it changed. Stops early once blocked.
     fn value(&mut self, value: &Value, depth: u8) -> Option<Value> {
         if self.blocked.is_some() {
@@ -322,7 +342,8 @@ impl Pass<'_> {
                 let mut changed: Option<Vec<Value>> = None;
                 for (index, item) in items.iter().enumerate() {
                     if let Some(new) = self.value(item, depth) {
-                        let out = changed.get_or_insert_with(|| items.get(..index).unwrap_or_default().to_vec());
+                        let out = changed
+                            .get_or_insert_with(|| items.get(..index).unwrap_or_default().to_vec());
                         out.push(new);
                     } else if let Some(out) = changed.as_mut() {
                         out.push(item.clone());
@@ -346,7 +367,12 @@ impl Pass<'_> {
                 }
                 continue;
             }
-            let out = changed.get_or_insert_with(|| map.iter().take(index).map(|(k, v)| (k.clone(), v.clone())).collect());
+            let out = changed.get_or_insert_with(|| {
+                map.iter()
+                    .take(index)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            });
             let mut key = new_key.unwrap_or_else(|| key.clone());
             // Two keys redacted alike must not overwrite each other: nothing is lost.
             let base = key.clone();
@@ -361,10 +387,12 @@ impl Pass<'_> {
     }
 
     fn string(&mut self, text: &str, depth: u8) -> Option<String> {
-        if depth < EMBEDDED_JSON_DEPTH {
-            if let Some(inner) = embedded_json(text) {
-                return self.value(&inner, depth + 1).map(|new| String::from_utf8_lossy(&serialise(&new)).into_owned());
-            }
+        if depth < EMBEDDED_JSON_DEPTH
+            && let Some(inner) = embedded_json(text)
+        {
+            return self
+                .value(&inner, depth + 1)
+                .map(|new| String::from_utf8_lossy(&serialise(&new)).into_owned());
         }
         self.text(text)
     }
@@ -372,7 +400,10 @@ impl Pass<'_> {
     fn number(&mut self, number: &Number) -> Option<String> {
         // Only a bare run of 13 or more digits (a card number) can hide in a JSON number.
         const SMALLEST_CARD: u64 = 1_000_000_000_000;
-        let small = number.as_u64().map(|n| n < SMALLEST_CARD).or_else(|| number.as_i64().map(|n| n.unsigned_abs() < SMALLEST_CARD));
+        let small = number
+            .as_u64()
+            .map(|n| n < SMALLEST_CARD)
+            .or_else(|| number.as_i64().map(|n| n.unsigned_abs() < SMALLEST_CARD));
         if small == Some(true) {
             return None;
         }
@@ -394,7 +425,11 @@ impl Pass<'_> {
                 if blocked.is_some() {
                     return;
                 }
-                let Some(active) = self.plan_actions.get(finding.kind.index()).and_then(Option::as_ref) else {
+                let Some(active) = self
+                    .plan_actions
+                    .get(finding.kind.index())
+                    .and_then(Option::as_ref)
+                else {
                     return;
                 };
                 if let Some(count) = counts.get_mut(finding.kind.index()) {
@@ -411,7 +446,10 @@ impl Pass<'_> {
                 }
             });
             if round == 0 {
-                self.counts.iter_mut().zip(counts).for_each(|(total, n)| *total += n);
+                self.counts
+                    .iter_mut()
+                    .zip(counts)
+                    .for_each(|(total, n)| *total += n);
             }
             if let Some(kind) = blocked {
                 self.blocked = Some(kind);
@@ -425,9 +463,9 @@ impl Pass<'_> {
                 }
             }
         }
-        // Still finding data after several rounds: replace the whole text.
-        let replacement = PiiKind::ALL.into_iter().find_map(|k| self.action(k).filter(|a| a.action == PiiAction::Redact));
-        Some(replacement.map_or_else(String::new, |a| a.replacement.clone()))
+        // Still finding data after several rounds (a replacement that itself looks like personal data):
+        // replace the whole text with a neutral marker.
+        Some(FALLBACK_REPLACEMENT.to_owned())
     }
 }
 
@@ -441,7 +479,9 @@ fn embedded_json(text: &str) -> Option<Value> {
     if !looks_like_json {
         return None;
     }
-    serde_json::from_str::<Value>(trimmed).ok().filter(|v| v.is_object() || v.is_array())
+    serde_json::from_str::<Value>(trimmed)
+        .ok()
+        .filter(|v| v.is_object() || v.is_array())
 }
 
 #[async_trait]
@@ -456,21 +496,38 @@ impl Guardrail for PiiGuardrail {
     }
 
     async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
-        self.evaluate_traced(ctx, PolicyLevel::Organisation, &mut Trace::new()).await
+        self.evaluate_traced(ctx, PolicyLevel::Organisation, &mut Trace::new())
+            .await
     }
 
-    async fn evaluate_traced(&self, ctx: &GuardrailContext<'_>, _level: PolicyLevel, trace: &mut Trace) -> GuardrailResult {
+    async fn evaluate_traced(
+        &self,
+        ctx: &GuardrailContext<'_>,
+        _level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> GuardrailResult {
         let (Some(plan), Some(payload)) = (self.plan(ctx.direction), ctx.message.payload()) else {
             return GuardrailResult::Allow;
         };
         let pass = self.inspect(plan, payload);
         let direction = ctx.direction;
-        let active_rules = self.rules.iter().filter(|r| r.settings.direction.includes(direction));
+        let active_rules = self
+            .rules
+            .iter()
+            .filter(|r| r.settings.direction.includes(direction));
         if let Some(kind) = pass.blocked {
-            let reason = format!("the {direction} contains {} ({})", kind.with_article(), kind.type_name());
+            let reason = format!(
+                "the {direction} contains {} ({})",
+                kind.with_article(),
+                kind.type_name()
+            );
             let result = GuardrailResult::block(CODE, reason);
             for rule in active_rules {
-                let entry_result = if rule.kind == kind { &result } else { &GuardrailResult::Allow };
+                let entry_result = if rule.kind == kind {
+                    &result
+                } else {
+                    &GuardrailResult::Allow
+                };
                 trace.record(rule.kind.type_name(), rule.level, entry_result);
             }
             return result;
@@ -480,7 +537,10 @@ impl Guardrail for PiiGuardrail {
             let count = pass.counts.get(rule.kind.index()).copied().unwrap_or(0);
             if count > 0 && rule.settings.action == PiiAction::Redact {
                 let reason = format!("redacted {}", rule.kind.count(count));
-                trace.push(TraceEntry::new(rule.kind.type_name(), rule.level, DecisionKind::Modify).with_reason(&reason));
+                trace.push(
+                    TraceEntry::new(rule.kind.type_name(), rule.level, DecisionKind::Modify)
+                        .with_reason(&reason),
+                );
                 reasons.push(reason);
             } else {
                 trace.record(rule.kind.type_name(), rule.level, &GuardrailResult::Allow);

@@ -73,7 +73,10 @@ impl Candidate {
             Self::Phone(PhoneShape::NorthAmerican) => {
                 r"(?:1[ .\-]?)?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .\-])[0-9]{3}[ .\-][0-9]{4}"
             }
-            Self::Phone(PhoneShape::National) => r"\(?0[1-9][0-9]{0,4}\)?(?:[ .\-]?[0-9]{2,5}){1,4}",
+            // Groups are separated, so that a digit run is never split (which would leave a digit behind).
+            Self::Phone(PhoneShape::National) => {
+                r"\(0[1-9][0-9]{0,4}\) ?[0-9]{2,8}(?:[ .\-][0-9]{2,8}){0,3}|0[1-9][0-9]{0,4}(?:[ .\-][0-9]{2,8}){1,4}"
+            }
         }
     }
 
@@ -101,7 +104,11 @@ fn resume_after_failure(bytes: &[u8], start: usize) -> usize {
         return start + 1;
     }
     let rest = bytes.get(start..).unwrap_or_default();
-    start + rest.iter().position(|b| !is_word(b)).map_or(rest.len(), |i| i + 1)
+    start
+        + rest
+            .iter()
+            .position(|b| !is_word(b))
+            .map_or(rest.len(), |i| i + 1)
 }
 
 /// Finds personal data of the kinds it was built for.
@@ -124,14 +131,19 @@ pub struct PiiScanner {
 
 impl fmt::Debug for PiiScanner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PiiScanner").field("kinds", &self.kinds).finish_non_exhaustive()
+        f.debug_struct("PiiScanner")
+            .field("kinds", &self.kinds)
+            .finish_non_exhaustive()
     }
 }
 
 impl PiiScanner {
     /// A scanner for `kinds`.
     pub fn new(kinds: PiiKinds) -> Self {
-        let candidates: Vec<Candidate> = Candidate::ALL.into_iter().filter(|c| kinds.contains(c.kind())).collect();
+        let candidates: Vec<Candidate> = Candidate::ALL
+            .into_iter()
+            .filter(|c| kinds.contains(c.kind()))
+            .collect();
         let regex = (!candidates.is_empty()).then(|| {
             let patterns: Vec<&str> = candidates.iter().map(|c| c.pattern()).collect();
             #[expect(
@@ -181,13 +193,24 @@ impl PiiScanner {
     }
 
     /// Tries every other pattern anchored at `start`, in priority order.
-    fn retry_at(&self, regex: &Regex, bytes: &[u8], start: usize, tried: PatternID) -> Option<(Candidate, Range<usize>)> {
-        self.candidates.iter().enumerate().find_map(|(index, candidate)| {
-            let pattern = PatternID::new(index).ok().filter(|p| *p != tried)?;
-            let input = Input::new(bytes).range(start..).anchored(Anchored::Pattern(pattern));
-            let m = regex.search(&input)?;
-            Some((*candidate, candidate.validate(bytes, m.range())?))
-        })
+    fn retry_at(
+        &self,
+        regex: &Regex,
+        bytes: &[u8],
+        start: usize,
+        tried: PatternID,
+    ) -> Option<(Candidate, Range<usize>)> {
+        self.candidates
+            .iter()
+            .enumerate()
+            .find_map(|(index, candidate)| {
+                let pattern = PatternID::new(index).ok().filter(|p| *p != tried)?;
+                let input = Input::new(bytes)
+                    .range(start..)
+                    .anchored(Anchored::Pattern(pattern));
+                let m = regex.search(&input)?;
+                Some((*candidate, candidate.validate(bytes, m.range())?))
+            })
     }
 
     /// Every finding in `text`.
@@ -222,28 +245,67 @@ mod tests {
     fn every_subset_of_kinds_compiles_and_finds_only_its_kinds() {
         let text = "a@example.com 536-22-1234 4111 1111 1111 1111 10.1.2.3 (555) 234-5678";
         for bits in 0u8..32 {
-            let kinds: PiiKinds = PiiKind::ALL.into_iter().filter(|k| bits & (1 << (*k as u8)) != 0).collect();
-            let found: Vec<_> = PiiScanner::new(kinds).find_all(text).into_iter().map(|f| f.kind).collect();
-            let expected: Vec<_> = [Email, Ssn, CreditCard, IpAddress, Phone].into_iter().filter(|k| kinds.contains(*k)).collect();
+            let kinds: PiiKinds = PiiKind::ALL
+                .into_iter()
+                .filter(|k| bits & (1 << (*k as u8)) != 0)
+                .collect();
+            let found: Vec<_> = PiiScanner::new(kinds)
+                .find_all(text)
+                .into_iter()
+                .map(|f| f.kind)
+                .collect();
+            let expected: Vec<_> = [Email, Ssn, CreditCard, IpAddress, Phone]
+                .into_iter()
+                .filter(|k| kinds.contains(*k))
+                .collect();
             assert_eq!(found, expected, "kinds {kinds:?}");
         }
     }
 
     #[test]
     fn finds_each_kind_in_prose() {
-        assert_eq!(scan("Contact john.doe@example.com today."), [(Email, "john.doe@example.com")]);
+        assert_eq!(
+            scan("Contact john.doe@example.com today."),
+            [(Email, "john.doe@example.com")]
+        );
         assert_eq!(scan("SSN: 536-22-1234."), [(Ssn, "536-22-1234")]);
-        assert_eq!(scan("card 5555 5555 5555 4444 expires"), [(CreditCard, "5555 5555 5555 4444")]);
-        assert_eq!(scan("amex 3782-822463-10005"), [(CreditCard, "3782-822463-10005")]);
-        assert_eq!(scan("from 203.0.113.7 and 2001:db8::8a2e:370:7334."), [(IpAddress, "203.0.113.7"), (IpAddress, "2001:db8::8a2e:370:7334")]);
+        assert_eq!(
+            scan("card 5555 5555 5555 4444 expires"),
+            [(CreditCard, "5555 5555 5555 4444")]
+        );
+        assert_eq!(
+            scan("amex 3782-822463-10005"),
+            [(CreditCard, "3782-822463-10005")]
+        );
+        assert_eq!(
+            scan("from 203.0.113.7 and 2001:db8::8a2e:370:7334."),
+            [
+                (IpAddress, "203.0.113.7"),
+                (IpAddress, "2001:db8::8a2e:370:7334")
+            ]
+        );
     }
 
     #[test]
     fn finds_phone_numbers_in_common_formats() {
         for phone in [
-            "(555) 234-5678", "555-234-5678", "555.234.5678", "555 234 5678", "1-555-234-5678", "+1 555 234 5678",
-            "+1-555-234-5678", "+44 20 7946 0958", "+44 (0)20 7946 0958", "+33 1 23 45 67 89", "+49 30 12345678",
-            "+91 98765 43210", "+14155552671", "020 7946 0958", "07700 900123", "06 12 34 56 78", "0044 20 7946 0958",
+            "(555) 234-5678",
+            "555-234-5678",
+            "555.234.5678",
+            "555 234 5678",
+            "1-555-234-5678",
+            "+1 555 234 5678",
+            "+1-555-234-5678",
+            "+44 20 7946 0958",
+            "+44 (0)20 7946 0958",
+            "+33 1 23 45 67 89",
+            "+49 30 12345678",
+            "+91 98765 43210",
+            "+14155552671",
+            "020 7946 0958",
+            "07700 900123",
+            "06 12 34 56 78",
+            "0044 20 7946 0958",
         ] {
             let text = format!("call {phone} now");
             assert_eq!(scan(&text), [(Phone, phone)], "{phone}");
@@ -253,9 +315,21 @@ mod tests {
     #[test]
     fn phone_numbers_do_not_fire_on_dates_versions_ssns_or_ips() {
         for text in [
-            "2024-01-15", "15.01.2024", "01/15/2024", "2024-01-15T10:30:00Z", "01-02-2024", "version 1.2.3",
-            "v10.0.19041.1", "build 2.14.0-rc.1", "5551234567", "12:30:45", "order 123456", "pi is 3.14159265",
-            "1,234,567", "ISBN 978-3-16-148410-0", "zip 12345-6789",
+            "2024-01-15",
+            "15.01.2024",
+            "01/15/2024",
+            "2024-01-15T10:30:00Z",
+            "01-02-2024",
+            "version 1.2.3",
+            "v10.0.19041.1",
+            "build 2.14.0-rc.1",
+            "5551234567",
+            "12:30:45",
+            "order 123456",
+            "pi is 3.14159265",
+            "1,234,567",
+            "ISBN 978-3-16-148410-0",
+            "zip 12345-6789",
         ] {
             assert_eq!(scan(text), [], "{text}");
         }
@@ -266,9 +340,20 @@ mod tests {
     #[test]
     fn near_misses_do_not_match() {
         for text in [
-            "4111111111111112", "4111 1111 1111 11112", "000-12-3456", "123-45-6789", "536-22-12345", "1536-22-1234",
-            "256.1.1.1", "1.2.3.4.5", "user@host", "user@example.invalidtld", "x4111111111111111", "4111111111111111x",
-            "4111111111111111.5", "call 555-234-56789",
+            "4111111111111112",
+            "4111 1111 1111 11112",
+            "000-12-3456",
+            "123-45-6789",
+            "536-22-12345",
+            "1536-22-1234",
+            "256.1.1.1",
+            "1.2.3.4.5",
+            "user@host",
+            "user@example.invalidtld",
+            "x4111111111111111",
+            "4111111111111111x",
+            "4111111111111111.5",
+            "call 555-234-56789",
         ] {
             assert_eq!(scan(text), [], "{text}");
         }
@@ -279,19 +364,31 @@ mod tests {
         assert_eq!(scan("536-22-1234"), [(Ssn, "536-22-1234")]);
         assert_eq!(scan("é536-22-1234é"), [(Ssn, "536-22-1234")]);
         assert_eq!(scan("日本a@example.jp語"), [(Email, "a@example.jp")]);
-        assert_eq!(scan("«4111111111111111»"), [(CreditCard, "4111111111111111")]);
+        assert_eq!(
+            scan("«4111111111111111»"),
+            [(CreditCard, "4111111111111111")]
+        );
         assert_eq!(scan("\n10.0.0.1\t"), [(IpAddress, "10.0.0.1")]);
     }
 
     #[test]
     fn an_email_with_digits_is_one_email() {
-        assert_eq!(scan("5552345678@example.com"), [(Email, "5552345678@example.com")]);
-        assert_eq!(scan("4111111111111111@nowhere.invalidtld"), [(CreditCard, "4111111111111111")]);
+        assert_eq!(
+            scan("5552345678@example.com"),
+            [(Email, "5552345678@example.com")]
+        );
+        assert_eq!(
+            scan("4111111111111111@nowhere.invalidtld"),
+            [(CreditCard, "4111111111111111")]
+        );
     }
 
     #[test]
     fn a_failed_candidate_does_not_hide_a_later_one() {
-        assert_eq!(scan("4111111111111112 4111111111111111"), [(CreditCard, "4111111111111111")]);
+        assert_eq!(
+            scan("4111111111111112 4111111111111111"),
+            [(CreditCard, "4111111111111111")]
+        );
         assert_eq!(scan("10:30:00 then 10.0.0.1"), [(IpAddress, "10.0.0.1")]);
     }
 

@@ -16,10 +16,19 @@ fn rule(kind: PiiKind, action: PiiAction, direction: Directions) -> PiiRule {
 }
 
 fn redact_all() -> PiiGuardrail {
-    PiiGuardrail::new(PiiKind::ALL.into_iter().map(|k| rule(k, PiiAction::Redact, Directions::Both)).collect())
+    PiiGuardrail::new(
+        PiiKind::ALL
+            .into_iter()
+            .map(|k| rule(k, PiiAction::Redact, Directions::Both))
+            .collect(),
+    )
 }
 
-fn run(guardrail: &PiiGuardrail, direction: Direction, message: Value) -> (GuardrailResult, Vec<TraceEntry>) {
+fn run(
+    guardrail: &PiiGuardrail,
+    direction: Direction,
+    message: Value,
+) -> (GuardrailResult, Vec<TraceEntry>) {
     let identity = Identity::new_random();
     let message = Message::from_value(message).unwrap();
     let ctx = GuardrailContext::new(direction, &identity, &message);
@@ -27,7 +36,11 @@ fn run(guardrail: &PiiGuardrail, direction: Direction, message: Value) -> (Guard
         return (GuardrailResult::Allow, Vec::new());
     }
     let mut trace = Trace::new();
-    let result = futures::executor::block_on(guardrail.evaluate_traced(&ctx, PolicyLevel::Organisation, &mut trace));
+    let result = futures::executor::block_on(guardrail.evaluate_traced(
+        &ctx,
+        PolicyLevel::Organisation,
+        &mut trace,
+    ));
     (result, trace.entries().to_vec())
 }
 
@@ -47,7 +60,10 @@ fn redacted_payload(result: &GuardrailResult) -> Value {
 }
 
 fn redacted_text(result: &GuardrailResult) -> String {
-    redacted_payload(result)["content"][0]["text"].as_str().unwrap().to_owned()
+    redacted_payload(result)["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -55,21 +71,46 @@ fn redacts_only_the_matched_spans() {
     let (result, trace) = run(
         &redact_all(),
         Direction::Response,
-        text_result("Mail jane@example.com or call (555) 234-5678; SSN 536-22-1234, card 4111 1111 1111 1111, host 10.1.2.3."),
+        text_result(
+            "Mail jane@example.com or call (555) 234-5678; SSN 536-22-1234, card 4111 1111 1111 1111, host 10.1.2.3.",
+        ),
     );
     assert_eq!(
         redacted_text(&result),
         "Mail [REDACTED:EMAIL] or call [REDACTED:PHONE]; SSN [REDACTED:SSN], card [REDACTED:CREDIT_CARD], host [REDACTED:IP_ADDRESS]."
     );
-    let decisions: Vec<_> = trace.iter().map(|e| (e.guardrail.as_str(), e.decision, e.reason.as_deref())).collect();
+    let decisions: Vec<_> = trace
+        .iter()
+        .map(|e| (e.guardrail.as_str(), e.decision, e.reason.as_deref()))
+        .collect();
     assert_eq!(
         decisions,
         [
-            ("pii_ssn", DecisionKind::Modify, Some("redacted 1 social security number")),
-            ("pii_credit_card", DecisionKind::Modify, Some("redacted 1 payment card number")),
-            ("pii_email", DecisionKind::Modify, Some("redacted 1 email address")),
-            ("pii_phone", DecisionKind::Modify, Some("redacted 1 phone number")),
-            ("pii_ip_address", DecisionKind::Modify, Some("redacted 1 IP address")),
+            (
+                "pii_ssn",
+                DecisionKind::Modify,
+                Some("redacted 1 social security number")
+            ),
+            (
+                "pii_credit_card",
+                DecisionKind::Modify,
+                Some("redacted 1 payment card number")
+            ),
+            (
+                "pii_email",
+                DecisionKind::Modify,
+                Some("redacted 1 email address")
+            ),
+            (
+                "pii_phone",
+                DecisionKind::Modify,
+                Some("redacted 1 phone number")
+            ),
+            (
+                "pii_ip_address",
+                DecisionKind::Modify,
+                Some("redacted 1 IP address")
+            ),
         ]
     );
 }
@@ -80,21 +121,51 @@ fn blocks_without_repeating_the_value() {
         rule(PiiKind::Email, PiiAction::Redact, Directions::Both),
         rule(PiiKind::Ssn, PiiAction::Block, Directions::Both),
     ]);
-    let (result, trace) = run(&guardrail, Direction::Request, json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x", "arguments": {"q": "a@example.com 536-22-1234"}}}));
-    let GuardrailResult::Block { code, reason } = &result else { panic!("{result:?}") };
+    let (result, trace) = run(
+        &guardrail,
+        Direction::Request,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x", "arguments": {"q": "a@example.com 536-22-1234"}}}),
+    );
+    let GuardrailResult::Block { code, reason } = &result else {
+        panic!("{result:?}")
+    };
     assert_eq!(code, CODE);
-    assert_eq!(reason, "the request contains a social security number (pii_ssn)");
+    assert_eq!(
+        reason,
+        "the request contains a social security number (pii_ssn)"
+    );
     assert!(!format!("{trace:?}").contains("536-22-1234"));
-    assert_eq!(trace.iter().filter(|e| e.decision == DecisionKind::Block).count(), 1);
+    assert_eq!(
+        trace
+            .iter()
+            .filter(|e| e.decision == DecisionKind::Block)
+            .count(),
+        1
+    );
 }
 
 #[test]
 fn respects_direction() {
-    let guardrail = PiiGuardrail::new(vec![rule(PiiKind::Email, PiiAction::Redact, Directions::Request)]);
-    let (result, trace) = run(&guardrail, Direction::Response, text_result("a@example.com"));
+    let guardrail = PiiGuardrail::new(vec![rule(
+        PiiKind::Email,
+        PiiAction::Redact,
+        Directions::Request,
+    )]);
+    let (result, trace) = run(
+        &guardrail,
+        Direction::Response,
+        text_result("a@example.com"),
+    );
     assert_eq!(result, GuardrailResult::Allow);
-    assert!(trace.is_empty(), "a rule for the other direction does not run");
-    let (result, _) = run(&guardrail, Direction::Request, json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "a@example.com"}}));
+    assert!(
+        trace.is_empty(),
+        "a rule for the other direction does not run"
+    );
+    let (result, _) = run(
+        &guardrail,
+        Direction::Request,
+        json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "a@example.com"}}),
+    );
     assert_eq!(redacted_payload(&result)["data"], "[REDACTED:EMAIL]");
 }
 
@@ -102,7 +173,11 @@ fn respects_direction() {
 fn the_replacement_is_configurable() {
     let mut r = rule(PiiKind::Phone, PiiAction::Redact, Directions::Both);
     r.settings.replacement = "<{type} removed>".into();
-    let (result, _) = run(&PiiGuardrail::new(vec![r]), Direction::Response, text_result("call +44 20 7946 0958"));
+    let (result, _) = run(
+        &PiiGuardrail::new(vec![r]),
+        Direction::Response,
+        text_result("call +44 20 7946 0958"),
+    );
     assert_eq!(redacted_text(&result), "call <PHONE removed>");
 }
 
@@ -127,7 +202,10 @@ fn finds_pii_in_keys_numbers_errors_and_nested_values() {
     );
     let error = json!({"jsonrpc": "2.0", "id": 3, "error": {"code": -32000, "message": "no user jane@example.com"}});
     let (result, _) = run(&redact_all(), Direction::Response, error);
-    assert_eq!(redacted_payload(&result)["message"], "no user [REDACTED:EMAIL]");
+    assert_eq!(
+        redacted_payload(&result)["message"],
+        "no user [REDACTED:EMAIL]"
+    );
 }
 
 #[test]
@@ -135,28 +213,51 @@ fn finds_pii_after_json_escapes() {
     // `\u0040` is `@` and `\u002d` is `-`: the scanner reads decoded strings.
     let raw = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"jane\u0040example.com and 536\u002d22\u002d1234 and \"a@example.org\""}]}}"#;
     let message = Message::parse(raw).unwrap();
-    let (result, _) = run(&redact_all(), Direction::Response, Value::Object(message.into_json()));
-    assert_eq!(redacted_text(&result), r#"[REDACTED:EMAIL] and [REDACTED:SSN] and "[REDACTED:EMAIL]""#);
+    let (result, _) = run(
+        &redact_all(),
+        Direction::Response,
+        Value::Object(message.into_json()),
+    );
+    assert_eq!(
+        redacted_text(&result),
+        r#"[REDACTED:EMAIL] and [REDACTED:SSN] and "[REDACTED:EMAIL]""#
+    );
 }
 
 #[test]
 fn finds_pii_in_json_embedded_in_a_text_item() {
-    let embedded = json!({"rows": [{"email": "jane\u{0040}example.com", "phone": "+1 555 234 5678"}]}).to_string();
+    let embedded =
+        json!({"rows": [{"email": "jane\u{0040}example.com", "phone": "+1 555 234 5678"}]})
+            .to_string();
     let (result, _) = run(&redact_all(), Direction::Response, text_result(&embedded));
     let text = redacted_text(&result);
     let inner: Value = serde_json::from_str(&text).expect("the embedded document stays valid JSON");
-    assert_eq!(inner, json!({"rows": [{"email": "[REDACTED:EMAIL]", "phone": "[REDACTED:PHONE]"}]}));
+    assert_eq!(
+        inner,
+        json!({"rows": [{"email": "[REDACTED:EMAIL]", "phone": "[REDACTED:PHONE]"}]})
+    );
 }
 
 #[test]
 fn redacted_keys_never_collide() {
-    let (result, _) = run(&redact_all(), Direction::Response, response(json!({"a@example.com": 1, "b@example.com": 2})));
-    assert_eq!(redacted_payload(&result), json!({"[REDACTED:EMAIL]": 1, "[REDACTED:EMAIL]#2": 2}));
+    let (result, _) = run(
+        &redact_all(),
+        Direction::Response,
+        response(json!({"a@example.com": 1, "b@example.com": 2})),
+    );
+    assert_eq!(
+        redacted_payload(&result),
+        json!({"[REDACTED:EMAIL]": 1, "[REDACTED:EMAIL]#2": 2})
+    );
 }
 
 #[test]
 fn clean_messages_pass_untouched() {
-    let (result, trace) = run(&redact_all(), Direction::Response, text_result("Version 1.2.3 released on 2024-01-15 at 10:30. Order 12345."));
+    let (result, trace) = run(
+        &redact_all(),
+        Direction::Response,
+        text_result("Version 1.2.3 released on 2024-01-15 at 10:30. Order 12345."),
+    );
     assert_eq!(result, GuardrailResult::Allow);
     assert!(trace.iter().all(|e| e.decision == DecisionKind::Allow));
     assert_eq!(trace.len(), 5);
@@ -166,16 +267,26 @@ fn clean_messages_pass_untouched() {
 fn the_method_and_id_are_not_scanned() {
     let guardrail = redact_all();
     let message = json!({"jsonrpc": "2.0", "id": "536-22-1234", "method": "tools/call", "params": {"name": "t"}});
-    assert_eq!(run(&guardrail, Direction::Request, message).0, GuardrailResult::Allow);
+    assert_eq!(
+        run(&guardrail, Direction::Request, message).0,
+        GuardrailResult::Allow
+    );
 }
 
 #[test]
 fn a_custom_replacement_that_looks_like_pii_is_not_left_behind() {
     let mut r = rule(PiiKind::Email, PiiAction::Redact, Directions::Both);
     r.settings.replacement = "x@example.com".into();
-    let (result, _) = run(&PiiGuardrail::new(vec![r]), Direction::Response, text_result("to a@example.com"));
+    let (result, _) = run(
+        &PiiGuardrail::new(vec![r]),
+        Direction::Response,
+        text_result("to a@example.com"),
+    );
     let text = redacted_text(&result);
-    assert!(!PiiScanner::new(PiiKinds::all()).contains_any(&text), "{text}");
+    assert!(
+        !PiiScanner::new(PiiKinds::all()).contains_any(&text),
+        "{text}"
+    );
 }
 
 fn pii_value() -> impl Strategy<Value = String> {
@@ -193,7 +304,13 @@ fn pii_value() -> impl Strategy<Value = String> {
 }
 
 fn noise() -> impl Strategy<Value = String> {
-    prop_oneof!["[ -~]{0,20}", "\\PC{0,10}", Just(String::new()), Just(" ".to_owned()), Just("\n".to_owned())]
+    prop_oneof![
+        "[ -~]{0,20}",
+        "\\PC{0,10}",
+        Just(String::new()),
+        Just(" ".to_owned()),
+        Just("\n".to_owned())
+    ]
 }
 
 fn arbitrary_json() -> impl Strategy<Value = Value> {
@@ -202,7 +319,9 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         "\\PC{0,30}".prop_map(Value::String),
         (noise(), pii_value(), noise()).prop_map(|(a, p, b)| Value::String(format!("{a}{p}{b}"))),
     ];

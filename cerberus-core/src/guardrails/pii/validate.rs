@@ -25,7 +25,11 @@ pub(super) fn numeric_boundaries(bytes: &[u8], span: &Range<usize>) -> bool {
     let left_ok = match before(bytes, span.start) {
         None => true,
         Some(b) if is_word(b) || b == b'+' => false,
-        Some(b'.' | b'-' | b',') => !span.start.checked_sub(2).and_then(|i| at(bytes, i)).is_some_and(|b| b.is_ascii_digit()),
+        Some(b'.' | b'-' | b',') => !span
+            .start
+            .checked_sub(2)
+            .and_then(|i| at(bytes, i))
+            .is_some_and(|b| b.is_ascii_digit()),
         Some(_) => true,
     };
     let right_ok = match at(bytes, span.end) {
@@ -38,11 +42,16 @@ pub(super) fn numeric_boundaries(bytes: &[u8], span: &Range<usize>) -> bool {
 }
 
 fn digits(text: &[u8]) -> Vec<u8> {
-    text.iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0').collect()
+    text.iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|b| b - b'0')
+        .collect()
 }
 
 fn number(digits: &[u8]) -> u32 {
-    digits.iter().fold(0u32, |n, &d| n.saturating_mul(10).saturating_add(u32::from(d)))
+    digits.iter().fold(0u32, |n, &d| {
+        n.saturating_mul(10).saturating_add(u32::from(d))
+    })
 }
 
 /// The separators between digit groups, which must all be the same character.
@@ -62,16 +71,51 @@ pub(super) fn ssn(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
         return None;
     }
     let d = digits(text);
-    let (area, group, serial) = (number(d.get(0..3)?), number(d.get(3..5)?), number(d.get(5..9)?));
+    let (area, group, serial) = (
+        number(d.get(0..3)?),
+        number(d.get(3..5)?),
+        number(d.get(5..9)?),
+    );
     let invalid_block = area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0;
     let all_same = d.iter().all(|&x| Some(&x) == d.first());
-    const SAMPLES: [u32; 5] = [123_456_789, 78_051_120, 219_099_999, 457_555_462, 987_654_321];
+    const SAMPLES: [u32; 5] = [
+        123_456_789,
+        78_051_120,
+        219_099_999,
+        457_555_462,
+        987_654_321,
+    ];
     let sample = SAMPLES.contains(&number(&d));
     (!invalid_block && !all_same && !sample).then_some(span)
 }
 
 /// A payment card number: 13 to 19 digits in a usual grouping, a real issuer prefix, a valid Luhn sum.
+///
+/// The candidate regex may take one digit group too many (`4111 1111 1111 1111 0`), so shorter
+/// groupings of the same candidate are tried, longest first.
 pub(super) fn credit_card(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
+    let mut end = span.end;
+    loop {
+        let candidate = span.start..end;
+        if let Some(found) = credit_card_exact(bytes, candidate) {
+            return Some(found);
+        }
+        let text = bytes.get(span.start..end)?;
+        let last_separator = text.iter().rposition(|b| !b.is_ascii_digit())?;
+        if text
+            .iter()
+            .take(last_separator)
+            .filter(|b| b.is_ascii_digit())
+            .count()
+            < 13
+        {
+            return None;
+        }
+        end = span.start + last_separator;
+    }
+}
+
+fn credit_card_exact(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
     let text = bytes.get(span.clone())?;
     if !numeric_boundaries(bytes, &span) {
         return None;
@@ -82,7 +126,9 @@ pub(super) fn credit_card(bytes: &[u8], span: Range<usize>) -> Option<Range<usiz
         let usual = match groups.as_slice() {
             [4, 6, 4 | 5] => true,
             [4, rest @ ..] => match rest.split_last() {
-                Some((last, middle)) => !middle.is_empty() && middle.iter().all(|&g| g == 4) && (1..=4).contains(last),
+                Some((last, middle)) => {
+                    !middle.is_empty() && middle.iter().all(|&g| g == 4) && (1..=4).contains(last)
+                }
                 None => false,
             },
             _ => false,
@@ -104,9 +150,11 @@ fn issuer_accepts(d: &[u8]) -> bool {
     let visa = p1 == 4 && matches!(len, 13 | 16 | 19);
     let mastercard = ((51..=55).contains(&p2) || (2221..=2720).contains(&p4)) && len == 16;
     let amex = matches!(p2, 34 | 37) && len == 15;
-    let discover = (p4 == 6011 || (644..=649).contains(&p3) || p2 == 65 || (622_126..=622_925).contains(&p6))
-        && (16..=19).contains(&len);
-    let diners = ((300..=305).contains(&p3) || p4 == 3095 || matches!(p2, 36 | 38 | 39)) && (14..=19).contains(&len);
+    let discover =
+        (p4 == 6011 || (644..=649).contains(&p3) || p2 == 65 || (622_126..=622_925).contains(&p6))
+            && (16..=19).contains(&len);
+    let diners = ((300..=305).contains(&p3) || p4 == 3095 || matches!(p2, 36 | 38 | 39))
+        && (14..=19).contains(&len);
     let jcb = (3528..=3589).contains(&p4) && (16..=19).contains(&len);
     let unionpay = p2 == 62 && (16..=19).contains(&len);
     let maestro = (p2 == 50 || (56..=69).contains(&p2)) && (13..=19).contains(&len);
@@ -131,7 +179,7 @@ pub(super) fn luhn(d: &[u8]) -> bool {
             }
         })
         .sum();
-    !d.is_empty() && sum % 10 == 0
+    !d.is_empty() && sum.is_multiple_of(10)
 }
 
 fn is_local_part(b: u8) -> bool {
@@ -150,15 +198,22 @@ pub(super) fn email(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
     // Leading dots are punctuation before the address, trailing dots and hyphens after it.
     let lead = local.iter().take_while(|&&b| b == b'.').count();
     let local = local.get(lead..)?;
-    let trail = domain.iter().rev().take_while(|&&b| b == b'.' || b == b'-').count();
+    let trail = domain
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'.' || b == b'-')
+        .count();
     let domain = domain.get(..domain.len() - trail)?;
     // The regex stops at 253 domain bytes; more domain characters after it mean an overlong domain.
     if trail == 0 && at(bytes, span.end).is_some_and(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
-    let local_ok = !local.is_empty() && local.last() != Some(&b'.') && !local.windows(2).any(|w| w == b"..");
+    let local_ok =
+        !local.is_empty() && local.last() != Some(&b'.') && !local.windows(2).any(|w| w == b"..");
     let labels_ok = domain.split(|&b| b == b'.').all(|label| {
-        (1..=63).contains(&label.len()) && label.first() != Some(&b'-') && label.last() != Some(&b'-')
+        (1..=63).contains(&label.len())
+            && label.first() != Some(&b'-')
+            && label.last() != Some(&b'-')
     });
     if !local_ok || !labels_ok || !domain.contains(&b'.') {
         return None;
@@ -178,7 +233,9 @@ pub(super) fn ipv4(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
         Some(slash) => (text.get(..slash)?, Some(text.get(slash + 1..)?)),
         None => (text, None),
     };
-    let octets_ok = address.split(|&b| b == b'.').all(|octet| number(&digits(octet)) <= 255);
+    let octets_ok = address
+        .split(|&b| b == b'.')
+        .all(|octet| number(&digits(octet)) <= 255);
     let prefix_ok = prefix.is_none_or(|p| number(&digits(p)) <= 32);
     (octets_ok && prefix_ok).then_some(span)
 }
@@ -200,10 +257,15 @@ pub(super) fn ipv6(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
         return None;
     }
     let address: Ipv6Addr = std::str::from_utf8(candidate).ok()?.parse().ok()?;
-    let groups = candidate.split(|&b| b == b':').filter(|g| !g.is_empty()).count();
+    let groups = candidate
+        .split(|&b| b == b':')
+        .filter(|g| !g.is_empty())
+        .count();
     let has_digit = candidate.iter().any(u8::is_ascii_digit);
-    let enough = groups >= 3 || (candidate.windows(2).any(|w| w == b"::") && groups >= 2 && has_digit);
-    (enough && !address.is_unspecified() && !address.is_loopback()).then_some(span.start..span.start + end)
+    let enough =
+        groups >= 3 || (candidate.windows(2).any(|w| w == b"::") && groups >= 2 && has_digit);
+    (enough && !address.is_unspecified() && !address.is_loopback())
+        .then_some(span.start..span.start + end)
 }
 
 /// The phone number shapes the scanner looks for.
@@ -223,22 +285,32 @@ pub(super) fn phone(bytes: &[u8], span: Range<usize>, shape: PhoneShape) -> Opti
     let left_ok = match before(bytes, span.start) {
         None => true,
         Some(b) if is_word(b) || b == b'+' => false,
-        Some(b'.' | b'-') => !span.start.checked_sub(2).and_then(|i| at(bytes, i)).is_some_and(|b| b.is_ascii_digit()),
+        Some(b'.' | b'-') => !span
+            .start
+            .checked_sub(2)
+            .and_then(|i| at(bytes, i))
+            .is_some_and(|b| b.is_ascii_digit()),
         Some(_) => true,
     };
     let right_ok = match at(bytes, span.end) {
         None => true,
         Some(b) if is_word(b) => false,
-        Some(b'.' | b'-' | b'/' | b':') => !at(bytes, span.end + 1).is_some_and(|b| b.is_ascii_digit()),
+        Some(b'.' | b'-' | b'/' | b':') => {
+            !at(bytes, span.end + 1).is_some_and(|b| b.is_ascii_digit())
+        }
         Some(_) => true,
     };
     if !left_ok || !right_ok {
         return None;
     }
     let count = text.iter().filter(|b| b.is_ascii_digit()).count();
-    let separated = text.iter().any(|b| matches!(b, b' ' | b'.' | b'-' | b'(' | b')'));
+    let separated = text
+        .iter()
+        .any(|b| matches!(b, b' ' | b'.' | b'-' | b'(' | b')'));
     // Groups separated only by dots and of at most three digits read as an IP address or a version.
-    let dotted_only = text.iter().all(|b| b.is_ascii_digit() || *b == b'.' || *b == b'+');
+    let dotted_only = text
+        .iter()
+        .all(|b| b.is_ascii_digit() || *b == b'.' || *b == b'+');
     let ok = match shape {
         PhoneShape::International if text.first() == Some(&b'+') => (8..=15).contains(&count),
         PhoneShape::International => separated && (8..=15).contains(&count.saturating_sub(2)),
@@ -258,7 +330,13 @@ mod tests {
 
     #[test]
     fn luhn_matches_known_numbers() {
-        for valid in ["4111111111111111", "5555555555554444", "378282246310005", "6011111111111117", "79927398713"] {
+        for valid in [
+            "4111111111111111",
+            "5555555555554444",
+            "378282246310005",
+            "6011111111111117",
+            "79927398713",
+        ] {
             assert!(luhn(&digits(valid.as_bytes())), "{valid}");
         }
         for invalid in ["4111111111111112", "79927398710", "1234567812345678"] {
@@ -268,41 +346,98 @@ mod tests {
 
     #[test]
     fn ssn_rules() {
-        for valid in ["078-05-1121", "536-22-1234", "536 22 1234", "536.22.1234", "899-99-9998"] {
+        for valid in [
+            "078-05-1121",
+            "536-22-1234",
+            "536 22 1234",
+            "536.22.1234",
+            "899-99-9998",
+        ] {
             assert!(ssn(valid.as_bytes(), whole(valid)).is_some(), "{valid}");
         }
         for invalid in [
-            "000-12-3456", "666-12-3456", "900-12-3456", "999-12-3456", "123-00-4567", "123-45-0000",
-            "111-11-1111", "123-45-6789", "078-05-1120", "219-09-9999", "536-22 1234", "536.22-1234",
+            "000-12-3456",
+            "666-12-3456",
+            "900-12-3456",
+            "999-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+            "111-11-1111",
+            "123-45-6789",
+            "078-05-1120",
+            "219-09-9999",
+            "536-22 1234",
+            "536.22-1234",
         ] {
-            assert!(ssn(invalid.as_bytes(), whole(invalid)).is_none(), "{invalid}");
+            assert!(
+                ssn(invalid.as_bytes(), whole(invalid)).is_none(),
+                "{invalid}"
+            );
         }
     }
 
     #[test]
     fn card_issuers_and_groupings() {
         for valid in [
-            "4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111", "5555555555554444", "2221000000000009",
-            "2720999999999996", "378282246310005", "3782 822463 10005", "6011111111111117", "3530111333300000",
-            "36227206271667", "4222222222222",
+            "4111111111111111",
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "5555555555554444",
+            "2221000000000009",
+            "2720999999999996",
+            "378282246310005",
+            "3782 822463 10005",
+            "6011111111111117",
+            "3530111333300000",
+            "36227206271667",
+            "4222222222222",
         ] {
-            assert!(credit_card(valid.as_bytes(), whole(valid)).is_some(), "{valid}");
+            assert!(
+                credit_card(valid.as_bytes(), whole(valid)).is_some(),
+                "{valid}"
+            );
         }
         for invalid in [
-            "4111111111111112", "4111 1111-1111 1111", "41111 11111 11111 1", "2721000000000004", "1234567812345670",
-            "0000000000000000", "9111111111111111",
+            "4111111111111112",
+            "4111 1111-1111 1111",
+            "41111 11111 11111 1",
+            "2721000000000004",
+            "1234567812345670",
+            "0000000000000000",
+            "9111111111111111",
         ] {
-            assert!(credit_card(invalid.as_bytes(), whole(invalid)).is_none(), "{invalid}");
+            assert!(
+                credit_card(invalid.as_bytes(), whole(invalid)).is_none(),
+                "{invalid}"
+            );
         }
     }
 
     #[test]
     fn email_suffixes() {
-        for valid in ["john@example.com", "a.b+tag@mail.example.co.uk", "x@sub.domain.io", "UPPER@EXAMPLE.ORG"] {
-            assert_eq!(email(valid.as_bytes(), whole(valid)), Some(whole(valid)), "{valid}");
+        for valid in [
+            "john@example.com",
+            "a.b+tag@mail.example.co.uk",
+            "x@sub.domain.io",
+            "UPPER@EXAMPLE.ORG",
+        ] {
+            assert_eq!(
+                email(valid.as_bytes(), whole(valid)),
+                Some(whole(valid)),
+                "{valid}"
+            );
         }
-        for invalid in ["john@localhost.invalidtld", "icon@2x.pngz", "a..b@example.com", "a.@example.com", "x@-bad.com"] {
-            assert!(email(invalid.as_bytes(), whole(invalid)).is_none(), "{invalid}");
+        for invalid in [
+            "john@localhost.invalidtld",
+            "icon@2x.pngz",
+            "a..b@example.com",
+            "a.@example.com",
+            "x@-bad.com",
+        ] {
+            assert!(
+                email(invalid.as_bytes(), whole(invalid)).is_none(),
+                "{invalid}"
+            );
         }
         let dotted = "..john@example.com.";
         assert_eq!(email(dotted.as_bytes(), whole(dotted)), Some(2..18));
@@ -314,13 +449,31 @@ mod tests {
             assert!(ipv4(valid.as_bytes(), whole(valid)).is_some(), "{valid}");
         }
         for invalid in ["256.1.1.1", "1.2.3.999", "10.0.0.0/33"] {
-            assert!(ipv4(invalid.as_bytes(), whole(invalid)).is_none(), "{invalid}");
+            assert!(
+                ipv4(invalid.as_bytes(), whole(invalid)).is_none(),
+                "{invalid}"
+            );
         }
-        for valid in ["2001:db8::8a2e:370:7334", "fe80::1", "2001:0db8:85a3:0000:0000:8a2e:0370:7334", "::ffff:192.0.2.1"] {
+        for valid in [
+            "2001:db8::8a2e:370:7334",
+            "fe80::1",
+            "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+            "::ffff:192.0.2.1",
+        ] {
             assert!(ipv6(valid.as_bytes(), whole(valid)).is_some(), "{valid}");
         }
-        for invalid in ["10:30:00", "a::b", "::1", "::", "00:1A:2B:3C:4D:5E", "std::vec"] {
-            assert!(ipv6(invalid.as_bytes(), whole(invalid)).is_none(), "{invalid}");
+        for invalid in [
+            "10:30:00",
+            "a::b",
+            "::1",
+            "::",
+            "00:1A:2B:3C:4D:5E",
+            "std::vec",
+        ] {
+            assert!(
+                ipv6(invalid.as_bytes(), whole(invalid)).is_none(),
+                "{invalid}"
+            );
         }
     }
 }
