@@ -1,1 +1,176 @@
-//! Shared inputs for the benchmarks.
+//! Deterministic inputs shared by the benchmarks: realistic MCP traffic without a random seed to chase.
+
+use cerberus_core::PolicyDocument;
+
+/// The organisation policy of the examples: every built-in guardrail, as a deployment would start.
+pub fn default_policy() -> PolicyDocument {
+    #[expect(
+        clippy::expect_used,
+        reason = "the bundled example policy is valid; its tests say so"
+    )]
+    PolicyDocument::from_json(include_str!("../examples/policies/organisation.json"))
+        .expect("the example policy parses")
+}
+
+/// A small linear congruential generator: the same text on every run and machine.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(self.0 >> 33).unwrap_or(0)
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        let len = items.len().max(1);
+        items.get(self.next() % len).copied().unwrap_or_default()
+    }
+}
+
+const WORDS: [&str; 32] = [
+    "the",
+    "customer",
+    "order",
+    "was",
+    "shipped",
+    "on",
+    "invoice",
+    "total",
+    "and",
+    "payment",
+    "received",
+    "for",
+    "account",
+    "status",
+    "pending",
+    "review",
+    "team",
+    "update",
+    "server",
+    "version",
+    "release",
+    "build",
+    "with",
+    "notes",
+    "résumé",
+    "café",
+    "über",
+    "data",
+    "report",
+    "quarterly",
+    "growth",
+    "metrics",
+];
+
+/// Things that look a little like personal data but are not: dates, versions, ids, times, amounts.
+const NEAR_MISSES: [&str; 10] = [
+    "2024-01-15",
+    "v2.14.3",
+    "order #48213",
+    "10:30:00",
+    "$1,234.56",
+    "build 10.0.19041",
+    "ticket 5521",
+    "ISBN 978-3-16-148410-0",
+    "1.2.3",
+    "zip 94107",
+];
+
+const PII: [&str; 10] = [
+    "jane.doe@example.com",
+    "(555) 234-5678",
+    "536-22-1234",
+    "4111 1111 1111 1111",
+    "203.0.113.7",
+    "+44 20 7946 0958",
+    "ops+alerts@mail.example.co.uk",
+    "2001:db8::8a2e:370:7334",
+    "5555555555554444",
+    "07700 900123",
+];
+
+/// Personal data the example policy redacts rather than blocks.
+pub const REDACTABLE_PII: [&str; 5] = [
+    "jane.doe@example.com",
+    "(555) 234-5678",
+    "+44 20 7946 0958",
+    "ops+alerts@mail.example.co.uk",
+    "07700 900123",
+];
+
+/// `len` bytes (or a little more) of prose with near misses and, every `pii_every` words, a piece of
+/// personal data of every kind (`0` for none).
+pub fn mixed_text(len: usize, pii_every: usize) -> String {
+    mixed_text_with(len, pii_every, &PII)
+}
+
+/// [`mixed_text`] drawing its personal data from `pool`.
+pub fn mixed_text_with(len: usize, pii_every: usize, pool: &[&str]) -> String {
+    let mut rng = Lcg(0x5eed);
+    let mut text = String::with_capacity(len + 64);
+    let mut words = 0usize;
+    while text.len() < len {
+        words += 1;
+        let piece = if pii_every > 0 && words.is_multiple_of(pii_every) {
+            rng.pick(pool)
+        } else if words.is_multiple_of(17) {
+            rng.pick(&NEAR_MISSES)
+        } else {
+            rng.pick(&WORDS)
+        };
+        text.push_str(piece);
+        text.push(if words.is_multiple_of(12) { '\n' } else { ' ' });
+    }
+    text
+}
+
+/// What a benchmark message carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// No personal data.
+    Clean,
+    /// A few emails and phone numbers, which the example policy redacts.
+    Redactable,
+    /// Payment card numbers and SSNs too, which the example policy blocks.
+    Blocked,
+}
+
+/// A `tools/call` result of about 4 KB: a text item of prose and a small structured part, as a search
+/// or CRM tool returns.
+pub fn tool_result_4k(payload: Payload) -> Vec<u8> {
+    let text = match payload {
+        Payload::Clean => mixed_text(3300, 0),
+        Payload::Redactable => mixed_text_with(3300, 90, &REDACTABLE_PII),
+        Payload::Blocked => mixed_text(3300, 90),
+    };
+    let pii = payload != Payload::Clean;
+    let owner = if pii {
+        "jane.doe@example.com"
+    } else {
+        "owner-1842"
+    };
+    let result = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 42,
+        "result": {
+            "content": [{"type": "text", "text": text}],
+            "structuredContent": {"matches": 3, "owner": owner, "took_ms": 18, "tags": ["crm", "search", "v2"]},
+            "isError": false
+        }
+    });
+    serde_json::to_vec(&result).unwrap_or_default()
+}
+
+/// A `tools/call` request of about 4 KB of arguments.
+pub fn tool_call_4k() -> Vec<u8> {
+    let call = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 41,
+        "method": "tools/call",
+        "params": {"name": "search_customers", "arguments": {"query": mixed_text(3800, 0), "limit": 20}}
+    });
+    serde_json::to_vec(&call).unwrap_or_default()
+}

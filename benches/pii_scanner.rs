@@ -1,1 +1,31 @@
-fn main() {}
+//! PII scanner throughput on mixed text, all five kinds in one pass.
+//!
+//! `cargo bench -p cerberus-benches --bench pii_scanner`
+
+use std::hint::black_box;
+
+use cerberus_benches::mixed_text;
+use cerberus_core::guardrails::pii::{PiiKind, PiiKinds, PiiScanner};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pii_scanner");
+    let all = PiiScanner::new(PiiKinds::all());
+    let email = PiiScanner::new([PiiKind::Email].into_iter().collect());
+    for (name, text) in [
+        ("mixed_1mb_pii_every_50_words", mixed_text(1 << 20, 50)),
+        ("clean_1mb", mixed_text(1 << 20, 0)),
+    ] {
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(format!("all_kinds/{name}"), |b| {
+            b.iter(|| all.find_all(black_box(&text)).len())
+        });
+        group.bench_function(format!("email_only/{name}"), |b| {
+            b.iter(|| email.find_all(black_box(&text)).len())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -247,9 +247,21 @@ impl Message {
     /// Replaces the payload member (`params`, `result` or `error`) with `payload`.
     pub fn with_payload(&self, payload: Value) -> Result<Self, MessageError> {
         let member = self.payload_member().unwrap_or("params");
-        self.edited(|json| {
-            json.insert(member.to_owned(), payload);
-        })
+        // Copy every other member; the old payload is not cloned only to be thrown away.
+        let mut object = Map::with_capacity(self.object.len() + 1);
+        let mut payload = Some(payload);
+        for (key, value) in &self.object {
+            let value = if key == member {
+                payload.take().unwrap_or(Value::Null)
+            } else {
+                value.clone()
+            };
+            object.insert(key.clone(), value);
+        }
+        if let Some(payload) = payload {
+            object.insert(member.to_owned(), payload);
+        }
+        Self::from_value(Value::Object(object))
     }
 
     fn param_str_for(&self, method: &str, key: &str) -> Option<&str> {
