@@ -1,6 +1,7 @@
 //! The full default pipeline over a realistic 4 KB message: parse, every guardrail, serialise.
 //!
 //! `cargo bench -p cerberus-benches --bench pipeline`
+#![allow(clippy::unwrap_used, reason = "a benchmark stops loudly on bad input")]
 
 use std::hint::black_box;
 

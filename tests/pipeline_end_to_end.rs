@@ -1,4 +1,10 @@
 //! The default example policy over realistic traffic, through the public API only.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on any unexpected error"
+)]
 
 use cerberus_benches::{Payload, default_policy, tool_call_4k, tool_result_4k};
 use cerberus_core::guardrails::pii::{PiiKinds, PiiScanner};

@@ -1,4 +1,10 @@
 //! Every policy shipped in the repository parses, validates and builds: what the docs show works.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on any unexpected error"
+)]
 
 use std::path::{Path, PathBuf};
 

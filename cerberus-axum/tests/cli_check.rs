@@ -1,4 +1,10 @@
 //! `cerberus check` driven as a user runs it: the real binary, real files, standard input.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on any unexpected error"
+)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
