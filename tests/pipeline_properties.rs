@@ -142,10 +142,10 @@ proptest! {
     #[test]
     fn parsing_arbitrary_policies_never_panics(value in json_value()) {
         let registry = GuardrailRegistry::default();
-        if let Ok(document) = PolicyDocument::from_value(json!({"guardrails": [value]})) {
-            if registry.validate(&document).is_ok() {
-                registry.build(&EffectivePolicy::single(&document)).unwrap();
-            }
+        if let Ok(document) = PolicyDocument::from_value(json!({"guardrails": [value]}))
+            && registry.validate(&document).is_ok()
+        {
+            registry.build(&EffectivePolicy::single(&document)).unwrap();
         }
     }
 }
