@@ -1,5 +1,6 @@
 //! The `cerberus` command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -22,6 +23,22 @@ pub enum Command {
     /// read from MESSAGE_FILE, or from standard input when it is `-` or absent. Exit status: 0 when the
     /// pipeline ran (whatever it decided), 2 for a malformed message or policy.
     Check(CheckArgs),
+    /// Runs the gateway: the MCP proxy in front of the workspaces' MCP servers.
+    Serve(ServeArgs),
+}
+
+/// Arguments of `cerberus serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file (TOML).
+    #[arg(long, value_name = "FILE", env = "CERBERUS_CONFIG")]
+    pub config: PathBuf,
+    /// The address to listen on, overriding the file's `server.listen`.
+    #[arg(long, value_name = "ADDR", env = "CERBERUS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where to write the audit log as JSON lines (`-` for standard output).
+    #[arg(long, value_name = "FILE", env = "CERBERUS_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// Arguments of `cerberus check`.

@@ -1,7 +1,14 @@
 //! The reference Cerberus gateway: the `cerberus` command and the pieces it is built from.
 //!
-//! So far: [`check`], the dry run that shows policy authors what a policy does to a message.
+//! [`proxy`] is the governance plane (the MCP proxy), [`gateway`] its shared state, [`config`] the
+//! configuration file, [`auth`] agent keys, [`check`] the dry run for policy authors.
 #![deny(missing_docs)]
 
+pub mod audit_log;
+pub mod auth;
 pub mod check;
 pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod proxy;
+pub mod serve;

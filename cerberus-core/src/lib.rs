@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod guardrails;
 pub mod rate_limit;
+pub mod session;
 
 mod guardrail;
 mod identity;

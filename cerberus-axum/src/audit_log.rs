@@ -1,0 +1,62 @@
+//! Audit events as JSON lines, for files and SIEM shippers: written by a background task, never on the
+//! request path.
+
+use std::io::Write;
+use std::path::Path;
+
+use async_trait::async_trait;
+use cerberus_core::audit::{AuditEvent, AuditSink};
+use tokio::sync::mpsc;
+
+/// How many events may wait for the writer; past that, `record` waits (nothing is dropped).
+const QUEUE: usize = 4096;
+
+/// Writes each audit event as one JSON line.
+#[derive(Debug)]
+pub struct JsonLinesAuditSink {
+    sender: mpsc::Sender<AuditEvent>,
+}
+
+impl JsonLinesAuditSink {
+    /// A sink writing to `writer` from a background thread.
+    pub fn new(mut writer: Box<dyn Write + Send>) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<AuditEvent>(QUEUE);
+        std::thread::spawn(move || {
+            while let Some(event) = receiver.blocking_recv() {
+                let written = serde_json::to_writer(&mut writer, &event)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writer.write_all(b"\n"))
+                    .and_then(|()| {
+                        if receiver.is_empty() {
+                            writer.flush()
+                        } else {
+                            Ok(())
+                        }
+                    });
+                if let Err(e) = written {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
+            }
+            let _ = writer.flush();
+        });
+        Self { sender }
+    }
+
+    /// A sink appending to the file at `path`.
+    pub fn append_to(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self::new(Box::new(std::io::BufWriter::new(file))))
+    }
+}
+
+#[async_trait]
+impl AuditSink for JsonLinesAuditSink {
+    async fn record(&self, event: AuditEvent) {
+        if self.sender.send(event).await.is_err() {
+            tracing::error!("the audit writer stopped; an event was lost");
+        }
+    }
+}

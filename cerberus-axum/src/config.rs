@@ -1,0 +1,479 @@
+//! The gateway's configuration file: server settings, and the organisations, workspaces, agents and
+//! policies it serves when there is no admin database (or to seed one).
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"
+//!
+//! [[organisations]]
+//! name = "acme"
+//! policy = "policies/organisation.json"      # a path, relative to this file…
+//!
+//! [[workspaces]]
+//! name = "crm"
+//! organisation = "acme"
+//! upstream = { url = "http://127.0.0.1:3901/mcp" }
+//! policy = { guardrails = [{ type = "rbac", allow = ["*"] }] }   # …or inline
+//!
+//! [[agents]]
+//! name = "support-bot"
+//! workspace = "crm"
+//! key_sha256 = "…64 hexadecimal digits…"
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cerberus_core::{
+    AgentId, GuardrailRegistry, Identity, OrganisationId, PolicyDocument, PolicyFormat, WorkspaceId,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::auth::KeyHash;
+
+/// The namespace of the ids derived from names, so that every instance reading one file agrees on them.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6365_7262_6572_7573_2d69_6473_2d76_3100);
+
+/// A configuration that cannot be used, with the field named.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Where: the file, then the field.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Server settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The largest request body accepted, in bytes (larger ones get 413).
+    pub max_body_bytes: usize,
+    /// How long an upstream may take to start answering, in seconds.
+    pub upstream_timeout_secs: u64,
+    /// Origins allowed besides loopback ones (`https://app.example.com`); other origins get 403.
+    pub allowed_origins: Vec<String>,
+    /// Host names allowed in the `Host` header; empty means loopback names only when listening on
+    /// loopback, and any host otherwise.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 4 * 1024 * 1024,
+            upstream_timeout_secs: 120,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The upstream timeout.
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_secs(self.upstream_timeout_secs)
+    }
+}
+
+/// A policy given by path or inline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum PolicySource {
+    Path(PathBuf),
+    Inline(serde_json::Value),
+}
+
+/// How the gateway reaches a workspace's MCP server.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpUpstream {
+    /// The Streamable HTTP endpoint.
+    pub url: String,
+    /// Headers sent with every upstream request (an upstream credential, for example).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: ServerSettings,
+    #[serde(default)]
+    organisations: Vec<RawOrganisation>,
+    #[serde(default)]
+    workspaces: Vec<RawWorkspace>,
+    #[serde(default)]
+    agents: Vec<RawAgent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrganisation {
+    name: String,
+    policy: Option<PolicySource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    name: String,
+    organisation: String,
+    upstream: HttpUpstream,
+    policy: Option<PolicySource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: String,
+    workspace: String,
+    key_sha256: String,
+    policy: Option<PolicySource>,
+}
+
+/// An organisation, checked.
+#[derive(Clone, Debug)]
+pub struct OrganisationConfig {
+    /// Its id, derived from its name.
+    pub id: OrganisationId,
+    /// Its name.
+    pub name: String,
+    /// Its policy, if any.
+    pub policy: Option<PolicyDocument>,
+}
+
+/// A workspace, checked.
+#[derive(Clone, Debug)]
+pub struct WorkspaceConfig {
+    /// Its id, derived from its organisation's and its own name.
+    pub id: WorkspaceId,
+    /// Its name.
+    pub name: String,
+    /// The organisation it belongs to (an index into [`GatewayConfig::organisations`]).
+    pub organisation: usize,
+    /// Its MCP server.
+    pub upstream: HttpUpstream,
+    /// Its policy, if any.
+    pub policy: Option<PolicyDocument>,
+}
+
+/// An agent, checked.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Who it is.
+    pub identity: Identity,
+    /// Its name.
+    pub name: String,
+    /// Its workspace (an index into [`GatewayConfig::workspaces`]).
+    pub workspace: usize,
+    /// The hash of its key.
+    pub key_hash: KeyHash,
+    /// Its policy, if any.
+    pub policy: Option<PolicyDocument>,
+}
+
+/// A checked configuration: names unique, references resolved, policies valid.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayConfig {
+    /// Server settings.
+    pub server: ServerSettings,
+    /// The organisations.
+    pub organisations: Vec<OrganisationConfig>,
+    /// The workspaces.
+    pub workspaces: Vec<WorkspaceConfig>,
+    /// The agents.
+    pub agents: Vec<AgentConfig>,
+}
+
+impl GatewayConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path, registry: &GuardrailRegistry) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::parse(&text, base, registry)
+            .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.path), e.message))
+    }
+
+    /// Checks a configuration given as TOML text; policy paths are relative to `base`.
+    pub fn parse(
+        text: &str,
+        base: &Path,
+        registry: &GuardrailRegistry,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e
+                .span()
+                .map(|s| format!(" (bytes {}..{})", s.start, s.end))
+                .unwrap_or_default();
+            ConfigError::new("config", format!("{}{span}", e.message()))
+        })?;
+        let policy = |source: &Option<PolicySource>,
+                      path: String|
+         -> Result<Option<PolicyDocument>, ConfigError> {
+            let Some(source) = source else {
+                return Ok(None);
+            };
+            let document = match source {
+                PolicySource::Path(file) => {
+                    let file = base.join(file);
+                    let text = std::fs::read_to_string(&file).map_err(|e| {
+                        ConfigError::new(&path, format!("cannot read {}: {e}", file.display()))
+                    })?;
+                    PolicyDocument::parse(&text, PolicyFormat::from_path(&file))
+                }
+                PolicySource::Inline(value) => PolicyDocument::from_value(value.clone()),
+            }
+            .map_err(|e| ConfigError::new(format!("{path}.{}", e.path), e.message))?;
+            registry
+                .validate(&document)
+                .map_err(|e| ConfigError::new(format!("{path}.{}", e.path), e.message))?;
+            Ok(Some(document))
+        };
+
+        let mut organisations = Vec::with_capacity(raw.organisations.len());
+        for (i, org) in raw.organisations.iter().enumerate() {
+            let path = format!("organisations[{i}]");
+            unique(
+                &organisations
+                    .iter()
+                    .map(|o: &OrganisationConfig| o.name.as_str())
+                    .collect::<Vec<_>>(),
+                &org.name,
+                &path,
+            )?;
+            organisations.push(OrganisationConfig {
+                id: OrganisationId(Uuid::new_v5(
+                    &ID_NAMESPACE,
+                    format!("organisation:{}", org.name).as_bytes(),
+                )),
+                name: org.name.clone(),
+                policy: policy(&org.policy, format!("{path}.policy"))?,
+            });
+        }
+
+        let mut workspaces: Vec<WorkspaceConfig> = Vec::with_capacity(raw.workspaces.len());
+        for (i, ws) in raw.workspaces.iter().enumerate() {
+            let path = format!("workspaces[{i}]");
+            let organisation = organisations
+                .iter()
+                .position(|o| o.name == ws.organisation)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{path}.organisation"),
+                        format!("no organisation named `{}`", ws.organisation),
+                    )
+                })?;
+            if workspaces
+                .iter()
+                .any(|w| w.organisation == organisation && w.name == ws.name)
+            {
+                return Err(ConfigError::new(
+                    format!("{path}.name"),
+                    format!("`{}` is used twice in this organisation", ws.name),
+                ));
+            }
+            let url = reqwest::Url::parse(&ws.upstream.url).map_err(|e| {
+                ConfigError::new(format!("{path}.upstream.url"), format!("not a URL: {e}"))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::new(
+                    format!("{path}.upstream.url"),
+                    "must be an http or https URL",
+                ));
+            }
+            let org_name = organisations
+                .get(organisation)
+                .map_or("", |o| o.name.as_str());
+            workspaces.push(WorkspaceConfig {
+                id: WorkspaceId(Uuid::new_v5(
+                    &ID_NAMESPACE,
+                    format!("workspace:{org_name}/{}", ws.name).as_bytes(),
+                )),
+                name: ws.name.clone(),
+                organisation,
+                upstream: ws.upstream.clone(),
+                policy: policy(&ws.policy, format!("{path}.policy"))?,
+            });
+        }
+
+        let mut agents: Vec<AgentConfig> = Vec::with_capacity(raw.agents.len());
+        let mut hashes = HashSet::new();
+        for (i, agent) in raw.agents.iter().enumerate() {
+            let path = format!("agents[{i}]");
+            let workspace = workspaces
+                .iter()
+                .position(|w| w.name == agent.workspace)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{path}.workspace"),
+                        format!("no workspace named `{}`", agent.workspace),
+                    )
+                })?;
+            let ws = workspaces
+                .get(workspace)
+                .ok_or_else(|| ConfigError::new(&path, "workspace vanished"))?;
+            if agents
+                .iter()
+                .any(|a| a.workspace == workspace && a.name == agent.name)
+            {
+                return Err(ConfigError::new(
+                    format!("{path}.name"),
+                    format!("`{}` is used twice in this workspace", agent.name),
+                ));
+            }
+            let key_hash = KeyHash::from_hex(&agent.key_sha256)
+                .map_err(|e| ConfigError::new(format!("{path}.key_sha256"), e))?;
+            if !hashes.insert(key_hash) {
+                return Err(ConfigError::new(
+                    format!("{path}.key_sha256"),
+                    "another agent has the same key",
+                ));
+            }
+            let organisation = organisations
+                .get(ws.organisation)
+                .map_or(OrganisationId(Uuid::nil()), |o| o.id);
+            agents.push(AgentConfig {
+                identity: Identity {
+                    organisation,
+                    workspace: ws.id,
+                    agent: AgentId(Uuid::new_v5(
+                        &ID_NAMESPACE,
+                        format!("agent:{}/{}", ws.id, agent.name).as_bytes(),
+                    )),
+                },
+                name: agent.name.clone(),
+                workspace,
+                key_hash,
+                policy: policy(&agent.policy, format!("{path}.policy"))?,
+            });
+        }
+
+        Ok(Self {
+            server: raw.server,
+            organisations,
+            workspaces,
+            agents,
+        })
+    }
+}
+
+fn unique(existing: &[&str], name: &str, path: &str) -> Result<(), ConfigError> {
+    if name.trim().is_empty() {
+        return Err(ConfigError::new(format!("{path}.name"), "cannot be empty"));
+    }
+    if existing.contains(&name) {
+        return Err(ConfigError::new(
+            format!("{path}.name"),
+            format!("`{name}` is used twice"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<GatewayConfig, String> {
+        GatewayConfig::parse(text, Path::new("."), &GuardrailRegistry::default())
+            .map_err(|e| e.to_string())
+    }
+
+    const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+    fn minimal(agent_extra: &str) -> String {
+        format!(
+            "[[organisations]]\nname = \"acme\"\n\n[[workspaces]]\nname = \"crm\"\norganisation = \"acme\"\nupstream = {{ url = \"http://127.0.0.1:1/mcp\" }}\n\n[[agents]]\nname = \"bot\"\nworkspace = \"crm\"\nkey_sha256 = \"{HASH}\"\n{agent_extra}"
+        )
+    }
+
+    #[test]
+    fn reads_a_minimal_config_with_stable_ids() {
+        let a = parse(&minimal("")).unwrap();
+        let b = parse(&minimal("")).unwrap();
+        assert_eq!(
+            a.agents[0].identity, b.agents[0].identity,
+            "ids derive from names"
+        );
+        assert_eq!(a.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(a.agents[0].identity.organisation, a.organisations[0].id);
+    }
+
+    #[test]
+    fn reads_inline_policies() {
+        let config = parse(&minimal(
+            "policy = { guardrails = [{ type = \"rate_limit_per_minute\", limit = 5 }] }",
+        ))
+        .unwrap();
+        assert_eq!(
+            config.agents[0].policy.as_ref().unwrap().guardrails[0].type_name,
+            "rate_limit_per_minute"
+        );
+    }
+
+    #[test]
+    fn names_the_field_that_is_wrong() {
+        let cases = [
+            (
+                minimal("policy = { guardrails = [{ type = \"nope\" }] }"),
+                "agents[0].policy.guardrails[0].type: unknown guardrail type",
+            ),
+            (minimal("colour = \"red\""), "unknown field `colour`"),
+            (
+                minimal("").replace(HASH, "abc"),
+                "agents[0].key_sha256: not hexadecimal",
+            ),
+            (
+                minimal("").replace("workspace = \"crm\"", "workspace = \"other\""),
+                "agents[0].workspace: no workspace named `other`",
+            ),
+            (
+                minimal("").replace("http://127.0.0.1:1/mcp", "ftp://x"),
+                "workspaces[0].upstream.url: must be an http or https URL",
+            ),
+            (
+                minimal("").replace("organisation = \"acme\"", "organisation = \"zeta\""),
+                "workspaces[0].organisation: no organisation named `zeta`",
+            ),
+            (
+                minimal("policy = \"missing.json\""),
+                "agents[0].policy: cannot read",
+            ),
+            (
+                format!(
+                    "{}\n[[agents]]\nname = \"bot2\"\nworkspace = \"crm\"\nkey_sha256 = \"{HASH}\"\n",
+                    minimal("")
+                ),
+                "agents[1].key_sha256: another agent has the same key",
+            ),
+            (
+                "[server]\nlisten = \"nowhere\"".to_owned(),
+                "config: invalid socket address",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The gateway's shared state: who holds which key, which upstream and pipeline each agent gets, where
+//! sessions and audit events go.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use cerberus_core::audit::{AuditEvent, AuditSink};
+use cerberus_core::session::SessionStore;
+use cerberus_core::{
+    EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message, Pipeline, PipelineOutcome,
+    PolicyError, PolicyLevel,
+};
+
+use crate::auth::{KeyIndex, display_prefix};
+use crate::config::{GatewayConfig, HttpUpstream, ServerSettings};
+
+/// Everything the proxy needs to know about one agent.
+#[derive(Debug)]
+pub struct AgentRoute {
+    /// Who the agent is.
+    pub identity: Identity,
+    /// Its name, for logs.
+    pub name: String,
+    /// Its workspace's MCP server.
+    pub upstream: HttpUpstream,
+    /// Its effective policy, built.
+    pub pipeline: Pipeline,
+}
+
+/// The gateway: built once at start-up, shared by every request.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Server settings.
+    pub settings: ServerSettings,
+    routes: KeyIndex<Arc<AgentRoute>>,
+    /// Where gateway sessions live.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Where audit events go.
+    pub audit: Arc<dyn AuditSink>,
+    /// The client for HTTP upstreams.
+    pub http: reqwest::Client,
+    /// Methods of server-initiated requests awaiting the client's answer, by session and JSON id text.
+    server_requests: Mutex<HashMap<(String, String), String>>,
+}
+
+/// How many server requests may await an answer across all sessions; beyond that, answers are still
+/// relayed but checked without knowing the method they answer.
+const MAX_PENDING_SERVER_REQUESTS: usize = 100_000;
+
+/// The identity of the caller and what it may reach, as found from its key.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The route its key opens.
+    pub route: Arc<AgentRoute>,
+    /// The first characters of its key, for the audit log.
+    pub key_prefix: String,
+}
+
+impl Gateway {
+    /// Builds the gateway for `config`: one pipeline per agent, from its organisation's, workspace's and
+    /// own policies.
+    pub fn new(
+        config: &GatewayConfig,
+        registry: &GuardrailRegistry,
+        sessions: Arc<dyn SessionStore>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Self, PolicyError> {
+        let mut routes = KeyIndex::default();
+        for agent in &config.agents {
+            let workspace = config.workspaces.get(agent.workspace);
+            let organisation = workspace.and_then(|w| config.organisations.get(w.organisation));
+            let levels = [
+                (
+                    PolicyLevel::Organisation,
+                    organisation.and_then(|o| o.policy.as_ref()),
+                ),
+                (
+                    PolicyLevel::Workspace,
+                    workspace.and_then(|w| w.policy.as_ref()),
+                ),
+                (PolicyLevel::Agent, agent.policy.as_ref()),
+            ];
+            let policy = EffectivePolicy::merge(
+                levels
+                    .into_iter()
+                    .filter_map(|(level, doc)| Some((level, doc?))),
+            );
+            let pipeline = registry
+                .build(&policy)
+                .map_err(|e| e.within(&format!("agent `{}`", agent.name)))?;
+            let Some(workspace) = workspace else { continue };
+            routes.insert(
+                agent.key_hash,
+                Arc::new(AgentRoute {
+                    identity: agent.identity,
+                    name: agent.name.clone(),
+                    upstream: workspace.upstream.clone(),
+                    pipeline,
+                }),
+            );
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.server.upstream_timeout())
+            .build()
+            .map_err(|e| {
+                PolicyError::new("server", format!("cannot build the HTTP client: {e}"))
+            })?;
+        Ok(Self {
+            settings: config.server.clone(),
+            routes,
+            sessions,
+            audit,
+            http,
+            server_requests: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Notes that the upstream asked the client `method` as request `id` within `session`.
+    pub fn remember_server_request(&self, session: &str, id: &serde_json::Value, method: &str) {
+        if let Ok(mut pending) = self.server_requests.lock()
+            && pending.len() < MAX_PENDING_SERVER_REQUESTS
+        {
+            pending.insert((session.to_owned(), id.to_string()), method.to_owned());
+        }
+    }
+
+    /// The method of the server request that the client's answer `id` answers, forgetting it.
+    pub fn take_server_request(&self, session: &str, id: &serde_json::Value) -> Option<String> {
+        self.server_requests
+            .lock()
+            .ok()?
+            .remove(&(session.to_owned(), id.to_string()))
+    }
+
+    /// The caller a bearer key belongs to.
+    pub fn authenticate(&self, key: &str) -> Option<Caller> {
+        self.routes.find(key).map(|route| Caller {
+            route: Arc::clone(route),
+            key_prefix: display_prefix(key),
+        })
+    }
+
+    /// Runs one message through the caller's pipeline and records the audit event.
+    pub async fn evaluate(
+        &self,
+        caller: &Caller,
+        envelope: Envelope<'_>,
+        message: Message,
+    ) -> PipelineOutcome {
+        let started = Instant::now();
+        let size_bytes = message.to_bytes().len();
+        let jsonrpc_id = message.id().map(ToString::to_string);
+        let method = message
+            .method()
+            .or(envelope.request_method)
+            .map(str::to_owned);
+        let target = message
+            .tool_name()
+            .or_else(|| message.prompt_name())
+            .or_else(|| message.resource_uri())
+            .map(str::to_owned);
+        let outcome = caller.route.pipeline.run(envelope, message).await;
+        let overhead_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.audit
+            .record(AuditEvent {
+                time: SystemTime::now(),
+                identity: caller.route.identity,
+                key_prefix: Some(caller.key_prefix.clone()),
+                session: envelope.session.map(str::to_owned),
+                jsonrpc_id,
+                direction: envelope.direction,
+                method,
+                target,
+                decision: outcome.decision.kind(),
+                trace: outcome.trace.clone(),
+                size_bytes,
+                overhead_us,
+            })
+            .await;
+        outcome
+    }
+}

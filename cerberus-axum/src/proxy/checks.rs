@@ -1,0 +1,149 @@
+//! What every proxy request must pass before anything is forwarded.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+
+use super::{SUPPORTED_VERSIONS, VERSION_HEADER, wire};
+use crate::auth::bearer_token;
+use crate::gateway::{Caller, Gateway};
+
+/// A response refusing a request, boxed: it is large, and the rare path.
+pub(super) type Refusal = Box<Response>;
+
+fn refuse<T>(response: Response) -> Result<T, Refusal> {
+    Err(Box::new(response))
+}
+
+/// Origin, host, credential and protocol version: the caller, or the response refusing it.
+pub(super) fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Caller, Refusal> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !origin_allowed(gateway, origin) {
+            return refuse(wire::http_error(
+                StatusCode::FORBIDDEN,
+                wire::INVALID_REQUEST,
+                "this origin is not allowed",
+            ));
+        }
+    }
+    if let Some(host) = headers.get(header::HOST)
+        && !host_allowed(gateway, host.to_str().unwrap_or_default())
+    {
+        return refuse(wire::http_error(
+            StatusCode::FORBIDDEN,
+            wire::INVALID_REQUEST,
+            "this host is not allowed",
+        ));
+    }
+    let Some(authorization) = headers.get(header::AUTHORIZATION) else {
+        return refuse(wire::unauthorised(
+            "missing Authorization: Bearer <agent access key>",
+        ));
+    };
+    let key = authorization.to_str().ok().and_then(bearer_token);
+    let Some(caller) = key.and_then(|key| gateway.authenticate(key)) else {
+        return refuse(wire::unauthorised("invalid agent access key"));
+    };
+    if let Some(version) = headers.get(VERSION_HEADER) {
+        let version = version.to_str().unwrap_or_default();
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            return refuse(wire::http_error(
+                StatusCode::BAD_REQUEST,
+                wire::INVALID_REQUEST,
+                &format!(
+                    "unsupported MCP-Protocol-Version; supported: {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(caller)
+}
+
+/// Content type and accepted types of a POST.
+pub(super) fn post_headers(headers: &HeaderMap) -> Result<(), Refusal> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return refuse(wire::http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            wire::INVALID_REQUEST,
+            "Content-Type must be application/json",
+        ));
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let accepts = |media: &str| {
+        accept.split(',').any(|part| {
+            let part = part.split(';').next().unwrap_or_default().trim();
+            part.eq_ignore_ascii_case(media) || part == "*/*"
+        })
+    };
+    if !(accepts("application/json") && accepts("text/event-stream")) {
+        return refuse(wire::http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            wire::INVALID_REQUEST,
+            "Accept must list application/json and text/event-stream",
+        ));
+    }
+    Ok(())
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1") || host.starts_with("127.")
+}
+
+/// The host part of `host[:port]` (IPv6 literals keep their brackets).
+fn host_name(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_once(']').map_or(authority, |(h, _)| {
+            h.get(..h.len() + 1).unwrap_or(authority)
+        });
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+fn origin_allowed(gateway: &Gateway, origin: &str) -> bool {
+    let settings = &gateway.settings;
+    if settings
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+    is_loopback_host(host_name(authority))
+}
+
+fn host_allowed(gateway: &Gateway, host: &str) -> bool {
+    let settings = &gateway.settings;
+    let name = host_name(host);
+    if !settings.allowed_hosts.is_empty() {
+        return settings
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(name));
+    }
+    // Listening on loopback: only loopback names, so a DNS-rebound page cannot reach the gateway.
+    !settings.listen.ip().is_loopback() || is_loopback_host(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_host_and_port() {
+        assert_eq!(host_name("localhost:8080"), "localhost");
+        assert_eq!(host_name("[::1]:8080"), "[::1]");
+        assert_eq!(host_name("example.com"), "example.com");
+        assert!(is_loopback_host(host_name("127.0.0.1:1")));
+        assert!(!is_loopback_host(host_name("evil.example:80")));
+    }
+}

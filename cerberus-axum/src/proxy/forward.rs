@@ -1,0 +1,459 @@
+//! Client requests: parsed, checked against the session, run through the request pipeline and sent on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use cerberus_core::session::SessionRecord;
+use cerberus_core::{Decision, Direction, Envelope, Message, MessageError, MessageKind, methods};
+use rand::RngCore;
+
+use super::relay::{self, RelayContext};
+use super::{SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER, wire};
+use crate::config::HttpUpstream;
+use crate::gateway::{Caller, Gateway};
+
+/// Headers a client sends that the upstream needs as they are.
+const PASSED_HEADERS: [&str; 3] = ["accept", "mcp-protocol-version", "last-event-id"];
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A new gateway session id: 256 random bits, URL-safe.
+fn new_session_id() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The session a request names, checked to belong to the caller.
+async fn session(
+    gateway: &Gateway,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<Option<(String, SessionRecord)>, Response> {
+    let Some(id) = header(headers, SESSION_HEADER) else {
+        return Ok(None);
+    };
+    match gateway.sessions.get(id).await {
+        // Another agent's session is as unknown to this caller as a session that never existed.
+        Ok(Some(record)) if record.identity == caller.route.identity => {
+            Ok(Some((id.to_owned(), record)))
+        }
+        Ok(_) => Err(wire::http_error(
+            StatusCode::NOT_FOUND,
+            wire::INVALID_REQUEST,
+            "unknown or expired session: initialize again",
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "session store unavailable");
+            Err(wire::http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                wire::UPSTREAM_UNAVAILABLE,
+                "session store unavailable",
+            ))
+        }
+    }
+}
+
+fn json_response(
+    status: StatusCode,
+    messages: &[Message],
+    batch: bool,
+    session: Option<&str>,
+) -> Response {
+    let body = if batch || messages.len() > 1 {
+        let values: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| serde_json::Value::Object(m.as_json().clone()))
+            .collect();
+        Bytes::from(serde_json::Value::Array(values).to_string())
+    } else {
+        messages.first().map(Message::to_bytes).unwrap_or_default()
+    };
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if let Some(value) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        response.headers_mut().insert(SESSION_HEADER, value);
+    }
+    response
+}
+
+/// The request to the upstream, with the client's protocol headers and never its credential.
+pub(super) fn upstream_request(
+    gateway: &Gateway,
+    upstream: &HttpUpstream,
+    method: reqwest::Method,
+    upstream_session: Option<&str>,
+    client_headers: &HeaderMap,
+    body_changed: bool,
+) -> reqwest::RequestBuilder {
+    let mut request = gateway.http.request(method, &upstream.url);
+    for (name, value) in client_headers {
+        let name = name.as_str();
+        let passed = PASSED_HEADERS.contains(&name) || name == "mcp-method" || name == "mcp-name";
+        // Mcp-Param-* headers mirror parameter values; once the body changed they may no longer match it.
+        let mirrored = name.starts_with("mcp-param-") && !body_changed;
+        if passed || mirrored {
+            request = request.header(name, value.as_bytes());
+        }
+    }
+    for (name, value) in &upstream.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    if let Some(session) = upstream_session {
+        request = request.header(SESSION_HEADER, session);
+    }
+    request
+}
+
+/// `Mcp-Method` and `Mcp-Name` must say what the body says (2026-07-28).
+fn intermediary_headers_match(headers: &HeaderMap, message: &Message) -> bool {
+    let method_ok = header(headers, "mcp-method").is_none_or(|m| message.method() == Some(m));
+    let name = message
+        .tool_name()
+        .or_else(|| message.prompt_name())
+        .or_else(|| message.resource_uri());
+    let name_ok = header(headers, "mcp-name").is_none_or(|n| name == Some(n));
+    method_ok && name_ok
+}
+
+/// POST: one message (or a 2025-03-26 batch) from the client.
+pub(super) async fn post(
+    gateway: &Arc<Gateway>,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let messages = match Message::parse_batch(body.clone()) {
+        Ok(messages) => messages,
+        Err(MessageError::Json(e)) => {
+            return wire::http_error(
+                StatusCode::BAD_REQUEST,
+                wire::PARSE_ERROR,
+                &format!("the body is not valid JSON: {e}"),
+            );
+        }
+        Err(e) => {
+            return wire::http_error(
+                StatusCode::BAD_REQUEST,
+                wire::INVALID_REQUEST,
+                &format!("not a JSON-RPC message: {e}"),
+            );
+        }
+    };
+    let version = header(headers, VERSION_HEADER);
+    if is_batch && version.is_some_and(|v| v != "2025-03-26") {
+        return wire::http_error(
+            StatusCode::BAD_REQUEST,
+            wire::INVALID_REQUEST,
+            "JSON-RPC batches were removed in protocol 2025-06-18",
+        );
+    }
+    if let [message] = messages.as_slice()
+        && !intermediary_headers_match(headers, message)
+    {
+        return wire::http_error(
+            StatusCode::BAD_REQUEST,
+            wire::HEADER_MISMATCH,
+            "Mcp-Method or Mcp-Name does not match the body",
+        );
+    }
+    let initialize = messages
+        .iter()
+        .any(|m| m.kind() == MessageKind::Request && m.method() == Some(methods::INITIALIZE));
+    let session = match session(gateway, caller, headers).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if session.is_none() && !initialize && version != Some(STATELESS_VERSION) {
+        return wire::http_error(
+            StatusCode::BAD_REQUEST,
+            wire::INVALID_REQUEST,
+            "missing Mcp-Session-Id: initialize first",
+        );
+    }
+    let session_id = session.as_ref().map(|(id, _)| id.as_str());
+    let identity = caller.route.identity;
+
+    let mut forwarded = Vec::with_capacity(messages.len());
+    let mut answers = Vec::new();
+    let mut request_methods = HashMap::new();
+    let mut throttled_notification = None;
+    let message_count = messages.len();
+    for message in messages {
+        let kind = message.kind();
+        let id = message.id().cloned();
+        let answered = match (kind, session_id, &id) {
+            (MessageKind::Response | MessageKind::Error, Some(session), Some(id)) => {
+                gateway.take_server_request(session, id)
+            }
+            _ => None,
+        };
+        let envelope = Envelope::new(Direction::Request, &identity)
+            .with_session(session_id)
+            .answering(answered.as_deref());
+        let outcome = gateway.evaluate(caller, envelope, message).await;
+        if outcome.decision.passes() {
+            if let (MessageKind::Request, Some(id), Some(method)) =
+                (kind, &id, outcome.message.method())
+            {
+                request_methods.insert(id.to_string(), method.to_owned());
+            }
+            forwarded.push(outcome.message);
+            continue;
+        }
+        match kind {
+            MessageKind::Request => answers.extend(wire::refusal(id.as_ref(), &outcome.decision)),
+            // The server is waiting for this answer: it gets an error instead of the refused content.
+            MessageKind::Response | MessageKind::Error => {
+                forwarded.extend(wire::refusal(id.as_ref(), &outcome.decision))
+            }
+            MessageKind::Notification => {
+                if let Decision::Throttle { retry_after, .. } = &outcome.decision {
+                    throttled_notification = Some(*retry_after);
+                }
+            }
+        }
+    }
+
+    if forwarded.is_empty() {
+        if !answers.is_empty() {
+            return json_response(StatusCode::OK, &answers, is_batch, None);
+        }
+        if let Some(retry_after) = throttled_notification {
+            let mut response = wire::http_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                wire::THROTTLED,
+                "rate limit exceeded",
+            );
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+        return StatusCode::ACCEPTED.into_response();
+    }
+
+    let changed = forwarded.len() != message_count || forwarded.iter().any(Message::is_modified);
+    let upstream_body = match (changed, forwarded.as_slice()) {
+        (false, _) => body,
+        (true, [single]) if !is_batch => single.to_bytes(),
+        (true, all) => {
+            let values: Vec<serde_json::Value> = all
+                .iter()
+                .map(|m| serde_json::Value::Object(m.as_json().clone()))
+                .collect();
+            Bytes::from(serde_json::Value::Array(values).to_string())
+        }
+    };
+    let upstream_session = session
+        .as_ref()
+        .and_then(|(_, record)| record.upstream_session.clone());
+    let request = upstream_request(
+        gateway,
+        &caller.route.upstream,
+        reqwest::Method::POST,
+        upstream_session.as_deref(),
+        headers,
+        changed,
+    )
+    .header(reqwest::header::CONTENT_TYPE, "application/json")
+    .body(upstream_body);
+    let upstream = match send(gateway, request).await {
+        Ok(upstream) => upstream,
+        Err((code, message)) => {
+            let errors: Vec<Message> = forwarded
+                .iter()
+                .filter(|m| m.kind() == MessageKind::Request)
+                .filter_map(|m| wire::error_message(m.id(), code, &message, None))
+                .chain(answers)
+                .collect();
+            if errors.is_empty() {
+                return wire::http_error(StatusCode::BAD_GATEWAY, code, &message);
+            }
+            return json_response(StatusCode::OK, &errors, is_batch, None);
+        }
+    };
+
+    // A successful initialize opens a gateway session that stands for the upstream's.
+    let mut new_session = None;
+    let gateway_session = if initialize && upstream.status().is_success() {
+        let id = new_session_id();
+        let record = SessionRecord {
+            identity,
+            upstream_session: upstream
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            protocol_version: forwarded
+                .iter()
+                .find(|m| m.method() == Some(methods::INITIALIZE))
+                .and_then(|m| {
+                    m.params()?
+                        .get("protocolVersion")?
+                        .as_str()
+                        .map(str::to_owned)
+                }),
+        };
+        if let Err(e) = gateway.sessions.insert(&id, record).await {
+            tracing::error!(error = %e, "cannot store a new session");
+            return wire::http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                wire::UPSTREAM_UNAVAILABLE,
+                "session store unavailable",
+            );
+        }
+        new_session = Some(id.clone());
+        Some(id)
+    } else {
+        session_id.map(str::to_owned)
+    };
+
+    let context = RelayContext {
+        session: gateway_session,
+        upstream_session,
+        request_methods,
+        answers,
+        batch: is_batch,
+        new_session,
+    };
+    relay::response(Arc::clone(gateway), caller.clone(), context, upstream).await
+}
+
+/// Sends an upstream request, turning failures and time-outs into a JSON-RPC error code and message.
+pub(super) async fn send(
+    gateway: &Gateway,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, (i64, String)> {
+    match tokio::time::timeout(gateway.settings.upstream_timeout(), request.send()).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "upstream request failed");
+            Err((
+                wire::UPSTREAM_UNAVAILABLE,
+                "the upstream MCP server could not be reached".into(),
+            ))
+        }
+        Err(_) => Err((
+            wire::UPSTREAM_TIMEOUT,
+            "the upstream MCP server did not answer in time".into(),
+        )),
+    }
+}
+
+/// GET: the server-initiated stream of a session.
+pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &HeaderMap) -> Response {
+    let accept = header(headers, "accept").unwrap_or_default();
+    if !accept.contains("text/event-stream") && !accept.contains("*/*") {
+        return wire::http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            wire::INVALID_REQUEST,
+            "Accept must list text/event-stream",
+        );
+    }
+    if header(headers, VERSION_HEADER) == Some(STATELESS_VERSION) {
+        return wire::http_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            wire::INVALID_REQUEST,
+            "protocol 2026-07-28 has no GET stream",
+        );
+    }
+    let session = match session(gateway, caller, headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            return wire::http_error(
+                StatusCode::BAD_REQUEST,
+                wire::INVALID_REQUEST,
+                "missing Mcp-Session-Id",
+            );
+        }
+        Err(response) => return response,
+    };
+    let (session_id, record) = session;
+    let request = upstream_request(
+        gateway,
+        &caller.route.upstream,
+        reqwest::Method::GET,
+        record.upstream_session.as_deref(),
+        headers,
+        false,
+    );
+    let upstream = match send(gateway, request).await {
+        Ok(upstream) => upstream,
+        Err((code, message)) => return wire::http_error(StatusCode::BAD_GATEWAY, code, &message),
+    };
+    let context = RelayContext {
+        session: Some(session_id),
+        upstream_session: record.upstream_session,
+        request_methods: HashMap::new(),
+        answers: Vec::new(),
+        batch: false,
+        new_session: None,
+    };
+    relay::response(Arc::clone(gateway), caller.clone(), context, upstream).await
+}
+
+/// DELETE: ends a session here and upstream.
+pub(super) async fn delete(
+    gateway: &Arc<Gateway>,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Response {
+    let (session_id, record) = match session(gateway, caller, headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            return wire::http_error(
+                StatusCode::BAD_REQUEST,
+                wire::INVALID_REQUEST,
+                "missing Mcp-Session-Id",
+            );
+        }
+        Err(response) => return response,
+    };
+    let status = match record.upstream_session.as_deref() {
+        Some(upstream_session) => {
+            let request = upstream_request(
+                gateway,
+                &caller.route.upstream,
+                reqwest::Method::DELETE,
+                Some(upstream_session),
+                headers,
+                false,
+            );
+            match send(gateway, request).await {
+                Ok(response) => response.status(),
+                // The gateway session ends whatever the upstream says; its own session will expire there.
+                Err(_) => reqwest::StatusCode::NO_CONTENT,
+            }
+        }
+        None => reqwest::StatusCode::NO_CONTENT,
+    };
+    if let Err(e) = gateway.sessions.remove(&session_id).await {
+        tracing::error!(error = %e, "cannot remove a session");
+        return wire::http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            wire::UPSTREAM_UNAVAILABLE,
+            "session store unavailable",
+        );
+    }
+    if status == reqwest::StatusCode::METHOD_NOT_ALLOWED {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,89 @@
+//! The governance plane: a Streamable HTTP MCP proxy with the guardrail pipeline on every message.
+//!
+//! A request's path through this module: [`checks`](self) (origin, host, credential, protocol version,
+//! content type) → [`forward`] (parse, session, request pipeline, upstream call) → [`relay`] (response
+//! pipeline on each message of the JSON body or SSE stream, as it arrives) → the client. See `README.md`
+//! beside this file for the design.
+
+mod checks;
+mod forward;
+mod relay;
+pub mod sse;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+
+use crate::gateway::Gateway;
+
+/// The documented path of the proxy endpoint.
+pub const PROXY_PATH: &str = "/governance-plane/api/v1/proxy/mcp";
+/// A short alias of [`PROXY_PATH`].
+pub const ALIAS_PATH: &str = "/mcp";
+
+/// The gateway's session id header.
+pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
+/// The protocol version header.
+pub(crate) const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// Protocol versions the proxy serves on this endpoint.
+pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+/// The first protocol version without sessions.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+
+/// The proxy routes, on both paths.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let methods = || post(post_message).get(open_stream).delete(end_session);
+    Router::new()
+        .route(PROXY_PATH, methods())
+        .route(ALIAS_PATH, methods())
+        .with_state(gateway)
+}
+
+async fn post_message(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let caller = match checks::caller(&gateway, &headers) {
+        Ok(caller) => caller,
+        Err(response) => return *response,
+    };
+    if let Err(response) = checks::post_headers(&headers) {
+        return *response;
+    }
+    let limit = gateway.settings.max_body_bytes;
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(body) => body,
+        Err(_) => {
+            return wire::http_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                wire::INVALID_REQUEST,
+                &format!("the request body exceeds {limit} bytes"),
+            );
+        }
+    };
+    forward::post(&gateway, &caller, &headers, body).await
+}
+
+async fn open_stream(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let caller = match checks::caller(&gateway, &headers) {
+        Ok(caller) => caller,
+        Err(response) => return *response,
+    };
+    forward::get(&gateway, &caller, &headers).await
+}
+
+async fn end_session(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let caller = match checks::caller(&gateway, &headers) {
+        Ok(caller) => caller,
+        Err(response) => return *response,
+    };
+    forward::delete(&gateway, &caller, &headers).await
+}

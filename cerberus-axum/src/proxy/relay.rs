@@ -1,0 +1,353 @@
+//! Upstream responses: every message through the response pipeline, SSE events passed on one by one as
+//! they arrive.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use cerberus_core::{Direction, Envelope, Message, MessageKind};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::sse::{SseDecoder, SseEvent};
+use super::{SESSION_HEADER, wire};
+use crate::gateway::{Caller, Gateway};
+
+/// The largest JSON response body read from an upstream.
+const MAX_UPSTREAM_JSON_BYTES: usize = 64 * 1024 * 1024;
+
+/// How many events may wait for a slow client before the relay stops reading the upstream.
+const STREAM_BUFFER: usize = 16;
+
+/// What the relay needs to know about the request it answers.
+#[derive(Debug)]
+pub(super) struct RelayContext {
+    /// The gateway session.
+    pub session: Option<String>,
+    /// The upstream session, to answer server requests the gateway refuses.
+    pub upstream_session: Option<String>,
+    /// The method of each request of this POST, by JSON id text.
+    pub request_methods: HashMap<String, String>,
+    /// Answers the gateway gives itself (refused requests), sent before the upstream's.
+    pub answers: Vec<Message>,
+    /// Whether the client sent a batch.
+    pub batch: bool,
+    /// A session opened by this request, to announce in `Mcp-Session-Id`.
+    pub new_session: Option<String>,
+}
+
+fn is_media(response: &reqwest::Response, media: &str) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media))
+}
+
+/// Passes an upstream response on to the client.
+pub(super) async fn response(
+    gateway: Arc<Gateway>,
+    caller: Caller,
+    context: RelayContext,
+    upstream: reqwest::Response,
+) -> Response {
+    let status =
+        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if status == StatusCode::NOT_FOUND && context.session.is_some() && context.new_session.is_none()
+    {
+        // The upstream forgot the session: so does the gateway, and the client initializes again.
+        if let Some(session) = &context.session {
+            let _ = gateway.sessions.remove(session).await;
+        }
+        return wire::http_error(
+            StatusCode::NOT_FOUND,
+            wire::INVALID_REQUEST,
+            "the session expired: initialize again",
+        );
+    }
+    let mut response = if is_media(&upstream, "text/event-stream") {
+        stream(
+            gateway,
+            caller,
+            context.clone_for_stream(),
+            upstream,
+            status,
+        )
+    } else if is_media(&upstream, "application/json") {
+        json(&gateway, &caller, &context, upstream, status).await
+    } else if !context.answers.is_empty() {
+        json_body(status_or_ok(status), &context.answers, context.batch)
+    } else {
+        status.into_response()
+    };
+    if let Some(value) = context
+        .new_session
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        response.headers_mut().insert(SESSION_HEADER, value);
+    }
+    response
+}
+
+fn status_or_ok(status: StatusCode) -> StatusCode {
+    if status == StatusCode::ACCEPTED {
+        StatusCode::OK
+    } else {
+        status
+    }
+}
+
+impl RelayContext {
+    fn clone_for_stream(&self) -> Self {
+        Self {
+            session: self.session.clone(),
+            upstream_session: self.upstream_session.clone(),
+            request_methods: self.request_methods.clone(),
+            answers: self.answers.clone(),
+            batch: self.batch,
+            new_session: self.new_session.clone(),
+        }
+    }
+}
+
+fn json_body(status: StatusCode, messages: &[Message], batch: bool) -> Response {
+    let body = if batch || messages.len() != 1 {
+        let values: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| serde_json::Value::Object(m.as_json().clone()))
+            .collect();
+        Bytes::from(serde_json::Value::Array(values).to_string())
+    } else {
+        messages.first().map(Message::to_bytes).unwrap_or_default()
+    };
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn json(
+    gateway: &Gateway,
+    caller: &Caller,
+    context: &RelayContext,
+    upstream: reqwest::Response,
+    status: StatusCode,
+) -> Response {
+    let read =
+        tokio::time::timeout(gateway.settings.upstream_timeout(), read_limited(upstream)).await;
+    let body = match read {
+        Ok(Ok(body)) => body,
+        Ok(Err(message)) => {
+            return wire::http_error(
+                StatusCode::BAD_GATEWAY,
+                wire::UPSTREAM_UNAVAILABLE,
+                &message,
+            );
+        }
+        Err(_) => {
+            return wire::http_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                wire::UPSTREAM_TIMEOUT,
+                "the upstream MCP server did not finish its answer in time",
+            );
+        }
+    };
+    let Ok(messages) = Message::parse_batch(body) else {
+        return wire::http_error(
+            StatusCode::BAD_GATEWAY,
+            wire::UPSTREAM_UNAVAILABLE,
+            "the upstream MCP server sent a malformed JSON-RPC body",
+        );
+    };
+    let mut out = context.answers.clone();
+    for message in messages {
+        out.extend(process(gateway, caller, context, message).await);
+    }
+    json_body(status_or_ok(status), &out, context.batch)
+}
+
+async fn read_limited(upstream: reqwest::Response) -> Result<Bytes, String> {
+    let mut body = Vec::new();
+    let mut chunks = upstream.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| format!("the upstream answer broke off: {e}"))?;
+        if body.len() + chunk.len() > MAX_UPSTREAM_JSON_BYTES {
+            return Err(format!(
+                "the upstream answer exceeds {MAX_UPSTREAM_JSON_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+/// One upstream message through the response pipeline: what the client gets instead, if anything.
+async fn process(
+    gateway: &Gateway,
+    caller: &Caller,
+    context: &RelayContext,
+    message: Message,
+) -> Option<Message> {
+    let kind = message.kind();
+    let id = message.id().cloned();
+    let answered = id
+        .as_ref()
+        .and_then(|id| context.request_methods.get(&id.to_string()))
+        .map(String::as_str);
+    if let (MessageKind::Request, Some(session), Some(id), Some(method)) =
+        (kind, &context.session, &id, message.method())
+    {
+        gateway.remember_server_request(session, id, method);
+    }
+    let identity = caller.route.identity;
+    let envelope = Envelope::new(Direction::Response, &identity)
+        .with_session(context.session.as_deref())
+        .answering(answered);
+    let outcome = gateway.evaluate(caller, envelope, message).await;
+    if outcome.decision.passes() {
+        return Some(outcome.message);
+    }
+    match kind {
+        MessageKind::Response | MessageKind::Error => wire::refusal(id.as_ref(), &outcome.decision),
+        MessageKind::Request => {
+            // The server is waiting: it gets an error as the client's answer, and the client never sees
+            // the refused request.
+            if let Some(answer) = wire::refusal(id.as_ref(), &outcome.decision) {
+                answer_upstream(gateway, caller, context.upstream_session.as_deref(), answer).await;
+            }
+            None
+        }
+        MessageKind::Notification => None,
+    }
+}
+
+async fn answer_upstream(
+    gateway: &Gateway,
+    caller: &Caller,
+    upstream_session: Option<&str>,
+    answer: Message,
+) {
+    let mut request = gateway
+        .http
+        .post(&caller.route.upstream.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(
+            reqwest::header::ACCEPT,
+            "application/json, text/event-stream",
+        )
+        .body(answer.to_bytes());
+    for (name, value) in &caller.route.upstream.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    if let Some(session) = upstream_session {
+        request = request.header(SESSION_HEADER, session);
+    }
+    if let Err(e) = request.send().await {
+        tracing::warn!(error = %e, "could not answer a refused server request upstream");
+    }
+}
+
+fn stream(
+    gateway: Arc<Gateway>,
+    caller: Caller,
+    context: RelayContext,
+    upstream: reqwest::Response,
+    status: StatusCode,
+) -> Response {
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
+    tokio::spawn(async move {
+        for answer in &context.answers {
+            if sender
+                .send(Ok(SseEvent::message(
+                    String::from_utf8_lossy(&answer.to_bytes()).into_owned(),
+                )
+                .encode()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let mut decoder = SseDecoder::new();
+        let mut chunks = upstream.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let events = match chunk
+                .map_err(|e| e.to_string())
+                .and_then(|c| decoder.push(&c).map_err(|e| e.to_string()))
+            {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, "upstream event stream broke off");
+                    return;
+                }
+            };
+            for event in events {
+                let event = relay_event(&gateway, &caller, &context, event).await;
+                // A closed channel means the client went away: dropping the upstream stream closes it too.
+                if sender.send(Ok(event.encode())).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if let Some(event) = decoder.finish() {
+            let event = relay_event(&gateway, &caller, &context, event).await;
+            let _ = sender.send(Ok(event.encode())).await;
+        }
+    });
+    let mut response = Response::new(Body::from_stream(ReceiverStream::new(receiver)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// One event through the pipeline. Events without data (priming events, keep-alives) pass as they are;
+/// a refused message leaves its id behind in an empty event, so that resumption positions stay valid.
+async fn relay_event(
+    gateway: &Gateway,
+    caller: &Caller,
+    context: &RelayContext,
+    mut event: SseEvent,
+) -> SseEvent {
+    let Some(data) = event.data.as_deref().filter(|d| !d.trim().is_empty()) else {
+        return event;
+    };
+    let outcome = match Message::parse(data.to_owned()) {
+        Ok(message) => process(gateway, caller, context, message).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "dropped an upstream event that is not a JSON-RPC message");
+            None
+        }
+    };
+    match outcome {
+        Some(message) if !message.is_modified() => event,
+        Some(message) => {
+            event.data = Some(String::from_utf8_lossy(&message.to_bytes()).into_owned());
+            event
+        }
+        None => SseEvent {
+            id: event.id,
+            data: Some(String::new()),
+            ..SseEvent::default()
+        },
+    }
+}

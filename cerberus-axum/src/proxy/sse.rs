@@ -1,0 +1,238 @@
+//! Server-sent events, read and written field for field.
+//!
+//! The relay must give the client every event as the upstream sent it (ids for resumption, `retry:`,
+//! priming events with empty data, comment keep-alives), changing only the data of messages the pipeline
+//! changed, so the decoder keeps every field rather than only the data.
+
+use bytes::{Bytes, BytesMut};
+
+/// The largest event accepted from an upstream.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// One event (or a block of comments only, such as a keep-alive).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    /// Comment lines (without the leading colon).
+    pub comments: Vec<String>,
+    /// The `event:` field.
+    pub event: Option<String>,
+    /// The `id:` field.
+    pub id: Option<String>,
+    /// The `retry:` field.
+    pub retry: Option<String>,
+    /// The `data:` lines joined with newlines; `None` when the event has no data field.
+    pub data: Option<String>,
+}
+
+impl SseEvent {
+    /// An event carrying `data`.
+    pub fn message(data: String) -> Self {
+        Self {
+            event: Some("message".into()),
+            data: Some(data),
+            ..Self::default()
+        }
+    }
+
+    /// The event on the wire.
+    pub fn encode(&self) -> Bytes {
+        let mut out = String::new();
+        for comment in &self.comments {
+            out.push(':');
+            out.push_str(comment);
+            out.push('\n');
+        }
+        let mut field = |name: &str, value: &str| {
+            out.push_str(name);
+            out.push_str(": ");
+            out.push_str(value);
+            out.push('\n');
+        };
+        if let Some(event) = &self.event {
+            field("event", event);
+        }
+        if let Some(id) = &self.id {
+            field("id", id);
+        }
+        if let Some(retry) = &self.retry {
+            field("retry", retry);
+        }
+        if let Some(data) = &self.data {
+            for line in data.split('\n') {
+                field("data", line);
+            }
+        }
+        out.push('\n');
+        Bytes::from(out)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.comments.is_empty()
+            && self.event.is_none()
+            && self.id.is_none()
+            && self.retry.is_none()
+            && self.data.is_none()
+    }
+}
+
+/// The stream is not server-sent events the relay can pass on.
+#[derive(Debug, thiserror::Error)]
+pub enum SseError {
+    /// One event is larger than [`MAX_EVENT_BYTES`].
+    #[error("an event exceeds {MAX_EVENT_BYTES} bytes")]
+    TooLarge,
+}
+
+/// Reads events from chunks as they arrive.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    buffer: BytesMut,
+    current: SseEvent,
+    pending_bytes: usize,
+}
+
+impl SseDecoder {
+    /// A decoder at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a chunk and returns every event it completes.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, SseError> {
+        self.buffer.extend_from_slice(chunk);
+        let mut events = Vec::new();
+        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let line = self.buffer.split_to(end);
+            // A CR LF pair ends one line.
+            let terminator = self.buffer.split_to(1);
+            if terminator.first() == Some(&b'\r') && self.buffer.first() == Some(&b'\n') {
+                let _ = self.buffer.split_to(1);
+            }
+            if line.is_empty() {
+                let event = std::mem::take(&mut self.current);
+                self.pending_bytes = 0;
+                if !event.is_empty() {
+                    events.push(event);
+                }
+            } else {
+                self.pending_bytes += line.len();
+                if self.pending_bytes > MAX_EVENT_BYTES {
+                    return Err(SseError::TooLarge);
+                }
+                self.field(&String::from_utf8_lossy(&line));
+            }
+        }
+        if self.buffer.len() + self.pending_bytes > MAX_EVENT_BYTES {
+            return Err(SseError::TooLarge);
+        }
+        Ok(events)
+    }
+
+    /// The event left unterminated at the end of the stream, if any.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        if !self.buffer.is_empty() {
+            let line = self.buffer.split();
+            self.field(&String::from_utf8_lossy(&line));
+        }
+        let event = std::mem::take(&mut self.current);
+        (!event.is_empty()).then_some(event)
+    }
+
+    fn field(&mut self, line: &str) {
+        if let Some(comment) = line.strip_prefix(':') {
+            self.current.comments.push(comment.to_owned());
+            return;
+        }
+        let (name, value) = match line.split_once(':') {
+            Some((name, value)) => (name, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line, ""),
+        };
+        match name {
+            "data" => match &mut self.current.data {
+                Some(data) => {
+                    data.push('\n');
+                    data.push_str(value);
+                }
+                None => self.current.data = Some(value.to_owned()),
+            },
+            "id" => self.current.id = Some(value.to_owned()),
+            "event" => self.current.event = Some(value.to_owned()),
+            "retry" => self.current.retry = Some(value.to_owned()),
+            // Unknown fields are ignored, as the SSE specification says.
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_events_split_across_chunks() {
+        let stream = b"id: p1\ndata: \n\nevent: message\nid: e1\nretry: 3000\ndata: {\"a\":\ndata: 1}\n\n: keep-alive\n\n";
+        let mut decoder = SseDecoder::new();
+        let mut events = Vec::new();
+        for chunk in stream.chunks(5) {
+            events.extend(decoder.push(chunk).unwrap());
+        }
+        assert_eq!(decoder.finish(), None);
+        assert_eq!(
+            events,
+            [
+                SseEvent {
+                    id: Some("p1".into()),
+                    data: Some(String::new()),
+                    ..SseEvent::default()
+                },
+                SseEvent {
+                    event: Some("message".into()),
+                    id: Some("e1".into()),
+                    retry: Some("3000".into()),
+                    data: Some("{\"a\":\n1}".into()),
+                    ..SseEvent::default()
+                },
+                SseEvent {
+                    comments: vec![" keep-alive".into()],
+                    ..SseEvent::default()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn accepts_crlf_and_cr_line_ends_and_fields_without_space() {
+        let mut decoder = SseDecoder::new();
+        let events = decoder.push(b"data:x\r\nid:7\r\rdata: y\r\n\r\n").unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].data.as_deref(), Some("x"));
+        assert_eq!(events[0].id.as_deref(), Some("7"));
+        assert_eq!(events[1].data.as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn encodes_what_it_decodes() {
+        let event = SseEvent {
+            comments: vec![" c".into()],
+            event: Some("message".into()),
+            id: Some("9".into()),
+            retry: Some("100".into()),
+            data: Some("line1\nline2".into()),
+        };
+        let mut decoder = SseDecoder::new();
+        assert_eq!(decoder.push(&event.encode()).unwrap(), [event]);
+        let priming = SseEvent {
+            id: Some("0".into()),
+            data: Some(String::new()),
+            ..SseEvent::default()
+        };
+        assert_eq!(priming.encode(), "id: 0\ndata: \n\n");
+    }
+
+    #[test]
+    fn refuses_oversized_events() {
+        let mut decoder = SseDecoder::new();
+        let big = vec![b'a'; MAX_EVENT_BYTES + 1];
+        assert!(matches!(decoder.push(&big), Err(SseError::TooLarge)));
+    }
+}

@@ -1,0 +1,109 @@
+//! Audit events: one per message through the gateway, with the pipeline's trace.
+//!
+//! An event never holds the message itself; the trace it carries names guardrails, decisions and counts,
+//! never the personal data found.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::guardrail::Direction;
+use crate::identity::Identity;
+use crate::trace::{DecisionKind, Trace};
+
+/// What happened to one message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When the gateway decided.
+    #[serde(with = "unix_millis")]
+    pub time: SystemTime,
+    /// Who.
+    pub identity: Identity,
+    /// The agent's key prefix, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    /// The gateway session, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The JSON-RPC id, as JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonrpc_id: Option<String>,
+    /// Which way the message travelled.
+    pub direction: Direction,
+    /// The method (for a response, the method it answers, when known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The tool, prompt or resource named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The final decision.
+    pub decision: DecisionKind,
+    /// What each guardrail decided.
+    pub trace: Trace,
+    /// The message size in bytes as received.
+    pub size_bytes: usize,
+    /// Time spent in the gateway's guardrails, in microseconds.
+    pub overhead_us: u64,
+}
+
+/// Where audit events go.
+#[async_trait]
+pub trait AuditSink: Send + Sync + fmt::Debug {
+    /// Records one event.
+    async fn record(&self, event: AuditEvent);
+}
+
+/// Keeps events in memory, for tests and dry runs.
+#[derive(Debug, Default)]
+pub struct MemoryAuditSink {
+    events: Mutex<Vec<AuditEvent>>,
+}
+
+impl MemoryAuditSink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every event recorded so far.
+    pub fn events(&self) -> Vec<AuditEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl AuditSink for MemoryAuditSink {
+    async fn record(&self, event: AuditEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event);
+        }
+    }
+}
+
+/// Discards every event.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullAuditSink;
+
+#[async_trait]
+impl AuditSink for NullAuditSink {
+    async fn record(&self, _event: AuditEvent) {}
+}
+
+mod unix_millis {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let millis = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        s.serialize_u64(u64::try_from(millis).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let millis = u64::deserialize(d)?;
+        Ok(UNIX_EPOCH + Duration::from_millis(millis))
+    }
+}
