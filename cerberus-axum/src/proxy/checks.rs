@@ -101,9 +101,10 @@ fn is_loopback_host(host: &str) -> bool {
 /// The host part of `host[:port]` (IPv6 literals keep their brackets).
 fn host_name(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority.split_once(']').map_or(authority, |(h, _)| {
-            h.get(..h.len() + 1).unwrap_or(authority)
-        });
+        return authority
+            .find(']')
+            .and_then(|end| authority.get(..=end))
+            .unwrap_or(authority);
     }
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
