@@ -1,0 +1,104 @@
+//! Shared fixtures: an rmcp upstream server, a gateway in front of it, and HTTP helpers.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the fixtures"
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cerberus_axum::config::GatewayConfig;
+use cerberus_axum::gateway::Gateway;
+use cerberus_core::GuardrailRegistry;
+use cerberus_core::audit::MemoryAuditSink;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{tool, tool_router};
+
+/// The key every test agent uses.
+pub const KEY: &str = "cbk_test_key_for_the_integration_tests";
+
+#[derive(Debug, serde::Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct EchoArgs {
+    /// The text to send back.
+    pub text: String,
+}
+
+/// A small MCP server: what the gateway guards in these tests.
+#[derive(Debug, Clone, Default)]
+pub struct Upstream;
+
+#[tool_router(server_handler)]
+impl Upstream {
+    #[tool(description = "Sends the text back")]
+    async fn echo(&self, Parameters(args): Parameters<EchoArgs>) -> String {
+        args.text
+    }
+
+    #[tool(description = "Describes the current user, with personal data")]
+    async fn whoami(&self) -> String {
+        "Jane Doe <jane.doe@example.com>, phone +1 555 234 5678".to_owned()
+    }
+
+    #[tool(description = "Deletes everything")]
+    async fn delete_everything(&self) -> String {
+        "everything is gone".to_owned()
+    }
+}
+
+async fn listen(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    address
+}
+
+/// Starts the upstream MCP server; returns its endpoint URL.
+pub async fn start_upstream() -> String {
+    let mut config = StreamableHttpServerConfig::default();
+    config.sse_keep_alive = None;
+    let service = StreamableHttpService::new(
+        || Ok(Upstream),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let address = listen(axum::Router::new().nest_service("/mcp", service)).await;
+    format!("http://{address}/mcp")
+}
+
+/// A running gateway.
+pub struct TestGateway {
+    /// Its proxy endpoint.
+    pub url: String,
+    /// What it audited.
+    pub audit: Arc<MemoryAuditSink>,
+    /// Its state.
+    pub gateway: Arc<Gateway>,
+}
+
+/// Starts a gateway for one agent whose organisation policy is `policy` (TOML inline table syntax).
+pub async fn start_gateway(upstream: &str, policy: &str) -> TestGateway {
+    let hash = cerberus_axum::auth::KeyHash::of(KEY).to_hex();
+    let config = format!(
+        "[server]\nmax_body_bytes = 65536\nupstream_timeout_secs = 5\n\n\
+         [[organisations]]\nname = \"acme\"\npolicy = {policy}\n\n\
+         [[workspaces]]\nname = \"tools\"\norganisation = \"acme\"\nupstream = {{ url = \"{upstream}\" }}\n\n\
+         [[agents]]\nname = \"bot\"\nworkspace = \"tools\"\nkey_sha256 = \"{hash}\"\n"
+    );
+    let config = GatewayConfig::parse(
+        &config,
+        std::path::Path::new("."),
+        &GuardrailRegistry::default(),
+    )
+    .unwrap();
+    let audit = Arc::new(MemoryAuditSink::new());
+    let (gateway, router) = cerberus_axum::serve::build(&config, audit.clone()).unwrap();
+    let address = listen(router).await;
+    TestGateway {
+        url: format!("http://{address}{}", cerberus_axum::proxy::PROXY_PATH),
+        audit,
+        gateway,
+    }
+}
