@@ -35,6 +35,9 @@ pub(super) fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Caller, R
             "this host is not allowed",
         ));
     }
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return refuse(wire::unauthorised("more than one Authorization header"));
+    }
     let Some(authorization) = headers.get(header::AUTHORIZATION) else {
         return refuse(wire::unauthorised(
             "missing Authorization: Bearer <agent access key>",
@@ -62,6 +65,13 @@ pub(super) fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Caller, R
 
 /// Content type and accepted types of a POST.
 pub(super) fn post_headers(headers: &HeaderMap) -> Result<(), Refusal> {
+    if headers.get_all(header::CONTENT_TYPE).iter().count() != 1 {
+        return refuse(wire::http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            wire::INVALID_REQUEST,
+            "exactly one Content-Type: application/json is required",
+        ));
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
