@@ -3,6 +3,10 @@
     dead_code,
     reason = "each test binary uses a different part of the fixtures"
 )]
+#![allow(
+    deprecated,
+    reason = "sampling is deprecated by SEP-2577, but session-era clients use it and the gateway relays it"
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,10 +15,14 @@ use cerberus_axum::config::GatewayConfig;
 use cerberus_axum::gateway::Gateway;
 use cerberus_core::GuardrailRegistry;
 use cerberus_core::audit::MemoryAuditSink;
+use rmcp::RoleServer;
 use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CreateMessageRequestParams, ProgressNotificationParam, SamplingMessage};
+use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{tool, tool_router};
+use tokio::sync::Notify;
 
 /// The key every test agent uses.
 pub const KEY: &str = "cbk_test_key_for_the_integration_tests";
@@ -28,7 +36,10 @@ pub struct EchoArgs {
 
 /// A small MCP server: what the gateway guards in these tests.
 #[derive(Debug, Clone, Default)]
-pub struct Upstream;
+pub struct Upstream {
+    /// Lets `progress_then_wait` finish.
+    release: Arc<Notify>,
+}
 
 #[tool_router(server_handler)]
 impl Upstream {
@@ -46,6 +57,44 @@ impl Upstream {
     async fn delete_everything(&self) -> String {
         "everything is gone".to_owned()
     }
+
+    #[tool(
+        description = "Reports progress 1, waits to be released, reports progress 2 and returns"
+    )]
+    async fn progress_then_wait(&self, ctx: RequestContext<RoleServer>) -> String {
+        let Some(token) = ctx.meta.get_progress_token() else {
+            return "no progress token".to_owned();
+        };
+        let _ = ctx
+            .peer
+            .notify_progress(
+                ProgressNotificationParam::new(token.clone(), 1.0)
+                    .with_message("call jane@example.com"),
+            )
+            .await;
+        self.release.notified().await;
+        let _ = ctx
+            .peer
+            .notify_progress(ProgressNotificationParam::new(token, 2.0))
+            .await;
+        "done".to_owned()
+    }
+
+    #[tool(description = "Asks the client's model, through sampling, and returns its answer")]
+    async fn ask_model(&self, ctx: RequestContext<RoleServer>) -> String {
+        let request = CreateMessageRequestParams::new(
+            vec![SamplingMessage::user_text(
+                "Summarise the account of jane@example.com",
+            )],
+            50,
+        );
+        match ctx.peer.create_message(request).await {
+            Ok(result) => serde_json::to_value(&result.message)
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+            Err(e) => format!("sampling failed: {e}"),
+        }
+    }
 }
 
 async fn listen(router: axum::Router) -> SocketAddr {
@@ -57,15 +106,24 @@ async fn listen(router: axum::Router) -> SocketAddr {
 
 /// Starts the upstream MCP server; returns its endpoint URL.
 pub async fn start_upstream() -> String {
+    start_upstream_with_release().await.0
+}
+
+/// Starts the upstream MCP server; returns its endpoint URL and what releases `progress_then_wait`.
+pub async fn start_upstream_with_release() -> (String, Arc<Notify>) {
+    let release = Arc::new(Notify::new());
+    let upstream = Upstream {
+        release: Arc::clone(&release),
+    };
     let mut config = StreamableHttpServerConfig::default();
     config.sse_keep_alive = None;
     let service = StreamableHttpService::new(
-        || Ok(Upstream),
+        move || Ok(upstream.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
     let address = listen(axum::Router::new().nest_service("/mcp", service)).await;
-    format!("http://{address}/mcp")
+    (format!("http://{address}/mcp"), release)
 }
 
 /// A running gateway.
