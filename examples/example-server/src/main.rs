@@ -1,0 +1,70 @@
+//! `cerberus-example-server`: an MCP server to put behind Cerberus.
+//!
+//! It serves the fixtures the `@modelcontextprotocol/conformance` server scenarios call, and a few tools
+//! whose answers carry personal data, a table and denied operations, so that guardrails have something to
+//! show. Over stdio (the default) or Streamable HTTP:
+//!
+//! ```sh
+//! cerberus-example-server                      # stdio
+//! cerberus-example-server --http 127.0.0.1:3901  # http://127.0.0.1:3901/mcp
+//! ```
+
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use rmcp::ServiceExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+
+/// An MCP server for trying Cerberus.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Serve Streamable HTTP on this address (at `/mcp`) instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.http {
+        None => {
+            // stdout carries the protocol: diagnostics go to stderr.
+            eprintln!("cerberus-example-server: serving MCP on stdio");
+            let service = server::ExampleServer::new()
+                .serve(rmcp::transport::stdio())
+                .await?;
+            service.waiting().await?;
+        }
+        Some(address) => {
+            let mut config = StreamableHttpServerConfig::default();
+            config.allowed_hosts = vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "[::1]".into(),
+                address.ip().to_string(),
+            ];
+            let service = StreamableHttpService::new(
+                || Ok(server::ExampleServer::new()),
+                Arc::new(LocalSessionManager::default()),
+                config,
+            );
+            let router = axum::Router::new().nest_service("/mcp", service);
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            eprintln!(
+                "cerberus-example-server: serving MCP on http://{}/mcp",
+                listener.local_addr()?
+            );
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
