@@ -71,6 +71,10 @@ pub struct ServerSettings {
     /// Host names allowed in the `Host` header; empty means loopback names only when listening on
     /// loopback, and any host otherwise.
     pub allowed_hosts: Vec<String>,
+    /// How long a stdio session may stay unused before its process is stopped, in seconds.
+    pub stdio_idle_timeout_secs: u64,
+    /// The most stdio upstream processes running at once (new sessions beyond it get 503).
+    pub max_stdio_sessions: usize,
 }
 
 impl Default for ServerSettings {
@@ -81,6 +85,8 @@ impl Default for ServerSettings {
             upstream_timeout_secs: 120,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            stdio_idle_timeout_secs: 30 * 60,
+            max_stdio_sessions: 64,
         }
     }
 }
@@ -89,6 +95,11 @@ impl ServerSettings {
     /// The upstream timeout.
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_timeout_secs)
+    }
+
+    /// How long a stdio session may stay unused before its process is stopped.
+    pub fn stdio_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.stdio_idle_timeout_secs)
     }
 }
 
@@ -100,15 +111,112 @@ enum PolicySource {
     Inline(serde_json::Value),
 }
 
-/// How the gateway reaches a workspace's MCP server.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A workspace's MCP server reached over Streamable HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUpstream {
     /// The Streamable HTTP endpoint.
     pub url: String,
     /// Headers sent with every upstream request (an upstream credential, for example).
-    #[serde(default)]
     pub headers: BTreeMap<String, String>,
+}
+
+/// A workspace's MCP server run by the gateway as a child process speaking stdio, one per session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StdioUpstream {
+    /// The program (a bare name is looked up on `PATH`; a relative path is relative to the config file).
+    pub command: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment variables set for it (the gateway's own environment is not passed on).
+    pub env: BTreeMap<String, String>,
+    /// Its working directory.
+    pub cwd: Option<PathBuf>,
+}
+
+/// How the gateway reaches a workspace's MCP server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// Over Streamable HTTP.
+    Http(HttpUpstream),
+    /// As a child process over stdio.
+    Stdio(StdioUpstream),
+}
+
+/// The `upstream` table as written: `url` (and `headers`) or `command` (and `args`, `env`, `cwd`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+}
+
+impl RawUpstream {
+    fn check(&self, base: &Path, path: &str) -> Result<Upstream, ConfigError> {
+        match (&self.url, &self.command) {
+            (Some(url), None) => {
+                let parsed = reqwest::Url::parse(url).map_err(|e| {
+                    ConfigError::new(format!("{path}.url"), format!("not a URL: {e}"))
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(ConfigError::new(
+                        format!("{path}.url"),
+                        "must be an http or https URL",
+                    ));
+                }
+                if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
+                    return Err(ConfigError::new(
+                        path,
+                        "`args`, `env` and `cwd` go with `command`, not `url`",
+                    ));
+                }
+                Ok(Upstream::Http(HttpUpstream {
+                    url: url.clone(),
+                    headers: self.headers.clone(),
+                }))
+            }
+            (None, Some(command)) => {
+                if command.trim().is_empty() {
+                    return Err(ConfigError::new(
+                        format!("{path}.command"),
+                        "cannot be empty",
+                    ));
+                }
+                if !self.headers.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("{path}.headers"),
+                        "`headers` go with `url`, not `command`",
+                    ));
+                }
+                let command = PathBuf::from(command);
+                let command = if command.components().count() > 1 && command.is_relative() {
+                    base.join(command)
+                } else {
+                    command
+                };
+                Ok(Upstream::Stdio(StdioUpstream {
+                    command,
+                    args: self.args.clone(),
+                    env: self.env.clone(),
+                    cwd: self.cwd.as_ref().map(|cwd| base.join(cwd)),
+                }))
+            }
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                path,
+                "give either `url` or `command`, not both",
+            )),
+            (None, None) => Err(ConfigError::new(
+                path,
+                "give `url` (Streamable HTTP) or `command` (stdio)",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,7 +244,7 @@ struct RawOrganisation {
 struct RawWorkspace {
     name: String,
     organisation: String,
-    upstream: HttpUpstream,
+    upstream: RawUpstream,
     policy: Option<PolicySource>,
 }
 
@@ -170,7 +278,7 @@ pub struct WorkspaceConfig {
     /// The organisation it belongs to (an index into [`GatewayConfig::organisations`]).
     pub organisation: usize,
     /// Its MCP server.
-    pub upstream: HttpUpstream,
+    pub upstream: Upstream,
     /// Its policy, if any.
     pub policy: Option<PolicyDocument>,
 }
@@ -292,15 +400,7 @@ impl GatewayConfig {
                     format!("`{}` is used twice in this organisation", ws.name),
                 ));
             }
-            let url = reqwest::Url::parse(&ws.upstream.url).map_err(|e| {
-                ConfigError::new(format!("{path}.upstream.url"), format!("not a URL: {e}"))
-            })?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(ConfigError::new(
-                    format!("{path}.upstream.url"),
-                    "must be an http or https URL",
-                ));
-            }
+            let upstream = ws.upstream.check(base, &format!("{path}.upstream"))?;
             let org_name = organisations
                 .get(organisation)
                 .map_or("", |o| o.name.as_str());
@@ -311,7 +411,7 @@ impl GatewayConfig {
                 )),
                 name: ws.name.clone(),
                 organisation,
-                upstream: ws.upstream.clone(),
+                upstream,
                 policy: policy(&ws.policy, format!("{path}.policy"))?,
             });
         }
@@ -417,6 +517,43 @@ mod tests {
         );
         assert_eq!(a.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(a.agents[0].identity.organisation, a.organisations[0].id);
+    }
+
+    #[test]
+    fn reads_stdio_upstreams_relative_to_the_config() {
+        let text = minimal("").replace(
+            "{ url = \"http://127.0.0.1:1/mcp\" }",
+            "{ command = \"bin/server\", args = [\"--stdio\"], env = { LOG = \"1\" } }",
+        );
+        let config = GatewayConfig::parse(
+            &text,
+            Path::new("/etc/cerberus"),
+            &GuardrailRegistry::default(),
+        )
+        .unwrap();
+        let Upstream::Stdio(stdio) = &config.workspaces[0].upstream else {
+            panic!()
+        };
+        assert_eq!(stdio.command, Path::new("/etc/cerberus/bin/server"));
+        assert_eq!(stdio.args, ["--stdio"]);
+        let bare = minimal("").replace(
+            "{ url = \"http://127.0.0.1:1/mcp\" }",
+            "{ command = \"npx\" }",
+        );
+        let config = GatewayConfig::parse(
+            &bare,
+            Path::new("/etc/cerberus"),
+            &GuardrailRegistry::default(),
+        )
+        .unwrap();
+        let Upstream::Stdio(stdio) = &config.workspaces[0].upstream else {
+            panic!()
+        };
+        assert_eq!(
+            stdio.command,
+            Path::new("npx"),
+            "bare names are looked up on PATH"
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use cerberus_core::{
 };
 
 use crate::auth::{KeyIndex, display_prefix};
-use crate::config::{GatewayConfig, HttpUpstream, ServerSettings};
+use crate::config::{GatewayConfig, ServerSettings, Upstream};
+use crate::proxy::stdio::StdioSessions;
 
 /// Everything the proxy needs to know about one agent.
 #[derive(Debug)]
@@ -23,7 +24,7 @@ pub struct AgentRoute {
     /// Its name, for logs.
     pub name: String,
     /// Its workspace's MCP server.
-    pub upstream: HttpUpstream,
+    pub upstream: Upstream,
     /// Its effective policy, built.
     pub pipeline: Pipeline,
 }
@@ -40,6 +41,8 @@ pub struct Gateway {
     pub audit: Arc<dyn AuditSink>,
     /// The client for HTTP upstreams.
     pub http: reqwest::Client,
+    /// The stdio upstream processes of this instance.
+    pub stdio: Arc<StdioSessions>,
     /// Methods of server-initiated requests awaiting the client's answer, by session and JSON id text.
     server_requests: Mutex<HashMap<(String, String), String>>,
 }
@@ -112,6 +115,10 @@ impl Gateway {
             sessions,
             audit,
             http,
+            stdio: Arc::new(StdioSessions::new(
+                config.server.max_stdio_sessions,
+                config.server.stdio_idle_timeout(),
+            )),
             server_requests: Mutex::new(HashMap::new()),
         })
     }

@@ -47,7 +47,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         ),
         None => Arc::new(cerberus_core::audit::NullAuditSink),
     };
-    let (_gateway, router) = build(&config, audit)?;
+    let (gateway, router) = build(&config, audit)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -57,6 +57,8 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown())
         .await?;
+    // Stop stdio upstreams cleanly rather than leaving it to the runtime's teardown.
+    gateway.stdio.shutdown().await;
     Ok(())
 }
 

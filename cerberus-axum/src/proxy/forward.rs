@@ -12,9 +12,10 @@ use cerberus_core::session::SessionRecord;
 use cerberus_core::{Decision, Direction, Envelope, Message, MessageError, MessageKind, methods};
 use rand::RngCore;
 
-use super::relay::{self, RelayContext};
+use super::relay::{self, RelayContext, UpstreamLink};
+use super::stdio::SpawnError;
 use super::{SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER, wire};
-use crate::config::HttpUpstream;
+use crate::config::{HttpUpstream, StdioUpstream, Upstream};
 use crate::gateway::{Caller, Gateway};
 
 /// Headers a client sends that the upstream needs as they are.
@@ -249,6 +250,21 @@ pub(super) async fn post(
         return StatusCode::ACCEPTED.into_response();
     }
 
+    let http = match &caller.route.upstream {
+        Upstream::Http(http) => http,
+        Upstream::Stdio(stdio) => {
+            let exchange = StdioExchange {
+                protocol_version: initialize_version(&forwarded),
+                session,
+                forwarded,
+                answers,
+                request_methods,
+                initialize,
+                batch: is_batch,
+            };
+            return post_stdio(gateway, caller, stdio, exchange).await;
+        }
+    };
     let changed = forwarded.len() != message_count || forwarded.iter().any(Message::is_modified);
     let upstream_body = match (changed, forwarded.as_slice()) {
         (false, _) => body,
@@ -266,7 +282,7 @@ pub(super) async fn post(
         .and_then(|(_, record)| record.upstream_session.clone());
     let request = upstream_request(
         gateway,
-        &caller.route.upstream,
+        http,
         reqwest::Method::POST,
         upstream_session.as_deref(),
         headers,
@@ -301,15 +317,7 @@ pub(super) async fn post(
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-            protocol_version: forwarded
-                .iter()
-                .find(|m| m.method() == Some(methods::INITIALIZE))
-                .and_then(|m| {
-                    m.params()?
-                        .get("protocolVersion")?
-                        .as_str()
-                        .map(str::to_owned)
-                }),
+            protocol_version: initialize_version(&forwarded),
         };
         if let Err(e) = gateway.sessions.insert(&id, record).await {
             tracing::error!(error = %e, "cannot store a new session");
@@ -327,7 +335,9 @@ pub(super) async fn post(
 
     let context = RelayContext {
         session: gateway_session,
-        upstream_session,
+        link: UpstreamLink::Http {
+            session: upstream_session,
+        },
         request_methods,
         answers,
         batch: is_batch,
@@ -386,9 +396,26 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         Err(response) => return response,
     };
     let (session_id, record) = session;
+    let http = match &caller.route.upstream {
+        Upstream::Http(http) => http,
+        Upstream::Stdio(_) => {
+            let Some(process) = gateway.stdio.get(&session_id) else {
+                return session_not_served_here(gateway, &session_id).await;
+            };
+            let context = RelayContext {
+                session: Some(session_id),
+                link: UpstreamLink::Stdio(Arc::clone(&process)),
+                request_methods: HashMap::new(),
+                answers: Vec::new(),
+                batch: false,
+                new_session: None,
+            };
+            return relay::stdio_listen(Arc::clone(gateway), caller.clone(), context, &process);
+        }
+    };
     let request = upstream_request(
         gateway,
-        &caller.route.upstream,
+        http,
         reqwest::Method::GET,
         record.upstream_session.as_deref(),
         headers,
@@ -400,7 +427,9 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
     };
     let context = RelayContext {
         session: Some(session_id),
-        upstream_session: record.upstream_session,
+        link: UpstreamLink::Http {
+            session: record.upstream_session,
+        },
         request_methods: HashMap::new(),
         answers: Vec::new(),
         batch: false,
@@ -426,11 +455,15 @@ pub(super) async fn delete(
         }
         Err(response) => return response,
     };
-    let status = match record.upstream_session.as_deref() {
-        Some(upstream_session) => {
+    let status = match (&caller.route.upstream, record.upstream_session.as_deref()) {
+        (Upstream::Stdio(_), _) => {
+            gateway.stdio.end(&session_id).await;
+            reqwest::StatusCode::NO_CONTENT
+        }
+        (Upstream::Http(http), Some(upstream_session)) => {
             let request = upstream_request(
                 gateway,
-                &caller.route.upstream,
+                http,
                 reqwest::Method::DELETE,
                 Some(upstream_session),
                 headers,
@@ -442,7 +475,7 @@ pub(super) async fn delete(
                 Err(_) => reqwest::StatusCode::NO_CONTENT,
             }
         }
-        None => reqwest::StatusCode::NO_CONTENT,
+        (Upstream::Http(_), None) => reqwest::StatusCode::NO_CONTENT,
     };
     if let Err(e) = gateway.sessions.remove(&session_id).await {
         tracing::error!(error = %e, "cannot remove a session");
@@ -456,4 +489,160 @@ pub(super) async fn delete(
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     StatusCode::OK.into_response()
+}
+
+/// The protocol version an `initialize` request among `messages` asks for.
+fn initialize_version(messages: &[Message]) -> Option<String> {
+    messages
+        .iter()
+        .find(|m| m.method() == Some(methods::INITIALIZE))
+        .and_then(|m| {
+            m.params()?
+                .get("protocolVersion")?
+                .as_str()
+                .map(str::to_owned)
+        })
+}
+
+/// A session whose stdio process does not run on this instance (it ended, or another instance started
+/// it): the session is over, and the client initializes again.
+async fn session_not_served_here(gateway: &Gateway, session_id: &str) -> Response {
+    let _ = gateway.sessions.remove(session_id).await;
+    wire::http_error(
+        StatusCode::NOT_FOUND,
+        wire::INVALID_REQUEST,
+        "the session's MCP server process is not running here (it ended, or another gateway instance serves it): initialize again",
+    )
+}
+
+/// What a POST hands to a stdio upstream.
+struct StdioExchange {
+    session: Option<(String, SessionRecord)>,
+    forwarded: Vec<Message>,
+    answers: Vec<Message>,
+    request_methods: HashMap<String, String>,
+    initialize: bool,
+    batch: bool,
+    protocol_version: Option<String>,
+}
+
+/// POST to a stdio upstream: a new process for `initialize`, the session's process otherwise.
+async fn post_stdio(
+    gateway: &Arc<Gateway>,
+    caller: &Caller,
+    upstream: &StdioUpstream,
+    exchange: StdioExchange,
+) -> Response {
+    let StdioExchange {
+        session,
+        forwarded,
+        answers,
+        request_methods,
+        initialize,
+        batch,
+        protocol_version,
+    } = exchange;
+    let (session_id, process, new_session) = if initialize {
+        let id = new_session_id();
+        let process = match gateway.stdio.spawn(&id, upstream, &caller.route.name).await {
+            Ok(process) => process,
+            Err(error @ (SpawnError::TooMany(_) | SpawnError::BackingOff(_))) => {
+                let mut response = wire::http_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    wire::UPSTREAM_UNAVAILABLE,
+                    &error.to_string(),
+                );
+                let seconds = match error {
+                    SpawnError::BackingOff(wait) => wait.as_secs().max(1),
+                    _ => 5,
+                };
+                if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                return response;
+            }
+            Err(error) => {
+                tracing::error!(upstream = %caller.route.name, %error, "cannot start a stdio upstream");
+                let errors: Vec<Message> = forwarded
+                    .iter()
+                    .filter(|m| m.kind() == MessageKind::Request)
+                    .filter_map(|m| {
+                        wire::error_message(
+                            m.id(),
+                            wire::UPSTREAM_UNAVAILABLE,
+                            "the upstream MCP server could not be started",
+                            None,
+                        )
+                    })
+                    .collect();
+                return json_response(StatusCode::OK, &errors, batch, None);
+            }
+        };
+        let record = SessionRecord {
+            identity: caller.route.identity,
+            upstream_session: None,
+            protocol_version,
+        };
+        if let Err(e) = gateway.sessions.insert(&id, record).await {
+            tracing::error!(error = %e, "cannot store a new session");
+            gateway.stdio.end(&id).await;
+            return wire::http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                wire::UPSTREAM_UNAVAILABLE,
+                "session store unavailable",
+            );
+        }
+        (id.clone(), process, Some(id))
+    } else {
+        let Some((id, _)) = session else {
+            return wire::http_error(
+                StatusCode::BAD_REQUEST,
+                wire::INVALID_REQUEST,
+                "this workspace's MCP server runs over stdio and needs a session: initialize first",
+            );
+        };
+        match gateway.stdio.get(&id) {
+            Some(process) => (id, process, None),
+            None => return session_not_served_here(gateway, &id).await,
+        }
+    };
+
+    let requests: Vec<serde_json::Value> = forwarded
+        .iter()
+        .filter(|m| m.kind() == MessageKind::Request)
+        .filter_map(|m| m.id().cloned())
+        .collect();
+    let (to_post, from_process) = tokio::sync::mpsc::channel(64);
+    let routes = process.register(&forwarded, &to_post);
+    // Only the routes hold a sender now, so the stream ends when the process does.
+    drop(to_post);
+    for message in &forwarded {
+        if !process.send(message).await {
+            process.release(&routes);
+            return session_not_served_here(gateway, &session_id).await;
+        }
+    }
+    if requests.is_empty() {
+        process.release(&routes);
+        if answers.is_empty() {
+            return StatusCode::ACCEPTED.into_response();
+        }
+        return json_response(StatusCode::OK, &answers, batch, None);
+    }
+    let context = RelayContext {
+        session: Some(session_id),
+        link: UpstreamLink::Stdio(process),
+        request_methods,
+        answers,
+        batch,
+        new_session,
+    };
+    relay::stdio_stream(
+        Arc::clone(gateway),
+        caller.clone(),
+        context,
+        routes,
+        from_process,
+        requests,
+    )
 }

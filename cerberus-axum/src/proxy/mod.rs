@@ -9,6 +9,7 @@ mod checks;
 mod forward;
 mod relay;
 pub mod sse;
+pub mod stdio;
 pub mod wire;
 
 use std::sync::Arc;

@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::sse::{SseDecoder, SseEvent};
+use super::stdio::{PostRoutes, StdioProcess};
 use super::{SESSION_HEADER, wire};
+use crate::config::Upstream;
 use crate::gateway::{Caller, Gateway};
 
 /// The largest JSON response body read from an upstream.
@@ -23,13 +25,22 @@ const MAX_UPSTREAM_JSON_BYTES: usize = 64 * 1024 * 1024;
 /// How many events may wait for a slow client before the relay stops reading the upstream.
 const STREAM_BUFFER: usize = 16;
 
+/// The way back to the upstream, for answers the gateway gives on the client's behalf.
+#[derive(Clone, Debug)]
+pub(super) enum UpstreamLink {
+    /// An HTTP upstream, within its own session (if it has one).
+    Http { session: Option<String> },
+    /// A stdio process.
+    Stdio(Arc<StdioProcess>),
+}
+
 /// What the relay needs to know about the request it answers.
 #[derive(Debug)]
 pub(super) struct RelayContext {
     /// The gateway session.
     pub session: Option<String>,
     /// The upstream session, to answer server requests the gateway refuses.
-    pub upstream_session: Option<String>,
+    pub link: UpstreamLink,
     /// The method of each request of this POST, by JSON id text.
     pub request_methods: HashMap<String, String>,
     /// Answers the gateway gives itself (refused requests), sent before the upstream's.
@@ -107,7 +118,7 @@ impl RelayContext {
     fn clone_for_stream(&self) -> Self {
         Self {
             session: self.session.clone(),
-            upstream_session: self.upstream_session.clone(),
+            link: self.link.clone(),
             request_methods: self.request_methods.clone(),
             answers: self.answers.clone(),
             batch: self.batch,
@@ -172,7 +183,7 @@ async fn json(
     };
     let mut out = context.answers.clone();
     for message in messages {
-        out.extend(process(gateway, caller, context, message).await);
+        out.extend(process_message(gateway, caller, context, message).await);
     }
     json_body(status_or_ok(status), &out, context.batch)
 }
@@ -193,7 +204,7 @@ async fn read_limited(upstream: reqwest::Response) -> Result<Bytes, String> {
 }
 
 /// One upstream message through the response pipeline: what the client gets instead, if anything.
-async fn process(
+async fn process_message(
     gateway: &Gateway,
     caller: &Caller,
     context: &RelayContext,
@@ -224,7 +235,7 @@ async fn process(
             // The server is waiting: it gets an error as the client's answer, and the client never sees
             // the refused request.
             if let Some(answer) = wire::refusal(id.as_ref(), &outcome.decision) {
-                answer_upstream(gateway, caller, context.upstream_session.as_deref(), answer).await;
+                answer_upstream(gateway, caller, &context.link, answer).await;
             }
             None
         }
@@ -232,30 +243,149 @@ async fn process(
     }
 }
 
-async fn answer_upstream(
-    gateway: &Gateway,
-    caller: &Caller,
-    upstream_session: Option<&str>,
-    answer: Message,
-) {
+async fn answer_upstream(gateway: &Gateway, caller: &Caller, link: &UpstreamLink, answer: Message) {
+    let (upstream, session) = match (link, &caller.route.upstream) {
+        (UpstreamLink::Stdio(process), _) => {
+            if !process.send(&answer).await {
+                tracing::warn!(
+                    "could not answer a refused server request: the stdio upstream ended"
+                );
+            }
+            return;
+        }
+        (UpstreamLink::Http { session }, Upstream::Http(upstream)) => {
+            (upstream, session.as_deref())
+        }
+        (UpstreamLink::Http { .. }, Upstream::Stdio(_)) => return,
+    };
     let mut request = gateway
         .http
-        .post(&caller.route.upstream.url)
+        .post(&upstream.url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(
             reqwest::header::ACCEPT,
             "application/json, text/event-stream",
         )
         .body(answer.to_bytes());
-    for (name, value) in &caller.route.upstream.headers {
+    for (name, value) in &upstream.headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    if let Some(session) = upstream_session {
+    if let Some(session) = session {
         request = request.header(SESSION_HEADER, session);
     }
     if let Err(e) = request.send().await {
         tracing::warn!(error = %e, "could not answer a refused server request upstream");
     }
+}
+
+fn event_stream_response(
+    receiver: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    status: StatusCode,
+) -> Response {
+    let mut response = Response::new(Body::from_stream(ReceiverStream::new(receiver)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+fn message_event(message: &Message) -> Bytes {
+    SseEvent::message(String::from_utf8_lossy(&message.to_bytes()).into_owned()).encode()
+}
+
+/// A POST to a stdio process: its messages as an event stream, until every request is answered.
+pub(super) fn stdio_stream(
+    gateway: Arc<Gateway>,
+    caller: Caller,
+    context: RelayContext,
+    routes: PostRoutes,
+    mut from_process: mpsc::Receiver<Message>,
+    requests: Vec<serde_json::Value>,
+) -> Response {
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
+    let new_session = context.new_session.clone();
+    tokio::spawn(async move {
+        let mut client_gone = false;
+        for answer in &context.answers {
+            client_gone |= sender.send(Ok(message_event(answer))).await.is_err();
+        }
+        let mut outstanding: HashMap<String, serde_json::Value> = requests
+            .into_iter()
+            .map(|id| (id.to_string(), id))
+            .collect();
+        while !outstanding.is_empty() && !client_gone {
+            let Some(message) = from_process.recv().await else {
+                break;
+            };
+            if matches!(message.kind(), MessageKind::Response | MessageKind::Error)
+                && let Some(id) = message.id()
+            {
+                outstanding.remove(&id.to_string());
+            }
+            if let Some(out) = process_message(&gateway, &caller, &context, message).await {
+                client_gone |= sender.send(Ok(message_event(&out))).await.is_err();
+            }
+        }
+        if let UpstreamLink::Stdio(process) = &context.link {
+            process.release(&routes);
+        }
+        for id in outstanding.values() {
+            let error = wire::error_message(
+                Some(id),
+                wire::UPSTREAM_UNAVAILABLE,
+                "the upstream MCP server process ended before answering",
+                None,
+            );
+            if let Some(error) = error {
+                let _ = sender.send(Ok(message_event(&error))).await;
+            }
+        }
+    });
+    let mut response = event_stream_response(receiver, StatusCode::OK);
+    if let Some(value) = new_session
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        response.headers_mut().insert(SESSION_HEADER, value);
+    }
+    response
+}
+
+/// A GET to a stdio session: the process's messages that answer no POST, as they come.
+pub(super) fn stdio_listen(
+    gateway: Arc<Gateway>,
+    caller: Caller,
+    context: RelayContext,
+    process: &StdioProcess,
+) -> Response {
+    let (to_stream, mut from_process) = mpsc::channel::<Message>(STREAM_BUFFER);
+    let backlog = process.listen(to_stream);
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
+    tokio::spawn(async move {
+        for message in backlog {
+            if let Some(out) = process_message(&gateway, &caller, &context, message).await
+                && sender.send(Ok(message_event(&out))).await.is_err()
+            {
+                return;
+            }
+        }
+        while let Some(message) = from_process.recv().await {
+            if let Some(out) = process_message(&gateway, &caller, &context, message).await
+                && sender.send(Ok(message_event(&out))).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    event_stream_response(receiver, StatusCode::OK)
 }
 
 fn stream(
@@ -332,7 +462,7 @@ async fn relay_event(
         return event;
     };
     let outcome = match Message::parse(data.to_owned()) {
-        Ok(message) => process(gateway, caller, context, message).await,
+        Ok(message) => process_message(gateway, caller, context, message).await,
         Err(e) => {
             tracing::warn!(error = %e, "dropped an upstream event that is not a JSON-RPC message");
             None

@@ -1,0 +1,495 @@
+//! stdio upstreams: one child process per gateway session, spoken to one JSON-RPC message per line.
+//!
+//! What the process writes is routed: a response to the POST that sent its request, a progress
+//! notification to the POST that set its token, anything else (other notifications, server requests)
+//! to the newest POST still waiting for an answer, else to the session's GET stream, else to a small
+//! backlog the next GET drains. A process that exits ends its session: the client gets 404 on its next
+//! request and initializes again, which starts a new process. Spawning backs off after failures.
+
+use std::collections::{HashMap, VecDeque};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cerberus_core::guardrails::pii::{PiiKinds, PiiScanner};
+use cerberus_core::{Message, MessageKind};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use crate::config::StdioUpstream;
+
+/// The longest line accepted from a process.
+const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Messages waiting for a client that reads slowly; past this the process waits (its pipe fills).
+const CHANNEL: usize = 64;
+/// Messages kept for a GET stream that is not open yet.
+const BACKLOG: usize = 256;
+/// Environment variables a process inherits from the gateway; everything else (credentials, database
+/// URLs) stays with the gateway.
+const INHERITED_ENV: [&str; 7] = [
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "USER",
+    "SYSTEMROOT",
+];
+
+/// Why a stdio session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// Too many processes already run.
+    #[error("too many stdio sessions are open ({0}); try again later")]
+    TooMany(usize),
+    /// Recent starts failed: the next attempt waits.
+    #[error("the upstream command failed recently; retry in {0:?}")]
+    BackingOff(Duration),
+    /// The command could not be started.
+    #[error("cannot start the upstream command: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Default)]
+struct Routes {
+    by_id: HashMap<String, mpsc::Sender<Message>>,
+    by_progress: HashMap<String, mpsc::Sender<Message>>,
+    posts: Vec<(u64, mpsc::Sender<Message>)>,
+    listener: Option<mpsc::Sender<Message>>,
+    backlog: VecDeque<Message>,
+}
+
+/// One running upstream process.
+#[derive(Debug)]
+pub struct StdioProcess {
+    label: String,
+    stdin: mpsc::Sender<Bytes>,
+    routes: Mutex<Routes>,
+    last_used: Mutex<Instant>,
+    next_post: AtomicU64,
+    alive: AtomicBool,
+    child: tokio::sync::Mutex<Option<Child>>,
+}
+
+/// What a POST registered, to take back when it is done.
+#[derive(Debug)]
+pub struct PostRoutes {
+    seq: u64,
+    ids: Vec<String>,
+    tokens: Vec<String>,
+}
+
+impl StdioProcess {
+    /// Writes one message to the process.
+    pub async fn send(&self, message: &Message) -> bool {
+        self.touch();
+        let mut line = message.to_bytes().to_vec();
+        // One message per line: a serialised JSON value never holds a raw newline, but input bytes might.
+        line.retain(|&b| b != b'\n' && b != b'\r');
+        line.push(b'\n');
+        self.stdin.send(Bytes::from(line)).await.is_ok()
+    }
+
+    /// Whether the process still runs.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    fn touch(&self) {
+        if let Ok(mut last) = self.last_used.lock() {
+            *last = Instant::now();
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .map(|last| last.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// Routes the answers to `messages` (and their progress) to `sender`, until [`StdioProcess::release`].
+    pub fn register(&self, messages: &[Message], sender: &mpsc::Sender<Message>) -> PostRoutes {
+        let seq = self.next_post.fetch_add(1, Ordering::Relaxed);
+        let mut ids = Vec::new();
+        let mut tokens = Vec::new();
+        for message in messages.iter().filter(|m| m.kind() == MessageKind::Request) {
+            if let Some(id) = message.id() {
+                ids.push(id.to_string());
+            }
+            if let Some(token) = message
+                .params()
+                .and_then(|p| p.get("_meta"))
+                .and_then(|m| m.get("progressToken"))
+            {
+                tokens.push(token.to_string());
+            }
+        }
+        if let Ok(mut routes) = self.routes.lock() {
+            for id in &ids {
+                routes.by_id.insert(id.clone(), sender.clone());
+            }
+            for token in &tokens {
+                routes.by_progress.insert(token.clone(), sender.clone());
+            }
+            routes.posts.push((seq, sender.clone()));
+        }
+        PostRoutes { seq, ids, tokens }
+    }
+
+    /// Forgets what a POST registered.
+    pub fn release(&self, post: &PostRoutes) {
+        if let Ok(mut routes) = self.routes.lock() {
+            for id in &post.ids {
+                routes.by_id.remove(id);
+            }
+            for token in &post.tokens {
+                routes.by_progress.remove(token);
+            }
+            routes.posts.retain(|(seq, _)| *seq != post.seq);
+        }
+    }
+
+    /// Makes `sender` the session's GET stream, handing it what waited in the backlog.
+    pub fn listen(&self, sender: mpsc::Sender<Message>) -> Vec<Message> {
+        match self.routes.lock() {
+            Ok(mut routes) => {
+                routes.listener = Some(sender);
+                routes.backlog.drain(..).collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Where a message from the process goes.
+    fn route(&self, message: &Message) -> Option<mpsc::Sender<Message>> {
+        let mut routes = self.routes.lock().ok()?;
+        let by_key = match message.kind() {
+            MessageKind::Response | MessageKind::Error => {
+                return message
+                    .id()
+                    .and_then(|id| routes.by_id.get(&id.to_string()).cloned());
+            }
+            MessageKind::Notification => message
+                .params()
+                .and_then(|p| p.get("progressToken"))
+                .and_then(|token| routes.by_progress.get(&token.to_string()).cloned()),
+            MessageKind::Request => None,
+        };
+        if by_key.is_some() {
+            return by_key;
+        }
+        routes.posts.retain(|(_, sender)| !sender.is_closed());
+        if let Some((_, sender)) = routes.posts.last() {
+            return Some(sender.clone());
+        }
+        if let Some(listener) = routes.listener.as_ref().filter(|l| !l.is_closed()) {
+            return Some(listener.clone());
+        }
+        if routes.backlog.len() >= BACKLOG {
+            routes.backlog.pop_front();
+        }
+        routes.backlog.push_back(message.clone());
+        None
+    }
+
+    /// Stops the process: closes its input, waits a little, then kills it.
+    pub async fn terminate(&self) {
+        self.alive.store(false, Ordering::Release);
+        let mut child = self.child.lock().await;
+        if let Some(mut running) = child.take() {
+            drop(running.stdin.take());
+            if tokio::time::timeout(Duration::from_secs(2), running.wait())
+                .await
+                .is_err()
+            {
+                let _ = running.kill().await;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+/// Every stdio upstream process of this gateway instance, by gateway session id.
+#[derive(Debug)]
+pub struct StdioSessions {
+    processes: Mutex<HashMap<String, Arc<StdioProcess>>>,
+    backoff: Mutex<HashMap<String, Backoff>>,
+    max: usize,
+    idle: Duration,
+    reaper_started: AtomicBool,
+    scanner: Arc<PiiScanner>,
+}
+
+impl StdioSessions {
+    /// No processes yet; at most `max` at once, each stopped after `idle` without use.
+    pub fn new(max: usize, idle: Duration) -> Self {
+        Self {
+            processes: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
+            max,
+            idle,
+            reaper_started: AtomicBool::new(false),
+            scanner: Arc::new(PiiScanner::new(PiiKinds::all())),
+        }
+    }
+
+    /// The process serving `session`, if it runs on this instance.
+    pub fn get(&self, session: &str) -> Option<Arc<StdioProcess>> {
+        let process = self.processes.lock().ok()?.get(session).cloned()?;
+        process.is_alive().then_some(process)
+    }
+
+    /// The number of running processes.
+    pub fn len(&self) -> usize {
+        self.processes.lock().map_or(0, |p| p.len())
+    }
+
+    /// Whether no process runs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts a process for the new session `session`.
+    pub async fn spawn(
+        self: &Arc<Self>,
+        session: &str,
+        upstream: &StdioUpstream,
+        label: &str,
+    ) -> Result<Arc<StdioProcess>, SpawnError> {
+        self.start_reaper();
+        if self.len() >= self.max {
+            return Err(SpawnError::TooMany(self.max));
+        }
+        let key = upstream.command.display().to_string();
+        if let Some(wait) = self.backoff_left(&key) {
+            return Err(SpawnError::BackingOff(wait));
+        }
+        let process = match start(upstream, label, Arc::clone(&self.scanner)) {
+            Ok(process) => process,
+            Err(e) => {
+                self.failed(&key);
+                return Err(e.into());
+            }
+        };
+        if let Ok(mut backoff) = self.backoff.lock() {
+            backoff.remove(&key);
+        }
+        if let Ok(mut processes) = self.processes.lock() {
+            processes.insert(session.to_owned(), Arc::clone(&process));
+        }
+        Ok(process)
+    }
+
+    /// Ends `session`'s process, if it runs here.
+    pub async fn end(&self, session: &str) {
+        let process = self
+            .processes
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(session));
+        if let Some(process) = process {
+            process.terminate().await;
+        }
+    }
+
+    /// Stops every process (at shutdown).
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<StdioProcess>> = self
+            .processes
+            .lock()
+            .map(|mut p| p.drain().map(|(_, v)| v).collect())
+            .unwrap_or_default();
+        for process in all {
+            process.terminate().await;
+        }
+    }
+
+    fn backoff_left(&self, key: &str) -> Option<Duration> {
+        let backoff = self.backoff.lock().ok()?;
+        let until = backoff.get(key)?.until?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    fn failed(&self, key: &str) {
+        if let Ok(mut backoff) = self.backoff.lock() {
+            let entry = backoff.entry(key.to_owned()).or_default();
+            entry.failures = entry.failures.saturating_add(1);
+            let wait = Duration::from_millis(250)
+                .saturating_mul(1 << entry.failures.min(7))
+                .min(Duration::from_secs(30));
+            entry.until = Some(Instant::now() + wait);
+        }
+    }
+
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sessions = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                tick.tick().await;
+                let Some(sessions) = sessions.upgrade() else {
+                    return;
+                };
+                let stale: Vec<(String, Arc<StdioProcess>)> = match sessions.processes.lock() {
+                    Ok(mut processes) => {
+                        let ids: Vec<String> = processes
+                            .iter()
+                            .filter(|(_, p)| !p.is_alive() || p.idle_for() > sessions.idle)
+                            .map(|(id, _)| id.clone())
+                            .collect();
+                        ids.into_iter()
+                            .filter_map(|id| processes.remove(&id).map(|p| (id, p)))
+                            .collect()
+                    }
+                    Err(_) => Vec::new(),
+                };
+                for (_, process) in stale {
+                    tracing::info!(upstream = %process.label, "stopping an idle or exited stdio upstream");
+                    process.terminate().await;
+                }
+            }
+        });
+    }
+}
+
+fn start(
+    upstream: &StdioUpstream,
+    label: &str,
+    scanner: Arc<PiiScanner>,
+) -> std::io::Result<Arc<StdioProcess>> {
+    let mut command = Command::new(&upstream.command);
+    command
+        .args(&upstream.args)
+        .env_clear()
+        .envs(
+            INHERITED_ENV
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
+        )
+        .envs(&upstream.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(cwd) = &upstream.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command.spawn()?;
+    let missing = || std::io::Error::other("the child's pipes were not captured");
+    let mut stdin = child.stdin.take().ok_or_else(missing)?;
+    let stdout = child.stdout.take().ok_or_else(missing)?;
+    let stderr = child.stderr.take().ok_or_else(missing)?;
+    let (stdin_tx, mut stdin_rx) = mpsc::channel::<Bytes>(CHANNEL);
+    let process = Arc::new(StdioProcess {
+        label: label.to_owned(),
+        stdin: stdin_tx,
+        routes: Mutex::new(Routes::default()),
+        last_used: Mutex::new(Instant::now()),
+        next_post: AtomicU64::new(0),
+        alive: AtomicBool::new(true),
+        child: tokio::sync::Mutex::new(Some(child)),
+    });
+
+    tokio::spawn(async move {
+        while let Some(line) = stdin_rx.recv().await {
+            if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let label_for_stderr = label.to_owned();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            // A server's diagnostics are free text: personal data in them never reaches the gateway's log.
+            let mut clean = String::with_capacity(line.len());
+            let mut last = 0;
+            scanner.scan(&line, |finding| {
+                clean.push_str(line.get(last..finding.span.start).unwrap_or_default());
+                clean.push_str("[REDACTED]");
+                last = finding.span.end;
+            });
+            clean.push_str(line.get(last..).unwrap_or_default());
+            tracing::info!(upstream = %label_for_stderr, "{clean}");
+        }
+    });
+
+    let reader = Arc::clone(&process);
+    tokio::spawn(async move {
+        let mut stdout = BufReader::new(stdout);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match read_line(&mut stdout, &mut line).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(upstream = %reader.label, error = %e, "stopping a stdio upstream that broke the protocol");
+                    break;
+                }
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let message = match Message::parse(Bytes::copy_from_slice(&line)) {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::warn!(upstream = %reader.label, error = %e, "ignored a line that is not a JSON-RPC message");
+                    continue;
+                }
+            };
+            if let Some(sender) = reader.route(&message) {
+                // The POST or GET stream may have ended meanwhile: the message has nowhere to go.
+                let _ = sender.send(message).await;
+            }
+        }
+        reader.alive.store(false, Ordering::Release);
+        // Dropping every route ends every stream waiting on this process.
+        if let Ok(mut routes) = reader.routes.lock() {
+            *routes = Routes::default();
+        }
+        let status = reader.child.lock().await.as_mut().map(|c| c.try_wait());
+        tracing::info!(upstream = %reader.label, ?status, "a stdio upstream ended");
+    });
+    Ok(process)
+}
+
+/// Reads one line into `line`; `false` at the end of the stream.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(!line.is_empty());
+        }
+        let (take, done) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(end) => (end + 1, true),
+            None => (buffer.len(), false),
+        };
+        line.extend_from_slice(buffer.get(..take).unwrap_or_default());
+        reader.consume(take);
+        if line.len() > MAX_LINE_BYTES {
+            return Err(std::io::Error::other(format!(
+                "a line exceeds {MAX_LINE_BYTES} bytes"
+            )));
+        }
+        if done {
+            return Ok(true);
+        }
+    }
+}
