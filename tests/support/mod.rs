@@ -136,13 +136,33 @@ pub struct TestGateway {
     pub gateway: Arc<Gateway>,
 }
 
-/// Starts a gateway for one agent whose organisation policy is `policy` (TOML inline table syntax).
+/// Starts a gateway for one agent whose organisation policy is `policy` (TOML inline table syntax), in
+/// front of the Streamable HTTP server at `upstream`.
 pub async fn start_gateway(upstream: &str, policy: &str) -> TestGateway {
+    start_gateway_for(&format!("{{ url = \"{upstream}\" }}"), policy).await
+}
+
+/// Builds the example server and returns its path (cargo has already built it when it is up to date).
+pub fn example_server_binary() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "cerberus-example-server"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the example server builds");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    target.join("debug").join("cerberus-example-server")
+}
+
+/// Starts a gateway for one agent whose workspace's `upstream` table is given as TOML.
+pub async fn start_gateway_for(upstream: &str, policy: &str) -> TestGateway {
     let hash = cerberus_axum::auth::KeyHash::of(KEY).to_hex();
     let config = format!(
         "[server]\nmax_body_bytes = 65536\nupstream_timeout_secs = 5\n\n\
          [[organisations]]\nname = \"acme\"\npolicy = {policy}\n\n\
-         [[workspaces]]\nname = \"tools\"\norganisation = \"acme\"\nupstream = {{ url = \"{upstream}\" }}\n\n\
+         [[workspaces]]\nname = \"tools\"\norganisation = \"acme\"\nupstream = {upstream}\n\n\
          [[agents]]\nname = \"bot\"\nworkspace = \"tools\"\nkey_sha256 = \"{hash}\"\n"
     );
     let config = GatewayConfig::parse(

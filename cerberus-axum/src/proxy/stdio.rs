@@ -66,7 +66,8 @@ struct Routes {
 #[derive(Debug)]
 pub struct StdioProcess {
     label: String,
-    stdin: mpsc::Sender<Bytes>,
+    /// The writer task's input; taken at termination, which closes the process's stdin.
+    stdin: Mutex<Option<mpsc::Sender<Bytes>>>,
     routes: Mutex<Routes>,
     last_used: Mutex<Instant>,
     next_post: AtomicU64,
@@ -90,7 +91,10 @@ impl StdioProcess {
         // One message per line: a serialised JSON value never holds a raw newline, but input bytes might.
         line.retain(|&b| b != b'\n' && b != b'\r');
         line.push(b'\n');
-        self.stdin.send(Bytes::from(line)).await.is_ok()
+        let Some(stdin) = self.stdin.lock().ok().and_then(|s| s.clone()) else {
+            return false;
+        };
+        stdin.send(Bytes::from(line)).await.is_ok()
     }
 
     /// Whether the process still runs.
@@ -199,15 +203,17 @@ impl StdioProcess {
     /// Stops the process: closes its input, waits a little, then kills it.
     pub async fn terminate(&self) {
         self.alive.store(false, Ordering::Release);
-        let mut child = self.child.lock().await;
-        if let Some(mut running) = child.take() {
-            drop(running.stdin.take());
-            if tokio::time::timeout(Duration::from_secs(2), running.wait())
+        // Closing stdin is how a stdio MCP server is asked to stop.
+        if let Ok(mut stdin) = self.stdin.lock() {
+            stdin.take();
+        }
+        let running = self.child.lock().await.take();
+        if let Some(mut running) = running
+            && tokio::time::timeout(Duration::from_secs(2), running.wait())
                 .await
                 .is_err()
-            {
-                let _ = running.kill().await;
-            }
+        {
+            let _ = running.kill().await;
         }
     }
 }
@@ -394,7 +400,7 @@ fn start(
     let (stdin_tx, mut stdin_rx) = mpsc::channel::<Bytes>(CHANNEL);
     let process = Arc::new(StdioProcess {
         label: label.to_owned(),
-        stdin: stdin_tx,
+        stdin: Mutex::new(Some(stdin_tx)),
         routes: Mutex::new(Routes::default()),
         last_used: Mutex::new(Instant::now()),
         next_post: AtomicU64::new(0),
@@ -415,14 +421,7 @@ fn start(
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             // A server's diagnostics are free text: personal data in them never reaches the gateway's log.
-            let mut clean = String::with_capacity(line.len());
-            let mut last = 0;
-            scanner.scan(&line, |finding| {
-                clean.push_str(line.get(last..finding.span.start).unwrap_or_default());
-                clean.push_str("[REDACTED]");
-                last = finding.span.end;
-            });
-            clean.push_str(line.get(last..).unwrap_or_default());
+            let clean = redact_for_log(&scanner, &line);
             tracing::info!(upstream = %label_for_stderr, "{clean}");
         }
     });
@@ -467,6 +466,19 @@ fn start(
     Ok(process)
 }
 
+/// `line` with every piece of personal data replaced, for the log.
+pub fn redact_for_log(scanner: &PiiScanner, line: &str) -> String {
+    let mut clean = String::with_capacity(line.len());
+    let mut last = 0;
+    scanner.scan(line, |finding| {
+        clean.push_str(line.get(last..finding.span.start).unwrap_or_default());
+        clean.push_str("[REDACTED]");
+        last = finding.span.end;
+    });
+    clean.push_str(line.get(last..).unwrap_or_default());
+    clean
+}
+
 /// Reads one line into `line`; `false` at the end of the stream.
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
@@ -491,5 +503,36 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
         if done {
             return Ok(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_diagnostics_lose_their_personal_data() {
+        let scanner = PiiScanner::new(PiiKinds::all());
+        assert_eq!(
+            redact_for_log(&scanner, "lookup for jane@example.com from 10.0.0.7 failed"),
+            "lookup for [REDACTED] from [REDACTED] failed"
+        );
+        assert_eq!(
+            redact_for_log(&scanner, "listening on stdio"),
+            "listening on stdio"
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_bounded_lines() {
+        let mut input: &[u8] = b"one\ntwo";
+        let mut line = Vec::new();
+        assert!(read_line(&mut input, &mut line).await.unwrap());
+        assert_eq!(line, b"one\n");
+        line.clear();
+        assert!(read_line(&mut input, &mut line).await.unwrap());
+        assert_eq!(line, b"two");
+        line.clear();
+        assert!(!read_line(&mut input, &mut line).await.unwrap());
     }
 }

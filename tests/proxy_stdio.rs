@@ -1,0 +1,189 @@
+//! stdio upstreams: a process per session, started, routed, stopped and failed as the gateway promises.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientLifecycleMode, ClientServiceExt};
+use serde_json::{Value, json};
+use support::{KEY, example_server_binary, start_gateway_for};
+
+const POLICY: &str = r#"{ guardrails = [
+    { type = "rbac", allow = ["*"], deny = ["delete_*"] },
+    { type = "pii_email", action = "redact" },
+    { type = "pii_phone", action = "redact" },
+    { type = "pii_ip_address", action = "redact" }
+] }"#;
+
+/// Turns a hang into a failure; it measures nothing.
+const HANG: Duration = Duration::from_secs(30);
+
+fn initialize() -> String {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+           "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    .to_string()
+}
+
+fn post(url: &str, body: String) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(body)
+}
+
+/// The JSON-RPC messages of an SSE or JSON body.
+fn messages(body: &str) -> Vec<Value> {
+    if let Ok(value) = serde_json::from_str::<Value>(body) {
+        return vec![value];
+    }
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| !data.trim().is_empty())
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_session_gets_its_own_process_until_delete() {
+    let binary = example_server_binary();
+    let gateway =
+        start_gateway_for(&format!("{{ command = \"{}\" }}", binary.display()), POLICY).await;
+    let connect = || async {
+        let transport = StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(gateway.url.as_str()).auth_header(KEY),
+        );
+        ().serve_with_lifecycle(transport, ClientLifecycleMode::Initialize)
+            .await
+            .unwrap()
+    };
+    let first = connect().await;
+    let second = connect().await;
+    assert_eq!(gateway.gateway.stdio.len(), 2, "one process per session");
+
+    let args = json!({"name": "Jane"}).as_object().unwrap().clone();
+    let answer = first
+        .call_tool(CallToolRequestParams::new("lookup_customer").with_arguments(args))
+        .await
+        .unwrap();
+    let text = serde_json::to_value(&answer.content).unwrap()[0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        text,
+        "Jane: email [REDACTED:EMAIL], phone [REDACTED:PHONE], last login from [REDACTED:IP_ADDRESS]"
+    );
+    let denied = second
+        .call_tool(
+            CallToolRequestParams::new("delete_customer")
+                .with_arguments(json!({"name": "x"}).as_object().unwrap().clone()),
+        )
+        .await;
+    assert!(denied.is_err(), "rbac applies to stdio upstreams too");
+    let names: Vec<String> = second
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(
+        names.contains(&"lookup_customer".to_owned())
+            && !names.contains(&"delete_customer".to_owned())
+    );
+
+    // DELETE ends the session and its process.
+    let response = post(&gateway.url, initialize()).send().await.unwrap();
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    drop(response);
+    assert_eq!(gateway.gateway.stdio.len(), 3);
+    let deleted = reqwest::Client::new()
+        .delete(&gateway.url)
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), reqwest::StatusCode::OK);
+    assert_eq!(gateway.gateway.stdio.len(), 2);
+    let after = post(
+        &gateway.url,
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#.into(),
+    )
+    .header("mcp-session-id", &session)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(after.status(), reqwest::StatusCode::NOT_FOUND);
+
+    first.cancel().await.unwrap();
+    second.cancel().await.unwrap();
+    gateway.gateway.stdio.shutdown().await;
+    assert!(gateway.gateway.stdio.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_dies_mid_request_answers_with_an_error_and_ends_the_session() {
+    // Reads the initialize request, complains on stderr (with personal data, which the log must not
+    // get) and exits without answering.
+    let upstream = r#"{ command = "sh", args = ["-c", "head -n 1 >/dev/null; echo 'no luck for jane@example.com' >&2; exit 3"] }"#;
+    let gateway = start_gateway_for(upstream, POLICY).await;
+    let response = tokio::time::timeout(HANG, post(&gateway.url, initialize()).send())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = tokio::time::timeout(HANG, response.text())
+        .await
+        .unwrap()
+        .unwrap();
+    let answers = messages(&body);
+    assert_eq!(answers.len(), 1, "{body}");
+    assert_eq!(answers[0]["id"], 1);
+    assert_eq!(answers[0]["error"]["code"], -32052);
+    let next = post(
+        &gateway.url,
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#.into(),
+    )
+    .header("mcp-session-id", &session)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(
+        next.status(),
+        reqwest::StatusCode::NOT_FOUND,
+        "the session ended with its process"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_cannot_start_is_an_error_then_backs_off() {
+    let gateway = start_gateway_for(r#"{ command = "/nonexistent/mcp-server" }"#, POLICY).await;
+    let first = post(&gateway.url, initialize()).send().await.unwrap();
+    assert_eq!(first.status(), reqwest::StatusCode::OK);
+    let answers = messages(&first.text().await.unwrap());
+    assert_eq!(answers[0]["error"]["code"], -32052);
+    let second = post(&gateway.url, initialize()).send().await.unwrap();
+    assert_eq!(second.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(second.headers().contains_key("retry-after"));
+    assert!(gateway.gateway.stdio.is_empty());
+}
