@@ -25,6 +25,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Runs the gateway: the MCP proxy in front of the workspaces' MCP servers.
     Serve(ServeArgs),
+    /// Generates an agent access key: prints the key (shown once) and the SHA-256 hash to put in a
+    /// configuration file's `key_sha256`.
+    Keygen,
 }
 
 /// Arguments of `cerberus serve`.

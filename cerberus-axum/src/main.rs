@@ -47,6 +47,12 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Keygen => {
+            let key = cerberus_axum::auth::generate_key();
+            println!("key: {}", key.secret);
+            println!("key_sha256: {}", key.hash.to_hex());
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => match runtime.block_on(cerberus_axum::serve::run(&args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
