@@ -105,6 +105,8 @@ impl Gateway {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(config.server.upstream_timeout())
+            // A request's headers and body must not wait on each other's acknowledgement (Nagle).
+            .tcp_nodelay(true)
             .build()
             .map_err(|e| {
                 PolicyError::new("server", format!("cannot build the HTTP client: {e}"))

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use cerberus_core::GuardrailRegistry;
 use cerberus_core::audit::AuditSink;
 use cerberus_core::session::MemorySessionStore;
@@ -54,6 +55,13 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, agents = config.agents.len(), "cerberus is serving");
     println!("MCP endpoint: http://{address}{}", proxy::PROXY_PATH);
+    // Small SSE writes must leave at once: without TCP_NODELAY, Nagle's algorithm and the client's
+    // delayed acknowledgements add some 40 ms to every streamed answer.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown())
         .await?;

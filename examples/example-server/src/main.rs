@@ -14,6 +14,7 @@ mod server;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use clap::Parser;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -59,6 +60,10 @@ async fn main() -> anyhow::Result<()> {
                 "cerberus-example-server: serving MCP on http://{}/mcp",
                 listener.local_addr()?
             );
+            // Without TCP_NODELAY every streamed answer waits ~40 ms for a delayed acknowledgement.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, router)
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;
