@@ -67,6 +67,13 @@ struct PromptArgs {
 
 #[derive(Debug, Deserialize, rmcp::schemars::JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
+struct MessageArgs {
+    /// The message to show the user.
+    message: String,
+}
+
+#[derive(Debug, Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 struct TwoArgs {
     /// First test argument.
     arg1: String,
@@ -234,6 +241,116 @@ impl ExampleServer {
             }
             Err(e) => CallToolResult::error(vec![Content::text(format!("sampling failed: {e}"))]),
         }
+    }
+
+    #[tool(description = "Asks the user for a name and an email address through elicitation")]
+    async fn test_elicitation(
+        &self,
+        Parameters(args): Parameters<MessageArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "username": {"type": "string", "description": "User's response"},
+                "email": {"type": "string", "description": "User's email address"}
+            },
+            "required": ["username", "email"]
+        });
+        elicit(&ctx, &args.message, schema, |action, content| {
+            format!("User response: <action: {action}, content: {content}>")
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Elicitation whose schema has a default for every primitive type (SEP-1034)"
+    )]
+    async fn test_elicitation_sep1034_defaults(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "default": "John Doe"},
+                "age": {"type": "integer", "default": 30},
+                "score": {"type": "number", "default": 95.5},
+                "status": {"type": "string", "enum": ["active", "inactive", "pending"], "default": "active"},
+                "verified": {"type": "boolean", "default": true}
+            }
+        });
+        elicit(
+            &ctx,
+            "Please confirm your details",
+            schema,
+            |action, content| format!("Elicitation completed: action={action}, content={content}"),
+        )
+        .await
+    }
+
+    #[tool(description = "Elicitation whose schema has all five kinds of enum (SEP-1330)")]
+    async fn test_elicitation_sep1330_enums(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                "titledSingle": {"type": "string", "oneOf": [
+                    {"const": "value1", "title": "First Option"},
+                    {"const": "value2", "title": "Second Option"},
+                    {"const": "value3", "title": "Third Option"}
+                ]},
+                "legacyEnum": {"type": "string", "enum": ["opt1", "opt2", "opt3"], "enumNames": ["Option One", "Option Two", "Option Three"]},
+                "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+                "titledMulti": {"type": "array", "items": {"anyOf": [
+                    {"const": "value1", "title": "First Choice"},
+                    {"const": "value2", "title": "Second Choice"},
+                    {"const": "value3", "title": "Third Choice"}
+                ]}}
+            }
+        });
+        elicit(&ctx, "Please choose", schema, |action, content| {
+            format!("Elicitation completed: action={action}, content={content}")
+        })
+        .await
+    }
+}
+
+/// Asks the client for input with a form of `schema`; the answer as `prefix` + action and content.
+async fn elicit(
+    ctx: &RequestContext<RoleServer>,
+    message: &str,
+    schema: serde_json::Value,
+    describe: impl Fn(&str, &str) -> String,
+) -> CallToolResult {
+    let params = serde_json::json!({"mode": "form", "message": message, "requestedSchema": schema});
+    let params: rmcp::model::ElicitRequestParams = match serde_json::from_value(params) {
+        Ok(params) => params,
+        Err(e) => {
+            return CallToolResult::error(vec![Content::text(format!(
+                "bad elicitation schema: {e}"
+            ))]);
+        }
+    };
+    match ctx.peer.create_elicitation(params).await {
+        Ok(result) => {
+            let answer = serde_json::to_value(&result).unwrap_or_default();
+            let action = answer
+                .get("action")
+                .and_then(|a| a.as_str())
+                .unwrap_or("unknown")
+                .to_owned();
+            let content = answer
+                .get("content")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null)
+                .to_string();
+            CallToolResult::success(vec![Content::text(describe(&action, &content))])
+        }
+        Err(e) => CallToolResult::error(vec![Content::text(format!("elicitation failed: {e}"))]),
     }
 }
 
