@@ -114,8 +114,8 @@ enum PolicySource {
 /// A workspace's MCP server reached over Streamable HTTP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUpstream {
-    /// The Streamable HTTP endpoint.
-    pub url: String,
+    /// The Streamable HTTP endpoint, parsed once.
+    pub url: reqwest::Url,
     /// Headers sent with every upstream request (an upstream credential, for example).
     pub headers: BTreeMap<String, String>,
 }
@@ -177,7 +177,7 @@ impl RawUpstream {
                     ));
                 }
                 Ok(Upstream::Http(HttpUpstream {
-                    url: url.clone(),
+                    url: parsed,
                     headers: self.headers.clone(),
                 }))
             }

@@ -101,7 +101,7 @@ pub(super) fn upstream_request(
     client_headers: &HeaderMap,
     body_changed: bool,
 ) -> reqwest::RequestBuilder {
-    let mut request = gateway.http.request(method, &upstream.url);
+    let mut request = gateway.http.request(method, upstream.url.clone());
     for (name, value) in client_headers {
         let name = name.as_str();
         let passed = PASSED_HEADERS.contains(&name) || name == "mcp-method" || name == "mcp-name";

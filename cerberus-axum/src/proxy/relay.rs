@@ -260,7 +260,7 @@ async fn answer_upstream(gateway: &Gateway, caller: &Caller, link: &UpstreamLink
     };
     let mut request = gateway
         .http
-        .post(&upstream.url)
+        .post(upstream.url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(
             reqwest::header::ACCEPT,
@@ -458,10 +458,14 @@ async fn relay_event(
     context: &RelayContext,
     mut event: SseEvent,
 ) -> SseEvent {
-    let Some(data) = event.data.as_deref().filter(|d| !d.trim().is_empty()) else {
+    if event.data.as_deref().is_none_or(|d| d.trim().is_empty()) {
+        return event;
+    }
+    let Some(data) = event.take_data() else {
         return event;
     };
-    let outcome = match Message::parse(data.to_owned()) {
+    // The data moves into the message without a copy; the event keeps the bytes it came as.
+    let outcome = match Message::parse(Bytes::from(data)) {
         Ok(message) => process_message(gateway, caller, context, message).await,
         Err(e) => {
             tracing::warn!(error = %e, "dropped an upstream event that is not a JSON-RPC message");
@@ -469,15 +473,16 @@ async fn relay_event(
         }
     };
     match outcome {
-        Some(message) if !message.is_modified() => event,
-        Some(message) => {
-            event.data = Some(String::from_utf8_lossy(&message.to_bytes()).into_owned());
+        Some(message) if !message.is_modified() => {
+            if !event.is_raw() {
+                event.set_data(String::from_utf8_lossy(&message.to_bytes()).into_owned());
+            }
             event
         }
-        None => SseEvent {
-            id: event.id,
-            data: Some(String::new()),
-            ..SseEvent::default()
-        },
+        Some(message) => {
+            event.set_data(String::from_utf8_lossy(&message.to_bytes()).into_owned());
+            event
+        }
+        None => SseEvent::placeholder(event.id),
     }
 }

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// One event (or a block of comments only, such as a keep-alive).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct SseEvent {
     /// Comment lines (without the leading colon).
     pub comments: Vec<String>,
@@ -22,7 +22,30 @@ pub struct SseEvent {
     pub retry: Option<String>,
     /// The `data:` lines joined with newlines; `None` when the event has no data field.
     pub data: Option<String>,
+    /// The bytes the event arrived as, while it is unchanged: passed on as they are.
+    raw: Option<Bytes>,
 }
+
+impl PartialEq for SseEvent {
+    /// Events are equal when their fields are; how they were written does not matter.
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.comments,
+            &self.event,
+            &self.id,
+            &self.retry,
+            &self.data,
+        ) == (
+            &other.comments,
+            &other.event,
+            &other.id,
+            &other.retry,
+            &other.data,
+        )
+    }
+}
+
+impl Eq for SseEvent {}
 
 impl SseEvent {
     /// An event carrying `data`.
@@ -34,8 +57,36 @@ impl SseEvent {
         }
     }
 
-    /// The event on the wire.
+    /// An event that only keeps a stream position: `id` and empty data, as a priming event.
+    pub fn placeholder(id: Option<String>) -> Self {
+        Self {
+            id,
+            data: Some(String::new()),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the event still has the bytes it came as.
+    pub fn is_raw(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// Replaces the data, so the event is written anew.
+    pub fn set_data(&mut self, data: String) {
+        self.data = Some(data);
+        self.raw = None;
+    }
+
+    /// Takes the data out (the event keeps its original bytes, if it had them).
+    pub fn take_data(&mut self) -> Option<String> {
+        self.data.take()
+    }
+
+    /// The event on the wire: the bytes it arrived as when unchanged, written anew otherwise.
     pub fn encode(&self) -> Bytes {
+        if let Some(raw) = &self.raw {
+            return raw.clone();
+        }
         let mut out = String::new();
         for comment in &self.comments {
             out.push(':');
@@ -88,6 +139,8 @@ pub enum SseError {
 pub struct SseDecoder {
     buffer: BytesMut,
     current: SseEvent,
+    /// The bytes of the event being read, as they came.
+    raw: BytesMut,
     pending_bytes: usize,
 }
 
@@ -102,16 +155,22 @@ impl SseDecoder {
         self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
         while let Some(end) = self.buffer.iter().position(|&b| b == b'\n' || b == b'\r') {
+            // A CR that ends the buffer may be the first half of a CR LF split across chunks: wait.
+            if self.buffer.get(end) == Some(&b'\r') && end + 1 == self.buffer.len() {
+                break;
+            }
             let line = self.buffer.split_to(end);
             // A CR LF pair ends one line.
-            let terminator = self.buffer.split_to(1);
-            if terminator.first() == Some(&b'\r') && self.buffer.first() == Some(&b'\n') {
-                let _ = self.buffer.split_to(1);
-            }
+            let crlf = self.buffer.starts_with(b"\r\n");
+            let terminator = self.buffer.split_to(if crlf { 2 } else { 1 });
+            self.raw.extend_from_slice(&line);
+            self.raw.extend_from_slice(&terminator);
             if line.is_empty() {
-                let event = std::mem::take(&mut self.current);
+                let mut event = std::mem::take(&mut self.current);
+                let raw = self.raw.split().freeze();
                 self.pending_bytes = 0;
                 if !event.is_empty() {
+                    event.raw = Some(raw);
                     events.push(event);
                 }
             } else {
@@ -130,6 +189,7 @@ impl SseDecoder {
 
     /// The event left unterminated at the end of the stream, if any.
     pub fn finish(&mut self) -> Option<SseEvent> {
+        self.raw.clear();
         if !self.buffer.is_empty() {
             let line = self.buffer.split();
             self.field(&String::from_utf8_lossy(&line));
@@ -211,6 +271,30 @@ mod tests {
     }
 
     #[test]
+    fn a_crlf_split_across_chunks_is_one_line_end() {
+        let mut decoder = SseDecoder::new();
+        let mut events = decoder.push(b"data: a\r").unwrap();
+        events.extend(decoder.push(b"\nid: 1\r\n\r").unwrap());
+        assert!(events.is_empty(), "nothing is complete yet: {events:?}");
+        events.extend(decoder.push(b"\n").unwrap());
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].data.as_deref(), events[0].id.as_deref()),
+            (Some("a"), Some("1"))
+        );
+    }
+
+    #[test]
+    fn unchanged_events_pass_as_the_bytes_they_came_as() {
+        let wire = b"event: message\r\nid: 7\r\ndata:{\"a\":1}\r\n\r\n";
+        let mut decoder = SseDecoder::new();
+        let mut events = decoder.push(wire).unwrap();
+        assert_eq!(events[0].encode(), &wire[..]);
+        events[0].set_data("{}".into());
+        assert_eq!(events[0].encode(), "event: message\nid: 7\ndata: {}\n\n");
+    }
+
+    #[test]
     fn encodes_what_it_decodes() {
         let event = SseEvent {
             comments: vec![" c".into()],
@@ -218,6 +302,7 @@ mod tests {
             id: Some("9".into()),
             retry: Some("100".into()),
             data: Some("line1\nline2".into()),
+            raw: None,
         };
         let mut decoder = SseDecoder::new();
         assert_eq!(decoder.push(&event.encode()).unwrap(), [event]);
