@@ -68,24 +68,7 @@ fn json_response(
     batch: bool,
     session: Option<&str>,
 ) -> Response {
-    let body = if batch || messages.len() > 1 {
-        let values: Vec<serde_json::Value> = messages
-            .iter()
-            .map(|m| serde_json::Value::Object(m.as_json().clone()))
-            .collect();
-        Bytes::from(serde_json::Value::Array(values).to_string())
-    } else {
-        messages.first().map(Message::to_bytes).unwrap_or_default()
-    };
-    let mut response = (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response();
+    let mut response = wire::json_response(status, messages, batch);
     if let Some(value) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
         response.headers_mut().insert(SESSION_HEADER, value);
     }
@@ -266,16 +249,10 @@ pub(super) async fn post(
         }
     };
     let changed = forwarded.len() != message_count || forwarded.iter().any(Message::is_modified);
-    let upstream_body = match (changed, forwarded.as_slice()) {
-        (false, _) => body,
-        (true, [single]) if !is_batch => single.to_bytes(),
-        (true, all) => {
-            let values: Vec<serde_json::Value> = all
-                .iter()
-                .map(|m| serde_json::Value::Object(m.as_json().clone()))
-                .collect();
-            Bytes::from(serde_json::Value::Array(values).to_string())
-        }
+    let upstream_body = if changed {
+        wire::messages_body(&forwarded, is_batch)
+    } else {
+        body
     };
     let upstream_session = session
         .as_ref()

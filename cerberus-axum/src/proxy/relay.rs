@@ -92,7 +92,7 @@ pub(super) async fn response(
     } else if is_media(&upstream, "application/json") {
         json(&gateway, &caller, &context, upstream, status).await
     } else if !context.answers.is_empty() {
-        json_body(status_or_ok(status), &context.answers, context.batch)
+        wire::json_response(status_or_ok(status), &context.answers, context.batch)
     } else {
         status.into_response()
     };
@@ -125,27 +125,6 @@ impl RelayContext {
             new_session: self.new_session.clone(),
         }
     }
-}
-
-fn json_body(status: StatusCode, messages: &[Message], batch: bool) -> Response {
-    let body = if batch || messages.len() != 1 {
-        let values: Vec<serde_json::Value> = messages
-            .iter()
-            .map(|m| serde_json::Value::Object(m.as_json().clone()))
-            .collect();
-        Bytes::from(serde_json::Value::Array(values).to_string())
-    } else {
-        messages.first().map(Message::to_bytes).unwrap_or_default()
-    };
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
 }
 
 async fn json(
@@ -185,7 +164,7 @@ async fn json(
     for message in messages {
         out.extend(process_message(gateway, caller, context, message).await);
     }
-    json_body(status_or_ok(status), &out, context.batch)
+    wire::json_response(status_or_ok(status), &out, context.batch)
 }
 
 async fn read_limited(upstream: reqwest::Response) -> Result<Bytes, String> {
@@ -435,19 +414,7 @@ fn stream(
             let _ = sender.send(Ok(event.encode())).await;
         }
     });
-    let mut response = Response::new(Body::from_stream(ReceiverStream::new(receiver)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
+    event_stream_response(receiver, status)
 }
 
 /// One event through the pipeline. Events without data (priming events, keep-alives) pass as they are;

@@ -98,6 +98,35 @@ pub fn http_error(status: StatusCode, code: i64, message: &str) -> Response {
         .into_response()
 }
 
+/// Messages as one JSON body: the message itself when there is one and the client sent no batch, an
+/// array otherwise.
+pub fn messages_body(messages: &[Message], batch: bool) -> bytes::Bytes {
+    match messages {
+        [single] if !batch => single.to_bytes(),
+        all => {
+            let values: Vec<Value> = all
+                .iter()
+                .map(|m| Value::Object(m.as_json().clone()))
+                .collect();
+            bytes::Bytes::from(Value::Array(values).to_string())
+        }
+    }
+}
+
+/// A JSON response carrying `messages`.
+pub fn json_response(status: StatusCode, messages: &[Message], batch: bool) -> Response {
+    let body = messages_body(messages, batch);
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
 /// 401 with a `WWW-Authenticate` challenge.
 pub fn unauthorised(message: &str) -> Response {
     let mut response = http_error(StatusCode::UNAUTHORIZED, INVALID_REQUEST, message);
