@@ -62,6 +62,22 @@ async fn session(
     }
 }
 
+/// The session a GET or DELETE must name (400 without one, 404 for one that is not the caller's).
+async fn required_session(
+    gateway: &Gateway,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<(String, SessionRecord), Response> {
+    match session(gateway, caller, headers).await? {
+        Some(session) => Ok(session),
+        None => Err(wire::http_error(
+            StatusCode::BAD_REQUEST,
+            wire::INVALID_REQUEST,
+            "missing Mcp-Session-Id",
+        )),
+    }
+}
+
 fn json_response(
     status: StatusCode,
     messages: &[Message],
@@ -361,18 +377,10 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
             "protocol 2026-07-28 has no GET stream",
         );
     }
-    let session = match session(gateway, caller, headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => {
-            return wire::http_error(
-                StatusCode::BAD_REQUEST,
-                wire::INVALID_REQUEST,
-                "missing Mcp-Session-Id",
-            );
-        }
+    let (session_id, record) = match required_session(gateway, caller, headers).await {
+        Ok(session) => session,
         Err(response) => return response,
     };
-    let (session_id, record) = session;
     let http = match &caller.route.upstream {
         Upstream::Http(http) => http,
         Upstream::Stdio(_) => {
@@ -421,15 +429,8 @@ pub(super) async fn delete(
     caller: &Caller,
     headers: &HeaderMap,
 ) -> Response {
-    let (session_id, record) = match session(gateway, caller, headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => {
-            return wire::http_error(
-                StatusCode::BAD_REQUEST,
-                wire::INVALID_REQUEST,
-                "missing Mcp-Session-Id",
-            );
-        }
+    let (session_id, record) = match required_session(gateway, caller, headers).await {
+        Ok(session) => session,
         Err(response) => return response,
     };
     let status = match (&caller.route.upstream, record.upstream_session.as_deref()) {
