@@ -199,6 +199,48 @@ fn merge(into: &mut Figures, from: Figures) {
     into.errors += from.errors;
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`, in clock ticks of
+/// 10 ms; `None` where there is no procfs.
+fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |pid| format!("/proc/{pid}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis are fixed.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time used by the load client, the upstream and the gateway.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    client: Duration,
+    upstream: Duration,
+    gateway: Duration,
+}
+
+impl Cpu {
+    fn now(upstream: &Process, gateway: &Process) -> Self {
+        Self {
+            client: cpu_time(None).unwrap_or_default(),
+            upstream: cpu_time(Some(upstream.0.id())).unwrap_or_default(),
+            gateway: cpu_time(Some(gateway.0.id())).unwrap_or_default(),
+        }
+    }
+
+    fn add_since(&mut self, start: Self, end: Self) {
+        self.client += end.client.saturating_sub(start.client);
+        self.upstream += end.upstream.saturating_sub(start.upstream);
+        self.gateway += end.gateway.saturating_sub(start.gateway);
+    }
+}
+
+fn micros_per_call(cpu: Duration, calls: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / calls.max(1) as f64
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -269,9 +311,15 @@ async fn main() -> anyhow::Result<()> {
     load(&through, 2, 20).await?;
 
     let (mut direct_figures, mut gateway_figures) = (Figures::default(), Figures::default());
+    let (mut direct_cpu, mut gateway_cpu) = (Cpu::default(), Cpu::default());
     for round in 1..=args.rounds {
+        let before = Cpu::now(&upstream, &gateway);
         let d = load(&direct, args.concurrency, args.calls).await?;
+        let between = Cpu::now(&upstream, &gateway);
         let g = load(&through, args.concurrency, args.calls).await?;
+        let after = Cpu::now(&upstream, &gateway);
+        direct_cpu.add_since(before, between);
+        gateway_cpu.add_since(between, after);
         println!(
             "round {round}: direct {:.0} calls/s, gateway {:.0} calls/s",
             d.throughput(),
@@ -314,6 +362,24 @@ async fn main() -> anyhow::Result<()> {
         millis(gateway_figures.percentile(0.50)) - millis(direct_figures.percentile(0.50)),
         millis(gateway_figures.percentile(0.99)) - millis(direct_figures.percentile(0.99))
     );
+    println!();
+    println!("CPU time per call (user + system, 10 ms ticks over every round):");
+    println!(
+        "{:<8} {:>10} {:>10} {:>10}",
+        "target", "client µs", "server µs", "gateway µs"
+    );
+    for (name, cpu, calls) in [
+        ("direct", direct_cpu, direct_figures.calls),
+        ("gateway", gateway_cpu, gateway_figures.calls),
+    ] {
+        println!(
+            "{:<8} {:>10.1} {:>10.1} {:>10.1}",
+            name,
+            micros_per_call(cpu.client, calls),
+            micros_per_call(cpu.upstream, calls),
+            micros_per_call(cpu.gateway, calls)
+        );
+    }
     let _ = std::fs::remove_dir_all(&work);
     if direct_figures.errors + gateway_figures.errors > 0 {
         bail!("some calls failed: the figures above do not measure what they claim");

@@ -107,6 +107,8 @@ impl Gateway {
             .connect_timeout(config.server.upstream_timeout())
             // A request's headers and body must not wait on each other's acknowledgement (Nagle).
             .tcp_nodelay(true)
+            // A redirect is the upstream's answer to pass on, not one to follow with its credentials.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {
                 PolicyError::new("server", format!("cannot build the HTTP client: {e}"))

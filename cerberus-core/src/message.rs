@@ -140,41 +140,41 @@ impl Message {
 
     /// The method of a request or notification.
     pub fn method(&self) -> Option<&str> {
-        self.object.get("method").and_then(Value::as_str)
+        member(&self.object, "method").and_then(Value::as_str)
     }
 
     /// The id of a request, response or error.
     pub fn id(&self) -> Option<&Value> {
-        self.object.get("id")
+        member(&self.object, "id")
     }
 
     /// The `params` of a request or notification.
     pub fn params(&self) -> Option<&Value> {
-        self.object.get("params")
+        member(&self.object, "params")
     }
 
     /// The `result` of a response.
     pub fn result(&self) -> Option<&Value> {
-        self.object.get("result")
+        member(&self.object, "result")
     }
 
     /// The `error` of an error response.
     pub fn error(&self) -> Option<&Value> {
-        self.object.get("error")
+        member(&self.object, "error")
     }
 
     /// The payload guardrails inspect: `params`, `result` or `error`, whichever the message has.
     pub fn payload(&self) -> Option<&Value> {
-        self.params()
-            .or_else(|| self.result())
-            .or_else(|| self.error())
+        ["params", "result", "error"]
+            .into_iter()
+            .find_map(|name| member(&self.object, name))
     }
 
     /// The member that holds the payload (`"params"`, `"result"` or `"error"`).
     pub fn payload_member(&self) -> Option<&'static str> {
         ["params", "result", "error"]
             .into_iter()
-            .find(|member| self.object.contains_key(*member))
+            .find(|name| member(&self.object, name).is_some())
     }
 
     /// The tool a `tools/call` request names.
@@ -266,7 +266,7 @@ impl Message {
 
     fn param_str_for(&self, method: &str, key: &str) -> Option<&str> {
         if self.method() == Some(method) {
-            self.params()?.get(key)?.as_str()
+            member(self.params()?.as_object()?, key)?.as_str()
         } else {
             None
         }
@@ -274,16 +274,16 @@ impl Message {
 }
 
 fn classify(object: &Map<String, Value>) -> Result<MessageKind, MessageError> {
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if member(object, "jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(MessageError::Version);
     }
-    let id = object.get("id");
-    if let Some(params) = object.get("params")
+    let id = member(object, "id");
+    if let Some(params) = member(object, "params")
         && !(params.is_object() || params.is_array())
     {
         return Err(MessageError::Params);
     }
-    if let Some(method) = object.get("method") {
+    if let Some(method) = member(object, "method") {
         if !method.is_string() {
             return Err(MessageError::Method);
         }
@@ -294,13 +294,26 @@ fn classify(object: &Map<String, Value>) -> Result<MessageKind, MessageError> {
         };
     }
     let id = id.ok_or(MessageError::Shape)?;
-    match (object.get("result"), object.get("error")) {
+    match (member(object, "result"), member(object, "error")) {
         (Some(_), Some(_)) => Err(MessageError::ResultAndError),
         (Some(_), None) if is_valid_id(id) => Ok(MessageKind::Response),
         // An error answering a request whose id could not be read carries a null id.
         (None, Some(_)) if is_valid_id(id) || id.is_null() => Ok(MessageKind::Error),
         (None, None) => Err(MessageError::Shape),
         _ => Err(MessageError::Id),
+    }
+}
+
+/// A member of a small object, found by comparing names: a JSON-RPC envelope or `params` has a handful of
+/// members, where hashing the name (SipHash, for the map's index) costs more than a few comparisons.
+fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    const SMALL: usize = 8;
+    if object.len() <= SMALL {
+        object
+            .iter()
+            .find_map(|(key, value)| (key == name).then_some(value))
+    } else {
+        object.get(name)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Upstream responses: every message through the response pipeline, SSE events passed on one by one as
 //! they arrive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -263,7 +263,11 @@ fn event_stream_response(
 ) -> Response {
     let mut response = Response::new(Body::from_stream(ReceiverStream::new(receiver)));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
+    set_event_stream_headers(response.headers_mut());
+    response
+}
+
+fn set_event_stream_headers(headers: &mut axum::http::HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
@@ -273,7 +277,6 @@ fn event_stream_response(
         HeaderValue::from_static("no-cache, no-transform"),
     );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
 }
 
 fn message_event(message: &Message) -> Bytes {
@@ -367,6 +370,8 @@ pub(super) fn stdio_listen(
     event_stream_response(receiver, StatusCode::OK)
 }
 
+/// An upstream event stream relayed to the client: decoded and evaluated as the client reads, in the
+/// connection's own task (no spawned task, no channel), so a slow client slows the upstream read.
 fn stream(
     gateway: Arc<Gateway>,
     caller: Caller,
@@ -374,47 +379,116 @@ fn stream(
     upstream: reqwest::Response,
     status: StatusCode,
 ) -> Response {
-    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
-    tokio::spawn(async move {
-        for answer in &context.answers {
-            if sender
-                .send(Ok(SseEvent::message(
-                    String::from_utf8_lossy(&answer.to_bytes()).into_owned(),
-                )
-                .encode()))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-        let mut decoder = SseDecoder::new();
-        let mut chunks = upstream.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
-            let events = match chunk
-                .map_err(|e| e.to_string())
-                .and_then(|c| decoder.push(&c).map_err(|e| e.to_string()))
-            {
-                Ok(events) => events,
-                Err(e) => {
-                    tracing::warn!(error = %e, "upstream event stream broke off");
-                    return;
+    let answers = join(context.answers.iter().map(message_event).collect());
+    let relay = EventRelay {
+        unanswered: context.request_methods.keys().cloned().collect(),
+        gateway,
+        caller,
+        context,
+        chunks: Box::pin(upstream.bytes_stream()),
+        decoder: SseDecoder::new(),
+        resumable: false,
+    };
+    let first = futures::stream::iter((!answers.is_empty()).then(|| Ok(answers)));
+    let relayed = futures::stream::unfold(Some(relay), |relay| async move {
+        let mut relay = relay?;
+        let out = relay.next().await?;
+        Some((Ok::<_, std::io::Error>(out), Some(relay)))
+    });
+    let mut response = Response::new(Body::from_stream(first.chain(relayed)));
+    *response.status_mut() = status;
+    set_event_stream_headers(response.headers_mut());
+    response
+}
+
+/// The state of one relayed upstream event stream.
+struct EventRelay {
+    gateway: Arc<Gateway>,
+    caller: Caller,
+    context: RelayContext,
+    chunks: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    decoder: SseDecoder,
+    /// Requests of this POST that have no answer yet, by JSON id text.
+    unanswered: HashSet<String>,
+    /// Whether the upstream gave its events ids: a client can then resume a broken stream itself.
+    resumable: bool,
+}
+
+impl EventRelay {
+    /// The bytes for the client from the next upstream chunk that completes any event; `None` at the end.
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            let events = match self.chunks.next().await {
+                Some(Ok(chunk)) => match self.decoder.push(&chunk) {
+                    Ok(events) => events,
+                    Err(e) => return self.broke_off(&e.to_string()),
+                },
+                Some(Err(e)) => return self.broke_off(&e.to_string()),
+                None => {
+                    let last = self.decoder.finish();
+                    let mut out = Vec::new();
+                    if let Some(event) = last {
+                        out.push(self.relay(event).await.encode());
+                    }
+                    out.extend(self.unanswered_errors("the upstream MCP server ended its stream"));
+                    self.unanswered.clear();
+                    let out = join(out);
+                    return (!out.is_empty()).then_some(out);
                 }
             };
-            for event in events {
-                let event = relay_event(&gateway, &caller, &context, event).await;
-                // A closed channel means the client went away: dropping the upstream stream closes it too.
-                if sender.send(Ok(event.encode())).await.is_err() {
-                    return;
-                }
+            if events.is_empty() {
+                continue;
             }
+            let mut out = Vec::with_capacity(events.len());
+            for event in events {
+                out.push(self.relay(event).await.encode());
+            }
+            return Some(join(out));
         }
-        if let Some(event) = decoder.finish() {
-            let event = relay_event(&gateway, &caller, &context, event).await;
-            let _ = sender.send(Ok(event.encode())).await;
+    }
+
+    async fn relay(&mut self, event: SseEvent) -> SseEvent {
+        self.resumable |= event.id.as_deref().is_some_and(|id| !id.is_empty());
+        relay_event(
+            &self.gateway,
+            &self.caller,
+            &self.context,
+            &mut self.unanswered,
+            event,
+        )
+        .await
+    }
+
+    /// The stream failed: requests still waiting get an error, unless the client can resume.
+    fn broke_off(&mut self, error: &str) -> Option<Bytes> {
+        tracing::warn!(error, "the upstream event stream broke off");
+        let out = join(self.unanswered_errors("the upstream MCP server's stream broke off"));
+        self.unanswered.clear();
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// An error event for every request still waiting, when the client cannot resume the stream to get
+    /// its answers (the upstream gave no event ids).
+    fn unanswered_errors(&self, why: &str) -> Vec<Bytes> {
+        if self.resumable {
+            return Vec::new();
         }
-    });
-    event_stream_response(receiver, status)
+        self.unanswered
+            .iter()
+            .filter_map(|id| serde_json::from_str::<serde_json::Value>(id).ok())
+            .filter_map(|id| wire::error_message(Some(&id), wire::UPSTREAM_UNAVAILABLE, why, None))
+            .map(|error| message_event(&error))
+            .collect()
+    }
+}
+
+/// Events written back to back: one buffer for the client, without a copy when there is one.
+fn join(mut parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => parts.concat().into(),
+    }
 }
 
 /// One event through the pipeline. Events without data (priming events, keep-alives) pass as they are;
@@ -423,6 +497,7 @@ async fn relay_event(
     gateway: &Gateway,
     caller: &Caller,
     context: &RelayContext,
+    unanswered: &mut HashSet<String>,
     mut event: SseEvent,
 ) -> SseEvent {
     if event.data.as_deref().is_none_or(|d| d.trim().is_empty()) {
@@ -433,7 +508,14 @@ async fn relay_event(
     };
     // The data moves into the message without a copy; the event keeps the bytes it came as.
     let outcome = match Message::parse(Bytes::from(data)) {
-        Ok(message) => process_message(gateway, caller, context, message).await,
+        Ok(message) => {
+            if matches!(message.kind(), MessageKind::Response | MessageKind::Error)
+                && let Some(id) = message.id()
+            {
+                unanswered.remove(&id.to_string());
+            }
+            process_message(gateway, caller, context, message).await
+        }
         Err(e) => {
             tracing::warn!(error = %e, "dropped an upstream event that is not a JSON-RPC message");
             None

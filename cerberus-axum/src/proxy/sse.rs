@@ -135,13 +135,18 @@ pub enum SseError {
 }
 
 /// Reads events from chunks as they arrive.
+///
+/// The bytes of the event being read stay in one buffer until its blank line arrives, and then leave it
+/// as the event's raw bytes without a copy.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
+    /// The event being read (from its first byte) and whatever has arrived after it.
     buffer: BytesMut,
+    /// Where the current line starts in `buffer`.
+    line_start: usize,
+    /// How far `buffer` has been searched for a line end, so a long line is not searched again.
+    searched: usize,
     current: SseEvent,
-    /// The bytes of the event being read, as they came.
-    raw: BytesMut,
-    pending_bytes: usize,
 }
 
 impl SseDecoder {
@@ -154,34 +159,40 @@ impl SseDecoder {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, SseError> {
         self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n' || b == b'\r') {
-            // A CR that ends the buffer may be the first half of a CR LF split across chunks: wait.
-            if self.buffer.get(end) == Some(&b'\r') && end + 1 == self.buffer.len() {
+        loop {
+            let from = self.searched.max(self.line_start);
+            let unsearched = self.buffer.get(from..).unwrap_or_default();
+            let Some(end) = memchr::memchr2(b'\n', b'\r', unsearched).map(|at| from + at) else {
+                self.searched = self.buffer.len();
                 break;
+            };
+            let terminator = match self.buffer.get(end..=end + 1) {
+                Some(b"\r\n") => 2,
+                // A CR that ends the buffer may be the first half of a CR LF split across chunks: wait.
+                None if self.buffer.get(end) == Some(&b'\r') => {
+                    self.searched = end;
+                    break;
+                }
+                _ => 1,
+            };
+            let line = self.buffer.get(self.line_start..end).unwrap_or_default();
+            let blank = line.is_empty();
+            if !blank {
+                field(&mut self.current, &utf8(line));
             }
-            let line = self.buffer.split_to(end);
-            // A CR LF pair ends one line.
-            let crlf = self.buffer.starts_with(b"\r\n");
-            let terminator = self.buffer.split_to(if crlf { 2 } else { 1 });
-            self.raw.extend_from_slice(&line);
-            self.raw.extend_from_slice(&terminator);
-            if line.is_empty() {
+            self.line_start = end + terminator;
+            self.searched = self.line_start;
+            if blank {
+                let raw = self.buffer.split_to(self.line_start).freeze();
+                (self.line_start, self.searched) = (0, 0);
                 let mut event = std::mem::take(&mut self.current);
-                let raw = self.raw.split().freeze();
-                self.pending_bytes = 0;
                 if !event.is_empty() {
                     event.raw = Some(raw);
                     events.push(event);
                 }
-            } else {
-                self.pending_bytes += line.len();
-                if self.pending_bytes > MAX_EVENT_BYTES {
-                    return Err(SseError::TooLarge);
-                }
-                self.field(&String::from_utf8_lossy(&line));
             }
         }
-        if self.buffer.len() + self.pending_bytes > MAX_EVENT_BYTES {
+        if self.buffer.len() > MAX_EVENT_BYTES {
             return Err(SseError::TooLarge);
         }
         Ok(events)
@@ -189,38 +200,48 @@ impl SseDecoder {
 
     /// The event left unterminated at the end of the stream, if any.
     pub fn finish(&mut self) -> Option<SseEvent> {
-        self.raw.clear();
-        if !self.buffer.is_empty() {
-            let line = self.buffer.split();
-            self.field(&String::from_utf8_lossy(&line));
+        let line = self.buffer.get(self.line_start..).unwrap_or_default();
+        if !line.is_empty() {
+            field(&mut self.current, &utf8(line));
         }
+        self.buffer.clear();
+        (self.line_start, self.searched) = (0, 0);
         let event = std::mem::take(&mut self.current);
         (!event.is_empty()).then_some(event)
     }
+}
 
-    fn field(&mut self, line: &str) {
-        if let Some(comment) = line.strip_prefix(':') {
-            self.current.comments.push(comment.to_owned());
-            return;
-        }
-        let (name, value) = match line.split_once(':') {
-            Some((name, value)) => (name, value.strip_prefix(' ').unwrap_or(value)),
-            None => (line, ""),
-        };
-        match name {
-            "data" => match &mut self.current.data {
-                Some(data) => {
-                    data.push('\n');
-                    data.push_str(value);
-                }
-                None => self.current.data = Some(value.to_owned()),
-            },
-            "id" => self.current.id = Some(value.to_owned()),
-            "event" => self.current.event = Some(value.to_owned()),
-            "retry" => self.current.retry = Some(value.to_owned()),
-            // Unknown fields are ignored, as the SSE specification says.
-            _ => {}
-        }
+/// A line as text: borrowed when it is valid UTF-8, as it nearly always is.
+fn utf8(line: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(line) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(line),
+    }
+}
+
+/// One field line into the event being read.
+fn field(current: &mut SseEvent, line: &str) {
+    if let Some(comment) = line.strip_prefix(':') {
+        current.comments.push(comment.to_owned());
+        return;
+    }
+    let (name, value) = match line.split_once(':') {
+        Some((name, value)) => (name, value.strip_prefix(' ').unwrap_or(value)),
+        None => (line, ""),
+    };
+    match name {
+        "data" => match &mut current.data {
+            Some(data) => {
+                data.push('\n');
+                data.push_str(value);
+            }
+            None => current.data = Some(value.to_owned()),
+        },
+        "id" => current.id = Some(value.to_owned()),
+        "event" => current.event = Some(value.to_owned()),
+        "retry" => current.retry = Some(value.to_owned()),
+        // Unknown fields are ignored, as the SSE specification says.
+        _ => {}
     }
 }
 
@@ -319,5 +340,49 @@ mod tests {
         let mut decoder = SseDecoder::new();
         let big = vec![b'a'; MAX_EVENT_BYTES + 1];
         assert!(matches!(decoder.push(&big), Err(SseError::TooLarge)));
+    }
+
+    proptest::proptest! {
+        /// However a stream is cut into chunks, the same events come out, and their raw bytes are the
+        /// stream itself.
+        #[test]
+        fn chunking_never_changes_what_is_decoded(
+            lines in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "data: {\"a\":1}", "data:x", "data: ", "id: 7", "event: message", "retry: 10",
+                    ": keep-alive", "", "unknown: f", "data: é ü",
+                ]),
+                0..24,
+            ),
+            endings in proptest::collection::vec(proptest::sample::select(vec!["\n", "\r\n", "\r"]), 24),
+            cuts in proptest::collection::vec(0usize..64, 0..8),
+        ) {
+            let mut wire = Vec::new();
+            for (line, ending) in lines.iter().zip(endings.iter().cycle()) {
+                wire.extend_from_slice(line.as_bytes());
+                wire.extend_from_slice(ending.as_bytes());
+            }
+            wire.extend_from_slice(b"\n\n");
+            let whole = SseDecoder::new().push(&wire).unwrap();
+            let mut decoder = SseDecoder::new();
+            let mut pieces = Vec::new();
+            let mut rest = &wire[..];
+            for cut in cuts {
+                let (head, tail) = rest.split_at(cut.min(rest.len()));
+                pieces.extend(decoder.push(head).unwrap());
+                rest = tail;
+            }
+            pieces.extend(decoder.push(rest).unwrap());
+            pieces.extend(decoder.finish());
+            proptest::prop_assert_eq!(&pieces, &whole);
+            // Each event passes on as the very bytes it came as, in order.
+            let mut position = 0;
+            for event in &whole {
+                let raw = event.encode();
+                let found = wire[position..].windows(raw.len()).position(|w| w == &raw[..]);
+                proptest::prop_assert!(found.is_some(), "{raw:?} is not in the stream after {position}");
+                position += found.unwrap_or_default() + raw.len();
+            }
+        }
     }
 }

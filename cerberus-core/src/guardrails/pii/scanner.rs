@@ -313,6 +313,13 @@ mod tests {
     }
 
     #[test]
+    fn a_phone_number_ends_before_a_group_glued_to_a_word() {
+        // The greedy pattern takes ` 00` as a last group; the number still ends at the space before it.
+        assert_eq!(scan("+44 20 7946 0958 00A"), [(Phone, "+44 20 7946 0958")]);
+        assert_eq!(scan("(555) 234-5678-x9"), [(Phone, "(555) 234-5678")]);
+    }
+
+    #[test]
     fn phone_numbers_do_not_fire_on_dates_versions_ssns_or_ips() {
         for text in [
             "2024-01-15",

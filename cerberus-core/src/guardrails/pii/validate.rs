@@ -281,7 +281,6 @@ pub(super) enum PhoneShape {
 
 /// A phone number of `shape` with a plausible number of digits and the separators of a written number.
 pub(super) fn phone(bytes: &[u8], span: Range<usize>, shape: PhoneShape) -> Option<Range<usize>> {
-    let text = bytes.get(span.clone())?;
     let left_ok = match before(bytes, span.start) {
         None => true,
         Some(b) if is_word(b) || b == b'+' => false,
@@ -292,17 +291,33 @@ pub(super) fn phone(bytes: &[u8], span: Range<usize>, shape: PhoneShape) -> Opti
             .is_some_and(|b| b.is_ascii_digit()),
         Some(_) => true,
     };
-    let right_ok = match at(bytes, span.end) {
-        None => true,
-        Some(b) if is_word(b) => false,
-        Some(b'.' | b'-' | b'/' | b':') => {
-            !at(bytes, span.end + 1).is_some_and(|b| b.is_ascii_digit())
-        }
-        Some(_) => true,
-    };
-    if !left_ok || !right_ok {
+    if !left_ok {
         return None;
     }
+    let right_ok = |end: usize| match at(bytes, end) {
+        None => true,
+        Some(b) if is_word(b) => false,
+        Some(b'.' | b'-' | b'/' | b':') => !at(bytes, end + 1).is_some_and(|b| b.is_ascii_digit()),
+        Some(_) => true,
+    };
+    // The pattern is greedy: when its last group runs into a word (`+44 20 7946 0958 00A`), the number
+    // may still end at an earlier separator.
+    let mut end = span.end;
+    loop {
+        let candidate = span.start..end;
+        if right_ok(end) && phone_shape(bytes.get(candidate.clone())?, shape) {
+            return Some(candidate);
+        }
+        end = bytes
+            .get(span.start + 1..end)?
+            .iter()
+            .rposition(|b| matches!(b, b' ' | b'.' | b'-'))
+            .map(|at| span.start + 1 + at)?;
+    }
+}
+
+/// Whether a candidate's digits and separators fit the phone shape it was found as.
+fn phone_shape(text: &[u8], shape: PhoneShape) -> bool {
     let count = text.iter().filter(|b| b.is_ascii_digit()).count();
     let separated = text
         .iter()
@@ -311,13 +326,12 @@ pub(super) fn phone(bytes: &[u8], span: Range<usize>, shape: PhoneShape) -> Opti
     let dotted_only = text
         .iter()
         .all(|b| b.is_ascii_digit() || *b == b'.' || *b == b'+');
-    let ok = match shape {
+    match shape {
         PhoneShape::International if text.first() == Some(&b'+') => (8..=15).contains(&count),
         PhoneShape::International => separated && (8..=15).contains(&count.saturating_sub(2)),
         PhoneShape::NorthAmerican => count == 10 || count == 11,
         PhoneShape::National => separated && (10..=11).contains(&count) && !dotted_only,
-    };
-    ok.then_some(span)
+    }
 }
 
 #[cfg(test)]
