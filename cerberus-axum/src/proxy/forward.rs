@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,6 +12,7 @@ use cerberus_core::session::SessionRecord;
 use cerberus_core::{Decision, Direction, Envelope, Message, MessageError, MessageKind, methods};
 use rand::RngCore;
 
+use super::intermediary::Mirrors;
 use super::relay::{self, RelayContext, UpstreamLink};
 use super::stdio::SpawnError;
 use super::{SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER, wire};
@@ -91,24 +92,24 @@ fn json_response(
     response
 }
 
-/// The request to the upstream, with the client's protocol headers and never its credential.
+/// The request to the upstream, with the client's protocol headers, the intermediary headers that
+/// mirror the body it carries, and never the client's credential.
 pub(super) fn upstream_request(
     gateway: &Gateway,
     upstream: &HttpUpstream,
     method: reqwest::Method,
     upstream_session: Option<&str>,
     client_headers: &HeaderMap,
-    body_changed: bool,
+    mirrored: Vec<(HeaderName, HeaderValue)>,
 ) -> reqwest::RequestBuilder {
     let mut request = gateway.http.request(method, upstream.url.clone());
     for (name, value) in client_headers {
-        let name = name.as_str();
-        let passed = PASSED_HEADERS.contains(&name) || name == "mcp-method" || name == "mcp-name";
-        // Mcp-Param-* headers mirror parameter values; once the body changed they may no longer match it.
-        let mirrored = name.starts_with("mcp-param-") && !body_changed;
-        if passed || mirrored {
+        if PASSED_HEADERS.contains(&name.as_str()) {
             request = request.header(name, value.as_bytes());
         }
+    }
+    for (name, value) in mirrored {
+        request = request.header(name, value);
     }
     for (name, value) in &upstream.headers {
         request = request.header(name.as_str(), value.as_str());
@@ -117,17 +118,6 @@ pub(super) fn upstream_request(
         request = request.header(SESSION_HEADER, session);
     }
     request
-}
-
-/// `Mcp-Method` and `Mcp-Name` must say what the body says (2026-07-28).
-fn intermediary_headers_match(headers: &HeaderMap, message: &Message) -> bool {
-    let method_ok = header(headers, "mcp-method").is_none_or(|m| message.method() == Some(m));
-    let name = message
-        .tool_name()
-        .or_else(|| message.prompt_name())
-        .or_else(|| message.resource_uri());
-    let name_ok = header(headers, "mcp-name").is_none_or(|n| name == Some(n));
-    method_ok && name_ok
 }
 
 /// POST: one message (or a 2025-03-26 batch) from the client.
@@ -163,15 +153,16 @@ pub(super) async fn post(
             "JSON-RPC batches were removed in protocol 2025-06-18",
         );
     }
-    if let [message] = messages.as_slice()
-        && !intermediary_headers_match(headers, message)
-    {
-        return wire::http_error(
-            StatusCode::BAD_REQUEST,
-            wire::HEADER_MISMATCH,
-            "Mcp-Method or Mcp-Name does not match the body",
-        );
-    }
+    // Batches (2025-03-26 only) predate the intermediary headers: a batch's are not passed on.
+    let mirrors = match messages.as_slice() {
+        [message] => match Mirrors::read(headers, message) {
+            Ok(mirrors) => mirrors,
+            Err(why) => {
+                return wire::http_error(StatusCode::BAD_REQUEST, wire::HEADER_MISMATCH, &why);
+            }
+        },
+        _ => Mirrors::default(),
+    };
     let initialize = messages
         .iter()
         .any(|m| m.kind() == MessageKind::Request && m.method() == Some(methods::INITIALIZE));
@@ -270,6 +261,16 @@ pub(super) async fn post(
     } else {
         body
     };
+    let mirrored = match mirrors.for_upstream(forwarded.first().filter(|_| !is_batch)) {
+        Ok(mirrored) => mirrored,
+        Err(why) => {
+            let errors: Vec<Message> = forwarded
+                .iter()
+                .filter_map(|m| wire::error_message(m.id(), wire::HEADER_MISMATCH, &why, None))
+                .collect();
+            return json_response(StatusCode::OK, &errors, is_batch, None);
+        }
+    };
     let upstream_session = session
         .as_ref()
         .and_then(|(_, record)| record.upstream_session.clone());
@@ -279,7 +280,7 @@ pub(super) async fn post(
         reqwest::Method::POST,
         upstream_session.as_deref(),
         headers,
-        changed,
+        mirrored,
     )
     .header(reqwest::header::CONTENT_TYPE, "application/json")
     .body(upstream_body);
@@ -404,7 +405,7 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         reqwest::Method::GET,
         record.upstream_session.as_deref(),
         headers,
-        false,
+        Vec::new(),
     );
     let upstream = match send(gateway, request).await {
         Ok(upstream) => upstream,
@@ -445,7 +446,7 @@ pub(super) async fn delete(
                 reqwest::Method::DELETE,
                 Some(upstream_session),
                 headers,
-                false,
+                Vec::new(),
             );
             match send(gateway, request).await {
                 Ok(response) => response.status(),

@@ -7,6 +7,7 @@
 
 mod checks;
 mod forward;
+mod intermediary;
 mod relay;
 pub mod sse;
 pub mod stdio;

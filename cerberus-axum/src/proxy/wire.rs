@@ -6,7 +6,7 @@
 //! | -32051 | throttled by a rate limit (`data`: `guardrail`, `retry_after_ms`, `reason`) |
 //! | -32052 | the upstream MCP server could not be reached or failed |
 //! | -32053 | the upstream MCP server did not answer in time |
-//! | -32020 | an `Mcp-Method`/`Mcp-Name` header does not match the body (as the 2026-07-28 spec says) |
+//! | -32020 | an `Mcp-Method`, `Mcp-Name` or `Mcp-Param-*` header does not match the body (as the 2026-07-28 spec says) |
 //! | -32700, -32600 | parse error, invalid request (JSON-RPC) |
 
 use axum::http::{HeaderValue, StatusCode, header};
