@@ -5,6 +5,7 @@ pub mod audit;
 pub mod guardrails;
 pub mod rate_limit;
 pub mod session;
+pub mod store;
 
 mod guardrail;
 mod identity;
