@@ -28,6 +28,41 @@ pub enum Command {
     /// Generates an agent access key: prints the key (shown once) and the SHA-256 hash to put in a
     /// configuration file's `key_sha256`.
     Keygen,
+    /// Applies the control-plane database's missing migrations (safe while other instances run).
+    Migrate(MigrateArgs),
+    /// Administers the control plane from the command line.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// Arguments of `cerberus migrate`.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The configuration file whose `[database]` to migrate.
+    #[arg(long, value_name = "FILE", env = "CERBERUS_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// `cerberus admin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Creates an organisation and its first owner; the password is read from
+    /// CERBERUS_ADMIN_PASSWORD, or from standard input.
+    CreateUser(CreateUserArgs),
+}
+
+/// Arguments of `cerberus admin create-user`.
+#[derive(Debug, clap::Args)]
+pub struct CreateUserArgs {
+    /// The configuration file whose `[database]` to use.
+    #[arg(long, value_name = "FILE", env = "CERBERUS_CONFIG")]
+    pub config: PathBuf,
+    /// The new organisation's name.
+    #[arg(long)]
+    pub organisation: String,
+    /// The owner's email address (the login).
+    #[arg(long)]
+    pub email: String,
 }
 
 /// Arguments of `cerberus serve`.

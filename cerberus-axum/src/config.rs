@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cerberus_core::store::UpstreamDefinition;
 use cerberus_core::{
     AgentId, GuardrailRegistry, Identity, OrganisationId, PolicyDocument, PolicyFormat, WorkspaceId,
 };
@@ -103,6 +104,73 @@ impl ServerSettings {
     }
 }
 
+/// The control-plane database: with one, agents, workspaces and policies come from it (besides those in
+/// this file) and the admin API is served.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://cerberus.db?mode=rwc` (embedded), `sqlite::memory:`, or `postgres://…`.
+    pub url: String,
+    /// Whether to apply missing migrations at start-up (on PostgreSQL under an advisory lock).
+    #[serde(default = "yes")]
+    pub migrate: bool,
+    /// How long the proxy trusts a key and policy it looked up, in milliseconds; admin changes made
+    /// through this instance take effect at once, others within this time.
+    #[serde(default = "default_cache_ttl_ms")]
+    pub cache_ttl_ms: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_cache_ttl_ms() -> u64 {
+    1000
+}
+
+impl DatabaseSettings {
+    /// How long a looked-up key stays trusted.
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.cache_ttl_ms)
+    }
+}
+
+/// The admin API's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// The secret that signs access tokens (at least 32 bytes; the same on every instance). Better given
+    /// as `CERBERUS_JWT_SECRET`; without either, a random one is made and tokens die with the process.
+    pub jwt_secret: Option<String>,
+    /// How long an access token lives, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// How long a refresh token lives, in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// How long an old key keeps working after a rotation, unless the rotation says otherwise.
+    pub key_rotation_grace_secs: u64,
+    /// Whether admins may define stdio upstreams, which run commands on the gateway's machine.
+    pub allow_stdio_upstreams: bool,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            key_rotation_grace_secs: 0,
+            allow_stdio_upstreams: false,
+        }
+    }
+}
+
+impl AdminSettings {
+    /// The default grace period of a rotated key.
+    pub fn key_rotation_grace(&self) -> Duration {
+        Duration::from_secs(self.key_rotation_grace_secs)
+    }
+}
+
 /// A policy given by path or inline.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
@@ -170,6 +238,16 @@ impl RawUpstream {
                         "must be an http or https URL",
                     ));
                 }
+                for (name, value) in &self.headers {
+                    let valid = http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                        && http::HeaderValue::from_str(value).is_ok();
+                    if !valid {
+                        return Err(ConfigError::new(
+                            format!("{path}.headers.{name}"),
+                            "not a valid HTTP header",
+                        ));
+                    }
+                }
                 if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
                     return Err(ConfigError::new(
                         path,
@@ -219,11 +297,49 @@ impl RawUpstream {
     }
 }
 
+impl Upstream {
+    /// The upstream a stored definition describes, checked as a configuration file's would be (a
+    /// relative command or working directory is relative to `base`).
+    pub fn from_definition(
+        definition: &UpstreamDefinition,
+        base: &Path,
+    ) -> Result<Self, ConfigError> {
+        let raw = match definition.clone() {
+            UpstreamDefinition::Http { url, headers } => RawUpstream {
+                url: Some(url),
+                headers,
+                command: None,
+                args: Vec::new(),
+                env: BTreeMap::new(),
+                cwd: None,
+            },
+            UpstreamDefinition::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => RawUpstream {
+                url: None,
+                headers: BTreeMap::new(),
+                command: Some(command),
+                args,
+                env,
+                cwd: cwd.map(PathBuf::from),
+            },
+        };
+        raw.check(base, "upstream")
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
     server: ServerSettings,
+    #[serde(default)]
+    database: Option<DatabaseSettings>,
+    #[serde(default)]
+    admin: AdminSettings,
     #[serde(default)]
     organisations: Vec<RawOrganisation>,
     #[serde(default)]
@@ -303,6 +419,12 @@ pub struct AgentConfig {
 pub struct GatewayConfig {
     /// Server settings.
     pub server: ServerSettings,
+    /// The control-plane database, if any.
+    pub database: Option<DatabaseSettings>,
+    /// The admin API's settings.
+    pub admin: AdminSettings,
+    /// The directory relative paths are resolved against (the configuration file's).
+    pub base: PathBuf,
     /// The organisations.
     pub organisations: Vec<OrganisationConfig>,
     /// The workspaces.
@@ -470,6 +592,9 @@ impl GatewayConfig {
 
         Ok(Self {
             server: raw.server,
+            database: raw.database,
+            admin: raw.admin,
+            base: base.to_path_buf(),
             organisations,
             workspaces,
             agents,

@@ -14,6 +14,7 @@ use cerberus_core::{
 
 use crate::auth::{KeyIndex, display_prefix};
 use crate::config::{GatewayConfig, ServerSettings, Upstream};
+use crate::directory::{AgentDirectory, DirectoryError};
 use crate::proxy::stdio::StdioSessions;
 
 /// Everything the proxy needs to know about one agent.
@@ -34,7 +35,8 @@ pub struct AgentRoute {
 pub struct Gateway {
     /// Server settings.
     pub settings: ServerSettings,
-    routes: KeyIndex<Arc<AgentRoute>>,
+    /// Who holds which key.
+    pub directory: AgentDirectory,
     /// Where gateway sessions live.
     pub sessions: Arc<dyn SessionStore>,
     /// Where audit events go.
@@ -115,7 +117,7 @@ impl Gateway {
             })?;
         Ok(Self {
             settings: config.server.clone(),
-            routes,
+            directory: AgentDirectory::configured(routes),
             sessions,
             audit,
             http,
@@ -144,12 +146,13 @@ impl Gateway {
             .remove(&(session.to_owned(), id.to_string()))
     }
 
-    /// The caller a bearer key belongs to.
-    pub fn authenticate(&self, key: &str) -> Option<Caller> {
-        self.routes.find(key).map(|route| Caller {
-            route: Arc::clone(route),
+    /// The caller a bearer key belongs to; an error when the key cannot be looked up (the call is then
+    /// refused: the gateway fails closed).
+    pub async fn authenticate(&self, key: &str) -> Result<Option<Caller>, DirectoryError> {
+        Ok(self.directory.find(key).await?.map(|route| Caller {
+            route,
             key_prefix: display_prefix(key),
-        })
+        }))
     }
 
     /// Runs one message through the caller's pipeline and records the audit event.

@@ -1,14 +1,17 @@
 //! The reference Cerberus gateway: the `cerberus` command and the pieces it is built from.
 //!
-//! [`proxy`] is the governance plane (the MCP proxy), [`gateway`] its shared state, [`config`] the
+//! [`proxy`] is the governance plane (the MCP proxy), [`gateway`] its shared state, [`directory`] the
+//! key lookup (configuration file and database), [`admin`] the control plane's REST API, [`config`] the
 //! configuration file, [`auth`] agent keys, [`check`] the dry run for policy authors.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod audit_log;
 pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod directory;
 pub mod gateway;
 pub mod proxy;
 pub mod serve;

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use cerberus_axum::check;
-use cerberus_axum::cli::{Cli, Command};
+use cerberus_axum::cli::{AdminCommand, Cli, Command, CreateUserArgs};
+use cerberus_axum::config::GatewayConfig;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -58,12 +59,54 @@ fn main() -> ExitCode {
             println!("key_sha256: {}", key.hash.to_hex());
             ExitCode::SUCCESS
         }
-        Command::Serve(args) => match runtime.block_on(cerberus_axum::serve::run(&args)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Serve(args) => finish(runtime.block_on(cerberus_axum::serve::run(&args))),
+        Command::Migrate(args) => finish(runtime.block_on(migrate(&args.config))),
+        Command::Admin(AdminCommand::CreateUser(args)) => {
+            finish(runtime.block_on(create_user(&args)))
+        }
     }
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The configuration's database, opened; an error when the file has none.
+async fn database(config: &std::path::Path) -> anyhow::Result<cerberus_sqlx::SqlStore> {
+    let config = GatewayConfig::load(config, &cerberus_core::GuardrailRegistry::default())?;
+    let Some(database) = &config.database else {
+        anyhow::bail!("the configuration has no [database] section");
+    };
+    Ok(cerberus_sqlx::SqlStore::connect(&database.url).await?)
+}
+
+async fn migrate(config: &std::path::Path) -> anyhow::Result<()> {
+    database(config).await?.migrate().await?;
+    println!("the database is up to date");
+    Ok(())
+}
+
+async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
+    let store = database(&args.config).await?;
+    store.migrate().await?;
+    let password = match std::env::var("CERBERUS_ADMIN_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    cerberus_axum::serve::create_owner(&store, &args.organisation, &args.email, password).await?;
+    println!(
+        "created organisation `{}` with owner {}",
+        args.organisation, args.email
+    );
+    Ok(())
 }

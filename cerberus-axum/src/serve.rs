@@ -8,27 +8,145 @@ use axum::serve::ListenerExt;
 use cerberus_core::GuardrailRegistry;
 use cerberus_core::audit::AuditSink;
 use cerberus_core::session::MemorySessionStore;
+use cerberus_core::store::{ControlStore, UserStore};
+use cerberus_sqlx::SqlStore;
 
+use crate::admin::credentials::{TokenIssuer, hash_password};
+use crate::admin::{self, AdminState};
 use crate::audit_log::JsonLinesAuditSink;
 use crate::cli::ServeArgs;
-use crate::config::GatewayConfig;
+use crate::config::{AdminSettings, GatewayConfig};
 use crate::gateway::Gateway;
 use crate::proxy;
 
-/// Builds the gateway's router from a configuration.
+/// The environment variable holding the access-token signing secret.
+pub const JWT_SECRET_ENV: &str = "CERBERUS_JWT_SECRET";
+
+/// Builds the gateway's router from a configuration, with no control-plane database.
 pub fn build(
     config: &GatewayConfig,
     audit: Arc<dyn AuditSink>,
 ) -> anyhow::Result<(Arc<Gateway>, axum::Router)> {
-    let registry = GuardrailRegistry::default();
-    let gateway = Arc::new(Gateway::new(
+    build_with_store(config, audit, None)
+}
+
+/// Builds the gateway's router: the proxy, and with a store the admin API and the stored agents.
+pub fn build_with_store(
+    config: &GatewayConfig,
+    audit: Arc<dyn AuditSink>,
+    store: Option<Arc<dyn ControlStore>>,
+) -> anyhow::Result<(Arc<Gateway>, axum::Router)> {
+    let registry = Arc::new(GuardrailRegistry::default());
+    let mut gateway = Gateway::new(
         config,
         &registry,
         Arc::new(MemorySessionStore::new()),
         audit,
-    )?);
-    let router = proxy::router(Arc::clone(&gateway));
+    )?;
+    let Some(store) = store else {
+        let gateway = Arc::new(gateway);
+        return Ok((Arc::clone(&gateway), proxy::router(gateway)));
+    };
+    let ttl = config
+        .database
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(1), |d| d.cache_ttl());
+    gateway.directory = gateway.directory.with_store(
+        Arc::clone(&store),
+        Arc::clone(&registry),
+        config.base.clone(),
+        ttl,
+    );
+    let gateway = Arc::new(gateway);
+    let invalidate = {
+        let gateway = Arc::clone(&gateway);
+        Arc::new(move || gateway.directory.invalidate())
+    };
+    let admin = AdminState::new(
+        store,
+        token_issuer(&config.admin)?,
+        registry,
+        config.admin.clone(),
+        invalidate,
+    );
+    let router = proxy::router(Arc::clone(&gateway)).merge(admin::router(admin));
     Ok((gateway, router))
+}
+
+/// The access-token issuer: the secret from the environment, else the file, else a random one.
+fn token_issuer(settings: &AdminSettings) -> anyhow::Result<TokenIssuer> {
+    let secret = match std::env::var(JWT_SECRET_ENV)
+        .ok()
+        .or_else(|| settings.jwt_secret.clone())
+    {
+        Some(secret) if secret.len() >= 32 => secret.into_bytes(),
+        Some(_) => {
+            anyhow::bail!("admin.jwt_secret ({JWT_SECRET_ENV}) must have at least 32 characters")
+        }
+        None => {
+            tracing::warn!(
+                "no {JWT_SECRET_ENV}: admin tokens are signed with a random secret and end with this process"
+            );
+            let mut secret = vec![0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+            secret
+        }
+    };
+    Ok(TokenIssuer::new(
+        &secret,
+        std::time::Duration::from_secs(settings.access_token_ttl_secs),
+        std::time::Duration::from_secs(settings.refresh_token_ttl_secs),
+    ))
+}
+
+/// Opens (and, if configured, migrates) the control-plane database of a configuration.
+pub async fn open_store(config: &GatewayConfig) -> anyhow::Result<Option<Arc<SqlStore>>> {
+    let Some(database) = &config.database else {
+        return Ok(None);
+    };
+    let store = SqlStore::connect(&database.url).await?;
+    if database.migrate {
+        store.migrate().await?;
+    }
+    Ok(Some(Arc::new(store)))
+}
+
+/// The first owner, from `CERBERUS_BOOTSTRAP_ORGANISATION`, `_EMAIL` and `_PASSWORD`, when that user
+/// does not exist yet: a way to start a fresh deployment without a default password.
+async fn bootstrap_owner(store: &SqlStore) -> anyhow::Result<()> {
+    let var = |name: &str| std::env::var(format!("CERBERUS_BOOTSTRAP_{name}")).ok();
+    let (Some(organisation), Some(email), Some(password)) =
+        (var("ORGANISATION"), var("EMAIL"), var("PASSWORD"))
+    else {
+        return Ok(());
+    };
+    if store.credentials(&email).await?.is_some() {
+        return Ok(());
+    }
+    create_owner(store, &organisation, &email, password).await?;
+    tracing::info!(%organisation, "created the first owner from the environment");
+    Ok(())
+}
+
+/// Creates an organisation and its first owner (`cerberus admin create-user`).
+pub async fn create_owner(
+    store: &SqlStore,
+    organisation: &str,
+    email: &str,
+    password: String,
+) -> anyhow::Result<()> {
+    if password.chars().count() < 12 {
+        anyhow::bail!("the password must have at least 12 characters");
+    }
+    let hash = hash_password(password)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    use cerberus_core::store::OrganisationStore;
+    store
+        .create_organisation(organisation, email, &hash)
+        .await
+        .with_context(|| format!("cannot create organisation `{organisation}`"))?;
+    Ok(())
 }
 
 /// Runs `cerberus serve` until Ctrl-C or SIGTERM.
@@ -48,13 +166,21 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         ),
         None => Arc::new(cerberus_core::audit::NullAuditSink),
     };
-    let (gateway, router) = build(&config, audit)?;
+    let store = open_store(&config).await?;
+    if let Some(store) = &store {
+        bootstrap_owner(store).await?;
+    }
+    let (gateway, router) =
+        build_with_store(&config, audit, store.map(|s| s as Arc<dyn ControlStore>))?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, agents = config.agents.len(), "cerberus is serving");
+    tracing::info!(%address, agents = config.agents.len(), database = config.database.is_some(), "cerberus is serving");
     println!("MCP endpoint: http://{address}{}", proxy::PROXY_PATH);
+    if config.database.is_some() {
+        println!("Admin API: http://{address}/api/v1");
+    }
     // Small SSE writes must leave at once: without TCP_NODELAY, Nagle's algorithm and the client's
     // delayed acknowledgements add some 40 ms to every streamed answer.
     let listener = listener.tap_io(|tcp| {

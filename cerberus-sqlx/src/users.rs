@@ -83,6 +83,21 @@ impl UserStore for SqlStore {
         .transpose()
     }
 
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        sqlx::query(
+            "SELECT u.id, u.organisation_id, u.email, u.role, u.created_at, u.updated_at \
+             FROM users u JOIN organisations o ON o.id = u.organisation_id \
+             WHERE u.id = $1 AND u.deleted_at IS NULL AND o.deleted_at IS NULL",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?
+        .as_ref()
+        .map(rows::user)
+        .transpose()
+    }
+
     async fn credentials(&self, email: &str) -> Result<Option<UserCredentials>, StoreError> {
         let row = sqlx::query(
             "SELECT u.id, u.organisation_id, u.email, u.role, u.created_at, u.updated_at, u.password_hash \

@@ -15,7 +15,7 @@ fn refuse<T>(response: Response) -> Result<T, Refusal> {
 }
 
 /// Origin, host, credential and protocol version: the caller, or the response refusing it.
-pub(super) fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Caller, Refusal> {
+pub(super) async fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Caller, Refusal> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         if !origin_allowed(gateway, origin) {
@@ -43,9 +43,20 @@ pub(super) fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Caller, R
             "missing Authorization: Bearer <agent access key>",
         ));
     };
-    let key = authorization.to_str().ok().and_then(bearer_token);
-    let Some(caller) = key.and_then(|key| gateway.authenticate(key)) else {
+    let Some(key) = authorization.to_str().ok().and_then(bearer_token) else {
         return refuse(wire::unauthorised("invalid agent access key"));
+    };
+    let caller = match gateway.authenticate(key).await {
+        Ok(Some(caller)) => caller,
+        Ok(None) => return refuse(wire::unauthorised("invalid agent access key")),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot look up an agent key");
+            return refuse(wire::http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                wire::UPSTREAM_UNAVAILABLE,
+                "the gateway cannot check keys right now",
+            ));
+        }
     };
     if let Some(version) = headers.get(VERSION_HEADER) {
         let version = version.to_str().unwrap_or_default();

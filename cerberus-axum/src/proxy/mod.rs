@@ -53,7 +53,7 @@ async fn post_message(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = match checks::caller(&gateway, &headers) {
+    let caller = match checks::caller(&gateway, &headers).await {
         Ok(caller) => caller,
         Err(response) => return *response,
     };
@@ -75,7 +75,7 @@ async fn post_message(
 }
 
 async fn open_stream(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let caller = match checks::caller(&gateway, &headers) {
+    let caller = match checks::caller(&gateway, &headers).await {
         Ok(caller) => caller,
         Err(response) => return *response,
     };
@@ -83,7 +83,7 @@ async fn open_stream(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) ->
 }
 
 async fn end_session(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let caller = match checks::caller(&gateway, &headers) {
+    let caller = match checks::caller(&gateway, &headers).await {
         Ok(caller) => caller,
         Err(response) => return *response,
     };

@@ -146,6 +146,9 @@ pub trait UserStore: Send + Sync {
         organisation: OrganisationId,
         id: UserId,
     ) -> Result<Option<User>, StoreError>;
+    /// A live user of a live organisation, by an id the gateway issued itself (in a refresh token's
+    /// record), never by one a caller names.
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
     /// A live user of a live organisation, with its password hash, by email (for logging in).
     async fn credentials(&self, email: &str) -> Result<Option<UserCredentials>, StoreError>;
     /// Changes a user's role.

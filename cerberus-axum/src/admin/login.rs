@@ -1,0 +1,128 @@
+//! `POST /api/v1/auth/login`, `/refresh` and `/logout`: access tokens for a password, new ones for a
+//! refresh token (which is spent, and replaced, on every use).
+
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use cerberus_core::store::{RefreshOutcome, RefreshTokenRecord, User};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AdminState;
+use super::credentials::{RefreshToken, verify_password};
+use super::error::ApiError;
+use super::extract::Body;
+
+/// A login.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    email: String,
+    password: String,
+}
+
+/// A refresh or logout.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refresh {
+    refresh_token: String,
+}
+
+/// Tokens for a client.
+#[derive(Debug, Serialize)]
+pub struct Tokens {
+    access_token: String,
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: u64,
+    refresh_token: String,
+    user: User,
+}
+
+/// Issues an access token and a refresh token of `family` for `user`.
+async fn issue(state: &AdminState, user: User, family: Uuid) -> Result<Tokens, ApiError> {
+    let now = SystemTime::now();
+    let refresh = RefreshToken::generate();
+    state
+        .store
+        .insert_refresh_token(
+            refresh.hash,
+            &RefreshTokenRecord {
+                user: user.id,
+                family,
+                expires_at: now + state.tokens.refresh_ttl,
+                revoked_at: None,
+            },
+        )
+        .await?;
+    Ok(Tokens {
+        access_token: state.tokens.access_token(&user, now)?,
+        token_type: "Bearer",
+        expires_in: state.tokens.access_ttl.as_secs(),
+        refresh_token: refresh.secret,
+        user,
+    })
+}
+
+/// Logs in with an email and a password.
+pub async fn login(
+    State(state): State<AdminState>,
+    Body(login): Body<Login>,
+) -> Result<Json<Tokens>, ApiError> {
+    let credentials = state.store.credentials(login.email.trim()).await?;
+    let hash = credentials.as_ref().map(|c| c.password_hash.clone());
+    // Same answer, and about the same time, whether the email is unknown or the password wrong.
+    if !verify_password(login.password, hash).await {
+        return Err(ApiError::Unauthorized("wrong email or password"));
+    }
+    let Some(credentials) = credentials else {
+        return Err(ApiError::Unauthorized("wrong email or password"));
+    };
+    issue(&state, credentials.user, Uuid::new_v4())
+        .await
+        .map(Json)
+}
+
+/// Trades a refresh token for new tokens; the old refresh token is spent.
+pub async fn refresh(
+    State(state): State<AdminState>,
+    Body(refresh): Body<Refresh>,
+) -> Result<Json<Tokens>, ApiError> {
+    let hash = RefreshToken::hash_of(&refresh.refresh_token);
+    let record = match state
+        .store
+        .spend_refresh_token(hash, SystemTime::now())
+        .await?
+    {
+        RefreshOutcome::Spent(record) => record,
+        RefreshOutcome::Reused => {
+            tracing::warn!("a spent refresh token was used again: its family is revoked");
+            return Err(ApiError::Unauthorized("invalid refresh token"));
+        }
+        RefreshOutcome::Invalid => return Err(ApiError::Unauthorized("invalid refresh token")),
+    };
+    let user = state
+        .store
+        .user_by_id(record.user)
+        .await?
+        .ok_or(ApiError::Unauthorized("the token's user no longer exists"))?;
+    issue(&state, user, record.family).await.map(Json)
+}
+
+/// Ends a login: the refresh token and every token rotated from it stop working.
+pub async fn logout(
+    State(state): State<AdminState>,
+    Body(refresh): Body<Refresh>,
+) -> Result<StatusCode, ApiError> {
+    let hash = RefreshToken::hash_of(&refresh.refresh_token);
+    if let RefreshOutcome::Spent(record) = state
+        .store
+        .spend_refresh_token(hash, SystemTime::now())
+        .await?
+    {
+        state.store.revoke_refresh_family(record.family).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,128 @@
+//! The control plane: the admin REST API under `/api/v1`, over a [`ControlStore`].
+//!
+//! Authentication is a short-lived JWT access token (`POST /api/v1/auth/login`, renewed with a refresh
+//! token at `/auth/refresh`); every query is scoped to the caller's organisation, so another tenant's
+//! ids are 404; viewers read, admins also write workspaces, agent accesses and policies, owners also
+//! manage the organisation and its users. Changes the proxy depends on call [`AdminState::changed`],
+//! which drops the proxy's cached keys and policies at once.
+
+mod agents;
+pub mod credentials;
+pub mod error;
+pub mod extract;
+mod login;
+mod organisations;
+mod policies;
+mod validate;
+mod workspaces;
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use cerberus_core::GuardrailRegistry;
+use cerberus_core::store::ControlStore;
+
+use self::credentials::TokenIssuer;
+use self::error::ApiError;
+use crate::config::AdminSettings;
+
+/// What every admin handler shares.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Where the control plane lives.
+    pub store: Arc<dyn ControlStore>,
+    /// Issues and checks access tokens.
+    pub tokens: TokenIssuer,
+    /// Checks policy documents.
+    pub registry: Arc<GuardrailRegistry>,
+    /// The admin settings.
+    pub settings: Arc<AdminSettings>,
+    on_change: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminState")
+            .field("store", &self.store)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminState {
+    /// The state of an admin API over `store`; `on_change` runs after every change the proxy must see.
+    pub fn new(
+        store: Arc<dyn ControlStore>,
+        tokens: TokenIssuer,
+        registry: Arc<GuardrailRegistry>,
+        settings: AdminSettings,
+        on_change: Arc<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        Self {
+            store,
+            tokens,
+            registry,
+            settings: Arc::new(settings),
+            on_change,
+        }
+    }
+
+    /// Tells the proxy that keys, workspaces or policies changed.
+    pub fn changed(&self) {
+        (self.on_change)();
+    }
+}
+
+/// The admin API routes.
+pub fn router(state: AdminState) -> Router {
+    use self::{agents as a, login as l, organisations as o, policies as p, workspaces as w};
+    Router::new()
+        .route("/api/v1/auth/login", post(l::login))
+        .route("/api/v1/auth/refresh", post(l::refresh))
+        .route("/api/v1/auth/logout", post(l::logout))
+        .route("/api/v1/organisations", get(o::list).post(o::create))
+        .route(
+            "/api/v1/organisations/{id}",
+            get(o::get).patch(o::update).delete(o::delete),
+        )
+        .route(
+            "/api/v1/organisations/{id}/users",
+            get(o::users).post(o::create_user),
+        )
+        .route(
+            "/api/v1/organisations/{id}/users/{user_id}",
+            axum::routing::patch(o::update_user).delete(o::delete_user),
+        )
+        .route(
+            "/api/v1/organisations/{id}/mcp-server-workspaces",
+            get(w::list).post(w::create),
+        )
+        .route(
+            "/api/v1/organisations/{id}/mcp-server-workspaces/{workspace_id}",
+            get(w::get).patch(w::update).delete(w::delete),
+        )
+        .route(
+            "/api/v1/mcp-server-workspaces/{id}/agent-accesses",
+            get(a::list).post(a::create),
+        )
+        .route("/api/v1/agent-accesses/{id}", get(a::get).delete(a::delete))
+        .route("/api/v1/agent-accesses/{id}/rotate", post(a::rotate))
+        .route("/api/v1/agent-accesses/{id}/revoke", post(a::revoke))
+        .route("/api/v1/policies", get(p::list).post(p::create))
+        .route(
+            "/api/v1/policies/{id}",
+            get(p::get).put(p::update).delete(p::delete),
+        )
+        .route(
+            "/api/v1/policies/mcp-server-workspaces/{id}/effective-policies",
+            get(p::effective),
+        )
+        .route("/api/v1/{*rest}", axum::routing::any(not_found))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}

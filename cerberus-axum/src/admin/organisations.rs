@@ -1,0 +1,228 @@
+//! Organisations and their users. A caller sees its own organisation only; creating one provisions a
+//! separate tenant with its own first owner.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use cerberus_core::store::{Organisation, Role, User, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::AdminState;
+use super::credentials::hash_password;
+use super::error::ApiError;
+use super::extract::{AdminCaller, Body, Id, Ids, Listing, Pagination};
+use super::validate;
+
+/// A new organisation and its first owner.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrganisation {
+    name: String,
+    owner: NewOwner,
+}
+
+/// The first owner of a new organisation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOwner {
+    email: String,
+    password: String,
+}
+
+/// An organisation with its first owner.
+#[derive(Debug, Serialize)]
+pub struct CreatedOrganisation {
+    organisation: Organisation,
+    owner: User,
+}
+
+/// Changes to an organisation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganisationChanges {
+    name: String,
+}
+
+/// `GET /organisations`: the caller's own.
+pub async fn list(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+) -> Result<Json<Listing<Organisation>>, ApiError> {
+    let own = state.store.organisation(caller.organisation()).await?;
+    Ok(Json(Listing {
+        items: own.into_iter().collect(),
+        next_offset: None,
+    }))
+}
+
+/// `POST /organisations` (owners): a new tenant with its first owner.
+pub async fn create(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    Body(new): Body<NewOrganisation>,
+) -> Result<(StatusCode, Json<CreatedOrganisation>), ApiError> {
+    caller.require_owner()?;
+    let name = validate::name("name", &new.name)?;
+    let email = validate::email("owner.email", &new.owner.email)?;
+    validate::password("owner.password", &new.owner.password)?;
+    let hash = hash_password(new.owner.password).await?;
+    let (organisation, owner) = state
+        .store
+        .create_organisation(&name, &email, &hash)
+        .await?;
+    tracing::info!(organisation = %organisation.id, by = %caller.user.id, "organisation created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedOrganisation {
+            organisation,
+            owner,
+        }),
+    ))
+}
+
+/// `GET /organisations/{id}`.
+pub async fn get(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+) -> Result<Json<Organisation>, ApiError> {
+    let id = caller.own(id)?;
+    state
+        .store
+        .organisation(id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
+
+/// `PATCH /organisations/{id}` (owners).
+pub async fn update(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+    Body(changes): Body<OrganisationChanges>,
+) -> Result<Json<Organisation>, ApiError> {
+    let id = caller.own(id)?;
+    caller.require_owner()?;
+    let name = validate::name("name", &changes.name)?;
+    state
+        .store
+        .rename_organisation(id, &name)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
+
+/// `DELETE /organisations/{id}` (owners): everything in it stops working.
+pub async fn delete(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+) -> Result<StatusCode, ApiError> {
+    let id = caller.own(id)?;
+    caller.require_owner()?;
+    if !state.store.delete_organisation(id).await? {
+        return Err(ApiError::NotFound);
+    }
+    state.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new user of an organisation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    email: String,
+    role: Role,
+    password: String,
+}
+
+/// A change of role.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    role: Role,
+}
+
+/// `GET /organisations/{id}/users`.
+pub async fn users(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+    Pagination(page): Pagination,
+) -> Result<Json<Listing<User>>, ApiError> {
+    let id = caller.own(id)?;
+    let users = state.store.users(id, page).await?;
+    Ok(Json(Listing::of(users, page)))
+}
+
+/// `POST /organisations/{id}/users` (owners).
+pub async fn create_user(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+    Body(new): Body<NewUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let id = caller.own(id)?;
+    caller.require_owner()?;
+    let email = validate::email("email", &new.email)?;
+    validate::password("password", &new.password)?;
+    let hash = hash_password(new.password).await?;
+    let user = state.store.create_user(id, &email, new.role, &hash).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Refuses a change that would leave the organisation without an owner.
+async fn keep_an_owner(
+    state: &AdminState,
+    caller: &AdminCaller,
+    user: UserId,
+) -> Result<(), ApiError> {
+    let current = state
+        .store
+        .user(caller.organisation(), user)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if current.role == Role::Owner && state.store.owner_count(caller.organisation()).await? <= 1 {
+        return Err(ApiError::invalid(
+            "role",
+            "an organisation keeps at least one owner",
+        ));
+    }
+    Ok(())
+}
+
+/// `PATCH /organisations/{id}/users/{user}` (owners): changes the role.
+pub async fn update_user(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    Ids(organisation, user): Ids,
+    Body(change): Body<RoleChange>,
+) -> Result<Json<User>, ApiError> {
+    let organisation = caller.own(Id(organisation))?;
+    caller.require_owner()?;
+    if change.role != Role::Owner {
+        keep_an_owner(&state, &caller, UserId(user)).await?;
+    }
+    state
+        .store
+        .set_role(organisation, UserId(user), change.role)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
+
+/// `DELETE /organisations/{id}/users/{user}` (owners).
+pub async fn delete_user(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    Ids(organisation, user): Ids,
+) -> Result<StatusCode, ApiError> {
+    let organisation = caller.own(Id(organisation))?;
+    caller.require_owner()?;
+    keep_an_owner(&state, &caller, UserId(user)).await?;
+    if !state.store.delete_user(organisation, UserId(user)).await? {
+        return Err(ApiError::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

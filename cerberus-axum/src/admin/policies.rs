@@ -1,0 +1,215 @@
+//! Policies on the hierarchy, validated against the guardrail registry before they are stored, and the
+//! effective policy of a workspace and its agents as the proxy will apply it.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use cerberus_core::store::{AgentAccess, Page, PolicyId, PolicyTarget, StoredPolicy};
+use cerberus_core::{
+    AgentId, EffectivePolicy, OrganisationId, PolicyDocument, PolicyLevel, WorkspaceId,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AdminState;
+use super::error::ApiError;
+use super::extract::{AdminCaller, Body, Id, Listing, Pagination};
+use super::workspaces::caller_workspace;
+
+/// A new policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPolicy {
+    /// `organisation`, `workspace` or `agent`.
+    level: PolicyLevel,
+    /// The id of the organisation, workspace or agent access.
+    target_id: Uuid,
+    /// The policy document.
+    document: serde_json::Value,
+}
+
+/// A replacement document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyUpdate {
+    document: serde_json::Value,
+}
+
+/// Checks a document as the proxy will build it, naming the field.
+fn check(state: &AdminState, document: &serde_json::Value) -> Result<(), ApiError> {
+    let parsed = PolicyDocument::from_value(document.clone())
+        .map_err(|e| ApiError::invalid(prefixed(&e.path), e.message))?;
+    state
+        .registry
+        .validate(&parsed)
+        .map_err(|e| ApiError::invalid(prefixed(&e.path), e.message))
+}
+
+fn prefixed(path: &str) -> String {
+    if path.is_empty() {
+        "document".to_owned()
+    } else {
+        format!("document.{path}")
+    }
+}
+
+/// `POST /policies` (admins): attaches a policy to one of the caller's targets.
+pub async fn create(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    Body(new): Body<NewPolicy>,
+) -> Result<(StatusCode, Json<StoredPolicy>), ApiError> {
+    caller.require_write()?;
+    check(&state, &new.document)?;
+    let target = match new.level {
+        PolicyLevel::Organisation => PolicyTarget::Organisation(OrganisationId(new.target_id)),
+        PolicyLevel::Workspace => PolicyTarget::Workspace(WorkspaceId(new.target_id)),
+        PolicyLevel::Agent => PolicyTarget::Agent(AgentId(new.target_id)),
+    };
+    let policy = state
+        .store
+        .create_policy(caller.organisation(), target, &new.document)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.changed();
+    Ok((StatusCode::CREATED, Json(policy)))
+}
+
+/// `GET /policies`.
+pub async fn list(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    Pagination(page): Pagination,
+) -> Result<Json<Listing<StoredPolicy>>, ApiError> {
+    let policies = state.store.policies(caller.organisation(), page).await?;
+    Ok(Json(Listing::of(policies, page)))
+}
+
+/// `GET /policies/{id}`.
+pub async fn get(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+) -> Result<Json<StoredPolicy>, ApiError> {
+    state
+        .store
+        .policy(caller.organisation(), PolicyId(id.0))
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
+
+/// `PUT /policies/{id}` (admins): replaces the document.
+pub async fn update(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+    Body(update): Body<PolicyUpdate>,
+) -> Result<Json<StoredPolicy>, ApiError> {
+    caller.require_write()?;
+    check(&state, &update.document)?;
+    let policy = state
+        .store
+        .update_policy(caller.organisation(), PolicyId(id.0), &update.document)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.changed();
+    Ok(Json(policy))
+}
+
+/// `DELETE /policies/{id}` (admins).
+pub async fn delete(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+) -> Result<StatusCode, ApiError> {
+    caller.require_write()?;
+    if !state
+        .store
+        .delete_policy(caller.organisation(), PolicyId(id.0))
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    state.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The effective policies of a workspace.
+#[derive(Debug, Serialize)]
+pub struct EffectivePolicies {
+    /// What applies to an agent of the workspace that has no policy of its own.
+    workspace: EffectivePolicy,
+    /// What applies to each agent access (the first 200).
+    agents: Vec<AgentEffectivePolicy>,
+}
+
+/// What applies to one agent access.
+#[derive(Debug, Serialize)]
+pub struct AgentEffectivePolicy {
+    agent_access_id: AgentId,
+    name: String,
+    effective: EffectivePolicy,
+}
+
+/// `GET /policies/mcp-server-workspaces/{id}/effective-policies`.
+pub async fn effective(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+) -> Result<Json<EffectivePolicies>, ApiError> {
+    let organisation = caller.organisation();
+    let workspace = caller_workspace(&state, &caller, WorkspaceId(id.0)).await?;
+    let document = |policy: Option<StoredPolicy>| -> Result<Option<PolicyDocument>, ApiError> {
+        policy
+            .map(|p| PolicyDocument::from_value(p.document))
+            .transpose()
+            .map_err(|e| ApiError::Unavailable(format!("a stored policy no longer parses: {e}")))
+    };
+    let org_policy = document(
+        state
+            .store
+            .policy_for(organisation, PolicyTarget::Organisation(organisation))
+            .await?,
+    )?;
+    let workspace_policy = document(
+        state
+            .store
+            .policy_for(organisation, PolicyTarget::Workspace(workspace.id))
+            .await?,
+    )?;
+    let merge = |agent: Option<&PolicyDocument>| {
+        let levels = [
+            (PolicyLevel::Organisation, org_policy.as_ref()),
+            (PolicyLevel::Workspace, workspace_policy.as_ref()),
+            (PolicyLevel::Agent, agent),
+        ];
+        EffectivePolicy::merge(levels.into_iter().filter_map(|(l, d)| Some((l, d?))))
+    };
+    let page = Page {
+        limit: 200,
+        offset: 0,
+    };
+    let agents: Vec<AgentAccess> = state
+        .store
+        .agent_accesses(organisation, workspace.id, page)
+        .await?;
+    let mut effective_agents = Vec::with_capacity(agents.len());
+    for agent in agents {
+        let own = document(
+            state
+                .store
+                .policy_for(organisation, PolicyTarget::Agent(agent.id))
+                .await?,
+        )?;
+        effective_agents.push(AgentEffectivePolicy {
+            agent_access_id: agent.id,
+            name: agent.name,
+            effective: merge(own.as_ref()),
+        });
+    }
+    Ok(Json(EffectivePolicies {
+        workspace: merge(None),
+        agents: effective_agents,
+    }))
+}

@@ -1,0 +1,99 @@
+//! Checks on the values admin requests carry, each naming its field.
+
+use super::error::ApiError;
+
+/// The longest name of an organisation, workspace or agent access.
+const MAX_NAME_CHARS: usize = 100;
+/// The shortest password accepted.
+const MIN_PASSWORD_CHARS: usize = 12;
+/// The longest password accepted (argon2 has no limit, but a megabyte password is an attack).
+const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// A display name: 1 to 100 characters after trimming, no control characters.
+pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ApiError::invalid(field, "cannot be empty"));
+    }
+    if value.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::invalid(
+            field,
+            format!("is longer than {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "cannot contain control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// An email address, in the plain shape login needs (`local@domain`, at most 254 characters).
+pub fn email(field: &str, value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    let shaped = value.len() <= 254
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        });
+    if shaped {
+        Ok(value.to_owned())
+    } else {
+        Err(ApiError::invalid(field, "is not an email address"))
+    }
+}
+
+/// A new password: 12 to 1024 characters.
+pub fn password(field: &str, value: &str) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(ApiError::invalid(
+            field,
+            format!("must have at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(ApiError::invalid(
+            field,
+            format!("must have at most {MAX_PASSWORD_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_emails_and_passwords() {
+        assert_eq!(name("name", "  crm  ").unwrap(), "crm");
+        assert!(name("name", "   ").is_err());
+        assert!(
+            name("name", &"x".repeat(101))
+                .unwrap_err()
+                .to_string()
+                .starts_with("name:")
+        );
+        assert!(name("name", "a\u{0}b").is_err());
+        assert_eq!(
+            name("name", "o'brien; DROP TABLE x").unwrap(),
+            "o'brien; DROP TABLE x"
+        );
+        assert!(email("email", "a@example.com").is_ok());
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@example.com",
+            "a b@example.com",
+            "a@b@example.com",
+        ] {
+            assert!(email("email", bad).is_err(), "{bad}");
+        }
+        assert!(password("password", "short").is_err());
+        assert!(password("password", "long enough password").is_ok());
+    }
+}

@@ -1,0 +1,187 @@
+//! MCP server workspaces of an organisation. Upstream header and environment values (credentials, as
+//! often as not) are write-only: responses show their names with the values masked.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use cerberus_core::WorkspaceId;
+use cerberus_core::store::{
+    Environment, NewWorkspace, UpstreamDefinition, Workspace, WorkspaceChanges,
+};
+use serde::Deserialize;
+
+use super::AdminState;
+use super::error::ApiError;
+use super::extract::{AdminCaller, Body, Id, Ids, Listing, Pagination};
+use super::validate;
+
+/// What responses show instead of a header or environment value.
+const MASK: &str = "********";
+
+/// A new workspace.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkspaceBody {
+    name: String,
+    #[serde(default = "production")]
+    environment: Environment,
+    upstream: UpstreamDefinition,
+}
+
+fn production() -> Environment {
+    Environment::Production
+}
+
+/// Changes to a workspace; absent fields stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceChangesBody {
+    name: Option<String>,
+    environment: Option<Environment>,
+    upstream: Option<UpstreamDefinition>,
+}
+
+/// A workspace as the API shows it.
+pub fn shown(mut workspace: Workspace) -> Workspace {
+    match &mut workspace.upstream {
+        UpstreamDefinition::Http { headers, .. } => {
+            headers.values_mut().for_each(|v| *v = MASK.into())
+        }
+        UpstreamDefinition::Stdio { env, .. } => env.values_mut().for_each(|v| *v = MASK.into()),
+    }
+    workspace
+}
+
+/// Checks an upstream the way the proxy will use it.
+fn check_upstream(state: &AdminState, upstream: &UpstreamDefinition) -> Result<(), ApiError> {
+    if matches!(upstream, UpstreamDefinition::Stdio { .. }) && !state.settings.allow_stdio_upstreams
+    {
+        return Err(ApiError::invalid(
+            "upstream.command",
+            "stdio upstreams run commands on the gateway's machine and are disabled for the admin API \
+             (admin.allow_stdio_upstreams)",
+        ));
+    }
+    crate::config::Upstream::from_definition(upstream, std::path::Path::new("."))
+        .map(drop)
+        .map_err(|e| ApiError::invalid(e.path, e.message))
+}
+
+/// The caller's workspace `id`, or 404.
+pub(super) async fn caller_workspace(
+    state: &AdminState,
+    caller: &AdminCaller,
+    id: WorkspaceId,
+) -> Result<Workspace, ApiError> {
+    state
+        .store
+        .workspace(caller.organisation(), id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// `GET /organisations/{id}/mcp-server-workspaces`.
+pub async fn list(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+    Pagination(page): Pagination,
+) -> Result<Json<Listing<Workspace>>, ApiError> {
+    let organisation = caller.own(id)?;
+    let workspaces = state.store.workspaces(organisation, page).await?;
+    Ok(Json(Listing::of(
+        workspaces.into_iter().map(shown).collect(),
+        page,
+    )))
+}
+
+/// `POST /organisations/{id}/mcp-server-workspaces` (admins).
+pub async fn create(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    id: Id,
+    Body(new): Body<NewWorkspaceBody>,
+) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+    let organisation = caller.own(id)?;
+    caller.require_write()?;
+    let name = validate::name("name", &new.name)?;
+    check_upstream(&state, &new.upstream)?;
+    let workspace = state
+        .store
+        .create_workspace(
+            organisation,
+            NewWorkspace {
+                name,
+                environment: new.environment,
+                upstream: new.upstream,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(shown(workspace))))
+}
+
+/// `GET /organisations/{id}/mcp-server-workspaces/{workspace}`.
+pub async fn get(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    Ids(organisation, workspace): Ids,
+) -> Result<Json<Workspace>, ApiError> {
+    caller.own(Id(organisation))?;
+    caller_workspace(&state, &caller, WorkspaceId(workspace))
+        .await
+        .map(|w| Json(shown(w)))
+}
+
+/// `PATCH /organisations/{id}/mcp-server-workspaces/{workspace}` (admins).
+pub async fn update(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    Ids(organisation, workspace): Ids,
+    Body(changes): Body<WorkspaceChangesBody>,
+) -> Result<Json<Workspace>, ApiError> {
+    let organisation = caller.own(Id(organisation))?;
+    caller.require_write()?;
+    let name = changes
+        .name
+        .as_deref()
+        .map(|n| validate::name("name", n))
+        .transpose()?;
+    if let Some(upstream) = &changes.upstream {
+        check_upstream(&state, upstream)?;
+    }
+    let updated = state
+        .store
+        .update_workspace(
+            organisation,
+            WorkspaceId(workspace),
+            WorkspaceChanges {
+                name,
+                environment: changes.environment,
+                upstream: changes.upstream,
+            },
+        )
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.changed();
+    Ok(Json(shown(updated)))
+}
+
+/// `DELETE /organisations/{id}/mcp-server-workspaces/{workspace}` (admins): its agent accesses and
+/// policies go with it.
+pub async fn delete(
+    State(state): State<AdminState>,
+    caller: AdminCaller,
+    Ids(organisation, workspace): Ids,
+) -> Result<StatusCode, ApiError> {
+    let organisation = caller.own(Id(organisation))?;
+    caller.require_write()?;
+    if !state
+        .store
+        .delete_workspace(organisation, WorkspaceId(workspace))
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    state.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
