@@ -137,7 +137,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_data() || inner.is_eof() && path != "." {
+        if inner.is_data() {
             ApiError::invalid(
                 if path == "." { "body".to_owned() } else { path },
                 inner.to_string(),

@@ -1,0 +1,517 @@
+//! The admin API on SQLite and on the running PostgreSQL: a tenant set up end to end and used through
+//! the proxy, keys rotated and revoked, policies changed, refresh tokens rotated, and bad input refused
+//! with the field named.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+mod admin_support;
+mod databases;
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use admin_support::{Admin, AdminGateway, proxy_status, tool_names};
+use base64::Engine;
+use cerberus_axum::admin::credentials::TokenIssuer;
+use cerberus_core::store::{Role, User, UserId};
+use databases::BACKENDS;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_is_set_up_through_the_api_and_governs_the_proxy() {
+    for backend in BACKENDS {
+        println!("{backend:?}");
+        let gateway = AdminGateway::start(backend).await;
+        let upstream = support::start_upstream().await;
+        let owner = gateway.tenant("acme", "owner@acme.example").await;
+        let org = owner.organisation.clone();
+
+        let workspace = owner.workspace("crm", &upstream).await;
+        let listed = owner
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("/api/v1/organisations/{org}/mcp-server-workspaces"),
+                None,
+            )
+            .await;
+        assert_eq!(listed["items"][0]["environment"], "staging");
+        let (agent, key) = owner.agent(&workspace, "support-bot").await;
+        assert!(key.starts_with("cbk_"));
+        let shown = owner
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("/api/v1/agent-accesses/{agent}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            shown["key_prefix"],
+            key.chars().take(12).collect::<String>()
+        );
+        assert!(
+            shown.get("key").is_none() && !shown.to_string().contains(&key),
+            "the key is shown once"
+        );
+
+        // No policy yet: every tool. Then an organisation policy hides one, effective at once.
+        assert_eq!(
+            tool_names(&gateway.mcp(), &key).await,
+            [
+                "ask_model",
+                "delete_everything",
+                "echo",
+                "progress_then_wait",
+                "whoami"
+            ]
+        );
+        let policy = owner
+            .policy(
+                "organisation",
+                &org,
+                json!({"guardrails": [
+                    {"type": "rbac", "allow": ["*"], "deny": ["delete_*"]},
+                    {"type": "pii_email", "action": "redact"}
+                ]}),
+            )
+            .await;
+        assert!(
+            !tool_names(&gateway.mcp(), &key)
+                .await
+                .contains(&"delete_everything".to_owned())
+        );
+        // The agent's own policy narrows it further.
+        owner
+            .policy(
+                "agent",
+                &agent,
+                json!({"guardrails": [{"type": "rbac", "allow": ["echo"]}]}),
+            )
+            .await;
+        assert_eq!(tool_names(&gateway.mcp(), &key).await, ["echo"]);
+        let effective = owner
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("/api/v1/policies/mcp-server-workspaces/{workspace}/effective-policies"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            effective["workspace"]["entries"][0]["level"],
+            "organisation"
+        );
+        assert_eq!(effective["agents"][0]["name"], "support-bot");
+        assert_eq!(
+            effective["agents"][0]["effective"]["entries"][0]["level"],
+            "agent"
+        );
+        assert_eq!(
+            effective["agents"][0]["effective"]["entries"][0]["allow"],
+            json!(["echo"])
+        );
+        // Changing the organisation policy applies too.
+        owner
+            .expect(
+                StatusCode::OK,
+                "PUT",
+                &format!("/api/v1/policies/{policy}"),
+                Some(
+                    json!({"document": {"guardrails": [{"type": "pii_email", "action": "block"}]}}),
+                ),
+            )
+            .await;
+        let policies = owner
+            .expect(StatusCode::OK, "GET", "/api/v1/policies", None)
+            .await;
+        assert_eq!(policies["items"].as_array().unwrap().len(), 2);
+
+        // Rotation: with a grace period both keys work; without one the old key stops at once.
+        let rotated = owner
+            .expect(
+                StatusCode::OK,
+                "POST",
+                &format!("/api/v1/agent-accesses/{agent}/rotate"),
+                Some(json!({"grace_period_secs": 600})),
+            )
+            .await;
+        let second = rotated["key"].as_str().unwrap().to_owned();
+        assert_eq!(proxy_status(&gateway.mcp(), &key).await, StatusCode::OK);
+        assert_eq!(proxy_status(&gateway.mcp(), &second).await, StatusCode::OK);
+        let rotated = owner
+            .expect(
+                StatusCode::OK,
+                "POST",
+                &format!("/api/v1/agent-accesses/{agent}/rotate"),
+                None,
+            )
+            .await;
+        let third = rotated["key"].as_str().unwrap().to_owned();
+        assert_eq!(
+            proxy_status(&gateway.mcp(), &second).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(proxy_status(&gateway.mcp(), &third).await, StatusCode::OK);
+
+        // Revocation stops the key at the proxy at once (the proxy's cache lives a minute here).
+        let revoked = owner
+            .expect(
+                StatusCode::OK,
+                "POST",
+                &format!("/api/v1/agent-accesses/{agent}/revoke"),
+                None,
+            )
+            .await;
+        assert!(revoked["revoked_at"].is_string());
+        assert_eq!(
+            proxy_status(&gateway.mcp(), &third).await,
+            StatusCode::UNAUTHORIZED
+        );
+
+        // A deleted workspace takes its agents with it.
+        let (_, fourth) = owner.agent(&workspace, "second-bot").await;
+        assert_eq!(proxy_status(&gateway.mcp(), &fourth).await, StatusCode::OK);
+        owner
+            .expect(
+                StatusCode::NO_CONTENT,
+                "DELETE",
+                &format!("/api/v1/organisations/{org}/mcp-server-workspaces/{workspace}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            proxy_status(&gateway.mcp(), &fourth).await,
+            StatusCode::UNAUTHORIZED
+        );
+        let audit = serde_json::to_string(&gateway.audit.events()).unwrap();
+        assert!(
+            !audit.contains(&key) && !audit.contains(&third),
+            "keys never reach the audit"
+        );
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_rotate_and_a_reused_one_ends_the_login() {
+    for backend in BACKENDS {
+        let gateway = AdminGateway::start(backend).await;
+        let owner = gateway.tenant("acme", "owner@acme.example").await;
+        let anonymous = Admin::anonymous(&gateway.base);
+        let refreshed = anonymous
+            .expect(
+                StatusCode::OK,
+                "POST",
+                "/api/v1/auth/refresh",
+                Some(json!({"refresh_token": owner.refresh_token})),
+            )
+            .await;
+        let next = refreshed["refresh_token"].as_str().unwrap().to_owned();
+        assert_ne!(next, owner.refresh_token);
+        let fresh = owner.with_token(refreshed["access_token"].as_str().unwrap());
+        fresh
+            .expect(StatusCode::OK, "GET", "/api/v1/organisations", None)
+            .await;
+
+        // The spent token used again: refused, and the token rotated from it dies too.
+        let (status, _) = anonymous
+            .call(
+                "POST",
+                "/api/v1/auth/refresh",
+                Some(json!({"refresh_token": owner.refresh_token})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = anonymous
+            .call(
+                "POST",
+                "/api/v1/auth/refresh",
+                Some(json!({"refresh_token": next})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // Logout ends a login the same way.
+        let again = gateway.login("owner@acme.example").await;
+        anonymous
+            .expect(
+                StatusCode::NO_CONTENT,
+                "POST",
+                "/api/v1/auth/logout",
+                Some(json!({"refresh_token": again.refresh_token})),
+            )
+            .await;
+        let (status, _) = anonymous
+            .call(
+                "POST",
+                "/api/v1/auth/refresh",
+                Some(json!({"refresh_token": again.refresh_token})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // Wrong passwords and unknown users get the same answer.
+        for (email, password) in [
+            ("owner@acme.example", "wrong password!"),
+            ("nobody@acme.example", "whatever it is"),
+        ] {
+            let (status, body) = anonymous
+                .call(
+                    "POST",
+                    "/api/v1/auth/login",
+                    Some(json!({"email": email, "password": password})),
+                )
+                .await;
+            assert_eq!(
+                (status, body["error"]["message"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("wrong email or password"))
+            );
+        }
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_with_the_field_named() {
+    for backend in BACKENDS {
+        let gateway = AdminGateway::start(backend).await;
+        let owner = gateway.tenant("acme", "owner@acme.example").await;
+        let org = owner.organisation.clone();
+        let workspaces = format!("/api/v1/organisations/{org}/mcp-server-workspaces");
+
+        let raw = |body: &'static str, content_type: &'static str| {
+            let request = reqwest::Client::new()
+                .post(format!("{}{workspaces}", gateway.base))
+                .bearer_auth(owner.token.clone().unwrap())
+                .header("content-type", content_type)
+                .body(body);
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                (
+                    status,
+                    response
+                        .json::<serde_json::Value>()
+                        .await
+                        .unwrap_or_default(),
+                )
+            }
+        };
+        assert_eq!(
+            raw("{\"name\": ", "application/json").await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            raw("{}", "text/plain").await.0,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        let (status, body) = raw(
+            r#"{"name": 7, "upstream": {"url": "http://x"}}"#,
+            "application/json",
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("name"))
+        );
+
+        let cases = [
+            (
+                json!({"name": "x".repeat(101), "upstream": {"url": "http://127.0.0.1:1/mcp"}}),
+                "name",
+            ),
+            (
+                json!({"name": "  ", "upstream": {"url": "http://127.0.0.1:1/mcp"}}),
+                "name",
+            ),
+            (
+                json!({"name": "crm", "upstream": {"url": "ftp://x"}}),
+                "upstream.url",
+            ),
+            (
+                json!({"name": "crm", "upstream": {"url": "http://x", "headers": {"bad header": "v"}}}),
+                "upstream.headers.bad header",
+            ),
+            (
+                json!({"name": "crm", "upstream": {"command": "/bin/sh", "args": ["-c", "id"]}}),
+                "upstream.command",
+            ),
+            (
+                json!({"name": "crm", "environment": "qa", "upstream": {"url": "http://x"}}),
+                "environment",
+            ),
+            (
+                json!({"name": "crm", "upstream": {"url": "http://x"}, "colour": "red"}),
+                ".",
+            ),
+        ];
+        for (body, field) in cases {
+            let (status, answer) = owner.call("POST", &workspaces, Some(body.clone())).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+            let named = answer["error"]["field"].as_str().unwrap_or_default();
+            assert!(
+                named.contains(field) || field == ".",
+                "{body}: expected {field}, got {answer}"
+            );
+        }
+
+        // SQL metacharacters are just characters.
+        let odd = "crm'; DROP TABLE workspaces; --";
+        let created = owner
+            .expect(StatusCode::CREATED, "POST", &workspaces, Some(json!({"name": odd, "upstream": {"url": "http://127.0.0.1:1/mcp", "headers": {"Authorization": "Bearer upstream-secret"}}})))
+            .await;
+        assert_eq!(created["name"], odd);
+        assert_eq!(
+            created["upstream"]["headers"]["Authorization"], "********",
+            "upstream credentials are write-only"
+        );
+        let (status, _) = owner
+            .call(
+                "POST",
+                &workspaces,
+                Some(json!({"name": odd, "upstream": {"url": "http://x"}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+
+        // A policy document is checked as the proxy would build it.
+        let (status, answer) = owner
+            .call(
+                "POST",
+                "/api/v1/policies",
+                Some(json!({"level": "organisation", "target_id": org,
+                "document": {"guardrails": [{"type": "rate_limit_per_minute", "limit": 0}]}})),
+            )
+            .await;
+        assert_eq!(
+            (status, answer["error"]["field"].as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("document.guardrails[0].limit")
+            )
+        );
+        let (status, _) = owner
+            .call(
+                "POST",
+                "/api/v1/policies",
+                Some(json!({"level": "galaxy", "target_id": org, "document": {"guardrails": []}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+        // Pagination is bounded.
+        let (status, _) = owner
+            .call("GET", &format!("{workspaces}?limit=0"), None)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let (status, _) = owner
+            .call("GET", &format!("{workspaces}?limit=abc"), None)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        for n in 0..3 {
+            owner
+                .workspace(&format!("ws-{n}"), "http://127.0.0.1:1/mcp")
+                .await;
+        }
+        let first = owner
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("{workspaces}?limit=2"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (
+                first["items"].as_array().unwrap().len(),
+                first["next_offset"].as_u64()
+            ),
+            (2, Some(2))
+        );
+        let last = owner
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("{workspaces}?limit=2&offset=2"),
+                None,
+            )
+            .await;
+        assert_eq!(last["items"].as_array().unwrap().len(), 2);
+        assert_ne!(first["items"][0]["id"], last["items"][0]["id"]);
+
+        // Tokens: none, garbage, forged, expired, alg none.
+        let anonymous = Admin::anonymous(&gateway.base);
+        assert_eq!(
+            anonymous.call("GET", "/api/v1/organisations", None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        let user = User {
+            id: UserId(uuid::Uuid::new_v4()),
+            organisation: cerberus_core::OrganisationId(org.parse().unwrap()),
+            email: "owner@acme.example".into(),
+            role: Role::Owner,
+            created_at: SystemTime::now(),
+            updated_at: SystemTime::now(),
+        };
+        let forged = TokenIssuer::new(&[1; 40], Duration::from_secs(600), Duration::from_secs(600))
+            .access_token(&user, SystemTime::now())
+            .unwrap();
+        let expired = TokenIssuer::new(
+            &[b's'; 40],
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+        .access_token(&user, SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+        let real = owner.token.clone().unwrap();
+        let payload = real.split('.').nth(1).unwrap();
+        let unsigned = format!(
+            "{}.{payload}.",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(r#"{"alg":"none","typ":"JWT"}"#)
+        );
+        for token in [
+            "garbage",
+            forged.as_str(),
+            expired.as_str(),
+            unsigned.as_str(),
+        ] {
+            let (status, body) = owner
+                .with_token(token)
+                .call("GET", "/api/v1/organisations", None)
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{token}: {body}");
+        }
+        let (_, body) = owner
+            .with_token(&expired)
+            .call("GET", "/api/v1/organisations", None)
+            .await;
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("expired")
+        );
+
+        // Unknown routes and malformed ids are 404 with a JSON error.
+        assert_eq!(
+            owner.call("GET", "/api/v1/nothing-here", None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            owner
+                .call("GET", "/api/v1/agent-accesses/not-a-uuid", None)
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+        gateway.stop().await;
+    }
+}
