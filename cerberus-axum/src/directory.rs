@@ -42,8 +42,11 @@ struct StoredAgents {
     registry: Arc<GuardrailRegistry>,
     base: PathBuf,
     ttl: Duration,
-    cache: Mutex<HashMap<KeyHash, (Instant, Option<Arc<AgentRoute>>)>>,
+    cache: Mutex<HashMap<KeyHash, Cached>>,
 }
+
+/// A looked-up answer and when it was fetched: the route, or `None` for a key that opens nothing.
+type Cached = (Instant, Option<Arc<AgentRoute>>);
 
 impl std::fmt::Debug for StoredAgents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
