@@ -32,6 +32,20 @@ async fn a_tenant_is_set_up_through_the_api_and_governs_the_proxy() {
         let owner = gateway.tenant("acme", "owner@acme.example").await;
         let org = owner.organisation.clone();
 
+        // The API describes itself, without a token.
+        let document: serde_json::Value = reqwest::get(format!("{}/openapi.json", gateway.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(document["paths"]["/api/v1/agent-accesses/{id}/rotate"]["post"].is_object());
+        let page = reqwest::get(format!("{}/docs", gateway.base))
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(page.text().await.unwrap().contains("/openapi.json"));
+
         let workspace = owner.workspace("crm", &upstream).await;
         let listed = owner
             .expect(

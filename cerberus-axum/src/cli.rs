@@ -30,6 +30,8 @@ pub enum Command {
     Keygen,
     /// Applies the control-plane database's missing migrations (safe while other instances run).
     Migrate(MigrateArgs),
+    /// Prints the admin API's OpenAPI document (the one served at /openapi.json).
+    Openapi,
     /// Administers the control plane from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),

@@ -60,6 +60,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => finish(runtime.block_on(cerberus_axum::serve::run(&args))),
+        Command::Openapi => {
+            let document = cerberus_axum::admin::openapi_document();
+            match serde_json::to_string_pretty(&document) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Migrate(args) => finish(runtime.block_on(migrate(&args.config))),
         Command::Admin(AdminCommand::CreateUser(args)) => {
             finish(runtime.block_on(create_user(&args)))

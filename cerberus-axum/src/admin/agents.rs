@@ -11,7 +11,7 @@ use cerberus_core::{AgentId, WorkspaceId};
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminCaller, Body, Id, Listing, Pagination};
 use super::validate;
 use super::workspaces::caller_workspace;
@@ -21,17 +21,18 @@ use crate::auth::generate_key;
 const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A new agent access.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAgentAccess {
     name: String,
     /// When it stops working by itself (RFC 3339), if ever.
     #[serde(default, with = "rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<SystemTime>,
 }
 
 /// A rotation.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
     /// How long the old key keeps working, in seconds (default: the gateway's setting).
@@ -39,7 +40,7 @@ pub struct Rotation {
 }
 
 /// An agent access with its new key, shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WithKey {
     agent_access: AgentAccess,
     /// The key: store it now, it cannot be shown again.
@@ -47,6 +48,7 @@ pub struct WithKey {
 }
 
 /// `GET /mcp-server-workspaces/{id}/agent-accesses`.
+#[utoipa::path(get, operation_id = "agent_accesses_list", path = "/api/v1/mcp-server-workspaces/{id}/agent-accesses", tag = "agent accesses", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query)), responses((status = 200, body = Listing<AgentAccess>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -62,6 +64,7 @@ pub async fn list(
 }
 
 /// `POST /mcp-server-workspaces/{id}/agent-accesses` (admins): returns the key once.
+#[utoipa::path(post, operation_id = "agent_accesses_create", path = "/api/v1/mcp-server-workspaces/{id}/agent-accesses", tag = "agent accesses", request_body = NewAgentAccess, params(("id" = Uuid, Path, description = "the id")), responses((status = 201, body = WithKey, description = "the key is shown this once"), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -98,6 +101,7 @@ pub async fn create(
 }
 
 /// `GET /agent-accesses/{id}`.
+#[utoipa::path(get, operation_id = "agent_accesses_get", path = "/api/v1/agent-accesses/{id}", tag = "agent accesses", params(("id" = Uuid, Path, description = "the id")), responses((status = 200, body = AgentAccess), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -113,6 +117,7 @@ pub async fn get(
 
 /// `POST /agent-accesses/{id}/rotate` (admins): a new key, returned once; the old one keeps working
 /// for the grace period.
+#[utoipa::path(post, operation_id = "agent_accesses_rotate", path = "/api/v1/agent-accesses/{id}/rotate", tag = "agent accesses", request_body = Option<Rotation>, params(("id" = Uuid, Path, description = "the id")), responses((status = 200, body = WithKey, description = "the new key is shown this once"), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn rotate(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -152,6 +157,7 @@ pub async fn rotate(
 }
 
 /// `POST /agent-accesses/{id}/revoke` (admins): every key of the access stops working.
+#[utoipa::path(post, operation_id = "agent_accesses_revoke", path = "/api/v1/agent-accesses/{id}/revoke", tag = "agent accesses", params(("id" = Uuid, Path, description = "the id")), responses((status = 200, body = AgentAccess), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -168,6 +174,7 @@ pub async fn revoke(
 }
 
 /// `DELETE /agent-accesses/{id}` (admins).
+#[utoipa::path(delete, operation_id = "agent_accesses_delete", path = "/api/v1/agent-accesses/{id}", tag = "agent accesses", params(("id" = Uuid, Path, description = "the id")), responses((status = 204), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AdminState>,
     caller: AdminCaller,

@@ -45,6 +45,24 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+/// The body of every error response, for the OpenAPI document.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The HTTP status.
+    pub status: u16,
+    /// A human message.
+    pub message: String,
+    /// The field at fault, for 422.
+    pub field: Option<String>,
+}
+
 impl ApiError {
     /// A field that cannot be used.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {

@@ -217,7 +217,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
 }
 
 /// A page of a list, with where the next one starts (`null` at the end).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Listing<T> {
     /// The items.
     pub items: Vec<T>,

@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use super::AdminState;
 use super::credentials::{RefreshToken, verify_password};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Body;
 
 /// A login.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     email: String,
@@ -24,14 +24,14 @@ pub struct Login {
 }
 
 /// A refresh or logout.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refresh {
     refresh_token: String,
 }
 
 /// Tokens for a client.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Tokens {
     access_token: String,
     token_type: &'static str,
@@ -67,6 +67,7 @@ async fn issue(state: &AdminState, user: User, family: Uuid) -> Result<Tokens, A
 }
 
 /// Logs in with an email and a password.
+#[utoipa::path(post, operation_id = "login", path = "/api/v1/auth/login", tag = "auth", request_body = Login, responses((status = 200, body = Tokens), (status = 401, description = "no valid access token", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AdminState>,
     Body(login): Body<Login>,
@@ -86,6 +87,7 @@ pub async fn login(
 }
 
 /// Trades a refresh token for new tokens; the old refresh token is spent.
+#[utoipa::path(post, operation_id = "refresh", path = "/api/v1/auth/refresh", tag = "auth", request_body = Refresh, responses((status = 200, body = Tokens), (status = 401, description = "no valid access token", body = ErrorBody)))]
 pub async fn refresh(
     State(state): State<AdminState>,
     Body(refresh): Body<Refresh>,
@@ -112,6 +114,7 @@ pub async fn refresh(
 }
 
 /// Ends a login: the refresh token and every token rotated from it stop working.
+#[utoipa::path(post, operation_id = "logout", path = "/api/v1/auth/logout", tag = "auth", request_body = Refresh, responses((status = 204), (status = 401, description = "no valid access token", body = ErrorBody)))]
 pub async fn logout(
     State(state): State<AdminState>,
     Body(refresh): Body<Refresh>,

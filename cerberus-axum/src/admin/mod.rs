@@ -8,6 +8,7 @@
 
 mod agents;
 pub mod credentials;
+mod docs;
 pub mod error;
 pub mod extract;
 mod login;
@@ -119,8 +120,15 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/policies/mcp-server-workspaces/{id}/effective-policies",
             get(p::effective),
         )
+        .route("/openapi.json", get(docs::openapi))
+        .route("/docs", get(docs::page))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
         .with_state(state)
+}
+
+/// The admin API's OpenAPI document.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    <docs::ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 async fn not_found() -> ApiError {

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use super::AdminState;
 use super::credentials::hash_password;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminCaller, Body, Id, Ids, Listing, Pagination};
 use super::validate;
 
 /// A new organisation and its first owner.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrganisation {
     name: String,
@@ -22,7 +22,7 @@ pub struct NewOrganisation {
 }
 
 /// The first owner of a new organisation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOwner {
     email: String,
@@ -30,20 +30,21 @@ pub struct NewOwner {
 }
 
 /// An organisation with its first owner.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedOrganisation {
     organisation: Organisation,
     owner: User,
 }
 
 /// Changes to an organisation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganisationChanges {
     name: String,
 }
 
 /// `GET /organisations`: the caller's own.
+#[utoipa::path(get, operation_id = "organisations_list", path = "/api/v1/organisations", tag = "organisations", responses((status = 200, body = Listing<Organisation>), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -56,6 +57,7 @@ pub async fn list(
 }
 
 /// `POST /organisations` (owners): a new tenant with its first owner.
+#[utoipa::path(post, operation_id = "organisations_create", path = "/api/v1/organisations", tag = "organisations", request_body = NewOrganisation, responses((status = 201, body = CreatedOrganisation), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -81,6 +83,7 @@ pub async fn create(
 }
 
 /// `GET /organisations/{id}`.
+#[utoipa::path(get, operation_id = "organisations_get", path = "/api/v1/organisations/{id}", tag = "organisations", params(("id" = Uuid, Path, description = "the id")), responses((status = 200, body = Organisation), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -96,6 +99,7 @@ pub async fn get(
 }
 
 /// `PATCH /organisations/{id}` (owners).
+#[utoipa::path(patch, operation_id = "organisations_update", path = "/api/v1/organisations/{id}", tag = "organisations", request_body = OrganisationChanges, params(("id" = Uuid, Path, description = "the id")), responses((status = 200, body = Organisation), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -114,6 +118,7 @@ pub async fn update(
 }
 
 /// `DELETE /organisations/{id}` (owners): everything in it stops working.
+#[utoipa::path(delete, operation_id = "organisations_delete", path = "/api/v1/organisations/{id}", tag = "organisations", params(("id" = Uuid, Path, description = "the id")), responses((status = 204), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -129,7 +134,7 @@ pub async fn delete(
 }
 
 /// A new user of an organisation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     email: String,
@@ -138,13 +143,14 @@ pub struct NewUser {
 }
 
 /// A change of role.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
     role: Role,
 }
 
 /// `GET /organisations/{id}/users`.
+#[utoipa::path(get, operation_id = "users_list", path = "/api/v1/organisations/{id}/users", tag = "users", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query)), responses((status = 200, body = Listing<User>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn users(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -157,6 +163,7 @@ pub async fn users(
 }
 
 /// `POST /organisations/{id}/users` (owners).
+#[utoipa::path(post, operation_id = "users_create", path = "/api/v1/organisations/{id}/users", tag = "users", request_body = NewUser, params(("id" = Uuid, Path, description = "the id")), responses((status = 201, body = User), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create_user(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -193,6 +200,7 @@ async fn keep_an_owner(
 }
 
 /// `PATCH /organisations/{id}/users/{user}` (owners): changes the role.
+#[utoipa::path(patch, operation_id = "users_update", path = "/api/v1/organisations/{id}/users/{user_id}", tag = "users", request_body = RoleChange, params(("id" = Uuid, Path, description = "the organisation"), ("user_id" = Uuid, Path)), responses((status = 200, body = User), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn update_user(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -213,6 +221,7 @@ pub async fn update_user(
 }
 
 /// `DELETE /organisations/{id}/users/{user}` (owners).
+#[utoipa::path(delete, operation_id = "users_delete", path = "/api/v1/organisations/{id}/users/{user_id}", tag = "users", params(("id" = Uuid, Path, description = "the organisation"), ("user_id" = Uuid, Path)), responses((status = 204), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_user(
     State(state): State<AdminState>,
     caller: AdminCaller,

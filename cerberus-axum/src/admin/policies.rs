@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::AdminState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminCaller, Body, Id, Listing, Pagination};
 use super::workspaces::caller_workspace;
 
 /// A new policy.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPolicy {
     /// `organisation`, `workspace` or `agent`.
@@ -25,13 +25,15 @@ pub struct NewPolicy {
     /// The id of the organisation, workspace or agent access.
     target_id: Uuid,
     /// The policy document.
+    #[schema(value_type = Object)]
     document: serde_json::Value,
 }
 
 /// A replacement document.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
+    #[schema(value_type = Object)]
     document: serde_json::Value,
 }
 
@@ -54,6 +56,7 @@ fn prefixed(path: &str) -> String {
 }
 
 /// `POST /policies` (admins): attaches a policy to one of the caller's targets.
+#[utoipa::path(post, operation_id = "policies_create", path = "/api/v1/policies", tag = "policies", request_body = NewPolicy, responses((status = 201, body = StoredPolicy), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -76,6 +79,7 @@ pub async fn create(
 }
 
 /// `GET /policies`.
+#[utoipa::path(get, operation_id = "policies_list", path = "/api/v1/policies", tag = "policies", params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query)), responses((status = 200, body = Listing<StoredPolicy>), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -86,6 +90,7 @@ pub async fn list(
 }
 
 /// `GET /policies/{id}`.
+#[utoipa::path(get, operation_id = "policies_get", path = "/api/v1/policies/{id}", tag = "policies", params(("id" = Uuid, Path, description = "the id")), responses((status = 200, body = StoredPolicy), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -100,6 +105,7 @@ pub async fn get(
 }
 
 /// `PUT /policies/{id}` (admins): replaces the document.
+#[utoipa::path(put, operation_id = "policies_update", path = "/api/v1/policies/{id}", tag = "policies", request_body = PolicyUpdate, params(("id" = Uuid, Path, description = "the id")), responses((status = 200, body = StoredPolicy), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -118,6 +124,7 @@ pub async fn update(
 }
 
 /// `DELETE /policies/{id}` (admins).
+#[utoipa::path(delete, operation_id = "policies_delete", path = "/api/v1/policies/{id}", tag = "policies", params(("id" = Uuid, Path, description = "the id")), responses((status = 204), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -136,23 +143,26 @@ pub async fn delete(
 }
 
 /// The effective policies of a workspace.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EffectivePolicies {
     /// What applies to an agent of the workspace that has no policy of its own.
+    #[schema(value_type = Object)]
     workspace: EffectivePolicy,
     /// What applies to each agent access (the first 200).
     agents: Vec<AgentEffectivePolicy>,
 }
 
 /// What applies to one agent access.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AgentEffectivePolicy {
     agent_access_id: AgentId,
     name: String,
+    #[schema(value_type = Object)]
     effective: EffectivePolicy,
 }
 
 /// `GET /policies/mcp-server-workspaces/{id}/effective-policies`.
+#[utoipa::path(get, operation_id = "policies_effective", path = "/api/v1/policies/mcp-server-workspaces/{id}/effective-policies", tag = "policies", params(("id" = Uuid, Path, description = "the id")), responses((status = 200, body = EffectivePolicies), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn effective(
     State(state): State<AdminState>,
     caller: AdminCaller,

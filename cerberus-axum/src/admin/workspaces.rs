@@ -11,7 +11,7 @@ use cerberus_core::store::{
 use serde::Deserialize;
 
 use super::AdminState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminCaller, Body, Id, Ids, Listing, Pagination};
 use super::validate;
 
@@ -19,7 +19,7 @@ use super::validate;
 const MASK: &str = "********";
 
 /// A new workspace.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkspaceBody {
     name: String,
@@ -33,7 +33,7 @@ fn production() -> Environment {
 }
 
 /// Changes to a workspace; absent fields stay as they are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceChangesBody {
     name: Option<String>,
@@ -81,6 +81,7 @@ pub(super) async fn caller_workspace(
 }
 
 /// `GET /organisations/{id}/mcp-server-workspaces`.
+#[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/organisations/{id}/mcp-server-workspaces", tag = "workspaces", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query)), responses((status = 200, body = Listing<Workspace>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -96,6 +97,7 @@ pub async fn list(
 }
 
 /// `POST /organisations/{id}/mcp-server-workspaces` (admins).
+#[utoipa::path(post, operation_id = "workspaces_create", path = "/api/v1/organisations/{id}/mcp-server-workspaces", tag = "workspaces", request_body = NewWorkspaceBody, params(("id" = Uuid, Path, description = "the id")), responses((status = 201, body = Workspace), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -121,6 +123,7 @@ pub async fn create(
 }
 
 /// `GET /organisations/{id}/mcp-server-workspaces/{workspace}`.
+#[utoipa::path(get, operation_id = "workspaces_get", path = "/api/v1/organisations/{id}/mcp-server-workspaces/{workspace_id}", tag = "workspaces", params(("id" = Uuid, Path, description = "the organisation"), ("workspace_id" = Uuid, Path)), responses((status = 200, body = Workspace), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -133,6 +136,7 @@ pub async fn get(
 }
 
 /// `PATCH /organisations/{id}/mcp-server-workspaces/{workspace}` (admins).
+#[utoipa::path(patch, operation_id = "workspaces_update", path = "/api/v1/organisations/{id}/mcp-server-workspaces/{workspace_id}", tag = "workspaces", request_body = WorkspaceChangesBody, params(("id" = Uuid, Path, description = "the organisation"), ("workspace_id" = Uuid, Path)), responses((status = 200, body = Workspace), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AdminState>,
     caller: AdminCaller,
@@ -168,6 +172,7 @@ pub async fn update(
 
 /// `DELETE /organisations/{id}/mcp-server-workspaces/{workspace}` (admins): its agent accesses and
 /// policies go with it.
+#[utoipa::path(delete, operation_id = "workspaces_delete", path = "/api/v1/organisations/{id}/mcp-server-workspaces/{workspace_id}", tag = "workspaces", params(("id" = Uuid, Path, description = "the organisation"), ("workspace_id" = Uuid, Path)), responses((status = 204), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AdminState>,
     caller: AdminCaller,

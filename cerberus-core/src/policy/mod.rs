@@ -16,6 +16,7 @@ pub use hierarchy::{EffectiveEntry, EffectivePolicy, IgnoredOverride};
 
 /// Where a policy is attached. Lower levels (closer to the agent) override higher ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyLevel {
     /// Applies to every workspace and agent of the organisation.

@@ -16,6 +16,7 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
@@ -46,6 +47,7 @@ id_type!(
 /// What a user may do within its organisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// Reads everything in the organisation, changes nothing.
     Viewer,
@@ -92,6 +94,7 @@ impl FromStr for Role {
 /// The stage an MCP server workspace serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Environment {
     /// Production.
     Production,
@@ -130,6 +133,7 @@ impl FromStr for Environment {
 /// How the gateway reaches a workspace's MCP server, as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum UpstreamDefinition {
     /// A Streamable HTTP endpoint.
     Http {
@@ -157,6 +161,7 @@ pub enum UpstreamDefinition {
 
 /// A tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Organisation {
     /// Its id.
     pub id: OrganisationId,
@@ -164,14 +169,17 @@ pub struct Organisation {
     pub name: String,
     /// When it was created.
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: SystemTime,
     /// When it last changed.
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: SystemTime,
 }
 
 /// A user of the admin API; its password hash is kept apart, in [`UserCredentials`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     /// Its id.
     pub id: UserId,
@@ -183,9 +191,11 @@ pub struct User {
     pub role: Role,
     /// When it was created.
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: SystemTime,
     /// When it last changed.
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: SystemTime,
 }
 
@@ -208,6 +218,7 @@ impl fmt::Debug for UserCredentials {
 
 /// An MCP server workspace: one upstream server and the agents that reach it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Workspace {
     /// Its id.
     pub id: WorkspaceId,
@@ -221,14 +232,17 @@ pub struct Workspace {
     pub upstream: UpstreamDefinition,
     /// When it was created.
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: SystemTime,
     /// When it last changed.
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: SystemTime,
 }
 
 /// An agent access: one client credential within a workspace. The key itself is never stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentAccess {
     /// Its id.
     pub id: AgentId,
@@ -242,18 +256,23 @@ pub struct AgentAccess {
     pub key_prefix: String,
     /// When it was created.
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: SystemTime,
     /// When its key was last rotated.
     #[serde(with = "rfc3339::option", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub rotated_at: Option<SystemTime>,
     /// Until when the key before the last rotation still works.
     #[serde(with = "rfc3339::option", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub previous_key_valid_until: Option<SystemTime>,
     /// When the access stops working by itself.
     #[serde(with = "rfc3339::option", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<SystemTime>,
     /// When it was revoked.
     #[serde(with = "rfc3339::option", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub revoked_at: Option<SystemTime>,
 }
 
@@ -271,6 +290,7 @@ impl AgentAccess {
 /// What a stored policy attaches to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "level", content = "id", rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PolicyTarget {
     /// The whole organisation.
     Organisation(OrganisationId),
@@ -302,6 +322,7 @@ impl PolicyTarget {
 
 /// A policy document attached to one level of the hierarchy; one per target.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredPolicy {
     /// Its id.
     pub id: PolicyId,
@@ -310,12 +331,15 @@ pub struct StoredPolicy {
     /// What it attaches to.
     pub target: PolicyTarget,
     /// The policy document, as validated when it was stored.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub document: serde_json::Value,
     /// When it was created.
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: SystemTime,
     /// When it last changed.
     #[serde(with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: SystemTime,
 }
 
