@@ -529,3 +529,43 @@ async fn bad_input_is_refused_with_the_field_named() {
         gateway.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_instance_reaches_another_within_its_cache_time() {
+    for backend in BACKENDS {
+        let gateway = AdminGateway::start(backend).await;
+        let upstream = support::start_upstream().await;
+        let owner = gateway.tenant("acme", "owner@acme.example").await;
+        let workspace = owner.workspace("crm", &upstream).await;
+        let (agent, key) = owner.agent(&workspace, "bot").await;
+        // The other instance shares the database, not this instance's cache (the default: half a second).
+        let other = gateway.second_instance(500).await;
+        assert_eq!(proxy_status(&other, &key).await, StatusCode::OK);
+        owner
+            .expect(
+                StatusCode::OK,
+                "POST",
+                &format!("/api/v1/agent-accesses/{agent}/revoke"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            proxy_status(&gateway.mcp(), &key).await,
+            StatusCode::UNAUTHORIZED
+        );
+        let revoked = std::time::Instant::now();
+        // Poll until the other instance refuses too; the deadline only turns a hang into a failure.
+        while proxy_status(&other, &key).await != StatusCode::UNAUTHORIZED {
+            assert!(
+                revoked.elapsed() < Duration::from_secs(30),
+                "the other instance never saw it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!(
+            "{backend:?}: the other instance refused the key {:?} after the revocation",
+            revoked.elapsed()
+        );
+        gateway.stop().await;
+    }
+}

@@ -125,7 +125,7 @@ fn yes() -> bool {
 }
 
 fn default_cache_ttl_ms() -> u64 {
-    1000
+    500
 }
 
 impl DatabaseSettings {

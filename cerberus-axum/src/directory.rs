@@ -2,7 +2,7 @@
 //! agents stored there, looked up through a short-lived cache so that no MCP message waits on the
 //! database once its key is known.
 //!
-//! A cached answer (a route, or "no such key") is trusted for `database.cache_ttl_ms` (one second by
+//! A cached answer (a route, or "no such key") is trusted for `database.cache_ttl_ms` (half a second by
 //! default); [`AgentDirectory::invalidate`] drops every cached answer at once, which the admin API does
 //! after each change it makes, so a revoked key or a changed policy applies on this instance at once and
 //! on the others within the time-to-live.

@@ -50,7 +50,7 @@ pub fn build_with_store(
     let ttl = config
         .database
         .as_ref()
-        .map_or(std::time::Duration::from_secs(1), |d| d.cache_ttl());
+        .map_or(std::time::Duration::from_millis(500), |d| d.cache_ttl());
     gateway.directory = gateway.directory.with_store(
         Arc::clone(&store),
         Arc::clone(&registry),

@@ -66,6 +66,31 @@ impl AdminGateway {
         }
     }
 
+    /// Another gateway instance on the same database, whose proxy trusts a looked-up key for
+    /// `cache_ttl_ms`; returns its proxy endpoint.
+    pub async fn second_instance(&self, cache_ttl_ms: u64) -> String {
+        let url = self.database.as_ref().map(|d| d.url.clone()).unwrap();
+        let config = GatewayConfig::parse(
+            &format!(
+                "[database]\nurl = \"{url}\"\ncache_ttl_ms = {cache_ttl_ms}\n\n[admin]\njwt_secret = \"{}\"\n",
+                "s".repeat(40)
+            ),
+            std::path::Path::new("."),
+            &GuardrailRegistry::default(),
+        )
+        .unwrap();
+        let (_, router) = cerberus_axum::serve::build_with_store(
+            &config,
+            Arc::new(MemoryAuditSink::new()),
+            Some(Arc::clone(&self.store) as Arc<dyn ControlStore>),
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        format!("http://{address}/mcp")
+    }
+
     /// The proxy endpoint.
     pub fn mcp(&self) -> String {
         format!("{}/mcp", self.base)
