@@ -594,7 +594,7 @@ async fn several_instances_migrating_at_once_apply_each_migration_once() {
         .unwrap();
     let files = std::fs::read_dir(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../cerberus-sqlx/migrations/postgres"
+        "/../cerberus-sqlx/migrations"
     ))
     .unwrap()
     .count();

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::rows::{self, AGENT_COLUMNS, conflict, hash_text, millis, now, store_error};
+use crate::scoped::AGENT_ACCESSES;
 
 const NAME_TAKEN: &str = "an agent access with that name in this workspace";
 
@@ -56,22 +57,10 @@ impl AgentAccessStore for SqlStore {
         workspace: WorkspaceId,
         page: Page,
     ) -> Result<Vec<AgentAccess>, StoreError> {
-        let (limit, offset) = rows::page(page);
-        sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agent_accesses \
-             WHERE organisation_id = $1 AND workspace_id = $2 AND deleted_at IS NULL \
-             ORDER BY created_at, id LIMIT $3 OFFSET $4"
-        ))
-        .bind(organisation.to_string())
-        .bind(workspace.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?
-        .iter()
-        .map(rows::agent_access)
-        .collect()
+        let within = Some(("workspace_id", workspace.to_string()));
+        AGENT_ACCESSES
+            .list(&self.pool, organisation, within, page)
+            .await
     }
 
     async fn agent_access(
@@ -79,18 +68,7 @@ impl AgentAccessStore for SqlStore {
         organisation: OrganisationId,
         id: AgentId,
     ) -> Result<Option<AgentAccess>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agent_accesses \
-             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL"
-        ))
-        .bind(id.to_string())
-        .bind(organisation.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?
-        .as_ref()
-        .map(rows::agent_access)
-        .transpose()
+        AGENT_ACCESSES.find(&self.pool, organisation, id).await
     }
 
     async fn rotate_key(
@@ -147,18 +125,12 @@ impl AgentAccessStore for SqlStore {
         organisation: OrganisationId,
         id: AgentId,
     ) -> Result<bool, StoreError> {
-        let (id, organisation, now) = (id.to_string(), organisation.to_string(), now());
+        let now = now();
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        let done = sqlx::query(
-            "UPDATE agent_accesses SET deleted_at = $3 \
-             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(&id)
-        .bind(&organisation)
-        .bind(now)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+        let deleted = AGENT_ACCESSES
+            .soft_delete(&mut *transaction, organisation, id, now)
+            .await?;
+        let (id, organisation) = (id.to_string(), organisation.to_string());
         sqlx::query(
             "UPDATE policies SET deleted_at = $3 WHERE level = 'agent' AND target_id = $1 \
              AND organisation_id = $2 AND deleted_at IS NULL",
@@ -170,7 +142,7 @@ impl AgentAccessStore for SqlStore {
         .await
         .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)?;
-        Ok(done.rows_affected() == 1)
+        Ok(deleted)
     }
 
     async fn resolve_key(

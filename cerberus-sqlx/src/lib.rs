@@ -5,6 +5,7 @@ mod agents;
 mod organisations;
 mod policies;
 mod rows;
+mod scoped;
 mod tokens;
 mod users;
 mod workspaces;
@@ -58,10 +59,10 @@ pub enum ConnectError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
-#[cfg(feature = "sqlite")]
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
-#[cfg(feature = "postgres")]
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+/// The migrations, one set for both backends: the schema sticks to SQL both speak (text ids, integer
+/// times, partial and expression indexes). A backend that needs its own statements will get its own
+/// directory then.
+static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 /// The control-plane store on SQLite or PostgreSQL: implements every trait of
 /// [`cerberus_core::store`].
@@ -122,23 +123,7 @@ impl SqlStore {
     /// Applies the migrations this database lacks. On PostgreSQL an advisory lock makes concurrent
     /// callers (several instances starting at once) wait for each other.
     pub async fn migrate(&self) -> Result<(), ConnectError> {
-        let migrator = match self.backend {
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-            #[allow(
-                unreachable_patterns,
-                reason = "reachable only in builds without one of the backends"
-            )]
-            other => {
-                return Err(ConnectError::NotBuiltIn(match other {
-                    Backend::Sqlite => "sqlite",
-                    Backend::Postgres => "postgres",
-                }));
-            }
-        };
-        migrator
+        MIGRATIONS
             .run(&self.pool)
             .await
             .map_err(ConnectError::Migrate)

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::rows::{self, POLICY_COLUMNS, conflict, now, store_error};
+use crate::scoped::POLICIES;
 
 /// The live row a target names within an organisation.
 fn target_exists(target: PolicyTarget) -> &'static str {
@@ -61,20 +62,7 @@ impl PolicyStore for SqlStore {
         organisation: OrganisationId,
         page: Page,
     ) -> Result<Vec<StoredPolicy>, StoreError> {
-        let (limit, offset) = rows::page(page);
-        sqlx::query(&format!(
-            "SELECT {POLICY_COLUMNS} FROM policies WHERE organisation_id = $1 AND deleted_at IS NULL \
-             ORDER BY created_at, id LIMIT $2 OFFSET $3"
-        ))
-        .bind(organisation.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?
-        .iter()
-        .map(rows::policy)
-        .collect()
+        POLICIES.list(&self.pool, organisation, None, page).await
     }
 
     async fn policy(
@@ -82,18 +70,7 @@ impl PolicyStore for SqlStore {
         organisation: OrganisationId,
         id: PolicyId,
     ) -> Result<Option<StoredPolicy>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {POLICY_COLUMNS} FROM policies \
-             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL"
-        ))
-        .bind(id.0.to_string())
-        .bind(organisation.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?
-        .as_ref()
-        .map(rows::policy)
-        .transpose()
+        POLICIES.find(&self.pool, organisation, id.0).await
     }
 
     async fn policy_for(
@@ -143,16 +120,8 @@ impl PolicyStore for SqlStore {
         organisation: OrganisationId,
         id: PolicyId,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE policies SET deleted_at = $3 \
-             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(id.0.to_string())
-        .bind(organisation.to_string())
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(store_error)?;
-        Ok(done.rows_affected() == 1)
+        POLICIES
+            .soft_delete(&self.pool, organisation, id.0, now())
+            .await
     }
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::rows::{self, USER_COLUMNS, conflict, now, store_error, time};
+use crate::scoped::USERS;
 
 #[async_trait]
 impl UserStore for SqlStore {
@@ -48,20 +49,7 @@ impl UserStore for SqlStore {
         organisation: OrganisationId,
         page: Page,
     ) -> Result<Vec<User>, StoreError> {
-        let (limit, offset) = rows::page(page);
-        sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE organisation_id = $1 AND deleted_at IS NULL \
-             ORDER BY created_at, id LIMIT $2 OFFSET $3"
-        ))
-        .bind(organisation.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?
-        .iter()
-        .map(rows::user)
-        .collect()
+        USERS.list(&self.pool, organisation, None, page).await
     }
 
     async fn user(
@@ -69,18 +57,7 @@ impl UserStore for SqlStore {
         organisation: OrganisationId,
         id: UserId,
     ) -> Result<Option<User>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users \
-             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL"
-        ))
-        .bind(id.to_string())
-        .bind(organisation.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?
-        .as_ref()
-        .map(rows::user)
-        .transpose()
+        USERS.find(&self.pool, organisation, id).await
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
@@ -146,16 +123,9 @@ impl UserStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let now = now();
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        let done = sqlx::query(
-            "UPDATE users SET deleted_at = $3 \
-             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(id.to_string())
-        .bind(organisation.to_string())
-        .bind(now)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+        let deleted = USERS
+            .soft_delete(&mut *transaction, organisation, id, now)
+            .await?;
         // A removed user's sessions end with it.
         sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
@@ -166,7 +136,7 @@ impl UserStore for SqlStore {
         .await
         .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)?;
-        Ok(done.rows_affected() == 1)
+        Ok(deleted)
     }
 
     async fn owner_count(&self, organisation: OrganisationId) -> Result<u64, StoreError> {

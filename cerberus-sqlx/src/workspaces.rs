@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::rows::{self, WORKSPACE_COLUMNS, conflict, now, store_error, time};
+use crate::scoped::WORKSPACES;
 
 const NAME_TAKEN: &str = "a workspace with that name";
 
@@ -56,20 +57,7 @@ impl WorkspaceStore for SqlStore {
         organisation: OrganisationId,
         page: Page,
     ) -> Result<Vec<Workspace>, StoreError> {
-        let (limit, offset) = rows::page(page);
-        sqlx::query(&format!(
-            "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE organisation_id = $1 AND deleted_at IS NULL \
-             ORDER BY created_at, id LIMIT $2 OFFSET $3"
-        ))
-        .bind(organisation.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?
-        .iter()
-        .map(rows::workspace)
-        .collect()
+        WORKSPACES.list(&self.pool, organisation, None, page).await
     }
 
     async fn workspace(
@@ -77,18 +65,7 @@ impl WorkspaceStore for SqlStore {
         organisation: OrganisationId,
         id: WorkspaceId,
     ) -> Result<Option<Workspace>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {WORKSPACE_COLUMNS} FROM workspaces \
-             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL"
-        ))
-        .bind(id.to_string())
-        .bind(organisation.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?
-        .as_ref()
-        .map(rows::workspace)
-        .transpose()
+        WORKSPACES.find(&self.pool, organisation, id).await
     }
 
     async fn update_workspace(
@@ -123,19 +100,13 @@ impl WorkspaceStore for SqlStore {
         id: WorkspaceId,
     ) -> Result<bool, StoreError> {
         // The workspace's agent accesses and every policy attached to it or to them go with it.
+        let organisation_id = organisation;
         let (id, organisation, now) = (id.to_string(), organisation.to_string(), now());
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        let done = sqlx::query(
-            "UPDATE workspaces SET deleted_at = $3 \
-             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(&id)
-        .bind(&organisation)
-        .bind(now)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        if done.rows_affected() == 0 {
+        if !WORKSPACES
+            .soft_delete(&mut *transaction, organisation_id, &id, now)
+            .await?
+        {
             return Ok(false);
         }
         sqlx::query(
