@@ -33,6 +33,7 @@ use cerberus_core::{
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::audit::AuditSettings;
 use crate::auth::KeyHash;
 
 /// The namespace of the ids derived from names, so that every instance reading one file agrees on them.
@@ -341,6 +342,8 @@ struct RawConfig {
     #[serde(default)]
     admin: AdminSettings,
     #[serde(default)]
+    audit: AuditSettings,
+    #[serde(default)]
     organisations: Vec<RawOrganisation>,
     #[serde(default)]
     workspaces: Vec<RawWorkspace>,
@@ -423,6 +426,8 @@ pub struct GatewayConfig {
     pub database: Option<DatabaseSettings>,
     /// The admin API's settings.
     pub admin: AdminSettings,
+    /// Where and how audit events are stored.
+    pub audit: AuditSettings,
     /// The directory relative paths are resolved against (the configuration file's).
     pub base: PathBuf,
     /// The organisations.
@@ -594,6 +599,7 @@ impl GatewayConfig {
             server: raw.server,
             database: raw.database,
             admin: raw.admin,
+            audit: raw.audit,
             base: base.to_path_buf(),
             organisations,
             workspaces,

@@ -6,7 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
-pub mod audit_log;
+pub mod audit;
 pub mod auth;
 pub mod check;
 pub mod cli;

@@ -6,18 +6,21 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use cerberus_core::GuardrailRegistry;
-use cerberus_core::audit::AuditSink;
+use cerberus_core::audit::{AuditSink, AuditStore, FanoutAuditSink};
 use cerberus_core::session::MemorySessionStore;
 use cerberus_core::store::{ControlStore, UserStore};
 use cerberus_sqlx::SqlStore;
 
 use crate::admin::credentials::{TokenIssuer, hash_password};
 use crate::admin::{self, AdminState};
-use crate::audit_log::JsonLinesAuditSink;
+use crate::audit::{BatchedAuditSink, JsonLinesAuditSink};
 use crate::cli::ServeArgs;
 use crate::config::{AdminSettings, GatewayConfig};
 use crate::gateway::Gateway;
 use crate::proxy;
+
+/// How long shutdown waits for the audit queue to be stored.
+const AUDIT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The environment variable holding the access-token signing secret.
 pub const JWT_SECRET_ENV: &str = "CERBERUS_JWT_SECRET";
@@ -156,20 +159,32 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    let audit: Arc<dyn AuditSink> = match &args.audit_log {
-        Some(path) if path == Path::new("-") => {
-            Arc::new(JsonLinesAuditSink::new(Box::new(std::io::stdout())))
-        }
-        Some(path) => Arc::new(
-            JsonLinesAuditSink::append_to(path)
-                .with_context(|| format!("cannot open {}", path.display()))?,
-        ),
-        None => Arc::new(cerberus_core::audit::NullAuditSink),
-    };
     let store = open_store(&config).await?;
     if let Some(store) = &store {
         bootstrap_owner(store).await?;
     }
+    let mut sinks: Vec<Arc<dyn AuditSink>> = Vec::new();
+    if let Some(store) = &store
+        && config.audit.database
+    {
+        let store: Arc<dyn AuditStore> = Arc::clone(store) as Arc<dyn AuditStore>;
+        sinks.push(Arc::new(BatchedAuditSink::start(store, &config.audit)));
+    }
+    match &args.audit_log {
+        Some(path) if path == Path::new("-") => sinks.push(Arc::new(JsonLinesAuditSink::new(
+            Box::new(std::io::stdout()),
+        ))),
+        Some(path) => sinks.push(Arc::new(
+            JsonLinesAuditSink::append_to(path)
+                .with_context(|| format!("cannot open {}", path.display()))?,
+        )),
+        None => {}
+    }
+    let audit: Arc<dyn AuditSink> = match sinks.len() {
+        0 => Arc::new(cerberus_core::audit::NullAuditSink),
+        1 => sinks.remove(0),
+        _ => Arc::new(FanoutAuditSink::new(sinks)),
+    };
     let (gateway, router) =
         build_with_store(&config, audit, store.map(|s| s as Arc<dyn ControlStore>))?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -193,6 +208,16 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .await?;
     // Stop stdio upstreams cleanly rather than leaving it to the runtime's teardown.
     gateway.stdio.shutdown().await;
+    // Every event the proxy recorded is stored before the process ends, unless the store stays
+    // unreachable for longer than a shutdown may reasonably take.
+    if tokio::time::timeout(AUDIT_FLUSH_LIMIT, gateway.audit.flush())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "the audit store did not take the last events within {AUDIT_FLUSH_LIMIT:?}: they are lost"
+        );
+    }
     Ok(())
 }
 

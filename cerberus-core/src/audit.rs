@@ -17,6 +17,9 @@ use crate::trace::{DecisionKind, Trace};
 /// What happened to one message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
+    /// The record's id, given when the event is made, so that storing it twice (a retried write whose
+    /// first attempt did land) keeps one record.
+    pub id: uuid::Uuid,
     /// When the gateway decided.
     #[serde(with = "unix_millis")]
     pub time: SystemTime,
@@ -54,6 +57,47 @@ pub struct AuditEvent {
 pub trait AuditSink: Send + Sync + fmt::Debug {
     /// Records one event.
     async fn record(&self, event: AuditEvent);
+
+    /// Writes out whatever the sink still holds; called once at shutdown, after the last `record`.
+    async fn flush(&self) {}
+}
+
+/// Where audit events are stored for good, in batches (a database).
+#[async_trait]
+pub trait AuditStore: Send + Sync + fmt::Debug {
+    /// Stores `events`, all or none.
+    async fn append(&self, events: &[AuditEvent]) -> Result<(), crate::store::StoreError>;
+}
+
+/// Several sinks at once: every event goes to each, in order.
+#[derive(Debug, Default)]
+pub struct FanoutAuditSink {
+    sinks: Vec<std::sync::Arc<dyn AuditSink>>,
+}
+
+impl FanoutAuditSink {
+    /// A sink that records into each of `sinks`.
+    pub fn new(sinks: Vec<std::sync::Arc<dyn AuditSink>>) -> Self {
+        Self { sinks }
+    }
+}
+
+#[async_trait]
+impl AuditSink for FanoutAuditSink {
+    async fn record(&self, event: AuditEvent) {
+        if let Some((last, others)) = self.sinks.split_last() {
+            for sink in others {
+                sink.record(event.clone()).await;
+            }
+            last.record(event).await;
+        }
+    }
+
+    async fn flush(&self) {
+        for sink in &self.sinks {
+            sink.flush().await;
+        }
+    }
 }
 
 /// Keeps events in memory, for tests and dry runs.

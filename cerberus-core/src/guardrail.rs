@@ -22,12 +22,19 @@ pub enum Direction {
     Response,
 }
 
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Direction {
+    /// The lowercase name used in policies and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Request => "request",
             Self::Response => "response",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

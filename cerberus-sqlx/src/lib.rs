@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod agents;
+mod audit;
 mod organisations;
 mod policies;
 mod rows;

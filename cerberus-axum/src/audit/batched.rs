@@ -1,0 +1,320 @@
+//! A bounded queue in front of an [`AuditStore`], drained by one writer task in batches.
+//!
+//! The proxy only puts an event on the queue. The writer takes whatever is waiting (up to a batch) and
+//! stores it in one transaction; when the store fails, it keeps that batch and tries again with a growing
+//! pause, so a database that is slow or down holds records back instead of losing them. While it is
+//! down the queue fills; then [`Overflow::Block`] (the default) makes the proxy wait for room, so nothing
+//! is lost silently, and [`Overflow::Drop`] drops the new event, counts it and logs the loss.
+//! [`AuditSink::flush`] stops taking events and waits until everything queued is stored.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cerberus_core::audit::{AuditEvent, AuditSink, AuditStore};
+use serde::Deserialize;
+use tokio::sync::{Mutex, mpsc, watch};
+
+/// What to do with an event when the queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overflow {
+    /// The proxy waits for room: nothing is lost, calls slow down while the store is down.
+    #[default]
+    Block,
+    /// The event is dropped, counted and logged: calls go on at full speed, records are lost.
+    Drop,
+}
+
+/// The audit settings (`[audit]` in the configuration).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Whether to store every event in the control-plane database, when there is one.
+    pub database: bool,
+    /// How many events may wait for the writer.
+    pub queue_capacity: usize,
+    /// The most events stored in one transaction.
+    pub batch_size: usize,
+    /// What to do when the queue is full.
+    pub overflow: Overflow,
+    /// The longest pause between two attempts to store a batch, in milliseconds.
+    pub max_retry_interval_ms: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            database: true,
+            queue_capacity: 65_536,
+            batch_size: 1000,
+            overflow: Overflow::Block,
+            max_retry_interval_ms: 5_000,
+        }
+    }
+}
+
+/// A sink that queues events for a batched writer.
+#[derive(Debug)]
+pub struct BatchedAuditSink {
+    sender: mpsc::Sender<AuditEvent>,
+    overflow: Overflow,
+    dropped: Arc<AtomicU64>,
+    stored: Arc<AtomicU64>,
+    closing: watch::Sender<bool>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl BatchedAuditSink {
+    /// Starts the writer task for `store`.
+    pub fn start(store: Arc<dyn AuditStore>, settings: &AuditSettings) -> Self {
+        let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
+        let (closing, closed) = watch::channel(false);
+        let stored = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            store,
+            receiver,
+            closed,
+            batch_size: settings.batch_size.max(1),
+            max_retry: Duration::from_millis(settings.max_retry_interval_ms.max(1)),
+            stored: Arc::clone(&stored),
+        };
+        Self {
+            sender,
+            overflow: settings.overflow,
+            dropped: Arc::new(AtomicU64::new(0)),
+            stored,
+            closing,
+            writer: Mutex::new(Some(tokio::spawn(writer.run()))),
+        }
+    }
+
+    /// How many events were dropped because the queue was full (with [`Overflow::Drop`]).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many events have been stored.
+    pub fn stored(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    /// How many events wait for the writer.
+    pub fn queued(&self) -> usize {
+        self.sender.max_capacity() - self.sender.capacity()
+    }
+}
+
+#[async_trait]
+impl AuditSink for BatchedAuditSink {
+    async fn record(&self, event: AuditEvent) {
+        match self.overflow {
+            Overflow::Block => {
+                if self.sender.send(event).await.is_err() {
+                    tracing::error!("the audit writer has stopped: an event was lost");
+                }
+            }
+            Overflow::Drop => match self.sender.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let lost = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    // One line per power of two lost, not one per event.
+                    if lost.is_power_of_two() {
+                        tracing::error!(lost, "the audit queue is full: events are being dropped");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    tracing::error!("the audit writer has stopped: an event was lost");
+                }
+            },
+        }
+    }
+
+    async fn flush(&self) {
+        let _ = self.closing.send(true);
+        if let Some(writer) = self.writer.lock().await.take()
+            && let Err(e) = writer.await
+        {
+            tracing::error!(error = %e, "the audit writer failed");
+        }
+    }
+}
+
+/// The writer task's state.
+struct Writer {
+    store: Arc<dyn AuditStore>,
+    receiver: mpsc::Receiver<AuditEvent>,
+    closed: watch::Receiver<bool>,
+    batch_size: usize,
+    max_retry: Duration,
+    stored: Arc<AtomicU64>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.batch_size);
+        loop {
+            // Wait for events (taking all that wait, up to a batch), or for the order to close.
+            let closing = tokio::select! {
+                received = self.receiver.recv_many(&mut batch, self.batch_size) => {
+                    if received == 0 {
+                        return;
+                    }
+                    false
+                }
+                _ = self.closed.wait_for(|closed| *closed) => true,
+            };
+            if closing {
+                // Take what is still queued, then stop once it is stored.
+                self.receiver.close();
+                while self.receiver.recv_many(&mut batch, self.batch_size).await > 0 {
+                    self.store_batch(&mut batch).await;
+                }
+                return;
+            }
+            self.store_batch(&mut batch).await;
+        }
+    }
+
+    /// Stores `batch`, trying again until it is stored; then empties it.
+    async fn store_batch(&mut self, batch: &mut Vec<AuditEvent>) {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.store.append(batch).await {
+                Ok(()) => {
+                    self.stored
+                        .fetch_add(u64::try_from(batch.len()).unwrap_or(0), Ordering::Relaxed);
+                    batch.clear();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, events = batch.len(), retry_in = ?pause, "cannot store audit events; holding them");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.max_retry);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+    use std::sync::atomic::AtomicBool;
+    use std::time::SystemTime;
+
+    use cerberus_core::store::StoreError;
+    use cerberus_core::{DecisionKind, Direction, Identity, Trace};
+
+    use super::*;
+
+    /// A store that can be switched off, and remembers what it stored.
+    #[derive(Debug, Default)]
+    struct FlakyStore {
+        down: AtomicBool,
+        rows: StdMutex<Vec<AuditEvent>>,
+        attempts: AtomicU64,
+    }
+
+    #[async_trait]
+    impl AuditStore for FlakyStore {
+        async fn append(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+            self.attempts.fetch_add(1, Ordering::Relaxed);
+            if self.down.load(Ordering::Relaxed) {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            self.rows.lock().unwrap().extend_from_slice(events);
+            Ok(())
+        }
+    }
+
+    fn event(n: usize) -> AuditEvent {
+        AuditEvent {
+            id: uuid::Uuid::new_v4(),
+            time: SystemTime::now(),
+            identity: Identity::new_random(),
+            key_prefix: None,
+            session: None,
+            jsonrpc_id: Some(n.to_string()),
+            direction: Direction::Request,
+            method: Some("tools/call".into()),
+            target: None,
+            decision: DecisionKind::Allow,
+            trace: Trace::new(),
+            size_bytes: 10,
+            overhead_us: 1,
+        }
+    }
+
+    fn settings(capacity: usize, overflow: Overflow) -> AuditSettings {
+        AuditSettings {
+            database: true,
+            queue_capacity: capacity,
+            batch_size: 16,
+            overflow,
+            max_retry_interval_ms: 20,
+        }
+    }
+
+    #[tokio::test]
+    async fn everything_recorded_is_stored_in_order_by_the_flush() {
+        let store = Arc::new(FlakyStore::default());
+        let sink = BatchedAuditSink::start(store.clone(), &settings(8, Overflow::Block));
+        for n in 0..100 {
+            sink.record(event(n)).await;
+        }
+        sink.flush().await;
+        let rows = store.rows.lock().unwrap();
+        let ids: Vec<_> = rows.iter().map(|e| e.jsonrpc_id.clone().unwrap()).collect();
+        assert_eq!(ids, (0..100).map(|n| n.to_string()).collect::<Vec<_>>());
+        assert_eq!(sink.stored(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_down_holds_events_back_and_loses_none() {
+        let store = Arc::new(FlakyStore::default());
+        store.down.store(true, Ordering::Relaxed);
+        let sink = Arc::new(BatchedAuditSink::start(
+            store.clone(),
+            &settings(4, Overflow::Block),
+        ));
+        let producer = {
+            let sink = Arc::clone(&sink);
+            tokio::spawn(async move {
+                for n in 0..50 {
+                    sink.record(event(n)).await;
+                }
+            })
+        };
+        // The writer keeps failing while the producer fills the queue and then waits for room.
+        while store.attempts.load(Ordering::Relaxed) < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!producer.is_finished(), "a full queue makes the proxy wait");
+        store.down.store(false, Ordering::Relaxed);
+        producer.await.unwrap();
+        sink.flush().await;
+        assert_eq!(store.rows.lock().unwrap().len(), 50);
+        assert_eq!(sink.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_drop_setting_counts_what_it_loses() {
+        let store = Arc::new(FlakyStore::default());
+        store.down.store(true, Ordering::Relaxed);
+        let sink = BatchedAuditSink::start(store.clone(), &settings(4, Overflow::Drop));
+        for n in 0..50 {
+            sink.record(event(n)).await;
+        }
+        store.down.store(false, Ordering::Relaxed);
+        sink.flush().await;
+        let kept = store.rows.lock().unwrap().len();
+        assert_eq!(
+            u64::try_from(kept).unwrap() + sink.dropped(),
+            50,
+            "every event is stored or counted as dropped"
+        );
+        assert!(sink.dropped() > 0);
+    }
+}

@@ -1,0 +1,9 @@
+//! Where the proxy's audit events go: a database through a bounded queue and a batched writer
+//! ([`BatchedAuditSink`]), JSON lines to a file or standard output ([`JsonLinesAuditSink`]), or several at
+//! once (`cerberus_core::audit::FanoutAuditSink`). None of them writes on the request path.
+
+mod batched;
+mod json_lines;
+
+pub use batched::{AuditSettings, BatchedAuditSink, Overflow};
+pub use json_lines::JsonLinesAuditSink;

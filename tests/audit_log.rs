@@ -1,0 +1,346 @@
+//! The database audit log, on SQLite and on the running PostgreSQL: a known mix of calls under
+//! concurrency leaves exactly one record per message with the decision the client saw, also when the
+//! database connections are killed mid-run; no raw personal data is stored.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+mod databases;
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cerberus_axum::audit::{AuditSettings, BatchedAuditSink};
+use cerberus_axum::config::GatewayConfig;
+use cerberus_core::GuardrailRegistry;
+use cerberus_core::audit::{AuditSink, AuditStore};
+use cerberus_core::store::ControlStore;
+use cerberus_sqlx::{Backend, SqlStore};
+use databases::{BACKENDS, TestDatabase, postgres_admin_url};
+use serde_json::{Value, json};
+use sqlx::Row;
+use support::KEY;
+
+const VERSION: &str = "2025-11-25";
+
+/// What the client saw of one call, which fixes the records it must leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    Passed,
+    Blocked,
+    Throttled,
+}
+
+struct Gateway {
+    url: String,
+    sink: Arc<BatchedAuditSink>,
+}
+
+async fn start(store: &Arc<SqlStore>, upstream: &str) -> Gateway {
+    let hash = cerberus_axum::auth::KeyHash::of(KEY).to_hex();
+    let config = GatewayConfig::parse(
+        &format!(
+            "[[organisations]]\nname = \"acme\"\npolicy = {{ guardrails = [\n\
+             {{ type = \"rbac\", allow = [\"echo\", \"whoami\"] }},\n\
+             {{ type = \"pii_email\", action = \"redact\" }},\n\
+             {{ type = \"rate_limit_per_minute\", limit = 30 }}\n] }}\n\n\
+             [[workspaces]]\nname = \"tools\"\norganisation = \"acme\"\nupstream = {{ url = \"{upstream}\" }}\n\n\
+             [[agents]]\nname = \"bot\"\nworkspace = \"tools\"\nkey_sha256 = \"{hash}\"\n"
+        ),
+        std::path::Path::new("."),
+        &GuardrailRegistry::default(),
+    )
+    .unwrap();
+    let settings = AuditSettings {
+        queue_capacity: 16,
+        batch_size: 8,
+        max_retry_interval_ms: 50,
+        ..AuditSettings::default()
+    };
+    let sink = Arc::new(BatchedAuditSink::start(
+        Arc::clone(store) as Arc<dyn AuditStore>,
+        &settings,
+    ));
+    let (_, router) = cerberus_axum::serve::build_with_store(
+        &config,
+        Arc::clone(&sink) as Arc<dyn AuditSink>,
+        Some(Arc::clone(store) as Arc<dyn ControlStore>),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Gateway {
+        url: format!("http://{address}/mcp"),
+        sink,
+    }
+}
+
+/// POSTs one message; returns the JSON-RPC answer, if the POST had one.
+async fn post(url: &str, session: Option<&str>, body: Value) -> (Option<String>, Option<Value>) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", VERSION)
+        .body(body.to_string());
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    let response = request.send().await.unwrap();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+    let json = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .find(|d| d.contains("\"id\""))
+        .unwrap_or(text.as_str());
+    (session, serde_json::from_str(json).ok())
+}
+
+/// Runs the mix: 10 plain echoes, 10 echoes with an email, 10 whoami (an email in the answer), 10
+/// denied deletes, 5 more plain echoes; 30 calls a minute are allowed, so 5 of the 35 counted ones are
+/// throttled. Returns, per JSON-RPC id, the tool and what the client saw.
+async fn run_mix(url: &str) -> BTreeMap<i64, (&'static str, Seen)> {
+    let (session, _) = post(
+        url,
+        None,
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "audit", "version": "1"}}}),
+    )
+    .await;
+    let session = session.expect("a session");
+    post(
+        url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+
+    let mut calls = Vec::new();
+    for n in 0..45_i64 {
+        let (tool, arguments) = match n {
+            0..10 | 40..45 => ("echo", json!({"text": "hello"})),
+            10..20 => ("echo-email", json!({"text": "mail jane@example.com"})),
+            20..30 => ("whoami", json!({})),
+            _ => ("delete_everything", json!({})),
+        };
+        calls.push((n + 1, tool, arguments));
+    }
+    let mut tasks = Vec::new();
+    for chunk in calls.chunks(6) {
+        let chunk = chunk.to_vec();
+        let (url, session) = (url.to_owned(), session.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for (id, tool, arguments) in chunk {
+                let name = if tool == "echo-email" { "echo" } else { tool };
+                let (_, answer) = post(
+                    &url,
+                    Some(&session),
+                    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                        "params": {"name": name, "arguments": arguments}}),
+                )
+                .await;
+                let answer = answer.expect("every call is answered");
+                let outcome = match answer["error"]["code"].as_i64() {
+                    None => Seen::Passed,
+                    Some(-32050) => Seen::Blocked,
+                    Some(-32051) => Seen::Throttled,
+                    Some(other) => panic!("unexpected error {other}: {answer}"),
+                };
+                seen.push((id, (tool, outcome)));
+            }
+            seen
+        }));
+    }
+    let mut seen = BTreeMap::new();
+    for task in tasks {
+        seen.extend(task.await.unwrap());
+    }
+    seen
+}
+
+/// The records each call must leave: (direction, decision) pairs.
+fn expected(tool: &str, seen: Seen) -> Vec<(&'static str, &'static str)> {
+    match (tool, seen) {
+        (_, Seen::Blocked) => vec![("request", "block")],
+        (_, Seen::Throttled) => vec![("request", "throttle")],
+        ("echo", Seen::Passed) => vec![("request", "allow"), ("response", "allow")],
+        ("echo-email", Seen::Passed) => vec![("request", "modify"), ("response", "allow")],
+        ("whoami", Seen::Passed) => vec![("request", "allow"), ("response", "modify")],
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn stored(store: &SqlStore) -> Vec<(String, String, String, String)> {
+    sqlx::query(
+        "SELECT COALESCE(jsonrpc_id, ''), direction, decision, COALESCE(method, '') FROM audit_logs",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        (
+            row.get::<String, _>(0),
+            row.get::<String, _>(1),
+            row.get::<String, _>(2),
+            row.get::<String, _>(3),
+        )
+    })
+    .collect()
+}
+
+async fn check_records(store: &SqlStore, seen: &BTreeMap<i64, (&'static str, Seen)>) {
+    let rows = stored(store).await;
+    let throttled = seen.values().filter(|(_, s)| *s == Seen::Throttled).count();
+    assert_eq!(throttled, 5, "30 of the 35 counted calls pass");
+    let mut want: Vec<(String, String, String)> = vec![
+        ("0".into(), "request".into(), "allow".into()),
+        ("0".into(), "response".into(), "allow".into()),
+        (String::new(), "request".into(), "allow".into()),
+    ];
+    for (id, (tool, outcome)) in seen {
+        for (direction, decision) in expected(tool, *outcome) {
+            want.push((id.to_string(), direction.into(), decision.into()));
+        }
+    }
+    let mut got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|(i, d, c, _)| (i.clone(), d.clone(), c.clone()))
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), 78, "one record per message");
+    assert_eq!(got, want, "each record has the decision the client saw");
+}
+
+async fn no_raw_personal_data(store: &SqlStore) {
+    let everything: Vec<String> = sqlx::query("SELECT trace, COALESCE(target, '') FROM audit_logs")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.get::<String, _>(0), r.get::<String, _>(1)))
+        .collect();
+    let everything = everything.join("\n");
+    for raw in [
+        "jane@example.com",
+        "jane.doe@example.com",
+        "555 234 5678",
+        KEY,
+    ] {
+        assert!(
+            !everything.contains(raw),
+            "{raw} is stored in the audit log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_leaves_one_record_with_its_decision() {
+    for backend in BACKENDS {
+        println!("{backend:?}");
+        let database = TestDatabase::create(backend).await;
+        let store = Arc::new(database.store().await);
+        let upstream = support::start_upstream().await;
+        let gateway = start(&store, &upstream).await;
+        let seen = run_mix(&gateway.url).await;
+        gateway.sink.flush().await;
+        assert_eq!(gateway.sink.dropped(), 0);
+        check_records(&store, &seen).await;
+        no_raw_personal_data(&store).await;
+        store.pool().close().await;
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_survive_the_database_connections_being_killed_mid_run() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let store = Arc::new(database.store().await);
+    let upstream = support::start_upstream().await;
+    let gateway = start(&store, &upstream).await;
+    let name = database.url.rsplit('/').next().unwrap().to_owned();
+    // While the mix runs, another connection kills every connection of the gateway's pool, again and
+    // again: writes in flight fail and the writer must hold and retry them.
+    let killer = tokio::spawn(async move {
+        let admin = SqlStore::connect(&postgres_admin_url()).await.unwrap();
+        let mut killed = 0_i64;
+        for _ in 0..20 {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&name)
+            .fetch_one(admin.pool())
+            .await
+            .unwrap();
+            killed += n;
+            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        }
+        admin.pool().close().await;
+        killed
+    });
+    let seen = run_mix(&gateway.url).await;
+    let killed = killer.await.unwrap();
+    println!("killed {killed} database connections during the run");
+    assert!(
+        killed > 0,
+        "the run lost its database connections at least once"
+    );
+    gateway.sink.flush().await;
+    check_records(&store, &seen).await;
+    store.pool().close().await;
+    database.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stored_twice_is_stored_once() {
+    for backend in BACKENDS {
+        let database = TestDatabase::create(backend).await;
+        let store = database.store().await;
+        let event = cerberus_core::audit::AuditEvent {
+            id: uuid::Uuid::new_v4(),
+            time: std::time::SystemTime::now(),
+            identity: cerberus_core::Identity::new_random(),
+            key_prefix: Some("cbk_abcd".into()),
+            session: None,
+            jsonrpc_id: Some("1".into()),
+            direction: cerberus_core::Direction::Request,
+            method: Some("tools/call".into()),
+            target: Some("echo".into()),
+            decision: cerberus_core::DecisionKind::Allow,
+            trace: cerberus_core::Trace::new(),
+            size_bytes: 1,
+            overhead_us: 1,
+        };
+        let batch = vec![
+            event.clone(),
+            cerberus_core::audit::AuditEvent {
+                id: uuid::Uuid::new_v4(),
+                ..event
+            },
+        ];
+        store.append(&batch).await.unwrap();
+        store.append(&batch).await.unwrap();
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_logs")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(count, 2, "{backend:?}");
+        store.pool().close().await;
+        database.drop_database().await;
+    }
+}
