@@ -37,6 +37,9 @@ struct Args {
     /// Rounds; each runs the direct load, then the gateway load.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Also run a second gateway that stores every audit event in a SQLite database, and compare.
+    #[arg(long)]
+    audit_database: bool,
 }
 
 /// A child process that is stopped when dropped.
@@ -273,27 +276,45 @@ async fn main() -> anyhow::Result<()> {
         field("key: ").context("no key")?,
         field("key_sha256: ").context("no hash")?,
     );
-    let gateway_port = free_port()?;
-    let config = work.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{gateway_port}\"\n\n[[organisations]]\nname = \"load\"\npolicy = \"{}\"\n\n\
-             [[workspaces]]\nname = \"example\"\norganisation = \"load\"\nupstream = {{ url = \"http://127.0.0.1:{upstream_port}/mcp\" }}\n\n\
-             [[agents]]\nname = \"load\"\nworkspace = \"example\"\nkey_sha256 = \"{hash}\"\n",
-            std::fs::canonicalize(&args.policy)?.display()
-        ),
-    )?;
-    let mut gateway = Process(
-        Command::new(&args.cerberus)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start cerberus")?,
-    );
-    wait_for_port(gateway_port, &mut gateway)?;
+    let policy = std::fs::canonicalize(&args.policy)?;
+    let start_gateway = |name: &str, database: bool| -> anyhow::Result<(Process, u16)> {
+        let port = free_port()?;
+        let config = work.join(format!("{name}.toml"));
+        let database = if database {
+            format!(
+                "[database]\nurl = \"sqlite://{}?mode=rwc\"\n\n",
+                work.join(format!("{name}.db")).display()
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n\n{database}[[organisations]]\nname = \"load\"\npolicy = \"{}\"\n\n\
+                 [[workspaces]]\nname = \"example\"\norganisation = \"load\"\nupstream = {{ url = \"http://127.0.0.1:{upstream_port}/mcp\" }}\n\n\
+                 [[agents]]\nname = \"load\"\nworkspace = \"example\"\nkey_sha256 = \"{hash}\"\n",
+                policy.display()
+            ),
+        )?;
+        let mut process = Process(
+            Command::new(&args.cerberus)
+                .args(["serve", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start cerberus")?,
+        );
+        wait_for_port(port, &mut process)?;
+        Ok((process, port))
+    };
+    let (gateway, gateway_port) = start_gateway("gateway", false)?;
+    let audited = if args.audit_database {
+        Some(start_gateway("audited", true)?)
+    } else {
+        None
+    };
 
     let direct = Target {
         name: "direct",
@@ -303,15 +324,24 @@ async fn main() -> anyhow::Result<()> {
     let through = Target {
         name: "gateway",
         url: format!("http://127.0.0.1:{gateway_port}/mcp"),
-        key: Some(key),
+        key: Some(key.clone()),
     };
+    let audited_target = audited.as_ref().map(|(_, port)| Target {
+        name: "gateway+db",
+        url: format!("http://127.0.0.1:{port}/mcp"),
+        key: Some(key.clone()),
+    });
 
     // A short warm-up of each, so that connection pools and caches are as they will be.
     load(&direct, 2, 20).await?;
     load(&through, 2, 20).await?;
+    if let Some(target) = &audited_target {
+        load(target, 2, 20).await?;
+    }
 
     let (mut direct_figures, mut gateway_figures) = (Figures::default(), Figures::default());
     let (mut direct_cpu, mut gateway_cpu) = (Cpu::default(), Cpu::default());
+    let (mut audited_figures, mut audited_cpu) = (Figures::default(), Cpu::default());
     for round in 1..=args.rounds {
         let before = Cpu::now(&upstream, &gateway);
         let d = load(&direct, args.concurrency, args.calls).await?;
@@ -327,6 +357,16 @@ async fn main() -> anyhow::Result<()> {
         );
         merge(&mut direct_figures, d);
         merge(&mut gateway_figures, g);
+        if let (Some(target), Some((process, _))) = (&audited_target, &audited) {
+            let before = Cpu::now(&upstream, process);
+            let a = load(target, args.concurrency, args.calls).await?;
+            audited_cpu.add_since(before, Cpu::now(&upstream, process));
+            println!(
+                "round {round}: gateway with the database audit {:.0} calls/s",
+                a.throughput()
+            );
+            merge(&mut audited_figures, a);
+        }
     }
 
     println!();
@@ -341,7 +381,11 @@ async fn main() -> anyhow::Result<()> {
         "{:<8} {:>12} {:>10} {:>10} {:>8}",
         "target", "calls/s", "p50 ms", "p99 ms", "errors"
     );
-    for (target, figures) in [(&direct, &direct_figures), (&through, &gateway_figures)] {
+    let mut rows = vec![(&direct, &direct_figures), (&through, &gateway_figures)];
+    if let Some(target) = &audited_target {
+        rows.push((target, &audited_figures));
+    }
+    for (target, figures) in rows {
         println!(
             "{:<8} {:>12.0} {:>10.3} {:>10.3} {:>8}",
             target.name,
@@ -362,16 +406,29 @@ async fn main() -> anyhow::Result<()> {
         millis(gateway_figures.percentile(0.50)) - millis(direct_figures.percentile(0.50)),
         millis(gateway_figures.percentile(0.99)) - millis(direct_figures.percentile(0.99))
     );
+    if audited_target.is_some() {
+        let audited_ratio =
+            audited_figures.throughput() / gateway_figures.throughput().max(f64::EPSILON);
+        println!(
+            "with the database audit: {:.1}% of the gateway's throughput without it; p99 {:+.3} ms",
+            audited_ratio * 100.0,
+            millis(audited_figures.percentile(0.99)) - millis(gateway_figures.percentile(0.99))
+        );
+    }
     println!();
     println!("CPU time per call (user + system, 10 ms ticks over every round):");
     println!(
         "{:<8} {:>10} {:>10} {:>10}",
         "target", "client µs", "server µs", "gateway µs"
     );
-    for (name, cpu, calls) in [
+    let mut cpu_rows = vec![
         ("direct", direct_cpu, direct_figures.calls),
         ("gateway", gateway_cpu, gateway_figures.calls),
-    ] {
+    ];
+    if audited_target.is_some() {
+        cpu_rows.push(("gateway+db", audited_cpu, audited_figures.calls));
+    }
+    for (name, cpu, calls) in cpu_rows {
         println!(
             "{:<8} {:>10.1} {:>10.1} {:>10.1}",
             name,
@@ -381,7 +438,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let _ = std::fs::remove_dir_all(&work);
-    if direct_figures.errors + gateway_figures.errors > 0 {
+    if direct_figures.errors + gateway_figures.errors + audited_figures.errors > 0 {
         bail!("some calls failed: the figures above do not measure what they claim");
     }
     Ok(())

@@ -178,7 +178,7 @@ impl Gateway {
         let overhead_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.audit
             .record(AuditEvent {
-                id: uuid::Uuid::new_v4(),
+                id: uuid::Uuid::now_v7(),
                 time: SystemTime::now(),
                 identity: caller.route.identity,
                 key_prefix: Some(caller.key_prefix.clone()),

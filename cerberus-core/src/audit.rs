@@ -18,7 +18,8 @@ use crate::trace::{DecisionKind, Trace};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// The record's id, given when the event is made, so that storing it twice (a retried write whose
-    /// first attempt did land) keeps one record.
+    /// first attempt did land) keeps one record. The gateway uses UUIDv7 ids, which sort by time, so
+    /// that stores append to their indexes rather than insert all over them.
     pub id: uuid::Uuid,
     /// When the gateway decided.
     #[serde(with = "unix_millis")]

@@ -108,6 +108,16 @@ impl SqlStore {
                     sqlx::query("PRAGMA busy_timeout = 5000")
                         .execute(&mut *connection)
                         .await?;
+                    // Write-ahead logging: readers do not block the writer, and a commit appends to
+                    // the log instead of rewriting pages. `synchronous = NORMAL` syncs at checkpoints,
+                    // not at every commit: a crash of the process loses nothing, a power cut may lose
+                    // the last commits (SQLite's documented trade-off for WAL).
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *connection)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *connection)
+                        .await?;
                     Ok(())
                 })
             });

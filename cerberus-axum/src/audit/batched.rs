@@ -41,6 +41,9 @@ pub struct AuditSettings {
     pub overflow: Overflow,
     /// The longest pause between two attempts to store a batch, in milliseconds.
     pub max_retry_interval_ms: u64,
+    /// How long the writer lets a batch gather after its first event, in milliseconds: under load, one
+    /// transaction then stores many events instead of one.
+    pub linger_ms: u64,
 }
 
 impl Default for AuditSettings {
@@ -51,6 +54,7 @@ impl Default for AuditSettings {
             batch_size: 1000,
             overflow: Overflow::Block,
             max_retry_interval_ms: 5_000,
+            linger_ms: 5,
         }
     }
 }
@@ -78,6 +82,7 @@ impl BatchedAuditSink {
             closed,
             batch_size: settings.batch_size.max(1),
             max_retry: Duration::from_millis(settings.max_retry_interval_ms.max(1)),
+            linger: Duration::from_millis(settings.linger_ms),
             stored: Arc::clone(&stored),
         };
         Self {
@@ -148,6 +153,7 @@ struct Writer {
     closed: watch::Receiver<bool>,
     batch_size: usize,
     max_retry: Duration,
+    linger: Duration,
     stored: Arc<AtomicU64>,
 }
 
@@ -172,6 +178,15 @@ impl Writer {
                     self.store_batch(&mut batch).await;
                 }
                 return;
+            }
+            // Let the batch gather for a moment, unless it is full already. The writer sleeps rather than
+            // waits on the queue, so events sent meanwhile do not wake it one by one.
+            if batch.len() < self.batch_size && !self.linger.is_zero() {
+                tokio::time::sleep(self.linger).await;
+                while batch.len() < self.batch_size && !self.receiver.is_empty() {
+                    let room = self.batch_size - batch.len();
+                    self.receiver.recv_many(&mut batch, room).await;
+                }
             }
             self.store_batch(&mut batch).await;
         }
@@ -254,6 +269,7 @@ mod tests {
             batch_size: 16,
             overflow,
             max_retry_interval_ms: 20,
+            linger_ms: 1,
         }
     }
 
