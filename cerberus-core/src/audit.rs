@@ -68,6 +68,54 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
 pub trait AuditStore: Send + Sync + fmt::Debug {
     /// Stores `events`, all or none.
     async fn append(&self, events: &[AuditEvent]) -> Result<(), crate::store::StoreError>;
+
+    /// One organisation's records that match `filter`, newest first, from just after `after` (the last
+    /// record of the previous page), at most `limit`.
+    async fn audit_records(
+        &self,
+        organisation: crate::OrganisationId,
+        filter: &AuditFilter,
+        after: Option<AuditCursor>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, crate::store::StoreError>;
+}
+
+/// Which audit records to find; every field that is set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// At or after this time.
+    pub from: Option<SystemTime>,
+    /// Before this time.
+    pub to: Option<SystemTime>,
+    /// Of this workspace.
+    pub workspace: Option<crate::WorkspaceId>,
+    /// Of this agent.
+    pub agent: Option<crate::AgentId>,
+    /// Naming this tool, prompt or resource.
+    pub target: Option<String>,
+    /// With this final decision.
+    pub decision: Option<DecisionKind>,
+    /// Of this method.
+    pub method: Option<String>,
+}
+
+/// Where a page of audit records ends: the time and id of its last record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditCursor {
+    /// The record's time.
+    pub time: SystemTime,
+    /// The record's id.
+    pub id: uuid::Uuid,
+}
+
+impl AuditCursor {
+    /// The cursor after `event`.
+    pub fn after(event: &AuditEvent) -> Self {
+        Self {
+            time: event.time,
+            id: event.id,
+        }
+    }
 }
 
 /// Several sinks at once: every event goes to each, in order.

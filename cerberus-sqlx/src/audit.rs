@@ -1,10 +1,14 @@
 //! The audit log: batches of events in one multi-row insert each.
 
 use async_trait::async_trait;
-use cerberus_core::audit::{AuditEvent, AuditStore};
+use cerberus_core::audit::{AuditCursor, AuditEvent, AuditFilter, AuditStore};
 use cerberus_core::store::StoreError;
+use cerberus_core::{AgentId, Identity, OrganisationId, WorkspaceId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
 
-use crate::rows::{millis, store_error};
+use crate::rows::{millis, store_error, time};
 use crate::{Backend, SqlStore};
 
 /// Columns of one audit row.
@@ -61,8 +65,135 @@ fn int(value: impl TryInto<i64>) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
 }
 
+/// The columns an audit record is read from.
+const READ_COLUMNS: &str = "id, occurred_at, organisation_id, workspace_id, agent_id, key_prefix, \
+     session_id, jsonrpc_id, direction, method, target, decision, trace, size_bytes, overhead_us";
+
+fn record(row: &AnyRow) -> Result<AuditEvent, StoreError> {
+    let corrupt = |column: &str, e: &dyn std::fmt::Display| {
+        StoreError::Unavailable(format!("stored audit {column} is unreadable: {e}"))
+    };
+    let text = |column: &str| -> Result<String, StoreError> {
+        row.try_get::<String, _>(column)
+            .map_err(|e| corrupt(column, &e))
+    };
+    let maybe = |column: &str| -> Result<Option<String>, StoreError> {
+        row.try_get::<Option<String>, _>(column)
+            .map_err(|e| corrupt(column, &e))
+    };
+    let uuid = |column: &str| -> Result<Uuid, StoreError> {
+        Uuid::parse_str(&text(column)?).map_err(|e| corrupt(column, &e))
+    };
+    let number = |column: &str| -> Result<i64, StoreError> {
+        row.try_get::<i64, _>(column)
+            .map_err(|e| corrupt(column, &e))
+    };
+    let word = |column: &str| -> Result<serde_json::Value, StoreError> {
+        Ok(serde_json::Value::String(text(column)?))
+    };
+    Ok(AuditEvent {
+        id: uuid("id")?,
+        time: time(number("occurred_at")?),
+        identity: Identity {
+            organisation: OrganisationId(uuid("organisation_id")?),
+            workspace: WorkspaceId(uuid("workspace_id")?),
+            agent: AgentId(uuid("agent_id")?),
+        },
+        key_prefix: maybe("key_prefix")?,
+        session: maybe("session_id")?,
+        jsonrpc_id: maybe("jsonrpc_id")?,
+        direction: serde_json::from_value(word("direction")?)
+            .map_err(|e| corrupt("direction", &e))?,
+        method: maybe("method")?,
+        target: maybe("target")?,
+        decision: serde_json::from_value(word("decision")?).map_err(|e| corrupt("decision", &e))?,
+        trace: serde_json::from_str(&text("trace")?).map_err(|e| corrupt("trace", &e))?,
+        size_bytes: usize::try_from(number("size_bytes")?).unwrap_or(0),
+        overhead_us: u64::try_from(number("overhead_us")?).unwrap_or(0),
+    })
+}
+
 #[async_trait]
 impl AuditStore for SqlStore {
+    async fn audit_records(
+        &self,
+        organisation: OrganisationId,
+        filter: &AuditFilter,
+        after: Option<AuditCursor>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        // Conditions and their values in one order, so that the parameters number themselves.
+        let mut conditions = vec!["organisation_id = $1".to_owned()];
+        let mut texts: Vec<(usize, String)> = vec![(1, organisation.to_string())];
+        let mut numbers: Vec<(usize, i64)> = Vec::new();
+        let mut next = 2;
+        let mut text_condition = |column: &str, value: String, conditions: &mut Vec<String>| {
+            conditions.push(format!("{column} = ${next}"));
+            texts.push((next, value));
+            next += 1;
+        };
+        if let Some(workspace) = filter.workspace {
+            text_condition("workspace_id", workspace.to_string(), &mut conditions);
+        }
+        if let Some(agent) = filter.agent {
+            text_condition("agent_id", agent.to_string(), &mut conditions);
+        }
+        if let Some(target) = &filter.target {
+            text_condition("target", target.clone(), &mut conditions);
+        }
+        if let Some(decision) = filter.decision {
+            text_condition("decision", decision.as_str().to_owned(), &mut conditions);
+        }
+        if let Some(method) = &filter.method {
+            text_condition("method", method.clone(), &mut conditions);
+        }
+        if let Some(from) = filter.from {
+            conditions.push(format!("occurred_at >= ${next}"));
+            numbers.push((next, millis(from)));
+            next += 1;
+        }
+        if let Some(to) = filter.to {
+            conditions.push(format!("occurred_at < ${next}"));
+            numbers.push((next, millis(to)));
+            next += 1;
+        }
+        if let Some(cursor) = after {
+            conditions.push(format!(
+                "(occurred_at < ${next} OR (occurred_at = ${next} AND id < ${}))",
+                next + 1
+            ));
+            numbers.push((next, millis(cursor.time)));
+            texts.push((next + 1, cursor.id.to_string()));
+            next += 2;
+        }
+        let sql = format!(
+            "SELECT {READ_COLUMNS} FROM audit_logs WHERE {} ORDER BY occurred_at DESC, id DESC LIMIT ${next}",
+            conditions.join(" AND ")
+        );
+        numbers.push((next, i64::from(limit)));
+        // Bind in parameter order.
+        let mut values: Vec<(usize, Result<String, i64>)> = texts
+            .into_iter()
+            .map(|(n, t)| (n, Ok(t)))
+            .chain(numbers.into_iter().map(|(n, v)| (n, Err(v))))
+            .collect();
+        values.sort_by_key(|(n, _)| *n);
+        let mut query = sqlx::query(&sql);
+        for (_, value) in values {
+            query = match value {
+                Ok(text) => query.bind(text),
+                Err(number) => query.bind(number),
+            };
+        }
+        query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(record)
+            .collect()
+    }
+
     async fn append(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
         for chunk in events.chunks(ROWS_PER_STATEMENT) {

@@ -28,12 +28,23 @@ pub struct AdminGateway {
     pub store: Arc<SqlStore>,
     /// What the proxy audited.
     pub audit: Arc<MemoryAuditSink>,
+    /// The database audit writer, when the gateway stores its audit there.
+    pub stored_audit: Option<Arc<cerberus_axum::audit::BatchedAuditSink>>,
     database: Option<TestDatabase>,
 }
 
 impl AdminGateway {
     /// Starts one on `backend`.
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, false).await
+    }
+
+    /// Starts one on `backend` that stores its audit events in the database.
+    pub async fn start_audited(backend: Backend) -> Self {
+        Self::start_with(backend, true).await
+    }
+
+    async fn start_with(backend: Backend, audited: bool) -> Self {
         let database = TestDatabase::create(backend).await;
         let store = Arc::new(database.store().await);
         let config = GatewayConfig::parse(
@@ -49,9 +60,22 @@ impl AdminGateway {
         )
         .unwrap();
         let audit = Arc::new(MemoryAuditSink::new());
+        let stored_audit = audited.then(|| {
+            Arc::new(cerberus_axum::audit::BatchedAuditSink::start(
+                Arc::clone(&store) as Arc<dyn cerberus_core::audit::AuditStore>,
+                &cerberus_axum::audit::AuditSettings::default(),
+            ))
+        });
+        let sink: Arc<dyn cerberus_core::audit::AuditSink> = match &stored_audit {
+            Some(stored) => Arc::new(cerberus_core::audit::FanoutAuditSink::new(vec![
+                audit.clone(),
+                stored.clone(),
+            ])),
+            None => audit.clone(),
+        };
         let (_, router) = cerberus_axum::serve::build_with_store(
             &config,
-            audit.clone(),
+            sink,
             Some(Arc::clone(&store) as Arc<dyn ControlStore>),
         )
         .unwrap();
@@ -62,6 +86,7 @@ impl AdminGateway {
             base: format!("http://{address}"),
             store,
             audit,
+            stored_audit,
             database: Some(database),
         }
     }

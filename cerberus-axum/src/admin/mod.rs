@@ -7,6 +7,7 @@
 //! which drops the proxy's cached keys and policies at once.
 
 mod agents;
+mod audit;
 pub mod credentials;
 mod docs;
 pub mod error;
@@ -111,6 +112,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/agent-accesses/{id}", get(a::get).delete(a::delete))
         .route("/api/v1/agent-accesses/{id}/rotate", post(a::rotate))
         .route("/api/v1/agent-accesses/{id}/revoke", post(a::revoke))
+        .route(
+            "/api/v1/organisations/{id}/audit-logs",
+            get(self::audit::list),
+        )
+        .route(
+            "/api/v1/organisations/{id}/audit-logs/export",
+            get(self::audit::export),
+        )
         .route("/api/v1/policies", get(p::list).post(p::create))
         .route(
             "/api/v1/policies/{id}",

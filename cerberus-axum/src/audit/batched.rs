@@ -242,6 +242,17 @@ mod tests {
             self.rows.lock().unwrap().extend_from_slice(events);
             Ok(())
         }
+
+        async fn audit_records(
+            &self,
+            _: cerberus_core::OrganisationId,
+            _: &cerberus_core::audit::AuditFilter,
+            _: Option<cerberus_core::audit::AuditCursor>,
+            limit: u32,
+        ) -> Result<Vec<AuditEvent>, StoreError> {
+            let rows = self.rows.lock().unwrap();
+            Ok(rows.iter().rev().take(limit as usize).cloned().collect())
+        }
     }
 
     fn event(n: usize) -> AuditEvent {

@@ -321,7 +321,7 @@ pub trait RefreshTokenStore: Send + Sync {
     async fn revoke_refresh_family(&self, family: Uuid) -> Result<(), StoreError>;
 }
 
-/// Everything the control plane stores, behind one object.
+/// Everything the control plane stores, its audit log included, behind one object.
 pub trait ControlStore:
     OrganisationStore
     + UserStore
@@ -329,6 +329,7 @@ pub trait ControlStore:
     + AgentAccessStore
     + PolicyStore
     + RefreshTokenStore
+    + crate::audit::AuditStore
     + fmt::Debug
 {
 }
@@ -340,6 +341,7 @@ impl<T> ControlStore for T where
         + AgentAccessStore
         + PolicyStore
         + RefreshTokenStore
+        + crate::audit::AuditStore
         + fmt::Debug
 {
 }
