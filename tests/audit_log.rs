@@ -344,3 +344,56 @@ async fn a_batch_stored_twice_is_stored_once() {
         database.drop_database().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_exactly_the_records_older_than_its_cutoff() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    for backend in BACKENDS {
+        let database = TestDatabase::create(backend).await;
+        let store = database.store().await;
+        let now = SystemTime::now();
+        // Records a day apart over ten days, ids made as the gateway makes them (UUIDv7 at their time).
+        let events: Vec<_> = (0..10_u64)
+            .map(|days| {
+                let time = now - Duration::from_secs(days * 24 * 3600);
+                let since = time.duration_since(UNIX_EPOCH).unwrap();
+                let stamp = uuid::Timestamp::from_unix(
+                    uuid::NoContext,
+                    since.as_secs(),
+                    since.subsec_nanos(),
+                );
+                cerberus_core::audit::AuditEvent {
+                    id: uuid::Uuid::new_v7(stamp),
+                    time,
+                    identity: cerberus_core::Identity::new_random(),
+                    key_prefix: None,
+                    session: None,
+                    jsonrpc_id: Some(days.to_string()),
+                    direction: cerberus_core::Direction::Request,
+                    method: None,
+                    target: None,
+                    decision: cerberus_core::DecisionKind::Allow,
+                    trace: cerberus_core::Trace::new(),
+                    size_bytes: 0,
+                    overhead_us: 0,
+                }
+            })
+            .collect();
+        store.append(&events).await.unwrap();
+        let cutoff = now - Duration::from_secs(7 * 24 * 3600 - 60);
+        assert_eq!(
+            store.delete_audit_before(cutoff).await.unwrap(),
+            3,
+            "{backend:?}: days 7, 8, 9"
+        );
+        assert_eq!(store.delete_audit_before(cutoff).await.unwrap(), 0);
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT jsonrpc_id FROM audit_logs ORDER BY occurred_at DESC")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(left, (0..7).map(|d| d.to_string()).collect::<Vec<_>>());
+        store.pool().close().await;
+        database.drop_database().await;
+    }
+}

@@ -13,7 +13,7 @@ use cerberus_sqlx::SqlStore;
 
 use crate::admin::credentials::{TokenIssuer, hash_password};
 use crate::admin::{self, AdminState};
-use crate::audit::{BatchedAuditSink, JsonLinesAuditSink};
+use crate::audit::{BatchedAuditSink, JsonLinesAuditSink, spawn_retention};
 use crate::cli::ServeArgs;
 use crate::config::{AdminSettings, GatewayConfig};
 use crate::gateway::Gateway;
@@ -168,7 +168,11 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         && config.audit.database
     {
         let store: Arc<dyn AuditStore> = Arc::clone(store) as Arc<dyn AuditStore>;
-        sinks.push(Arc::new(BatchedAuditSink::start(store, &config.audit)));
+        sinks.push(Arc::new(BatchedAuditSink::start(
+            Arc::clone(&store),
+            &config.audit,
+        )));
+        spawn_retention(store, config.audit.retention_days);
     }
     match &args.audit_log {
         Some(path) if path == Path::new("-") => sinks.push(Arc::new(JsonLinesAuditSink::new(

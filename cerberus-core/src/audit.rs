@@ -78,6 +78,12 @@ pub trait AuditStore: Send + Sync + fmt::Debug {
         after: Option<AuditCursor>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, crate::store::StoreError>;
+
+    /// Deletes every record older than `before` (retention); how many went.
+    async fn delete_audit_before(
+        &self,
+        before: SystemTime,
+    ) -> Result<u64, crate::store::StoreError>;
 }
 
 /// Which audit records to find; every field that is set must match.

@@ -1,5 +1,7 @@
 //! The audit log: batches of events in one multi-row insert each.
 
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 use cerberus_core::audit::{AuditCursor, AuditEvent, AuditFilter, AuditStore};
 use cerberus_core::store::StoreError;
@@ -113,8 +115,43 @@ fn record(row: &AnyRow) -> Result<AuditEvent, StoreError> {
     })
 }
 
+/// Records deleted per statement by retention, so that no statement holds the table for long.
+const DELETE_CHUNK: i64 = 10_000;
+
+/// The smallest UUIDv7 of the millisecond `millis`, as text: gateway record ids are UUIDv7, so the
+/// records older than a time are the ids below this one, found through the primary key's index.
+fn first_v7_of(millis: i64) -> String {
+    let millis = u64::try_from(millis).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!(
+        "{:08x}-{:04x}-7000-8000-000000000000",
+        millis >> 16,
+        millis & 0xffff
+    )
+}
+
 #[async_trait]
 impl AuditStore for SqlStore {
+    async fn delete_audit_before(&self, before: SystemTime) -> Result<u64, StoreError> {
+        let (cutoff, bound) = (millis(before), first_v7_of(millis(before)));
+        let mut deleted = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM audit_logs WHERE id IN (SELECT id FROM audit_logs \
+                 WHERE id < $1 AND occurred_at < $2 LIMIT $3)",
+            )
+            .bind(&bound)
+            .bind(cutoff)
+            .bind(DELETE_CHUNK)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+            deleted += done.rows_affected();
+            if done.rows_affected() < u64::try_from(DELETE_CHUNK).unwrap_or(0) {
+                return Ok(deleted);
+            }
+        }
+    }
+
     async fn audit_records(
         &self,
         organisation: OrganisationId,
@@ -231,6 +268,25 @@ impl AuditStore for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_v7_of_a_millisecond_sorts_below_every_later_id() {
+        let at = 1_764_000_000_123_i64;
+        let bound = first_v7_of(at);
+        let timestamp = |ms: i64| {
+            uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                u64::try_from(ms / 1000).unwrap(),
+                u32::try_from(ms % 1000).unwrap() * 1_000_000,
+            )
+        };
+        for _ in 0..100 {
+            let same = Uuid::new_v7(timestamp(at)).to_string();
+            let earlier = Uuid::new_v7(timestamp(at - 1)).to_string();
+            assert!(bound <= same, "{bound} {same}");
+            assert!(earlier < bound, "{earlier} {bound}");
+        }
+    }
 
     #[test]
     fn statements_number_their_parameters_row_by_row() {

@@ -44,6 +44,8 @@ pub struct AuditSettings {
     /// How long the writer lets a batch gather after its first event, in milliseconds: under load, one
     /// transaction then stores many events instead of one.
     pub linger_ms: u64,
+    /// Records older than this many days are deleted (checked hourly); 0 keeps them for ever.
+    pub retention_days: u64,
 }
 
 impl Default for AuditSettings {
@@ -55,8 +57,37 @@ impl Default for AuditSettings {
             overflow: Overflow::Block,
             max_retry_interval_ms: 5_000,
             linger_ms: 5,
+            retention_days: 0,
         }
     }
+}
+
+/// Deletes records older than `retention_days` from `store`: now, then every hour, for as long as the
+/// returned task runs.
+pub fn spawn_retention(
+    store: Arc<dyn AuditStore>,
+    retention_days: u64,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if retention_days == 0 {
+        return None;
+    }
+    let keep = Duration::from_secs(retention_days.saturating_mul(24 * 3600));
+    Some(tokio::spawn(async move {
+        let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every_hour.tick().await;
+            let Some(before) = std::time::SystemTime::now().checked_sub(keep) else {
+                continue;
+            };
+            match store.delete_audit_before(before).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, retention_days, "old audit records deleted"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot delete old audit records; trying again in an hour")
+                }
+            }
+        }
+    }))
 }
 
 /// A sink that queues events for a batched writer.
@@ -253,6 +284,13 @@ mod tests {
             let rows = self.rows.lock().unwrap();
             Ok(rows.iter().rev().take(limit as usize).cloned().collect())
         }
+
+        async fn delete_audit_before(&self, before: SystemTime) -> Result<u64, StoreError> {
+            let mut rows = self.rows.lock().unwrap();
+            let kept = rows.len();
+            rows.retain(|e| e.time >= before);
+            Ok((kept - rows.len()) as u64)
+        }
     }
 
     fn event(n: usize) -> AuditEvent {
@@ -281,6 +319,7 @@ mod tests {
             overflow,
             max_retry_interval_ms: 20,
             linger_ms: 1,
+            retention_days: 0,
         }
     }
 

@@ -5,5 +5,5 @@
 mod batched;
 mod json_lines;
 
-pub use batched::{AuditSettings, BatchedAuditSink, Overflow};
+pub use batched::{AuditSettings, BatchedAuditSink, Overflow, spawn_retention};
 pub use json_lines::JsonLinesAuditSink;
