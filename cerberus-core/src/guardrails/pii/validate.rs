@@ -219,7 +219,9 @@ pub(super) fn email(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
         return None;
     }
     let lower = domain.to_ascii_lowercase();
-    let known = psl::domain(&lower).is_some_and(|d| d.suffix().is_known());
+    // The suffix, not the registrable domain: a domain that is itself a public suffix (`ru.net`,
+    // `co.uk`) has no registrable part, and an address there is still an address to protect.
+    let known = psl::suffix(&lower).is_some_and(|suffix| suffix.is_known());
     known.then_some(span.start + lead..span.end - trail)
 }
 
@@ -434,6 +436,9 @@ mod tests {
             "a.b+tag@mail.example.co.uk",
             "x@sub.domain.io",
             "UPPER@EXAMPLE.ORG",
+            // The whole domain is a public suffix (found by the planted-value property test).
+            "a@ru.net",
+            "b@co.uk",
         ] {
             assert_eq!(
                 email(valid.as_bytes(), whole(valid)),
