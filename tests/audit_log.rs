@@ -325,6 +325,8 @@ async fn a_batch_stored_twice_is_stored_once() {
             trace: cerberus_core::Trace::new(),
             size_bytes: 1,
             overhead_us: 1,
+            upstream_status: Some(200),
+            upstream_us: Some(1500),
         };
         let batch = vec![
             event.clone(),
@@ -340,6 +342,27 @@ async fn a_batch_stored_twice_is_stored_once() {
             .await
             .unwrap();
         assert_eq!(count, 2, "{backend:?}");
+        // Every field reads back as it was written (times to the millisecond).
+        let organisation = batch[0].identity.organisation;
+        let mut read = store
+            .audit_records(organisation, &Default::default(), None, 10)
+            .await
+            .unwrap();
+        read.sort_by_key(|e| e.id);
+        let mut written = batch.clone();
+        written.sort_by_key(|e| e.id);
+        for (read, written) in read.iter().zip(&written) {
+            let millis = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            };
+            assert_eq!(millis(read.time), millis(written.time));
+            let same_time = cerberus_core::audit::AuditEvent {
+                time: written.time,
+                ..read.clone()
+            };
+            assert_eq!(&same_time, written, "{backend:?}");
+        }
+        assert_eq!(read.len(), 2);
         store.pool().close().await;
         database.drop_database().await;
     }
@@ -376,6 +399,8 @@ async fn retention_deletes_exactly_the_records_older_than_its_cutoff() {
                     trace: cerberus_core::Trace::new(),
                     size_bytes: 0,
                     overhead_us: 0,
+                    upstream_status: None,
+                    upstream_us: None,
                 }
             })
             .collect();

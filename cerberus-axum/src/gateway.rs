@@ -53,6 +53,15 @@ pub struct Gateway {
 /// relayed but checked without knowing the method they answer.
 const MAX_PENDING_SERVER_REQUESTS: usize = 100_000;
 
+/// How the upstream answered, for the audit event of a message it sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamTiming {
+    /// The HTTP status of its answer (none for stdio).
+    pub status: Option<u16>,
+    /// From sending the request upstream to this message's arrival.
+    pub elapsed: std::time::Duration,
+}
+
 /// The identity of the caller and what it may reach, as found from its key.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -155,12 +164,14 @@ impl Gateway {
         }))
     }
 
-    /// Runs one message through the caller's pipeline and records the audit event.
+    /// Runs one message through the caller's pipeline and records the audit event; `upstream` says,
+    /// for a message from the upstream, how it answered.
     pub async fn evaluate(
         &self,
         caller: &Caller,
         envelope: Envelope<'_>,
         message: Message,
+        upstream: Option<UpstreamTiming>,
     ) -> PipelineOutcome {
         let started = Instant::now();
         let size_bytes = message.to_bytes().len();
@@ -191,6 +202,9 @@ impl Gateway {
                 trace: outcome.trace.clone(),
                 size_bytes,
                 overhead_us,
+                upstream_status: upstream.and_then(|u| u.status),
+                upstream_us: upstream
+                    .map(|u| u64::try_from(u.elapsed.as_micros()).unwrap_or(u64::MAX)),
             })
             .await;
         outcome

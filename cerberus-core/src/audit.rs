@@ -51,6 +51,13 @@ pub struct AuditEvent {
     pub size_bytes: usize,
     /// Time spent in the gateway's guardrails, in microseconds.
     pub overhead_us: u64,
+    /// For a message from the upstream: the HTTP status of the upstream's answer (none for stdio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// For a message from the upstream: microseconds from sending the request upstream to this
+    /// message's arrival, apart from the gateway's own overhead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_us: Option<u64>,
 }
 
 /// Where audit events go.

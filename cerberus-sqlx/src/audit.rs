@@ -14,7 +14,7 @@ use crate::rows::{millis, store_error, time};
 use crate::{Backend, SqlStore};
 
 /// Columns of one audit row.
-const COLUMNS: [&str; 15] = [
+const COLUMNS: [&str; 17] = [
     "id",
     "occurred_at",
     "organisation_id",
@@ -30,6 +30,8 @@ const COLUMNS: [&str; 15] = [
     "trace",
     "size_bytes",
     "overhead_us",
+    "upstream_status",
+    "upstream_us",
 ];
 
 /// Rows per statement: one round trip (to the server, or to SQLite's connection thread) for many rows,
@@ -69,7 +71,8 @@ fn int(value: impl TryInto<i64>) -> i64 {
 
 /// The columns an audit record is read from.
 const READ_COLUMNS: &str = "id, occurred_at, organisation_id, workspace_id, agent_id, key_prefix, \
-     session_id, jsonrpc_id, direction, method, target, decision, trace, size_bytes, overhead_us";
+     session_id, jsonrpc_id, direction, method, target, decision, trace, size_bytes, overhead_us, \
+     upstream_status, upstream_us";
 
 fn record(row: &AnyRow) -> Result<AuditEvent, StoreError> {
     let corrupt = |column: &str, e: &dyn std::fmt::Display| {
@@ -112,6 +115,14 @@ fn record(row: &AnyRow) -> Result<AuditEvent, StoreError> {
         trace: serde_json::from_str(&text("trace")?).map_err(|e| corrupt("trace", &e))?,
         size_bytes: usize::try_from(number("size_bytes")?).unwrap_or(0),
         overhead_us: u64::try_from(number("overhead_us")?).unwrap_or(0),
+        upstream_status: row
+            .try_get::<Option<i64>, _>("upstream_status")
+            .map_err(|e| corrupt("upstream_status", &e))?
+            .and_then(|s| u16::try_from(s).ok()),
+        upstream_us: row
+            .try_get::<Option<i64>, _>("upstream_us")
+            .map_err(|e| corrupt("upstream_us", &e))?
+            .and_then(|u| u64::try_from(u).ok()),
     })
 }
 
@@ -254,7 +265,9 @@ impl AuditStore for SqlStore {
                     .bind(event.decision.as_str())
                     .bind(trace)
                     .bind(int(event.size_bytes))
-                    .bind(int(event.overhead_us));
+                    .bind(int(event.overhead_us))
+                    .bind(event.upstream_status.map(i64::from))
+                    .bind(event.upstream_us.map(int));
             }
             query
                 .execute(&mut *transaction)
@@ -291,10 +304,12 @@ mod tests {
     #[test]
     fn statements_number_their_parameters_row_by_row() {
         let sql = statement(2, Backend::Postgres);
-        assert!(sql.contains("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"));
-        assert!(sql.ends_with("$29, $30) ON CONFLICT (id) DO NOTHING"));
+        assert!(sql.contains(
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        ));
+        assert!(sql.ends_with("$33, $34) ON CONFLICT (id) DO NOTHING"));
         let sql = statement(2, Backend::Sqlite);
-        assert_eq!(sql.matches('?').count(), 30);
+        assert_eq!(sql.matches('?').count(), 34);
         assert!(!sql.contains('$'));
     }
 }

@@ -308,6 +308,8 @@ mod tests {
             trace: Trace::new(),
             size_bytes: 10,
             overhead_us: 1,
+            upstream_status: None,
+            upstream_us: None,
         }
     }
 

@@ -197,7 +197,7 @@ pub(super) async fn post(
         let envelope = Envelope::new(Direction::Request, &identity)
             .with_session(session_id)
             .answering(answered.as_deref());
-        let outcome = gateway.evaluate(caller, envelope, message).await;
+        let outcome = gateway.evaluate(caller, envelope, message, None).await;
         if outcome.decision.passes() {
             if let (MessageKind::Request, Some(id), Some(method)) =
                 (kind, &id, outcome.message.method())
@@ -284,6 +284,7 @@ pub(super) async fn post(
     )
     .header(reqwest::header::CONTENT_TYPE, "application/json")
     .body(upstream_body);
+    let sent = std::time::Instant::now();
     let upstream = match send(gateway, request).await {
         Ok(upstream) => upstream,
         Err((code, message)) => {
@@ -336,6 +337,8 @@ pub(super) async fn post(
         answers,
         batch: is_batch,
         new_session,
+        upstream_sent: Some(sent),
+        upstream_status: None,
     };
     relay::response(Arc::clone(gateway), caller.clone(), context, upstream).await
 }
@@ -395,6 +398,8 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
                 answers: Vec::new(),
                 batch: false,
                 new_session: None,
+                upstream_sent: None,
+                upstream_status: None,
             };
             return relay::stdio_listen(Arc::clone(gateway), caller.clone(), context, &process);
         }
@@ -420,6 +425,8 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         answers: Vec::new(),
         batch: false,
         new_session: None,
+        upstream_sent: None,
+        upstream_status: None,
     };
     relay::response(Arc::clone(gateway), caller.clone(), context, upstream).await
 }
@@ -591,6 +598,7 @@ async fn post_stdio(
         .filter(|m| m.kind() == MessageKind::Request)
         .filter_map(|m| m.id().cloned())
         .collect();
+    let sent = std::time::Instant::now();
     let (to_post, from_process) = tokio::sync::mpsc::channel(64);
     let routes = process.register(&forwarded, &to_post);
     // Only the routes hold a sender now, so the stream ends when the process does.
@@ -615,6 +623,8 @@ async fn post_stdio(
         answers,
         batch,
         new_session,
+        upstream_sent: Some(sent),
+        upstream_status: None,
     };
     relay::stdio_stream(
         Arc::clone(gateway),

@@ -17,7 +17,7 @@ use super::sse::{SseDecoder, SseEvent};
 use super::stdio::{PostRoutes, StdioProcess};
 use super::{SESSION_HEADER, wire};
 use crate::config::Upstream;
-use crate::gateway::{Caller, Gateway};
+use crate::gateway::{Caller, Gateway, UpstreamTiming};
 
 /// The largest JSON response body read from an upstream.
 const MAX_UPSTREAM_JSON_BYTES: usize = 64 * 1024 * 1024;
@@ -49,6 +49,10 @@ pub(super) struct RelayContext {
     pub batch: bool,
     /// A session opened by this request, to announce in `Mcp-Session-Id`.
     pub new_session: Option<String>,
+    /// When the request went upstream (none for a GET stream, which answers no request).
+    pub upstream_sent: Option<std::time::Instant>,
+    /// The HTTP status the upstream answered with.
+    pub upstream_status: Option<u16>,
 }
 
 fn is_media(response: &reqwest::Response, media: &str) -> bool {
@@ -64,11 +68,12 @@ fn is_media(response: &reqwest::Response, media: &str) -> bool {
 pub(super) async fn response(
     gateway: Arc<Gateway>,
     caller: Caller,
-    context: RelayContext,
+    mut context: RelayContext,
     upstream: reqwest::Response,
 ) -> Response {
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    context.upstream_status = Some(upstream.status().as_u16());
     if status == StatusCode::NOT_FOUND && context.session.is_some() && context.new_session.is_none()
     {
         // The upstream forgot the session: so does the gateway, and the client initializes again.
@@ -123,6 +128,8 @@ impl RelayContext {
             answers: self.answers.clone(),
             batch: self.batch,
             new_session: self.new_session.clone(),
+            upstream_sent: self.upstream_sent,
+            upstream_status: self.upstream_status,
         }
     }
 }
@@ -204,7 +211,11 @@ async fn process_message(
     let envelope = Envelope::new(Direction::Response, &identity)
         .with_session(context.session.as_deref())
         .answering(answered);
-    let outcome = gateway.evaluate(caller, envelope, message).await;
+    let upstream = context.upstream_sent.map(|sent| UpstreamTiming {
+        status: context.upstream_status,
+        elapsed: sent.elapsed(),
+    });
+    let outcome = gateway.evaluate(caller, envelope, message, upstream).await;
     if outcome.decision.passes() {
         return Some(outcome.message);
     }
