@@ -1,6 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+// First: its `id_type!` macro serves the modules below.
+#[macro_use]
+mod identity;
+
 pub mod audit;
 pub mod guardrails;
 pub mod rate_limit;
@@ -8,7 +12,6 @@ pub mod session;
 pub mod store;
 
 mod guardrail;
-mod identity;
 mod message;
 mod pipeline;
 mod policy;

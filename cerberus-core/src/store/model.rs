@@ -12,29 +12,6 @@ use uuid::Uuid;
 
 use crate::identity::{AgentId, Identity, OrganisationId, WorkspaceId};
 
-macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-        #[serde(transparent)]
-        pub struct $name(pub Uuid);
-
-        impl $name {
-            /// A new random identifier.
-            pub fn new_random() -> Self {
-                Self(Uuid::new_v4())
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-    };
-}
-
 id_type!(
     /// Identifies a user of the admin API.
     UserId
