@@ -229,6 +229,77 @@ async fn the_audit_log_is_filtered_paged_and_exported_per_organisation() {
             )
             .await;
         assert!(theirs["items"].as_array().unwrap().is_empty());
+
+        // Analytics over the same records (the exact counts are checked against a known mix in
+        // audit_log.rs; here, the endpoint).
+        let analytics = format!("/api/v1/organisations/{org}/analytics");
+        let requests = items.iter().filter(|r| r["direction"] == "request").count();
+        let answer = owner
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("{analytics}?bucket=1m&top=5"),
+                None,
+            )
+            .await;
+        assert_eq!(answer["totals"]["total"], requests, "{answer}");
+        assert_eq!(answer["totals"]["block"], 1);
+        assert_eq!(answer["totals"]["modify"], 1);
+        assert_eq!(answer["over_time"].as_array().unwrap().len(), 24 * 60 + 1);
+        let echo = answer["by_tool"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == "echo")
+            .unwrap();
+        assert_eq!(
+            (echo["total"].as_u64(), echo["modify"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(answer["by_agent"][0]["key"], agent.as_str());
+        let guardrails = answer["guardrails"].as_array().unwrap();
+        for (guardrail, direction, decision) in [
+            ("rbac", "request", "block"),
+            ("pii_email", "request", "modify"),
+        ] {
+            assert!(
+                guardrails.iter().any(|g| g["guardrail"] == guardrail
+                    && g["direction"] == direction
+                    && g["decision"] == decision
+                    && g["count"] == 1),
+                "{guardrail}: {guardrails:?}"
+            );
+        }
+        let overhead = &answer["latency"]["gateway_overhead_us"];
+        assert_eq!(overhead["count"], requests);
+        assert!(overhead["p50"].as_u64() <= overhead["p99"].as_u64());
+        assert!(answer["latency"]["upstream_us"]["count"].as_u64().unwrap() > 0);
+        let start = answer["over_time"][0]["start"].as_str().unwrap();
+        assert!(
+            start.ends_with(":00.000Z"),
+            "{start}: a whole minute, RFC 3339"
+        );
+        for (query, field) in [
+            ("bucket=1ms", "bucket"),
+            ("from=2020-01-01T00:00:00Z&bucket=1s", "bucket"),
+            ("from=2999-01-01T00:00:00Z", "from"),
+            ("direction=up", "direction"),
+            ("top=5000", "top"),
+            ("colour=red", "query"),
+        ] {
+            let (status, body) = owner
+                .call("GET", &format!("{analytics}?{query}"), None)
+                .await;
+            assert_eq!(
+                (status, body["error"]["field"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+                "{query}"
+            );
+        }
+        assert_eq!(
+            intruder.call("GET", &analytics, None).await.0,
+            StatusCode::NOT_FOUND
+        );
         gateway.stop().await;
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use cerberus_axum::audit::{AuditSettings, BatchedAuditSink};
 use cerberus_axum::config::GatewayConfig;
 use cerberus_core::GuardrailRegistry;
-use cerberus_core::audit::{AuditSink, AuditStore};
+use cerberus_core::audit::{AuditSink, AuditStore, FanoutAuditSink};
 use cerberus_core::store::ControlStore;
 use cerberus_sqlx::{Backend, SqlStore};
 use databases::{BACKENDS, TestDatabase, postgres_admin_url};
@@ -42,6 +42,16 @@ struct Gateway {
 }
 
 async fn start(store: &Arc<SqlStore>, upstream: &str) -> Gateway {
+    start_with(store, upstream, "", Vec::new()).await
+}
+
+/// Starts a gateway whose configuration ends with `extra`, auditing into `store` and `sinks`.
+async fn start_with(
+    store: &Arc<SqlStore>,
+    upstream: &str,
+    extra: &str,
+    sinks: Vec<Arc<dyn AuditSink>>,
+) -> Gateway {
     let hash = cerberus_axum::auth::KeyHash::of(KEY).to_hex();
     let config = GatewayConfig::parse(
         &format!(
@@ -50,7 +60,7 @@ async fn start(store: &Arc<SqlStore>, upstream: &str) -> Gateway {
              {{ type = \"pii_email\", action = \"redact\" }},\n\
              {{ type = \"rate_limit_per_minute\", limit = 30 }}\n] }}\n\n\
              [[workspaces]]\nname = \"tools\"\norganisation = \"acme\"\nupstream = {{ url = \"{upstream}\" }}\n\n\
-             [[agents]]\nname = \"bot\"\nworkspace = \"tools\"\nkey_sha256 = \"{hash}\"\n"
+             [[agents]]\nname = \"bot\"\nworkspace = \"tools\"\nkey_sha256 = \"{hash}\"\n{extra}"
         ),
         std::path::Path::new("."),
         &GuardrailRegistry::default(),
@@ -66,9 +76,11 @@ async fn start(store: &Arc<SqlStore>, upstream: &str) -> Gateway {
         Arc::clone(store) as Arc<dyn AuditStore>,
         &settings,
     ));
+    let mut sinks = sinks;
+    sinks.push(Arc::clone(&sink) as Arc<dyn AuditSink>);
     let (_, router) = cerberus_axum::serve::build_with_store(
         &config,
-        Arc::clone(&sink) as Arc<dyn AuditSink>,
+        Arc::new(FanoutAuditSink::new(sinks)) as Arc<dyn AuditSink>,
         Some(Arc::clone(store) as Arc<dyn ControlStore>),
     )
     .unwrap();
@@ -306,6 +318,32 @@ async fn records_survive_the_database_connections_being_killed_mid_run() {
     database.drop_database().await;
 }
 
+/// A trace in which `pii_email` redacted something: one intervention.
+fn redacted_trace() -> cerberus_core::Trace {
+    let mut trace = cerberus_core::Trace::new();
+    trace.push(cerberus_core::TraceEntry::new(
+        "rbac",
+        cerberus_core::PolicyLevel::Organisation,
+        cerberus_core::DecisionKind::Allow,
+    ));
+    trace.push(
+        cerberus_core::TraceEntry::new(
+            "pii_email",
+            cerberus_core::PolicyLevel::Organisation,
+            cerberus_core::DecisionKind::Modify,
+        )
+        .with_reason("redacted 1 email address"),
+    );
+    trace
+}
+
+async fn count(store: &SqlStore, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_stored_twice_is_stored_once() {
     for backend in BACKENDS {
@@ -321,12 +359,13 @@ async fn a_batch_stored_twice_is_stored_once() {
             direction: cerberus_core::Direction::Request,
             method: Some("tools/call".into()),
             target: Some("echo".into()),
-            decision: cerberus_core::DecisionKind::Allow,
-            trace: cerberus_core::Trace::new(),
+            decision: cerberus_core::DecisionKind::Modify,
+            trace: redacted_trace(),
             size_bytes: 1,
             overhead_us: 1,
             upstream_status: Some(200),
             upstream_us: Some(1500),
+            payload: Some(json!({"jsonrpc": "2.0", "id": 1, "params": {"to": "[REDACTED:email]"}})),
         };
         let batch = vec![
             event.clone(),
@@ -337,11 +376,12 @@ async fn a_batch_stored_twice_is_stored_once() {
         ];
         store.append(&batch).await.unwrap();
         store.append(&batch).await.unwrap();
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_logs")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(count, 2, "{backend:?}");
+        assert_eq!(count(&store, "audit_logs").await, 2, "{backend:?}");
+        assert_eq!(
+            count(&store, "audit_interventions").await,
+            2,
+            "one redaction per record, {backend:?}"
+        );
         // Every field reads back as it was written (times to the millisecond).
         let organisation = batch[0].identity.organisation;
         let mut read = store
@@ -395,12 +435,13 @@ async fn retention_deletes_exactly_the_records_older_than_its_cutoff() {
                     direction: cerberus_core::Direction::Request,
                     method: None,
                     target: None,
-                    decision: cerberus_core::DecisionKind::Allow,
-                    trace: cerberus_core::Trace::new(),
+                    decision: cerberus_core::DecisionKind::Modify,
+                    trace: redacted_trace(),
                     size_bytes: 0,
                     overhead_us: 0,
                     upstream_status: None,
                     upstream_us: None,
+                    payload: None,
                 }
             })
             .collect();
@@ -418,6 +459,351 @@ async fn retention_deletes_exactly_the_records_older_than_its_cutoff() {
                 .await
                 .unwrap();
         assert_eq!(left, (0..7).map(|d| d.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            count(&store, "audit_interventions").await,
+            7,
+            "{backend:?}: the deleted records' interventions went with them"
+        );
+        store.pool().close().await;
+        database.drop_database().await;
+    }
+}
+
+/// The nearest-rank percentile `p` of sorted `values`.
+fn nearest_rank(values: &[u64], p: u64) -> Option<u64> {
+    let n = values.len() as u64;
+    let rank = (p * n).div_ceil(100).max(1);
+    values.get(usize::try_from(rank).unwrap() - 1).copied()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_count_the_mix_exactly() {
+    use cerberus_core::audit::{AnalyticsQuery, DecisionCounts};
+    use cerberus_core::{DecisionKind, Direction};
+    use std::time::{Duration, SystemTime};
+    for backend in BACKENDS {
+        println!("{backend:?}");
+        let database = TestDatabase::create(backend).await;
+        let store = Arc::new(database.store().await);
+        let upstream = support::start_upstream().await;
+        let gateway = start(&store, &upstream).await;
+        let began = SystemTime::now() - Duration::from_secs(1);
+        let seen = run_mix(&gateway.url).await;
+        gateway.sink.flush().await;
+        let records = store
+            .audit_records(
+                store_organisation(&store).await,
+                &Default::default(),
+                None,
+                500,
+            )
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 78);
+        let organisation = records[0].identity.organisation;
+        let query = AnalyticsQuery {
+            from: began,
+            to: SystemTime::now() + Duration::from_secs(1),
+            bucket: Duration::from_secs(60),
+            direction: Some(Direction::Request),
+            workspace: None,
+            agent: None,
+            top: 20,
+        };
+        let analytics = store.audit_analytics(organisation, &query).await.unwrap();
+
+        // Requests by decision, from what the client saw.
+        let mut want = DecisionCounts::default();
+        want.add(DecisionKind::Allow, 2); // initialize and notifications/initialized
+        let mut echo = DecisionCounts::default();
+        let mut whoami = DecisionCounts::default();
+        let mut delete = DecisionCounts::default();
+        for (tool, outcome) in seen.values() {
+            let kind = match (tool, outcome) {
+                (_, Seen::Blocked) => DecisionKind::Block,
+                (_, Seen::Throttled) => DecisionKind::Throttle,
+                (&"echo-email", Seen::Passed) => DecisionKind::Modify,
+                (_, Seen::Passed) => DecisionKind::Allow,
+            };
+            want.add(kind, 1);
+            match *tool {
+                "echo" | "echo-email" => echo.add(kind, 1),
+                "whoami" => whoami.add(kind, 1),
+                _ => delete.add(kind, 1),
+            }
+        }
+        assert_eq!(analytics.totals, want, "{backend:?}");
+        assert_eq!(want.total, 47);
+        let mut summed = DecisionCounts::default();
+        for bucket in &analytics.over_time {
+            for (kind, n) in [
+                (DecisionKind::Allow, bucket.counts.allow),
+                (DecisionKind::Modify, bucket.counts.modify),
+                (DecisionKind::Block, bucket.counts.block),
+                (DecisionKind::Throttle, bucket.counts.throttle),
+            ] {
+                summed.add(kind, n);
+            }
+        }
+        assert_eq!(summed, want, "the buckets add up to the totals");
+        assert!((1..=3).contains(&analytics.over_time.len()));
+
+        let tools: Vec<(&str, DecisionCounts)> = analytics
+            .by_tool
+            .iter()
+            .map(|b| (b.key.as_str(), b.counts))
+            .collect();
+        assert_eq!(
+            tools,
+            [
+                ("echo", echo),
+                ("delete_everything", delete),
+                ("whoami", whoami)
+            ],
+            "{backend:?}: busiest first, ties by name"
+        );
+        assert_eq!(analytics.by_agent.len(), 1);
+        assert_eq!(analytics.by_agent[0].key, organisation_agent(&records));
+        assert_eq!(analytics.by_agent[0].counts, want);
+
+        // Interventions, from the stored traces themselves.
+        let mut from_traces: BTreeMap<(String, &str, &str), u64> = BTreeMap::new();
+        for record in &records {
+            for entry in record.trace.entries() {
+                if entry.decision != DecisionKind::Allow {
+                    *from_traces
+                        .entry((
+                            entry.guardrail.clone(),
+                            record.direction.as_str(),
+                            entry.decision.as_str(),
+                        ))
+                        .or_default() += 1;
+                }
+            }
+        }
+        let counted: BTreeMap<(String, &str, &str), u64> = analytics
+            .guardrails
+            .iter()
+            .map(|g| {
+                (
+                    (
+                        g.guardrail.clone(),
+                        g.direction.as_str(),
+                        g.decision.as_str(),
+                    ),
+                    g.count,
+                )
+            })
+            .collect();
+        assert_eq!(counted, from_traces, "{backend:?}");
+        let whoami_passed = whoami.allow + whoami.modify;
+        assert_eq!(
+            counted[&("rbac".to_owned(), "request", "block")],
+            10,
+            "{counted:?}"
+        );
+        assert_eq!(
+            counted[&("rate_limit_per_minute".to_owned(), "request", "throttle")],
+            5
+        );
+        assert_eq!(
+            counted[&("pii_email".to_owned(), "response", "modify")],
+            whoami_passed
+        );
+
+        // Latency percentiles, exactly as nearest-rank over the records.
+        let mut overhead: Vec<u64> = records
+            .iter()
+            .filter(|r| r.direction == Direction::Request)
+            .map(|r| r.overhead_us)
+            .collect();
+        overhead.sort_unstable();
+        let mut upstream_times: Vec<u64> = records.iter().filter_map(|r| r.upstream_us).collect();
+        upstream_times.sort_unstable();
+        assert!(!upstream_times.is_empty());
+        for (got, values) in [
+            (analytics.latency.gateway_overhead_us, &overhead),
+            (analytics.latency.upstream_us, &upstream_times),
+        ] {
+            assert_eq!(got.count, values.len() as u64, "{backend:?}");
+            assert_eq!(got.p50, nearest_rank(values, 50));
+            assert_eq!(got.p90, nearest_rank(values, 90));
+            assert_eq!(got.p95, nearest_rank(values, 95));
+            assert_eq!(got.p99, nearest_rank(values, 99));
+            assert_eq!(got.max, values.last().copied());
+        }
+
+        // Both directions; another workspace; a range with nothing in it.
+        let both = store
+            .audit_analytics(
+                organisation,
+                &AnalyticsQuery {
+                    direction: None,
+                    ..query.clone()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(both.totals.total, 78);
+        let elsewhere = store
+            .audit_analytics(
+                organisation,
+                &AnalyticsQuery {
+                    workspace: Some(cerberus_core::WorkspaceId(uuid::Uuid::new_v4())),
+                    ..query.clone()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(elsewhere.totals.total, 0);
+        assert!(elsewhere.guardrails.is_empty() && elsewhere.by_tool.is_empty());
+        let before = store
+            .audit_analytics(
+                organisation,
+                &AnalyticsQuery {
+                    from: began - Duration::from_secs(3600),
+                    to: began - Duration::from_secs(1800),
+                    ..query.clone()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(before.totals.total, 0);
+        assert_eq!(before.over_time.len(), 31, "empty buckets are listed");
+        assert_eq!(before.latency.gateway_overhead_us.p50, None);
+        // Another organisation sees nothing of it.
+        let other = store
+            .audit_analytics(cerberus_core::OrganisationId(uuid::Uuid::new_v4()), &query)
+            .await
+            .unwrap();
+        assert_eq!(other.totals.total, 0);
+        assert!(other.guardrails.is_empty());
+        store.pool().close().await;
+        database.drop_database().await;
+    }
+}
+
+/// The organisation the configured gateway audits under (one per test database).
+async fn store_organisation(store: &SqlStore) -> cerberus_core::OrganisationId {
+    let id: String = sqlx::query_scalar("SELECT organisation_id FROM audit_logs LIMIT 1")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    cerberus_core::OrganisationId(uuid::Uuid::parse_str(&id).unwrap())
+}
+
+fn organisation_agent(records: &[cerberus_core::audit::AuditEvent]) -> String {
+    records[0].identity.agent.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redacted_payloads_hold_no_personal_data_of_any_kind() {
+    for backend in BACKENDS {
+        println!("{backend:?}");
+        let database = TestDatabase::create(backend).await;
+        let store = Arc::new(database.store().await);
+        let upstream = support::start_upstream().await;
+        let lines = tempfile::NamedTempFile::new().unwrap();
+        let json_lines =
+            Arc::new(cerberus_axum::audit::JsonLinesAuditSink::append_to(lines.path()).unwrap());
+        // The policy only redacts emails; the stored payloads lose every kind.
+        let gateway = start_with(
+            &store,
+            &upstream,
+            "\n[audit]\npayloads = \"redacted\"\n",
+            vec![json_lines.clone() as Arc<dyn AuditSink>],
+        )
+        .await;
+        let (session, _) = post(
+            &gateway.url,
+            None,
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "audit", "version": "1"}}}),
+        )
+        .await;
+        let session = session.unwrap();
+        let text = "jane@example.com 536-22-1234 4111 1111 1111 1111 +1 (555) 234-5678 203.0.113.9";
+        for (id, name, arguments) in [
+            (1, "echo", json!({"text": text})),
+            (2, "whoami", json!({})),
+            (3, "delete_everything", json!({"why": text})),
+        ] {
+            post(
+                &gateway.url,
+                Some(&session),
+                json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                    "params": {"name": name, "arguments": arguments}}),
+            )
+            .await;
+        }
+        gateway.sink.flush().await;
+        json_lines.flush().await;
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query("SELECT decision, payload FROM audit_logs ORDER BY id")
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<Option<String>, _>(1)))
+                .collect();
+        assert_eq!(rows.len(), 7, "{rows:?}");
+        let payloads: Vec<Value> = rows
+            .iter()
+            .map(|(_, p)| {
+                serde_json::from_str(p.as_deref().expect("every record keeps a payload")).unwrap()
+            })
+            .collect();
+        let everything = format!(
+            "{}\n{}",
+            serde_json::to_string(&payloads).unwrap(),
+            std::fs::read_to_string(lines.path()).unwrap()
+        );
+        for raw in [
+            "jane@example.com",
+            "jane.doe@example.com",
+            "536-22-1234",
+            "4111 1111 1111 1111",
+            "555) 234-5678",
+            "555 234 5678",
+            "203.0.113.9",
+            KEY,
+        ] {
+            assert!(!everything.contains(raw), "{backend:?}: {raw} stored");
+        }
+        for marker in [
+            "[REDACTED:EMAIL]",
+            "[REDACTED:SSN]",
+            "[REDACTED:CREDIT_CARD]",
+            "[REDACTED:PHONE]",
+            "[REDACTED:IP_ADDRESS]",
+        ] {
+            assert!(
+                everything.contains(marker),
+                "{marker} missing: {everything}"
+            );
+        }
+        // The messages themselves are kept: the blocked call's tool and the answers' shape.
+        assert!(everything.contains("delete_everything"));
+        assert!(everything.contains("\"result\""));
+        // With the default, nothing is kept.
+        let plain = TestDatabase::create(backend).await;
+        let plain_store = Arc::new(plain.store().await);
+        let quiet = start(&plain_store, &upstream).await;
+        post(
+            &quiet.url,
+            None,
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "audit", "version": "1"}}}),
+        )
+        .await;
+        quiet.sink.flush().await;
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(payload) FROM audit_logs")
+            .fetch_one(plain_store.pool())
+            .await
+            .unwrap();
+        assert_eq!(kept, 0);
+        plain_store.pool().close().await;
+        plain.drop_database().await;
         store.pool().close().await;
         database.drop_database().await;
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use cerberus_core::audit::{AuditEvent, AuditSink};
+use cerberus_core::audit::{AuditEvent, AuditSink, PayloadRedactor};
 use cerberus_core::session::SessionStore;
 use cerberus_core::{
     EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message, Pipeline, PipelineOutcome,
@@ -41,6 +41,8 @@ pub struct Gateway {
     pub sessions: Arc<dyn SessionStore>,
     /// Where audit events go.
     pub audit: Arc<dyn AuditSink>,
+    /// Makes the redacted payloads audit events keep, when they keep any.
+    payloads: Option<PayloadRedactor>,
     /// The client for HTTP upstreams.
     pub http: reqwest::Client,
     /// The stdio upstream processes of this instance.
@@ -129,6 +131,7 @@ impl Gateway {
             directory: AgentDirectory::configured(routes),
             sessions,
             audit,
+            payloads: PayloadRedactor::for_mode(config.audit.payloads),
             http,
             stdio: Arc::new(StdioSessions::new(
                 config.server.max_stdio_sessions,
@@ -187,6 +190,10 @@ impl Gateway {
             .map(str::to_owned);
         let outcome = caller.route.pipeline.run(envelope, message).await;
         let overhead_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let payload = self
+            .payloads
+            .as_ref()
+            .map(|redactor| redactor.redact(envelope.direction, &outcome.message));
         self.audit
             .record(AuditEvent {
                 id: uuid::Uuid::now_v7(),
@@ -205,6 +212,7 @@ impl Gateway {
                 upstream_status: upstream.and_then(|u| u.status),
                 upstream_us: upstream
                     .map(|u| u64::try_from(u.elapsed.as_micros()).unwrap_or(u64::MAX)),
+                payload,
             })
             .await;
         outcome

@@ -255,7 +255,7 @@ impl Pages {
     }
 }
 
-const CSV_HEADER: &str = "id,time,organisation_id,workspace_id,agent_id,key_prefix,session_id,jsonrpc_id,direction,method,target,decision,size_bytes,overhead_us,trace\r\n";
+const CSV_HEADER: &str = "id,time,organisation_id,workspace_id,agent_id,key_prefix,session_id,jsonrpc_id,direction,method,target,decision,size_bytes,overhead_us,upstream_status,upstream_us,trace,payload\r\n";
 
 /// One CSV field: quoted where it must be, and a leading `=`, `+`, `-` or `@` defused so that a
 /// spreadsheet does not run it as a formula.
@@ -297,7 +297,20 @@ fn csv_row(out: &mut String, record: &AuditEvent) {
         record.decision.as_str().to_owned(),
         record.size_bytes.to_string(),
         record.overhead_us.to_string(),
+        record
+            .upstream_status
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        record
+            .upstream_us
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
         trace,
+        record
+            .payload
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {

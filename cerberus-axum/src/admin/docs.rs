@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{agents, audit, login, organisations, policies, workspaces};
+use super::{agents, analytics, audit, login, organisations, policies, workspaces};
 
 /// The OpenAPI document of the admin API.
 #[derive(OpenApi)]
@@ -29,7 +29,7 @@ use super::{agents, audit, login, organisations, policies, workspaces};
         agents::list, agents::create, agents::get, agents::rotate, agents::revoke, agents::delete,
         policies::create, policies::list, policies::get, policies::update, policies::delete,
         policies::effective,
-        audit::list, audit::export,
+        audit::list, audit::export, analytics::get,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, Organisation, User, Role, Workspace, Environment, UpstreamDefinition,
@@ -102,7 +102,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is documented");
         }
-        assert_eq!(paths.len(), 18, "every admin route");
+        assert_eq!(paths.len(), 19, "every admin route");
         assert!(document["paths"]["/api/v1/auth/login"]["post"]["security"].is_null());
         assert_eq!(
             document["paths"]["/api/v1/policies"]["post"]["security"][0]["bearer"],
@@ -112,6 +112,13 @@ mod tests {
             document["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
         );
+        let analytics = &document["components"]["schemas"]["AuditAnalytics"]["properties"];
+        for field in ["totals", "over_time", "by_tool", "guardrails", "latency"] {
+            assert!(
+                analytics.get(field).is_some(),
+                "analytics schema has {field}"
+            );
+        }
         let workspace = &document["components"]["schemas"]["Workspace"]["properties"];
         assert_eq!(workspace["created_at"]["format"], "date-time");
     }

@@ -7,6 +7,7 @@
 //! which drops the proxy's cached keys and policies at once.
 
 mod agents;
+mod analytics;
 mod audit;
 pub mod credentials;
 mod docs;
@@ -119,6 +120,10 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/api/v1/organisations/{id}/audit-logs/export",
             get(self::audit::export),
+        )
+        .route(
+            "/api/v1/organisations/{id}/analytics",
+            get(self::analytics::get),
         )
         .route("/api/v1/policies", get(p::list).post(p::create))
         .route(

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cerberus_core::audit::{AuditEvent, AuditSink, AuditStore};
+use cerberus_core::audit::{AuditEvent, AuditSink, AuditStore, PayloadMode};
 use serde::Deserialize;
 use tokio::sync::{Mutex, mpsc, watch};
 
@@ -46,6 +46,9 @@ pub struct AuditSettings {
     pub linger_ms: u64,
     /// Records older than this many days are deleted (checked hourly); 0 keeps them for ever.
     pub retention_days: u64,
+    /// Which payloads records keep: `none` (the default) or `redacted` (every kind of personal data
+    /// redacted, whatever the policy). Never raw.
+    pub payloads: PayloadMode,
 }
 
 impl Default for AuditSettings {
@@ -58,6 +61,7 @@ impl Default for AuditSettings {
             max_retry_interval_ms: 5_000,
             linger_ms: 5,
             retention_days: 0,
+            payloads: PayloadMode::None,
         }
     }
 }
@@ -285,6 +289,14 @@ mod tests {
             Ok(rows.iter().rev().take(limit as usize).cloned().collect())
         }
 
+        async fn audit_analytics(
+            &self,
+            _: cerberus_core::OrganisationId,
+            _: &cerberus_core::audit::AnalyticsQuery,
+        ) -> Result<cerberus_core::audit::AuditAnalytics, StoreError> {
+            Err(StoreError::Unavailable("not aggregated here".into()))
+        }
+
         async fn delete_audit_before(&self, before: SystemTime) -> Result<u64, StoreError> {
             let mut rows = self.rows.lock().unwrap();
             let kept = rows.len();
@@ -310,6 +322,7 @@ mod tests {
             overhead_us: 1,
             upstream_status: None,
             upstream_us: None,
+            payload: None,
         }
     }
 
@@ -322,6 +335,7 @@ mod tests {
             max_retry_interval_ms: 20,
             linger_ms: 1,
             retention_days: 0,
+            payloads: PayloadMode::None,
         }
     }
 

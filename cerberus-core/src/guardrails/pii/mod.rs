@@ -305,6 +305,39 @@ impl PiiGuardrail {
         }
     }
 
+    /// The copy of `value` with every finding its rules redact replaced, for a message travelling
+    /// `direction`; `None` when nothing in it was redacted. A kind whose rule blocks stops the scan
+    /// and gives `None` too, so this is meant for guardrails whose rules all redact (see
+    /// [`PiiGuardrail::redact_everything`]).
+    pub fn redact(&self, direction: Direction, value: &Value) -> Option<Value> {
+        let plan = self.plan(direction)?;
+        let pass = self.inspect(plan, value);
+        if pass.blocked.is_some() {
+            return None;
+        }
+        pass.redacted
+    }
+
+    /// A guardrail that redacts every kind of personal data in both directions with the default
+    /// replacement: what the audit log applies to the payloads it stores.
+    pub fn redact_everything() -> Self {
+        let settings = PiiSettings {
+            action: PiiAction::Redact,
+            direction: Directions::Both,
+            replacement: default_replacement(),
+        };
+        Self::new(
+            PiiKind::ALL
+                .into_iter()
+                .map(|kind| PiiRule {
+                    kind,
+                    settings: settings.clone(),
+                    level: PolicyLevel::Organisation,
+                })
+                .collect(),
+        )
+    }
+
     /// Scans (and, where rules say so, redacts) `payload`: the outcome of one pass.
     fn inspect<'p>(&self, plan: &'p DirectionPlan, payload: &Value) -> Pass<'p> {
         let mut pass = Pass {

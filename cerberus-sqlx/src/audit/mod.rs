@@ -1,20 +1,28 @@
-//! The audit log: batches of events in one multi-row insert each.
+//! The audit log: batches of events in one multi-row insert each, read back a filtered page at a time
+//! or aggregated.
+
+mod analytics;
+mod conditions;
 
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use cerberus_core::audit::{AuditCursor, AuditEvent, AuditFilter, AuditStore};
+use cerberus_core::audit::{
+    AnalyticsQuery, AuditAnalytics, AuditCursor, AuditEvent, AuditFilter, AuditStore,
+};
 use cerberus_core::store::StoreError;
 use cerberus_core::{AgentId, Identity, OrganisationId, WorkspaceId};
+use cerberus_core::{DecisionKind, TraceEntry};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::rows::{millis, store_error, time};
 use crate::{Backend, SqlStore};
+use conditions::Conditions;
 
 /// Columns of one audit row.
-const COLUMNS: [&str; 17] = [
+const COLUMNS: [&str; 18] = [
     "id",
     "occurred_at",
     "organisation_id",
@@ -32,6 +40,18 @@ const COLUMNS: [&str; 17] = [
     "overhead_us",
     "upstream_status",
     "upstream_us",
+    "payload",
+];
+
+/// Columns of one intervention row (a trace entry that is not `allow`).
+const INTERVENTION_COLUMNS: [&str; 7] = [
+    "audit_id",
+    "position",
+    "organisation_id",
+    "occurred_at",
+    "direction",
+    "guardrail",
+    "decision",
 ];
 
 /// Rows per statement: one round trip (to the server, or to SQLite's connection thread) for many rows,
@@ -40,28 +60,28 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// The insert of `rows` rows. SQLite gets anonymous `?` parameters: it looks a numbered or named
 /// parameter up by a linear scan, which made a 500-row statement spend most of its time binding.
-fn statement(rows: usize, backend: Backend) -> String {
-    let mut sql = format!("INSERT INTO audit_logs ({}) VALUES ", COLUMNS.join(", "));
+fn statement(table: &str, columns: &[&str], rows: usize, backend: Backend) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
         }
         sql.push('(');
-        for column in 0..COLUMNS.len() {
+        for column in 0..columns.len() {
             if column > 0 {
                 sql.push_str(", ");
             }
             match backend {
                 Backend::Sqlite => sql.push('?'),
                 Backend::Postgres => {
-                    sql.push_str(&format!("${}", row * COLUMNS.len() + column + 1))
+                    sql.push_str(&format!("${}", row * columns.len() + column + 1))
                 }
             }
         }
         sql.push(')');
     }
     // A retried batch whose first attempt did land stores nothing twice.
-    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    sql.push_str(" ON CONFLICT DO NOTHING");
     sql
 }
 
@@ -72,7 +92,7 @@ fn int(value: impl TryInto<i64>) -> i64 {
 /// The columns an audit record is read from.
 const READ_COLUMNS: &str = "id, occurred_at, organisation_id, workspace_id, agent_id, key_prefix, \
      session_id, jsonrpc_id, direction, method, target, decision, trace, size_bytes, overhead_us, \
-     upstream_status, upstream_us";
+     upstream_status, upstream_us, payload";
 
 fn record(row: &AnyRow) -> Result<AuditEvent, StoreError> {
     let corrupt = |column: &str, e: &dyn std::fmt::Display| {
@@ -123,6 +143,9 @@ fn record(row: &AnyRow) -> Result<AuditEvent, StoreError> {
             .try_get::<Option<i64>, _>("upstream_us")
             .map_err(|e| corrupt("upstream_us", &e))?
             .and_then(|u| u64::try_from(u).ok()),
+        payload: maybe("payload")?
+            .map(|text| serde_json::from_str(&text).map_err(|e| corrupt("payload", &e)))
+            .transpose()?,
     })
 }
 
@@ -144,6 +167,23 @@ fn first_v7_of(millis: i64) -> String {
 impl AuditStore for SqlStore {
     async fn delete_audit_before(&self, before: SystemTime) -> Result<u64, StoreError> {
         let (cutoff, bound) = (millis(before), first_v7_of(millis(before)));
+        // The interventions first: a failure between the two leaves records without their
+        // interventions, never interventions without their record.
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM audit_interventions WHERE audit_id IN (SELECT audit_id FROM \
+                 audit_interventions WHERE audit_id < $1 AND occurred_at < $2 LIMIT $3)",
+            )
+            .bind(&bound)
+            .bind(cutoff)
+            .bind(DELETE_CHUNK)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+            if done.rows_affected() < u64::try_from(DELETE_CHUNK).unwrap_or(0) {
+                break;
+            }
+        }
         let mut deleted = 0;
         loop {
             let done = sqlx::query(
@@ -170,70 +210,44 @@ impl AuditStore for SqlStore {
         after: Option<AuditCursor>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        // Conditions and their values in one order, so that the parameters number themselves.
-        let mut conditions = vec!["organisation_id = $1".to_owned()];
-        let mut texts: Vec<(usize, String)> = vec![(1, organisation.to_string())];
-        let mut numbers: Vec<(usize, i64)> = Vec::new();
-        let mut next = 2;
-        let mut text_condition = |column: &str, value: String, conditions: &mut Vec<String>| {
-            conditions.push(format!("{column} = ${next}"));
-            texts.push((next, value));
-            next += 1;
-        };
+        let mut conditions = Conditions::default();
+        conditions.text("organisation_id = $?", organisation.to_string());
         if let Some(workspace) = filter.workspace {
-            text_condition("workspace_id", workspace.to_string(), &mut conditions);
+            conditions.text("workspace_id = $?", workspace.to_string());
         }
         if let Some(agent) = filter.agent {
-            text_condition("agent_id", agent.to_string(), &mut conditions);
+            conditions.text("agent_id = $?", agent.to_string());
         }
         if let Some(target) = &filter.target {
-            text_condition("target", target.clone(), &mut conditions);
+            conditions.text("target = $?", target.clone());
         }
         if let Some(decision) = filter.decision {
-            text_condition("decision", decision.as_str().to_owned(), &mut conditions);
+            conditions.text("decision = $?", decision.as_str());
         }
         if let Some(method) = &filter.method {
-            text_condition("method", method.clone(), &mut conditions);
+            conditions.text("method = $?", method.clone());
         }
         if let Some(from) = filter.from {
-            conditions.push(format!("occurred_at >= ${next}"));
-            numbers.push((next, millis(from)));
-            next += 1;
+            conditions.number("occurred_at >= $?", millis(from));
         }
         if let Some(to) = filter.to {
-            conditions.push(format!("occurred_at < ${next}"));
-            numbers.push((next, millis(to)));
-            next += 1;
+            conditions.number("occurred_at < $?", millis(to));
         }
         if let Some(cursor) = after {
-            conditions.push(format!(
-                "(occurred_at < ${next} OR (occurred_at = ${next} AND id < ${}))",
-                next + 1
-            ));
-            numbers.push((next, millis(cursor.time)));
-            texts.push((next + 1, cursor.id.to_string()));
-            next += 2;
+            conditions.number_and_text(
+                |time, id| {
+                    format!("(occurred_at < ${time} OR (occurred_at = ${time} AND id < ${id}))")
+                },
+                millis(cursor.time),
+                cursor.id.to_string(),
+            );
         }
         let sql = format!(
-            "SELECT {READ_COLUMNS} FROM audit_logs WHERE {} ORDER BY occurred_at DESC, id DESC LIMIT ${next}",
-            conditions.join(" AND ")
+            "SELECT {READ_COLUMNS} FROM audit_logs WHERE {} ORDER BY occurred_at DESC, id DESC LIMIT {limit}",
+            conditions.sql()
         );
-        numbers.push((next, i64::from(limit)));
-        // Bind in parameter order.
-        let mut values: Vec<(usize, Result<String, i64>)> = texts
-            .into_iter()
-            .map(|(n, t)| (n, Ok(t)))
-            .chain(numbers.into_iter().map(|(n, v)| (n, Err(v))))
-            .collect();
-        values.sort_by_key(|(n, _)| *n);
-        let mut query = sqlx::query(&sql);
-        for (_, value) in values {
-            query = match value {
-                Ok(text) => query.bind(text),
-                Err(number) => query.bind(number),
-            };
-        }
-        query
+        conditions
+            .bind(sqlx::query(&sql))
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?
@@ -242,10 +256,18 @@ impl AuditStore for SqlStore {
             .collect()
     }
 
+    async fn audit_analytics(
+        &self,
+        organisation: OrganisationId,
+        query: &AnalyticsQuery,
+    ) -> Result<AuditAnalytics, StoreError> {
+        analytics::aggregate(&self.pool, organisation, query).await
+    }
+
     async fn append(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let sql = statement(chunk.len(), self.backend);
+            let sql = statement("audit_logs", &COLUMNS, chunk.len(), self.backend);
             let mut query = sqlx::query(&sql);
             for event in chunk {
                 let trace = serde_json::to_string(&event.trace)
@@ -267,7 +289,43 @@ impl AuditStore for SqlStore {
                     .bind(int(event.size_bytes))
                     .bind(int(event.overhead_us))
                     .bind(event.upstream_status.map(i64::from))
-                    .bind(event.upstream_us.map(int));
+                    .bind(event.upstream_us.map(int))
+                    .bind(event.payload.as_ref().map(ToString::to_string));
+            }
+            query
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        }
+        let interventions: Vec<(&AuditEvent, usize, &TraceEntry)> = events
+            .iter()
+            .flat_map(|event| {
+                event
+                    .trace
+                    .entries()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, entry)| entry.decision != DecisionKind::Allow)
+                    .map(move |(position, entry)| (event, position, entry))
+            })
+            .collect();
+        for chunk in interventions.chunks(ROWS_PER_STATEMENT) {
+            let sql = statement(
+                "audit_interventions",
+                &INTERVENTION_COLUMNS,
+                chunk.len(),
+                self.backend,
+            );
+            let mut query = sqlx::query(&sql);
+            for (event, position, entry) in chunk {
+                query = query
+                    .bind(event.id.to_string())
+                    .bind(int(*position))
+                    .bind(event.identity.organisation.to_string())
+                    .bind(millis(event.time))
+                    .bind(event.direction.as_str())
+                    .bind(entry.guardrail.clone())
+                    .bind(entry.decision.as_str());
             }
             query
                 .execute(&mut *transaction)
@@ -303,13 +361,13 @@ mod tests {
 
     #[test]
     fn statements_number_their_parameters_row_by_row() {
-        let sql = statement(2, Backend::Postgres);
+        let sql = statement("audit_logs", &COLUMNS, 2, Backend::Postgres);
         assert!(sql.contains(
-            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         ));
-        assert!(sql.ends_with("$33, $34) ON CONFLICT (id) DO NOTHING"));
-        let sql = statement(2, Backend::Sqlite);
-        assert_eq!(sql.matches('?').count(), 34);
+        assert!(sql.ends_with("$35, $36) ON CONFLICT DO NOTHING"));
+        let sql = statement("audit_logs", &COLUMNS, 2, Backend::Sqlite);
+        assert_eq!(sql.matches('?').count(), 36);
         assert!(!sql.contains('$'));
     }
 }

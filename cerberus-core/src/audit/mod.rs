@@ -14,6 +14,15 @@ use crate::guardrail::Direction;
 use crate::identity::Identity;
 use crate::trace::{DecisionKind, Trace};
 
+mod analytics;
+mod payload;
+
+pub use analytics::{
+    AnalyticsQuery, AuditAnalytics, Breakdown, Bucket, DecisionCounts, GuardrailCount, Latency,
+    PERCENTILES, Percentiles,
+};
+pub use payload::{PayloadMode, PayloadRedactor};
+
 /// What happened to one message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
@@ -58,6 +67,10 @@ pub struct AuditEvent {
     /// message's arrival, apart from the gateway's own overhead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_us: Option<u64>,
+    /// The message, redacted, when the gateway keeps payloads ([`PayloadMode::Redacted`]); never the
+    /// raw message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// Where audit events go.
@@ -85,6 +98,13 @@ pub trait AuditStore: Send + Sync + fmt::Debug {
         after: Option<AuditCursor>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, crate::store::StoreError>;
+
+    /// Aggregates one organisation's records that `query` selects.
+    async fn audit_analytics(
+        &self,
+        organisation: crate::OrganisationId,
+        query: &AnalyticsQuery,
+    ) -> Result<AuditAnalytics, crate::store::StoreError>;
 
     /// Deletes every record older than `before` (retention); how many went.
     async fn delete_audit_before(
