@@ -168,7 +168,8 @@ impl Gateway {
     }
 
     /// Runs one message through the caller's pipeline and records the audit event; `upstream` says,
-    /// for a message from the upstream, how it answered.
+    /// for a message from the upstream, how it answered. The trace moves into the audit event: the
+    /// outcome returned has an empty one.
     pub async fn evaluate(
         &self,
         caller: &Caller,
@@ -188,7 +189,7 @@ impl Gateway {
             .or_else(|| message.prompt_name())
             .or_else(|| message.resource_uri())
             .map(str::to_owned);
-        let outcome = caller.route.pipeline.run(envelope, message).await;
+        let mut outcome = caller.route.pipeline.run(envelope, message).await;
         let overhead_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let payload = self
             .payloads
@@ -206,7 +207,8 @@ impl Gateway {
                 method,
                 target,
                 decision: outcome.decision.kind(),
-                trace: outcome.trace.clone(),
+                // The proxy acts on the decision and the message; the trace is the audit's.
+                trace: std::mem::take(&mut outcome.trace),
                 size_bytes,
                 overhead_us,
                 upstream_status: upstream.and_then(|u| u.status),

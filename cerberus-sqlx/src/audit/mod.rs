@@ -3,6 +3,7 @@
 
 mod analytics;
 mod conditions;
+mod trace_text;
 
 use std::time::SystemTime;
 
@@ -132,7 +133,7 @@ fn record(row: &AnyRow) -> Result<AuditEvent, StoreError> {
         method: maybe("method")?,
         target: maybe("target")?,
         decision: serde_json::from_value(word("decision")?).map_err(|e| corrupt("decision", &e))?,
-        trace: serde_json::from_str(&text("trace")?).map_err(|e| corrupt("trace", &e))?,
+        trace: trace_text::decode(&text("trace")?).map_err(|e| corrupt("trace", &e))?,
         size_bytes: usize::try_from(number("size_bytes")?).unwrap_or(0),
         overhead_us: u64::try_from(number("overhead_us")?).unwrap_or(0),
         upstream_status: row
@@ -270,7 +271,7 @@ impl AuditStore for SqlStore {
             let sql = statement("audit_logs", &COLUMNS, chunk.len(), self.backend);
             let mut query = sqlx::query(&sql);
             for event in chunk {
-                let trace = serde_json::to_string(&event.trace)
+                let trace = trace_text::encode(&event.trace)
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 query = query
                     .bind(event.id.to_string())
@@ -278,12 +279,12 @@ impl AuditStore for SqlStore {
                     .bind(event.identity.organisation.to_string())
                     .bind(event.identity.workspace.to_string())
                     .bind(event.identity.agent.to_string())
-                    .bind(event.key_prefix.clone())
-                    .bind(event.session.clone())
-                    .bind(event.jsonrpc_id.clone())
+                    .bind(event.key_prefix.as_deref())
+                    .bind(event.session.as_deref())
+                    .bind(event.jsonrpc_id.as_deref())
                     .bind(event.direction.as_str())
-                    .bind(event.method.clone())
-                    .bind(event.target.clone())
+                    .bind(event.method.as_deref())
+                    .bind(event.target.as_deref())
                     .bind(event.decision.as_str())
                     .bind(trace)
                     .bind(int(event.size_bytes))
@@ -324,7 +325,7 @@ impl AuditStore for SqlStore {
                     .bind(event.identity.organisation.to_string())
                     .bind(millis(event.time))
                     .bind(event.direction.as_str())
-                    .bind(entry.guardrail.clone())
+                    .bind(entry.guardrail.as_str())
                     .bind(entry.decision.as_str());
             }
             query
