@@ -222,8 +222,28 @@ pub(super) fn email(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
     // The suffix, not the registrable domain: a domain that is itself a public suffix (`ru.net`,
     // `co.uk`) has no registrable part, and an address there is still an address to protect.
     let known = psl::suffix(&lower).is_some_and(|suffix| suffix.is_known());
-    known.then_some(span.start + lead..span.end - trail)
+    let private = lower
+        .rsplit(|&b| b == b'.')
+        .next()
+        .is_some_and(|tld| PRIVATE_TLDS.contains(&tld));
+    (known || private).then_some(span.start + lead..span.end - trail)
 }
+
+/// Top-level names outside the public suffix list under which organisations still run mail: the
+/// special-use names (RFC 2606, RFC 6761, RFC 6762), ICANN's private-use `.internal`, and the names
+/// intranets commonly use. An address at `bob@corp.internal` is a person's address all the same.
+const PRIVATE_TLDS: [&[u8]; 10] = [
+    b"example",
+    b"test",
+    b"invalid",
+    b"local",
+    b"internal",
+    b"corp",
+    b"home",
+    b"lan",
+    b"intranet",
+    b"localdomain",
+];
 
 /// An IPv4 address, optionally with a `/prefix`, whose octets are at most 255.
 pub(super) fn ipv4(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
@@ -439,6 +459,10 @@ mod tests {
             // The whole domain is a public suffix (found by the planted-value property test).
             "a@ru.net",
             "b@co.uk",
+            // Private and special-use names (found by the log test: `bob@corp.example`).
+            "bob@corp.example",
+            "ops@mail.corp.internal",
+            "it@printer.local",
         ] {
             assert_eq!(
                 email(valid.as_bytes(), whole(valid)),
