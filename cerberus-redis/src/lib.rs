@@ -1,10 +1,72 @@
-//! Distributed mode for Cerberus on Redis: a `RateLimiter` shared by every gateway instance, a shared
-//! session store and cross-instance cache invalidation.
+//! Distributed mode for the Cerberus MCP gateway on Redis: several gateway instances behind a load
+//! balancer act as one.
 //!
-//! This crate is laid down with the workspace; its implementations arrive with the distributed-mode work
-//! (issue 6). It will implement `cerberus_core::rate_limit::RateLimiter` with the same semantics as
-//! `cerberus_core::rate_limit::MemoryRateLimiter`: several windows checked atomically, nothing counted
-//! on a refusal.
+//! - [`RedisRateLimiter`]: the rate limits of every instance counted in one place, GCRA in one atomic
+//!   Lua script over all windows of a call, with a [`FailureMode`] and a circuit breaker for when
+//!   Redis is away.
+//! - [`RedisSessionStore`]: gateway sessions any instance can continue.
+//! - [`Invalidations`]: a change made through one instance's admin API clears every instance's caches.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use cerberus_core::GuardrailRegistry;
+//! use cerberus_redis::{LimiterSettings, RedisRateLimiter, connect};
+//!
+//! # async fn run() -> redis::RedisResult<()> {
+//! let (_client, connection) = connect("redis://127.0.0.1:6379", Default::default())?;
+//! let limiter = RedisRateLimiter::new(connection, LimiterSettings::default());
+//! // Every rate_limit_* guardrail built by this registry counts in Redis.
+//! let registry = GuardrailRegistry::new(Arc::new(limiter));
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
+mod breaker;
+mod invalidation;
+mod limiter;
+mod sessions;
+
+use std::time::Duration;
+
+pub use breaker::CircuitBreaker;
+pub use invalidation::Invalidations;
+pub use limiter::{FailureMode, LimiterSettings, RedisRateLimiter};
+pub use sessions::RedisSessionStore;
+
 pub use cerberus_core;
+pub use redis;
+
+/// How long a connection may take to open, and an answer to come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Opening a connection.
+    pub connect: Duration,
+    /// One command's answer.
+    pub response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_millis(500),
+            response: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A client for `url` and a shared, self-reconnecting connection. Nothing is connected yet: the
+/// connection opens on first use, so a gateway starts (and applies its failure mode) while Redis is
+/// down. A malformed URL is an error.
+pub fn connect(
+    url: &str,
+    timeouts: Timeouts,
+) -> redis::RedisResult<(redis::Client, redis::aio::ConnectionManager)> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeouts.connect))
+        .set_response_timeout(Some(timeouts.response))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1));
+    let connection = redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+    Ok((client, connection))
+}
