@@ -136,6 +136,42 @@ impl DatabaseSettings {
     }
 }
 
+/// Distributed mode (`[redis]`): with a `url`, rate limits, sessions and cache invalidations are
+/// shared through Redis by every instance; without one, everything stays in this process's memory.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:6379/0` (or `rediss://` for TLS); none keeps everything in memory.
+    pub url: Option<String>,
+    /// Prefix of every key and channel, so that several deployments can share one Redis.
+    pub key_prefix: String,
+    /// What rate limits do when Redis cannot answer: `fail_closed` (the default: refuse calls),
+    /// `fail_open` (admit them uncounted) or `local_fallback` (count per instance).
+    pub failure_mode: cerberus_redis::FailureMode,
+    /// Failures in a row after which the limiter stops asking Redis for a while.
+    pub breaker_threshold: u32,
+    /// How long it then stops asking, in milliseconds.
+    pub breaker_cooldown_ms: u64,
+    /// How long a connection may take to open, and a command to answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// How long an unused session is kept, in seconds.
+    pub session_idle_secs: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "cerberus:".to_owned(),
+            failure_mode: cerberus_redis::FailureMode::default(),
+            breaker_threshold: 3,
+            breaker_cooldown_ms: 5_000,
+            timeout_ms: 500,
+            session_idle_secs: 24 * 3600,
+        }
+    }
+}
+
 /// The admin API's settings.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -344,6 +380,8 @@ struct RawConfig {
     #[serde(default)]
     audit: AuditSettings,
     #[serde(default)]
+    redis: RedisSettings,
+    #[serde(default)]
     organisations: Vec<RawOrganisation>,
     #[serde(default)]
     workspaces: Vec<RawWorkspace>,
@@ -428,6 +466,8 @@ pub struct GatewayConfig {
     pub admin: AdminSettings,
     /// Where and how audit events are stored.
     pub audit: AuditSettings,
+    /// Distributed mode.
+    pub redis: RedisSettings,
     /// The directory relative paths are resolved against (the configuration file's).
     pub base: PathBuf,
     /// The organisations.
@@ -600,6 +640,7 @@ impl GatewayConfig {
             database: raw.database,
             admin: raw.admin,
             audit: raw.audit,
+            redis: raw.redis,
             base: base.to_path_buf(),
             organisations,
             workspaces,

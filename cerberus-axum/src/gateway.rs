@@ -39,6 +39,9 @@ pub struct Gateway {
     pub directory: AgentDirectory,
     /// Where gateway sessions live.
     pub sessions: Arc<dyn SessionStore>,
+    /// This instance's id, random at each start: stdio sessions name the instance that runs their
+    /// process.
+    pub instance: String,
     /// Where audit events go.
     pub audit: Arc<dyn AuditSink>,
     /// Makes the redacted payloads audit events keep, when they keep any.
@@ -130,6 +133,7 @@ impl Gateway {
             settings: config.server.clone(),
             directory: AgentDirectory::configured(routes),
             sessions,
+            instance: uuid::Uuid::new_v4().to_string(),
             audit,
             payloads: PayloadRedactor::for_mode(config.audit.payloads),
             http,

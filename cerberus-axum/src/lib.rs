@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod directory;
+pub mod distributed;
 pub mod gateway;
 pub mod proxy;
 pub mod serve;

@@ -7,7 +7,8 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use cerberus_core::GuardrailRegistry;
 use cerberus_core::audit::{AuditSink, AuditStore, FanoutAuditSink};
-use cerberus_core::session::MemorySessionStore;
+use cerberus_core::rate_limit::RateLimiter;
+use cerberus_core::session::{MemorySessionStore, SessionStore};
 use cerberus_core::store::{ControlStore, UserStore};
 use cerberus_sqlx::SqlStore;
 
@@ -16,6 +17,7 @@ use crate::admin::{self, AdminState};
 use crate::audit::{BatchedAuditSink, JsonLinesAuditSink, spawn_retention};
 use crate::cli::ServeArgs;
 use crate::config::{AdminSettings, GatewayConfig};
+use crate::distributed::Distributed;
 use crate::gateway::Gateway;
 use crate::proxy;
 
@@ -33,19 +35,27 @@ pub fn build(
     build_with_store(config, audit, None)
 }
 
-/// Builds the gateway's router: the proxy, and with a store the admin API and the stored agents.
+/// Builds the gateway's router: the proxy, and with a store the admin API and the stored agents. With
+/// `[redis] url`, rate limits, sessions and cache invalidations are shared through Redis (this starts
+/// the invalidation subscription, so it must run within a Tokio runtime).
 pub fn build_with_store(
     config: &GatewayConfig,
     audit: Arc<dyn AuditSink>,
     store: Option<Arc<dyn ControlStore>>,
 ) -> anyhow::Result<(Arc<Gateway>, axum::Router)> {
-    let registry = Arc::new(GuardrailRegistry::default());
-    let mut gateway = Gateway::new(
-        config,
-        &registry,
-        Arc::new(MemorySessionStore::new()),
-        audit,
-    )?;
+    let distributed = Distributed::from_settings(&config.redis)?;
+    let (registry, sessions): (_, Arc<dyn SessionStore>) = match &distributed {
+        Some(shared) => (
+            GuardrailRegistry::new(Arc::clone(&shared.limiter) as Arc<dyn RateLimiter>),
+            Arc::clone(&shared.sessions) as Arc<dyn SessionStore>,
+        ),
+        None => (
+            GuardrailRegistry::default(),
+            Arc::new(MemorySessionStore::new()) as Arc<dyn SessionStore>,
+        ),
+    };
+    let registry = Arc::new(registry);
+    let mut gateway = Gateway::new(config, &registry, sessions, audit)?;
     let Some(store) = store else {
         let gateway = Arc::new(gateway);
         return Ok((Arc::clone(&gateway), proxy::router(gateway)));
@@ -61,9 +71,28 @@ pub fn build_with_store(
         ttl,
     );
     let gateway = Arc::new(gateway);
-    let invalidate = {
+    let local: Arc<dyn Fn() + Send + Sync> = {
         let gateway = Arc::clone(&gateway);
         Arc::new(move || gateway.directory.invalidate())
+    };
+    // An admin change clears this instance's cache at once and, in distributed mode, every other
+    // instance's through Redis; a message that cannot be published is logged, and the others then
+    // catch up within their cache TTL.
+    let invalidate: Arc<dyn Fn() + Send + Sync> = match &distributed {
+        None => local,
+        Some(shared) => {
+            shared.invalidations.subscribe(Arc::clone(&local), None);
+            let invalidations = shared.invalidations.clone();
+            Arc::new(move || {
+                local();
+                let invalidations = invalidations.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = invalidations.publish().await {
+                        tracing::error!(error = %e, "cannot tell the other instances about an admin change");
+                    }
+                });
+            })
+        }
     };
     let admin = AdminState::new(
         store,

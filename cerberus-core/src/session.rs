@@ -22,6 +22,10 @@ pub struct SessionRecord {
     pub upstream_session: Option<String>,
     /// The protocol version negotiated at initialisation.
     pub protocol_version: Option<String>,
+    /// The gateway instance that runs the session's upstream process (stdio upstreams), which only it
+    /// can serve; `None` when any instance can (HTTP upstreams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 /// A session store could not be reached.
@@ -98,6 +102,7 @@ mod tests {
             identity: Identity::new_random(),
             upstream_session: Some("up-1".into()),
             protocol_version: Some("2025-11-25".into()),
+            served_by: None,
         };
         store.insert("gw-1", record.clone()).await.unwrap();
         assert_eq!(store.get("gw-1").await.unwrap(), Some(record.clone()));

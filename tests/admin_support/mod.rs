@@ -159,7 +159,8 @@ impl AdminGateway {
 /// A logged-in admin API client.
 #[derive(Clone, Debug)]
 pub struct Admin {
-    base: String,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
     /// Its access token.
     pub token: Option<String>,
     /// Its refresh token.

@@ -313,6 +313,7 @@ pub(super) async fn post(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             protocol_version: initialize_version(&forwarded),
+            served_by: None,
         };
         if let Err(e) = gateway.sessions.insert(&id, record).await {
             tracing::error!(error = %e, "cannot store a new session");
@@ -389,7 +390,7 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         Upstream::Http(http) => http,
         Upstream::Stdio(_) => {
             let Some(process) = gateway.stdio.get(&session_id) else {
-                return session_not_served_here(gateway, &session_id).await;
+                return session_not_served_here(gateway, &session_id, &record).await;
             };
             let context = RelayContext {
                 session: Some(session_id),
@@ -490,14 +491,42 @@ fn initialize_version(messages: &[Message]) -> Option<String> {
         })
 }
 
-/// A session whose stdio process does not run on this instance (it ended, or another instance started
-/// it): the session is over, and the client initializes again.
-async fn session_not_served_here(gateway: &Gateway, session_id: &str) -> Response {
+/// A session whose stdio process does not run on this instance. If this instance started it, the
+/// process has ended: the session is over. If another instance runs it (several instances share
+/// sessions, and the load balancer sent this request elsewhere), that session lives on there and is
+/// left alone. Either way this instance cannot serve it: 404, on which MCP clients initialize again
+/// (and a load balancer with session affinity never sends it here).
+async fn session_not_served_here(
+    gateway: &Gateway,
+    session_id: &str,
+    record: &SessionRecord,
+) -> Response {
+    let elsewhere = record
+        .served_by
+        .as_ref()
+        .is_some_and(|instance| *instance != gateway.instance);
+    if elsewhere {
+        tracing::warn!(
+            served_by = record.served_by.as_deref().unwrap_or_default(),
+            "a stdio session reached an instance that does not run its process: route sessions by Mcp-Session-Id"
+        );
+        return wire::http_error(
+            StatusCode::NOT_FOUND,
+            wire::INVALID_REQUEST,
+            "the session's MCP server process runs on another gateway instance: route requests by Mcp-Session-Id (session affinity), or initialize again",
+        );
+    }
+    session_ended(gateway, session_id).await
+}
+
+/// A session whose stdio process (on this instance) has ended: it is over, and the client
+/// initializes again.
+async fn session_ended(gateway: &Gateway, session_id: &str) -> Response {
     let _ = gateway.sessions.remove(session_id).await;
     wire::http_error(
         StatusCode::NOT_FOUND,
         wire::INVALID_REQUEST,
-        "the session's MCP server process is not running here (it ended, or another gateway instance serves it): initialize again",
+        "the session's MCP server process has ended: initialize again",
     )
 }
 
@@ -568,6 +597,7 @@ async fn post_stdio(
             identity: caller.route.identity,
             upstream_session: None,
             protocol_version,
+            served_by: Some(gateway.instance.clone()),
         };
         if let Err(e) = gateway.sessions.insert(&id, record).await {
             tracing::error!(error = %e, "cannot store a new session");
@@ -580,7 +610,7 @@ async fn post_stdio(
         }
         (id.clone(), process, Some(id))
     } else {
-        let Some((id, _)) = session else {
+        let Some((id, record)) = session else {
             return wire::http_error(
                 StatusCode::BAD_REQUEST,
                 wire::INVALID_REQUEST,
@@ -589,7 +619,7 @@ async fn post_stdio(
         };
         match gateway.stdio.get(&id) {
             Some(process) => (id, process, None),
-            None => return session_not_served_here(gateway, &id).await,
+            None => return session_not_served_here(gateway, &id, &record).await,
         }
     };
 
@@ -606,7 +636,7 @@ async fn post_stdio(
     for message in &forwarded {
         if !process.send(message).await {
             process.release(&routes);
-            return session_not_served_here(gateway, &session_id).await;
+            return session_ended(gateway, &session_id).await;
         }
     }
     if requests.is_empty() {
