@@ -14,7 +14,7 @@ mod databases;
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,21 +30,6 @@ const LIMIT: usize = 10;
 
 fn redis_url() -> String {
     std::env::var("CERBERUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// Builds a binary of this workspace (debug); returns its path.
-fn binary(package: &str, name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", package, "--bin", name])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{name} builds");
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), PathBuf::from)
-        .join("debug")
-        .join(name)
 }
 
 fn free_port() -> u16 {
@@ -141,8 +126,8 @@ fn echo(id: u64, text: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_act_as_one() {
-    let cerberus = binary("cerberus-axum", "cerberus");
-    let example = binary("cerberus-example-server", "cerberus-example-server");
+    let cerberus = support::workspace_binary("cerberus-axum", "cerberus");
+    let example = support::example_server_binary();
     let database = TestDatabase::create(Backend::Postgres).await;
     let directory = tempfile::tempdir().unwrap();
     let prefix = format!("cerberus-test-{}:", uuid::Uuid::new_v4());

@@ -81,7 +81,7 @@ pub fn build_with_store(
     let invalidate: Arc<dyn Fn() + Send + Sync> = match &distributed {
         None => local,
         Some(shared) => {
-            shared.invalidations.subscribe(Arc::clone(&local), None);
+            shared.invalidations.subscribe(Arc::clone(&local));
             let invalidations = shared.invalidations.clone();
             Arc::new(move || {
                 local();

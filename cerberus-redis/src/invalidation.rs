@@ -39,11 +39,10 @@ impl Invalidations {
     /// Calls `invalidate` for every invalidation published, for as long as the returned task runs.
     /// Messages published while the subscription is down are lost, so `invalidate` is also called
     /// each time the subscription is (re)established: a cache that may have missed a message is
-    /// dropped rather than trusted. `subscribed` is told each time the subscription is up.
+    /// dropped rather than trusted.
     pub fn subscribe(
         &self,
         invalidate: Arc<dyn Fn() + Send + Sync>,
-        subscribed: Option<tokio::sync::watch::Sender<u64>>,
     ) -> tokio::task::JoinHandle<()> {
         let (client, channel) = (self.client.clone(), self.channel.clone());
         tokio::spawn(async move {
@@ -59,9 +58,6 @@ impl Invalidations {
                             connected = true;
                             pause = Duration::from_millis(100);
                             invalidate();
-                            if let Some(subscribed) = &subscribed {
-                                subscribed.send_modify(|n| *n += 1);
-                            }
                             let mut messages = pubsub.on_message();
                             while messages.next().await.is_some() {
                                 invalidate();

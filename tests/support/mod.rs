@@ -142,18 +142,23 @@ pub async fn start_gateway(upstream: &str, policy: &str) -> TestGateway {
     start_gateway_for(&format!("{{ url = \"{upstream}\" }}"), policy).await
 }
 
-/// Builds the example server and returns its path (cargo has already built it when it is up to date).
+/// Builds the example MCP server (debug); returns its path.
 pub fn example_server_binary() -> std::path::PathBuf {
+    workspace_binary("cerberus-example-server", "cerberus-example-server")
+}
+
+/// Builds the binary `name` of the workspace package `package` (debug); returns its path.
+pub fn workspace_binary(package: &str, name: &str) -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "cerberus-example-server"])
+        .args(["build", "--quiet", "-p", package, "--bin", name])
         .current_dir(&root)
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "the example server builds");
+    assert!(status.success(), "{name} builds");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), std::path::PathBuf::from);
-    target.join("debug").join("cerberus-example-server")
+    target.join("debug").join(name)
 }
 
 /// Starts a gateway for one agent whose workspace's `upstream` table is given as TOML.

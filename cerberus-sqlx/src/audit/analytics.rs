@@ -15,8 +15,14 @@ use sqlx::{AnyPool, Row};
 use super::conditions::Conditions;
 use crate::rows::{millis, store_error};
 
-/// The records `query` selects, with their columns prefixed by `table` (`""` or `"a."`).
-fn selection(organisation: OrganisationId, query: &AnalyticsQuery, table: &str) -> Conditions {
+/// The records `query` selects: the organisation and time columns prefixed by `table`, the workspace
+/// and agent columns by `record` (`""`, or the aliases of a join).
+fn selection(
+    organisation: OrganisationId,
+    query: &AnalyticsQuery,
+    table: &str,
+    record: &str,
+) -> Conditions {
     let mut conditions = Conditions::default();
     conditions
         .text(
@@ -26,17 +32,17 @@ fn selection(organisation: OrganisationId, query: &AnalyticsQuery, table: &str) 
         .number(&format!("{table}occurred_at >= $?"), millis(query.from))
         .number(&format!("{table}occurred_at < $?"), millis(query.to));
     if let Some(workspace) = query.workspace {
-        conditions.text(&format!("{table}workspace_id = $?"), workspace.to_string());
+        conditions.text(&format!("{record}workspace_id = $?"), workspace.to_string());
     }
     if let Some(agent) = query.agent {
-        conditions.text(&format!("{table}agent_id = $?"), agent.to_string());
+        conditions.text(&format!("{record}agent_id = $?"), agent.to_string());
     }
     conditions
 }
 
 /// `selection`, narrowed to the query's direction.
 fn directed(organisation: OrganisationId, query: &AnalyticsQuery) -> Conditions {
-    let mut conditions = selection(organisation, query, "");
+    let mut conditions = selection(organisation, query, "", "");
     if let Some(direction) = query.direction {
         conditions.text("direction = $?", direction.as_str());
     }
@@ -86,7 +92,7 @@ pub(super) async fn aggregate(
     }
     let gateway_overhead_us =
         percentiles(pool, directed(organisation, query), "overhead_us").await?;
-    let mut answered = selection(organisation, query, "");
+    let mut answered = selection(organisation, query, "", "");
     answered.fixed("upstream_us IS NOT NULL");
     let upstream_us = percentiles(pool, answered, "upstream_us").await?;
     Ok(AuditAnalytics {
@@ -210,17 +216,7 @@ async fn guardrails(
     // The interventions carry the organisation and time themselves; the record is joined only to
     // narrow to a workspace or an agent.
     let narrowed = query.workspace.is_some() || query.agent.is_some();
-    let mut conditions = Conditions::default();
-    conditions
-        .text("i.organisation_id = $?", organisation.to_string())
-        .number("i.occurred_at >= $?", millis(query.from))
-        .number("i.occurred_at < $?", millis(query.to));
-    if let Some(workspace) = query.workspace {
-        conditions.text("a.workspace_id = $?", workspace.to_string());
-    }
-    if let Some(agent) = query.agent {
-        conditions.text("a.agent_id = $?", agent.to_string());
-    }
+    let conditions = selection(organisation, query, "i.", "a.");
     let join = if narrowed {
         " JOIN audit_logs a ON a.id = i.audit_id"
     } else {
