@@ -25,6 +25,14 @@ pub enum Command {
     Check(CheckArgs),
     /// Runs the gateway: the MCP proxy in front of the workspaces' MCP servers.
     Serve(ServeArgs),
+    /// Runs a local stdio MCP server behind the guardrails: put `cerberus stdio --policy FILE --` in
+    /// front of the server's command in a desktop client's configuration.
+    ///
+    /// Messages from standard input go through the policy as requests, then to the server; the
+    /// server's messages go through it as responses, then to standard output. Refused requests are
+    /// answered with a JSON-RPC error and never reach the server. Logs go to standard error. Exit
+    /// status: the server's, or 2 when the policy or the command is unusable.
+    Stdio(StdioArgs),
     /// Generates an agent access key: prints the key (shown once) and the SHA-256 hash to put in a
     /// configuration file's `key_sha256`.
     Keygen,
@@ -79,6 +87,41 @@ pub struct ServeArgs {
     /// Where to write the audit log as JSON lines (`-` for standard output).
     #[arg(long, value_name = "FILE", env = "CERBERUS_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
+}
+
+/// Arguments of `cerberus stdio`.
+#[derive(Debug, clap::Args)]
+pub struct StdioArgs {
+    /// A policy file (JSON, or TOML when it ends in .toml); up to three, merged as organisation,
+    /// workspace and agent levels in that order.
+    #[arg(
+        long = "policy",
+        value_name = "FILE",
+        required = true,
+        env = "CERBERUS_STDIO_POLICY"
+    )]
+    pub policies: Vec<PathBuf>,
+    /// Where to append the audit log as JSON lines (standard output carries the protocol).
+    #[arg(long, value_name = "FILE", env = "CERBERUS_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+    /// What audit records keep of each message: `none`, or `redacted` (the message with every kind
+    /// of personal data redacted).
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "none",
+        env = "CERBERUS_AUDIT_PAYLOADS"
+    )]
+    pub audit_payloads: cerberus_core::audit::PayloadMode,
+    /// The agent name in audit records and rate-limit keys (default: the command's file name).
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// The largest message accepted from either side, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// The MCP server's command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// Arguments of `cerberus check`.

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
 
-use cerberus_core::audit::{AuditEvent, AuditSink, PayloadRedactor};
+pub use cerberus_core::audit::UpstreamTiming;
+use cerberus_core::audit::{AuditSink, EventDraft, PayloadRedactor};
 use cerberus_core::session::SessionStore;
 use cerberus_core::{
     EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message, Pipeline, PipelineOutcome,
@@ -57,15 +57,6 @@ pub struct Gateway {
 /// How many server requests may await an answer across all sessions; beyond that, answers are still
 /// relayed but checked without knowing the method they answer.
 const MAX_PENDING_SERVER_REQUESTS: usize = 100_000;
-
-/// How the upstream answered, for the audit event of a message it sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UpstreamTiming {
-    /// The HTTP status of its answer (none for stdio).
-    pub status: Option<u16>,
-    /// From sending the request upstream to this message's arrival.
-    pub elapsed: std::time::Duration,
-}
 
 /// The identity of the caller and what it may reach, as found from its key.
 #[derive(Clone, Debug)]
@@ -181,46 +172,16 @@ impl Gateway {
         message: Message,
         upstream: Option<UpstreamTiming>,
     ) -> PipelineOutcome {
-        let started = Instant::now();
-        let size_bytes = message.to_bytes().len();
-        let jsonrpc_id = message.id().map(ToString::to_string);
-        let method = message
-            .method()
-            .or(envelope.request_method)
-            .map(str::to_owned);
-        let target = message
-            .tool_name()
-            .or_else(|| message.prompt_name())
-            .or_else(|| message.resource_uri())
-            .map(str::to_owned);
+        let draft = EventDraft::new(envelope, &message);
         let mut outcome = caller.route.pipeline.run(envelope, message).await;
-        let overhead_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let payload = self
-            .payloads
-            .as_ref()
-            .map(|redactor| redactor.redact(envelope.direction, &outcome.message));
-        self.audit
-            .record(AuditEvent {
-                id: uuid::Uuid::now_v7(),
-                time: SystemTime::now(),
-                identity: caller.route.identity,
-                key_prefix: Some(caller.key_prefix.clone()),
-                session: envelope.session.map(str::to_owned),
-                jsonrpc_id,
-                direction: envelope.direction,
-                method,
-                target,
-                decision: outcome.decision.kind(),
-                // The proxy acts on the decision and the message; the trace is the audit's.
-                trace: std::mem::take(&mut outcome.trace),
-                size_bytes,
-                overhead_us,
-                upstream_status: upstream.and_then(|u| u.status),
-                upstream_us: upstream
-                    .map(|u| u64::try_from(u.elapsed.as_micros()).unwrap_or(u64::MAX)),
-                payload,
-            })
-            .await;
+        let event = draft.finish(
+            envelope,
+            &mut outcome,
+            Some(caller.key_prefix.clone()),
+            upstream,
+            self.payloads.as_ref(),
+        );
+        self.audit.record(event).await;
         outcome
     }
 }

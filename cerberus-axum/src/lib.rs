@@ -16,3 +16,4 @@ pub mod distributed;
 pub mod gateway;
 pub mod proxy;
 pub mod serve;
+pub mod stdio_wrapper;

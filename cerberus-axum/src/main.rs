@@ -53,6 +53,18 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Stdio(args) => {
+            let result = runtime.block_on(cerberus_axum::stdio_wrapper::run(&args));
+            // The read of standard input may still be blocked in a thread: do not wait for it.
+            runtime.shutdown_background();
+            match result {
+                Ok(status) => exit_code_of(status),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Keygen => {
             let key = cerberus_axum::auth::generate_key();
             println!("key: {}", key.secret);
@@ -77,6 +89,19 @@ fn main() -> ExitCode {
         Command::Admin(AdminCommand::CreateUser(args)) => {
             finish(runtime.block_on(create_user(&args)))
         }
+    }
+}
+
+/// The server's exit status as this process's (a signal's death as 128 + the signal, as shells do).
+fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
+    #[cfg(unix)]
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        return ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX));
+    }
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
     }
 }
 

@@ -237,7 +237,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         }
     });
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     // Stop stdio upstreams cleanly rather than leaving it to the runtime's teardown.
     gateway.stdio.shutdown().await;
@@ -254,7 +254,8 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown() {
+/// Resolves at Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -8,8 +8,10 @@ mod identity;
 pub mod audit;
 pub mod guardrails;
 pub mod rate_limit;
+pub mod refusal;
 pub mod session;
 pub mod store;
+pub mod stream;
 
 mod guardrail;
 mod message;

@@ -416,15 +416,7 @@ fn start(
         }
     });
 
-    let label_for_stderr = label.to_owned();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            // A server's diagnostics are free text: personal data in them never reaches the gateway's log.
-            let clean = redact_for_log(&scanner, &line);
-            tracing::info!(upstream = %label_for_stderr, "{clean}");
-        }
-    });
+    forward_stderr(stderr, label.to_owned(), scanner);
 
     let reader = Arc::clone(&process);
     tokio::spawn(async move {
@@ -432,9 +424,13 @@ fn start(
         let mut line = Vec::new();
         loop {
             line.clear();
-            match read_line(&mut stdout, &mut line).await {
-                Ok(true) => {}
-                Ok(false) => break,
+            match read_line(&mut stdout, &mut line, MAX_LINE_BYTES).await {
+                Ok(LineRead::Line) => {}
+                Ok(LineRead::End) => break,
+                Ok(LineRead::TooLong) => {
+                    tracing::warn!(upstream = %reader.label, "stopping a stdio upstream that sent a line over {MAX_LINE_BYTES} bytes");
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(upstream = %reader.label, error = %e, "stopping a stdio upstream that broke the protocol");
                     break;
@@ -479,31 +475,70 @@ pub fn redact_for_log(scanner: &PiiScanner, line: &str) -> String {
     clean
 }
 
-/// Reads one line into `line`; `false` at the end of the stream.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+/// What [`read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LineRead {
+    /// A line (with its newline, unless the stream ended without one) is in the buffer.
+    Line,
+    /// The line exceeded the limit: what was read of it is discarded, and the reader stands at the
+    /// start of the next line.
+    TooLong,
+    /// The stream ended.
+    End,
+}
+
+/// Reads one line of at most `max` bytes into `line`.
+pub(crate) async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
     line: &mut Vec<u8>,
-) -> std::io::Result<bool> {
+    max: usize,
+) -> std::io::Result<LineRead> {
+    let mut discarding = false;
     loop {
         let buffer = reader.fill_buf().await?;
         if buffer.is_empty() {
-            return Ok(!line.is_empty());
+            return Ok(match (discarding, line.is_empty()) {
+                (true, _) => LineRead::TooLong,
+                (false, true) => LineRead::End,
+                (false, false) => LineRead::Line,
+            });
         }
         let (take, done) = match buffer.iter().position(|&b| b == b'\n') {
             Some(end) => (end + 1, true),
             None => (buffer.len(), false),
         };
-        line.extend_from_slice(buffer.get(..take).unwrap_or_default());
+        if !discarding {
+            line.extend_from_slice(buffer.get(..take).unwrap_or_default());
+        }
         reader.consume(take);
-        if line.len() > MAX_LINE_BYTES {
-            return Err(std::io::Error::other(format!(
-                "a line exceeds {MAX_LINE_BYTES} bytes"
-            )));
+        if line.len() > max {
+            line.clear();
+            discarding = true;
         }
         if done {
-            return Ok(true);
+            return Ok(if discarding {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
         }
     }
+}
+
+/// Logs what a child process writes to stderr, line by line, with personal data redacted.
+pub(crate) fn forward_stderr(
+    stderr: tokio::process::ChildStderr,
+    label: String,
+    scanner: Arc<PiiScanner>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            // A server's diagnostics are free text: personal data in them never reaches the gateway's log.
+            let clean = redact_for_log(&scanner, &line);
+            tracing::info!(upstream = %label, "{clean}");
+        }
+    });
 }
 
 #[cfg(test)]
@@ -525,14 +560,21 @@ mod tests {
 
     #[tokio::test]
     async fn reads_bounded_lines() {
-        let mut input: &[u8] = b"one\ntwo";
+        let mut input: &[u8] = b"one\nmuch too long\ntwo";
         let mut line = Vec::new();
-        assert!(read_line(&mut input, &mut line).await.unwrap());
+        let mut read = async |line: &mut Vec<u8>| read_line(&mut input, line, 5).await.unwrap();
+        assert_eq!(read(&mut line).await, LineRead::Line);
         assert_eq!(line, b"one\n");
         line.clear();
-        assert!(read_line(&mut input, &mut line).await.unwrap());
+        assert_eq!(
+            read(&mut line).await,
+            LineRead::TooLong,
+            "skipped to the next line"
+        );
+        assert!(line.is_empty());
+        assert_eq!(read(&mut line).await, LineRead::Line);
         assert_eq!(line, b"two");
         line.clear();
-        assert!(!read_line(&mut input, &mut line).await.unwrap());
+        assert_eq!(read(&mut line).await, LineRead::End);
     }
 }

@@ -15,12 +15,14 @@ use crate::identity::Identity;
 use crate::trace::{DecisionKind, Trace};
 
 mod analytics;
+mod draft;
 mod payload;
 
 pub use analytics::{
     AnalyticsQuery, AuditAnalytics, Breakdown, Bucket, DecisionCounts, GuardrailCount, Latency,
     PERCENTILES, Percentiles,
 };
+pub use draft::{EventDraft, UpstreamTiming};
 pub use payload::{PayloadMode, PayloadRedactor};
 
 /// What happened to one message.

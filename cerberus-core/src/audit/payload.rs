@@ -21,6 +21,20 @@ pub enum PayloadMode {
     Redacted,
 }
 
+impl std::str::FromStr for PayloadMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "none" => Ok(Self::None),
+            "redacted" => Ok(Self::Redacted),
+            other => Err(format!(
+                "`{other}` is not a payload mode: use `none` or `redacted`"
+            )),
+        }
+    }
+}
+
 /// Makes the payloads that [`PayloadMode::Redacted`] stores.
 #[derive(Clone, Debug)]
 pub struct PayloadRedactor {

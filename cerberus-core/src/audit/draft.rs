@@ -1,0 +1,107 @@
+//! Making an audit event around one pipeline run.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{AuditEvent, PayloadRedactor};
+use crate::message::Message;
+use crate::pipeline::{Envelope, PipelineOutcome};
+
+/// How the upstream answered, for the event of a message it sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamTiming {
+    /// The HTTP status of its answer (none for stdio).
+    pub status: Option<u16>,
+    /// From sending the request upstream to this message's arrival.
+    pub elapsed: Duration,
+}
+
+/// What an audit event needs from a message before the pipeline runs (which may change or consume it):
+/// take one with [`EventDraft::new`], run the pipeline, then [`EventDraft::finish`].
+///
+/// ```
+/// use cerberus_core::audit::EventDraft;
+/// use cerberus_core::{Direction, Envelope, Identity, Message, Pipeline};
+///
+/// let identity = Identity::new_random();
+/// let envelope = Envelope::new(Direction::Request, &identity);
+/// let call = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#)?;
+/// let draft = EventDraft::new(envelope, &call);
+/// let mut outcome = futures::executor::block_on(Pipeline::new().run(envelope, call));
+/// let event = draft.finish(envelope, &mut outcome, None, None, None);
+/// assert_eq!(event.target.as_deref(), Some("echo"));
+/// assert_eq!(event.method.as_deref(), Some("tools/call"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct EventDraft {
+    started: Instant,
+    size_bytes: usize,
+    jsonrpc_id: Option<String>,
+    method: Option<String>,
+    target: Option<String>,
+}
+
+impl EventDraft {
+    /// Notes the message's size, id, method and target, and starts the overhead clock.
+    pub fn new(envelope: Envelope<'_>, message: &Message) -> Self {
+        Self {
+            started: Instant::now(),
+            size_bytes: message.to_bytes().len(),
+            jsonrpc_id: message.id().map(ToString::to_string),
+            method: message
+                .method()
+                .or(envelope.request_method)
+                .map(str::to_owned),
+            target: message
+                .tool_name()
+                .or_else(|| message.prompt_name())
+                .or_else(|| message.resource_uri())
+                .map(str::to_owned),
+        }
+    }
+
+    /// Names `target` as the tool, prompt or resource when the message names none (a response, whose
+    /// request named it).
+    pub fn or_target(mut self, target: Option<&str>) -> Self {
+        if self.target.is_none() {
+            self.target = target.map(str::to_owned);
+        }
+        self
+    }
+
+    /// The event for `outcome`. The trace moves into the event (the outcome keeps an empty one): the
+    /// caller acts on the decision and the message, the trace is the audit's. With `payloads`, the
+    /// event keeps the resulting message, redacted.
+    pub fn finish(
+        self,
+        envelope: Envelope<'_>,
+        outcome: &mut PipelineOutcome,
+        key_prefix: Option<String>,
+        upstream: Option<UpstreamTiming>,
+        payloads: Option<&PayloadRedactor>,
+    ) -> AuditEvent {
+        let overhead_us = micros(self.started.elapsed());
+        AuditEvent {
+            id: uuid::Uuid::now_v7(),
+            time: SystemTime::now(),
+            identity: *envelope.identity,
+            key_prefix,
+            session: envelope.session.map(str::to_owned),
+            jsonrpc_id: self.jsonrpc_id,
+            direction: envelope.direction,
+            method: self.method,
+            target: self.target,
+            decision: outcome.decision.kind(),
+            trace: std::mem::take(&mut outcome.trace),
+            size_bytes: self.size_bytes,
+            overhead_us,
+            upstream_status: upstream.and_then(|u| u.status),
+            upstream_us: upstream.map(|u| micros(u.elapsed)),
+            payload: payloads.map(|redactor| redactor.redact(envelope.direction, &outcome.message)),
+        }
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
