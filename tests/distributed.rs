@@ -11,52 +11,24 @@
 
 mod admin_support;
 mod databases;
+mod processes;
 mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use admin_support::{Admin, PASSWORD};
 use cerberus_sqlx::{Backend, SqlStore};
 use databases::TestDatabase;
+use processes::{Running, free_port, redis_url, wait_for};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Row;
 
 const VERSION: &str = "2025-11-25";
 const LIMIT: usize = 10;
-
-fn redis_url() -> String {
-    std::env::var("CERBERUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "the process exited");
-        assert!(Instant::now() < deadline, "the process never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// One `cerberus serve` on `port`.
 fn instance(cerberus: &Path, directory: &Path, port: u16, database: &str, prefix: &str) -> Running {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cerberus_redis::redis;
 use cerberus_redis::{
     Invalidations, LimiterSettings, RedisRateLimiter, RedisSessionStore, Timeouts,
 };
@@ -19,6 +20,8 @@ pub struct Distributed {
     pub sessions: Arc<RedisSessionStore>,
     /// Tells every instance to drop its cached keys and policies.
     pub invalidations: Invalidations,
+    /// The shared connection, for readiness checks.
+    connection: redis::aio::ConnectionManager,
 }
 
 impl Distributed {
@@ -53,7 +56,15 @@ impl Distributed {
                 &settings.key_prefix,
                 Duration::from_secs(settings.session_idle_secs),
             )),
-            invalidations: Invalidations::new(client, connection, &settings.key_prefix),
+            invalidations: Invalidations::new(client, connection.clone(), &settings.key_prefix),
+            connection,
         }))
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> Result<(), String> {
+        cerberus_redis::ping(&self.connection)
+            .await
+            .map_err(|e| e.to_string())
     }
 }

@@ -15,6 +15,7 @@ use cerberus_core::{
 use crate::auth::{KeyIndex, display_prefix};
 use crate::config::{GatewayConfig, ServerSettings, Upstream};
 use crate::directory::{AgentDirectory, DirectoryError};
+use crate::metrics::Metrics;
 use crate::proxy::stdio::StdioSessions;
 
 /// Everything the proxy needs to know about one agent.
@@ -50,6 +51,8 @@ pub struct Gateway {
     pub http: reqwest::Client,
     /// The stdio upstream processes of this instance.
     pub stdio: Arc<StdioSessions>,
+    /// What `/metrics` reports.
+    pub metrics: Arc<Metrics>,
     /// Methods of server-initiated requests awaiting the client's answer, by session and JSON id text.
     server_requests: Mutex<HashMap<(String, String), String>>,
 }
@@ -120,6 +123,12 @@ impl Gateway {
             .map_err(|e| {
                 PolicyError::new("server", format!("cannot build the HTTP client: {e}"))
             })?;
+        let stdio = Arc::new(StdioSessions::new(
+            config.server.max_stdio_sessions,
+            config.server.stdio_idle_timeout(),
+        ));
+        let metrics = Arc::new(Metrics::new());
+        metrics.watch_stdio(Arc::clone(&stdio));
         Ok(Self {
             settings: config.server.clone(),
             directory: AgentDirectory::configured(routes),
@@ -128,10 +137,8 @@ impl Gateway {
             audit,
             payloads: PayloadRedactor::for_mode(config.audit.payloads),
             http,
-            stdio: Arc::new(StdioSessions::new(
-                config.server.max_stdio_sessions,
-                config.server.stdio_idle_timeout(),
-            )),
+            stdio,
+            metrics,
             server_requests: Mutex::new(HashMap::new()),
         })
     }
@@ -181,6 +188,7 @@ impl Gateway {
             upstream,
             self.payloads.as_ref(),
         );
+        self.metrics.observe(&event);
         self.audit.record(event).await;
         outcome
     }

@@ -14,6 +14,8 @@ pub mod config;
 pub mod directory;
 pub mod distributed;
 pub mod gateway;
+pub mod health;
+pub mod metrics;
 pub mod proxy;
 pub mod serve;
 pub mod stdio_wrapper;

@@ -19,7 +19,8 @@ use crate::cli::ServeArgs;
 use crate::config::{AdminSettings, GatewayConfig};
 use crate::distributed::Distributed;
 use crate::gateway::Gateway;
-use crate::proxy;
+use crate::health::{self, Readiness};
+use crate::{metrics, proxy};
 
 /// How long shutdown waits for the audit queue to be stored.
 const AUDIT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -56,9 +57,28 @@ pub fn build_with_store(
     };
     let registry = Arc::new(registry);
     let mut gateway = Gateway::new(config, &registry, sessions, audit)?;
+    if let Some(shared) = &distributed {
+        gateway.metrics.watch_limiter(Arc::clone(&shared.limiter));
+    }
+    let readiness = Arc::new(Readiness::new(config, store.clone(), distributed.clone()));
+    // Routes every deployment has: the proxy, health, readiness and metrics, counted by route.
+    let operations = |gateway: &Arc<Gateway>, router: axum::Router| {
+        let metrics = Arc::clone(&gateway.metrics);
+        router
+            .merge(health::router(Arc::clone(&readiness)))
+            .route(
+                "/metrics",
+                axum::routing::get(metrics::serve).with_state(Arc::clone(&metrics)),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                metrics,
+                metrics::count_requests,
+            ))
+    };
     let Some(store) = store else {
         let gateway = Arc::new(gateway);
-        return Ok((Arc::clone(&gateway), proxy::router(gateway)));
+        let router = operations(&gateway, proxy::router(Arc::clone(&gateway)));
+        return Ok((gateway, router));
     };
     let ttl = config
         .database
@@ -101,7 +121,10 @@ pub fn build_with_store(
         config.admin.clone(),
         invalidate,
     );
-    let router = proxy::router(Arc::clone(&gateway)).merge(admin::router(admin));
+    let router = operations(
+        &gateway,
+        proxy::router(Arc::clone(&gateway)).merge(admin::router(admin)),
+    );
     Ok((gateway, router))
 }
 
@@ -193,14 +216,14 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         bootstrap_owner(store).await?;
     }
     let mut sinks: Vec<Arc<dyn AuditSink>> = Vec::new();
+    let mut batched = None;
     if let Some(store) = &store
         && config.audit.database
     {
         let store: Arc<dyn AuditStore> = Arc::clone(store) as Arc<dyn AuditStore>;
-        sinks.push(Arc::new(BatchedAuditSink::start(
-            Arc::clone(&store),
-            &config.audit,
-        )));
+        let sink = Arc::new(BatchedAuditSink::start(Arc::clone(&store), &config.audit));
+        batched = Some(Arc::clone(&sink));
+        sinks.push(sink);
         spawn_retention(store, config.audit.retention_days);
     }
     match &args.audit_log {
@@ -220,6 +243,9 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     };
     let (gateway, router) =
         build_with_store(&config, audit, store.map(|s| s as Arc<dyn ControlStore>))?;
+    if let Some(batched) = batched {
+        gateway.metrics.watch_audit(batched);
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;

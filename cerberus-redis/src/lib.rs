@@ -70,3 +70,12 @@ pub fn connect(
     let connection = redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)?;
     Ok((client, connection))
 }
+
+/// Checks that Redis answers (`PING`), for readiness checks.
+pub async fn ping(connection: &redis::aio::ConnectionManager) -> redis::RedisResult<()> {
+    let mut connection = connection.clone();
+    redis::cmd("PING")
+        .query_async::<String>(&mut connection)
+        .await
+        .map(drop)
+}

@@ -149,9 +149,11 @@ impl SqlStore {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
 
-    /// Checks that the database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+#[async_trait::async_trait]
+impl cerberus_core::store::StoreHealth for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await

@@ -321,9 +321,17 @@ pub trait RefreshTokenStore: Send + Sync {
     async fn revoke_refresh_family(&self, family: Uuid) -> Result<(), StoreError>;
 }
 
+/// Whether the store answers, for readiness checks.
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    /// Asks the store something trivial; an error when it cannot answer.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
 /// Everything the control plane stores, its audit log included, behind one object.
 pub trait ControlStore:
-    OrganisationStore
+    StoreHealth
+    + OrganisationStore
     + UserStore
     + WorkspaceStore
     + AgentAccessStore
@@ -335,7 +343,8 @@ pub trait ControlStore:
 }
 
 impl<T> ControlStore for T where
-    T: OrganisationStore
+    T: StoreHealth
+        + OrganisationStore
         + UserStore
         + WorkspaceStore
         + AgentAccessStore

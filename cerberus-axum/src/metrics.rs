@@ -1,0 +1,407 @@
+//! Prometheus metrics, served at `GET /metrics` in the text exposition format.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `cerberus_http_requests_total` | counter | `path` (the route, not the URL), `status` |
+//! | `cerberus_messages_total` | counter | `direction`, `decision` |
+//! | `cerberus_guardrail_decisions_total` | counter | `guardrail` (type), `direction`, `decision` |
+//! | `cerberus_gateway_overhead_seconds` | histogram | `direction`: time in the guardrails per message |
+//! | `cerberus_upstream_latency_seconds` | histogram | from sending a request upstream to each message of its answer |
+//! | `cerberus_audit_queue_depth` | gauge | events waiting for the database writer |
+//! | `cerberus_audit_events_stored_total` | counter | events the database writer stored |
+//! | `cerberus_audit_events_dropped_total` | counter | events lost because the queue was full (`overflow = "drop"`) |
+//! | `cerberus_rate_limiter_backend_errors_total` | counter | Redis failures of the distributed rate limiter |
+//! | `cerberus_rate_limiter_breaker_open` | gauge | 1 while the limiter's circuit breaker is open |
+//! | `cerberus_stdio_sessions` | gauge | stdio upstream processes running |
+//!
+//! Labels hold only bounded sets (directions, decisions, guardrail types, routes, status codes):
+//! never a tenant, agent, tool or key.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cerberus_core::audit::AuditEvent;
+use cerberus_core::{DecisionKind, Direction};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::audit::BatchedAuditSink;
+use crate::proxy::stdio::StdioSessions;
+
+/// Upper bounds of the overhead histogram, in seconds: 10 µs to 100 ms.
+const OVERHEAD_BUCKETS: [f64; 13] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1,
+];
+
+/// Upper bounds of the upstream latency histogram, in seconds: 1 ms to 2 minutes.
+const UPSTREAM_BUCKETS: [f64; 16] = [
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    path: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GuardrailLabels {
+    guardrail: String,
+    direction: &'static str,
+    decision: &'static str,
+}
+
+const DIRECTIONS: [Direction; 2] = [Direction::Request, Direction::Response];
+const DECISIONS: [DecisionKind; 4] = [
+    DecisionKind::Allow,
+    DecisionKind::Modify,
+    DecisionKind::Block,
+    DecisionKind::Throttle,
+];
+
+fn direction_index(direction: Direction) -> usize {
+    match direction {
+        Direction::Request => 0,
+        Direction::Response => 1,
+    }
+}
+
+fn decision_index(decision: DecisionKind) -> usize {
+    match decision {
+        DecisionKind::Allow => 0,
+        DecisionKind::Modify => 1,
+        DecisionKind::Block => 2,
+        DecisionKind::Throttle => 3,
+    }
+}
+
+/// The gateway's metrics. Message counters and overhead histograms are made up front, so that the
+/// proxy's path only increments them; the audit, limiter and stdio figures are read at each scrape.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    /// By direction, then decision.
+    messages: [[Counter; 4]; 2],
+    guardrails: Family<GuardrailLabels, Counter>,
+    /// By direction.
+    overhead: [Histogram; 2],
+    upstream: Histogram,
+    sources: Arc<Sources>,
+}
+
+/// What is read at scrape time, attached once the gateway has built it.
+#[derive(Debug, Default)]
+struct Sources {
+    audit: OnceLock<Arc<BatchedAuditSink>>,
+    limiter: OnceLock<Arc<cerberus_redis::RedisRateLimiter>>,
+    stdio: OnceLock<Arc<StdioSessions>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cerberus");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status",
+            http_requests.clone(),
+        );
+        let messages_family = Family::<[(&'static str, &'static str); 2], Counter>::default();
+        let messages = DIRECTIONS.map(|direction| {
+            DECISIONS.map(|decision| {
+                messages_family
+                    .get_or_create(&[
+                        ("direction", direction.as_str()),
+                        ("decision", decision.as_str()),
+                    ])
+                    .clone()
+            })
+        });
+        registry.register(
+            "messages",
+            "JSON-RPC messages through the guardrail pipeline, by direction and final decision",
+            messages_family,
+        );
+        let guardrails = Family::<GuardrailLabels, Counter>::default();
+        registry.register(
+            "guardrail_decisions",
+            "What each guardrail decided, by guardrail type, direction and decision",
+            guardrails.clone(),
+        );
+        let overhead_family =
+            Family::<[(&'static str, &'static str); 1], Histogram>::new_with_constructor(|| {
+                Histogram::new(OVERHEAD_BUCKETS)
+            });
+        let overhead = DIRECTIONS.map(|direction| {
+            overhead_family
+                .get_or_create(&[("direction", direction.as_str())])
+                .clone()
+        });
+        registry.register_with_unit(
+            "gateway_overhead",
+            "Time a message spends in the guardrail pipeline",
+            Unit::Seconds,
+            overhead_family,
+        );
+        let upstream = Histogram::new(UPSTREAM_BUCKETS);
+        registry.register_with_unit(
+            "upstream_latency",
+            "From sending a request upstream to the arrival of each message of its answer",
+            Unit::Seconds,
+            upstream.clone(),
+        );
+        let sources = Arc::new(Sources::default());
+        registry.register_collector(Box::new(Arc::clone(&sources)));
+        Self {
+            registry,
+            http_requests,
+            messages,
+            guardrails,
+            overhead,
+            upstream,
+            sources,
+        }
+    }
+
+    /// Counts one message's decisions and times, from its audit event.
+    pub fn observe(&self, event: &AuditEvent) {
+        let direction = direction_index(event.direction);
+        if let Some(counter) = self
+            .messages
+            .get(direction)
+            .and_then(|row| row.get(decision_index(event.decision)))
+        {
+            counter.inc();
+        }
+        for entry in event.trace.entries() {
+            self.guardrails
+                .get_or_create(&GuardrailLabels {
+                    guardrail: entry.guardrail.clone(),
+                    direction: event.direction.as_str(),
+                    decision: entry.decision.as_str(),
+                })
+                .inc();
+        }
+        if let Some(histogram) = self.overhead.get(direction) {
+            histogram.observe(seconds_of_micros(event.overhead_us));
+        }
+        if let Some(upstream_us) = event.upstream_us {
+            self.upstream.observe(seconds_of_micros(upstream_us));
+        }
+    }
+
+    /// Reads the audit writer's queue, stored and dropped counts at each scrape.
+    pub fn watch_audit(&self, sink: Arc<BatchedAuditSink>) {
+        let _ = self.sources.audit.set(sink);
+    }
+
+    /// Reads the distributed rate limiter's errors and breaker at each scrape.
+    pub fn watch_limiter(&self, limiter: Arc<cerberus_redis::RedisRateLimiter>) {
+        let _ = self.sources.limiter.set(limiter);
+    }
+
+    /// Reads the number of stdio upstream processes at each scrape.
+    pub fn watch_stdio(&self, sessions: Arc<StdioSessions>) {
+        let _ = self.sources.stdio.set(sessions);
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
+        }
+        text
+    }
+}
+
+fn seconds_of_micros(micros: u64) -> f64 {
+    Duration::from_micros(micros).as_secs_f64()
+}
+
+impl prometheus_client::collector::Collector for Sources {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        fn counter(
+            encoder: &mut DescriptorEncoder<'_>,
+            name: &str,
+            help: &str,
+            value: u64,
+        ) -> Result<(), std::fmt::Error> {
+            let metric = ConstCounter::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+        }
+        fn gauge(
+            encoder: &mut DescriptorEncoder<'_>,
+            name: &str,
+            help: &str,
+            value: i64,
+        ) -> Result<(), std::fmt::Error> {
+            let metric = ConstGauge::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+        }
+        if let Some(audit) = self.audit.get() {
+            gauge(
+                &mut encoder,
+                "audit_queue_depth",
+                "Audit events waiting for the database writer",
+                i64::try_from(audit.queued()).unwrap_or(i64::MAX),
+            )?;
+            counter(
+                &mut encoder,
+                "audit_events_stored",
+                "Audit events the database writer stored",
+                audit.stored(),
+            )?;
+            counter(
+                &mut encoder,
+                "audit_events_dropped",
+                "Audit events lost because the queue was full",
+                audit.dropped(),
+            )?;
+        }
+        if let Some(limiter) = self.limiter.get() {
+            counter(
+                &mut encoder,
+                "rate_limiter_backend_errors",
+                "Redis failures of the distributed rate limiter",
+                limiter.backend_errors(),
+            )?;
+            gauge(
+                &mut encoder,
+                "rate_limiter_breaker_open",
+                "1 while the rate limiter's circuit breaker keeps calls away from Redis",
+                i64::from(limiter.breaker_open()),
+            )?;
+        }
+        if let Some(stdio) = self.stdio.get() {
+            gauge(
+                &mut encoder,
+                "stdio_sessions",
+                "Stdio upstream processes running",
+                i64::try_from(stdio.len()).unwrap_or(i64::MAX),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts every HTTP request by route and status (a middleware for the whole router).
+pub async fn count_requests(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            path,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// `GET /metrics`.
+pub async fn serve(State(metrics): State<Arc<Metrics>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cerberus_core::{Identity, PolicyLevel, Trace, TraceEntry};
+
+    fn event(direction: Direction, decision: DecisionKind, trace: Trace) -> AuditEvent {
+        AuditEvent {
+            id: uuid::Uuid::now_v7(),
+            time: std::time::SystemTime::now(),
+            identity: Identity::new_random(),
+            key_prefix: None,
+            session: None,
+            jsonrpc_id: None,
+            direction,
+            method: Some("tools/call".into()),
+            target: Some("secret_tool_name".into()),
+            decision,
+            trace,
+            size_bytes: 10,
+            overhead_us: 40,
+            upstream_status: None,
+            upstream_us: (direction == Direction::Response).then_some(3_000),
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn counts_decisions_by_guardrail_and_times_by_direction() {
+        let metrics = Metrics::new();
+        let mut trace = Trace::default();
+        trace.push(TraceEntry::new(
+            "rbac",
+            PolicyLevel::Organisation,
+            DecisionKind::Allow,
+        ));
+        trace.push(TraceEntry::new(
+            "pii_email",
+            PolicyLevel::Agent,
+            DecisionKind::Modify,
+        ));
+        metrics.observe(&event(Direction::Response, DecisionKind::Modify, trace));
+        let mut trace = Trace::default();
+        trace.push(TraceEntry::new(
+            "rbac",
+            PolicyLevel::Organisation,
+            DecisionKind::Block,
+        ));
+        metrics.observe(&event(Direction::Request, DecisionKind::Block, trace));
+        let text = metrics.render();
+        for line in [
+            r#"cerberus_messages_total{direction="response",decision="modify"} 1"#,
+            r#"cerberus_messages_total{direction="request",decision="block"} 1"#,
+            r#"cerberus_messages_total{direction="request",decision="allow"} 0"#,
+            r#"cerberus_guardrail_decisions_total{guardrail="pii_email",direction="response",decision="modify"} 1"#,
+            r#"cerberus_guardrail_decisions_total{guardrail="rbac",direction="request",decision="block"} 1"#,
+            r#"cerberus_gateway_overhead_seconds_bucket{le="0.00005",direction="request"} 1"#,
+            r#"cerberus_gateway_overhead_seconds_count{direction="response"} 1"#,
+            r#"cerberus_upstream_latency_seconds_count 1"#,
+            r#"cerberus_upstream_latency_seconds_bucket{le="0.0025"} 0"#,
+            r#"cerberus_upstream_latency_seconds_bucket{le="0.005"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert!(
+            !text.contains("secret_tool_name"),
+            "no tool names in labels"
+        );
+    }
+}
