@@ -356,3 +356,119 @@ async fn ready_names_what_is_down_and_metrics_count_limiter_errors() {
         "fail_open admits the call"
     );
 }
+
+/// A configuration file listening on `port`, with no agents.
+fn bare_config(directory: &Path, port: u16) -> std::path::PathBuf {
+    let config = directory.join("bare.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn settings_come_from_the_file_then_the_environment_then_the_command_line() {
+    let directory = tempfile::tempdir().unwrap();
+    let cerberus = support::workspace_binary("cerberus-axum", "cerberus");
+    let (file_port, env_port, flag_port) = (free_port(), free_port(), free_port());
+    let config = bare_config(directory.path(), file_port);
+    let start = |envs: &[(&str, String)]| {
+        let mut command = Command::new(&cerberus);
+        command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        Running(command.spawn().unwrap())
+    };
+
+    let mut from_env = start(&[("CERBERUS_SERVER__LISTEN", format!("127.0.0.1:{env_port}"))]);
+    wait_for(env_port, &mut from_env.0);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", file_port)).is_err(),
+        "the environment wins over the file"
+    );
+    drop(from_env);
+
+    let mut from_flag = start(&[
+        ("CERBERUS_SERVER__LISTEN", format!("127.0.0.1:{env_port}")),
+        ("CERBERUS_LISTEN", format!("127.0.0.1:{flag_port}")),
+    ]);
+    wait_for(flag_port, &mut from_flag.0);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", env_port)).is_err(),
+        "--listen wins over both"
+    );
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_with_its_name() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = bare_config(directory.path(), free_port());
+    let output = Command::new(support::workspace_binary("cerberus-axum", "cerberus"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CERBERUS_SERVER__MAX_BODY_BYTES", "plenty")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("CERBERUS_SERVER__MAX_BODY_BYTES: invalid type"),
+        "{stderr}"
+    );
+
+    std::fs::write(&config, "[server]\nmax_body_bytes = \"plenty\"\n").unwrap();
+    let output = Command::new(support::workspace_binary("cerberus-axum", "cerberus"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bare.toml: config: invalid type"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn logs_are_json_when_asked() {
+    let directory = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = bare_config(directory.path(), port);
+    let mut child = Command::new(support::workspace_binary("cerberus-axum", "cerberus"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(port, &mut child);
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+        })
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "cerberus is serving" && l["level"] == "INFO"),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l["message"] == "shutting down"));
+}

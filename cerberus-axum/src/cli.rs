@@ -9,10 +9,74 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "cerberus", version, about, long_about = None)]
 pub struct Cli {
+    /// How logs (on standard error) are written: `text` (coloured on a terminal) or `json` (one
+    /// object per line, for log shippers). RUST_LOG sets the level (default `info`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "CERBERUS_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `--log-format` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured when standard error is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the configuration file and the environment variable that overrides it; shown by
+/// `cerberus serve --help`.
+pub const SETTINGS_HELP: &str = "\
+Settings: each one of the file's [server], [database], [admin], [audit] and [redis] sections may be
+set by an environment variable CERBERUS_<SECTION>__<KEY> (two underscores), which wins over the
+file. Values are read as TOML when they can be (8080, true, [\"a\", \"b\"]) and as text otherwise.
+--listen (or CERBERUS_LISTEN) wins over both. An unknown or malformed setting stops the start-up
+with the file's field or the variable named.
+
+  CERBERUS_SERVER__LISTEN                   address to listen on (127.0.0.1:8080)
+  CERBERUS_SERVER__MAX_BODY_BYTES           largest request body; larger ones get 413 (4194304)
+  CERBERUS_SERVER__UPSTREAM_TIMEOUT_SECS    how long an upstream may take to start answering (120)
+  CERBERUS_SERVER__ALLOWED_ORIGINS          origins allowed besides loopback ones ([])
+  CERBERUS_SERVER__ALLOWED_HOSTS            Host header names allowed ([]: loopback names on loopback)
+  CERBERUS_SERVER__STDIO_IDLE_TIMEOUT_SECS  idle time before a stdio upstream is stopped (1800)
+  CERBERUS_SERVER__MAX_STDIO_SESSIONS       stdio upstream processes at once (64)
+  CERBERUS_DATABASE__URL                    sqlite://cerberus.db?mode=rwc, sqlite::memory: or postgres://...
+  CERBERUS_DATABASE__MIGRATE                apply missing migrations at start-up (true)
+  CERBERUS_DATABASE__CACHE_TTL_MS           how long a looked-up key and policy are trusted (500)
+  CERBERUS_ADMIN__JWT_SECRET                access-token signing secret, 32+ characters (random;
+                                            CERBERUS_JWT_SECRET wins over it)
+  CERBERUS_ADMIN__ACCESS_TOKEN_TTL_SECS     access-token lifetime (900)
+  CERBERUS_ADMIN__REFRESH_TOKEN_TTL_SECS    refresh-token lifetime (2592000)
+  CERBERUS_ADMIN__KEY_ROTATION_GRACE_SECS   how long a rotated key keeps working (0)
+  CERBERUS_ADMIN__ALLOW_STDIO_UPSTREAMS     whether admins may define stdio upstreams (false)
+  CERBERUS_AUDIT__DATABASE                  store audit records in the database (true)
+  CERBERUS_AUDIT__QUEUE_CAPACITY            events waiting for the writer (65536)
+  CERBERUS_AUDIT__BATCH_SIZE                most events per transaction (1000)
+  CERBERUS_AUDIT__OVERFLOW                  when the queue is full: block or drop (block)
+  CERBERUS_AUDIT__MAX_RETRY_INTERVAL_MS     longest pause between write attempts (5000)
+  CERBERUS_AUDIT__LINGER_MS                 how long a batch gathers (5)
+  CERBERUS_AUDIT__RETENTION_DAYS            delete older records; 0 keeps them (0)
+  CERBERUS_AUDIT__PAYLOADS                  none or redacted (none)
+  CERBERUS_REDIS__URL                       redis://host:6379/0: shares limits, sessions, invalidations
+  CERBERUS_REDIS__KEY_PREFIX                prefix of every key and channel (cerberus:)
+  CERBERUS_REDIS__FAILURE_MODE              fail_closed, fail_open or local_fallback (fail_closed)
+  CERBERUS_REDIS__BREAKER_THRESHOLD         failures in a row that open the breaker (3)
+  CERBERUS_REDIS__BREAKER_COOLDOWN_MS       how long the breaker stays open (5000)
+  CERBERUS_REDIS__TIMEOUT_MS                connect and command timeout (500)
+  CERBERUS_REDIS__SESSION_IDLE_SECS         how long an unused session is kept (86400)
+
+Other variables: CERBERUS_CONFIG (--config), CERBERUS_LISTEN (--listen), CERBERUS_AUDIT_LOG
+(--audit-log), CERBERUS_LOG_FORMAT (--log-format), CERBERUS_JWT_SECRET, and
+CERBERUS_BOOTSTRAP_ORGANISATION, _EMAIL and _PASSWORD (the first owner of a new database).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -23,7 +87,9 @@ pub enum Command {
     /// read from MESSAGE_FILE, or from standard input when it is `-` or absent. Exit status: 0 when the
     /// pipeline ran (whatever it decided), 2 for a malformed message or policy.
     Check(CheckArgs),
-    /// Runs the gateway: the MCP proxy in front of the workspaces' MCP servers.
+    /// Runs the gateway: the MCP proxy in front of the workspaces' MCP servers, the admin API (with a
+    /// database), /health, /ready and /metrics.
+    #[command(after_long_help = SETTINGS_HELP)]
     Serve(ServeArgs),
     /// Runs a local stdio MCP server behind the guardrails: put `cerberus stdio --policy FILE --` in
     /// front of the server's command in a desktop client's configuration.

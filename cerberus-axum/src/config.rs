@@ -30,7 +30,7 @@ use cerberus_core::store::UpstreamDefinition;
 use cerberus_core::{
     AgentId, GuardrailRegistry, Identity, OrganisationId, PolicyDocument, PolicyFormat, WorkspaceId,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::audit::AuditSettings;
@@ -59,7 +59,7 @@ impl ConfigError {
 }
 
 /// Server settings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     /// The address to listen on.
@@ -107,7 +107,7 @@ impl ServerSettings {
 
 /// The control-plane database: with one, agents, workspaces and policies come from it (besides those in
 /// this file) and the admin API is served.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `sqlite://cerberus.db?mode=rwc` (embedded), `sqlite::memory:`, or `postgres://…`.
@@ -138,7 +138,7 @@ impl DatabaseSettings {
 
 /// Distributed mode (`[redis]`): with a `url`, rate limits, sessions and cache invalidations are
 /// shared through Redis by every instance; without one, everything stays in this process's memory.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSettings {
     /// `redis://host:6379/0` (or `rediss://` for TLS); none keeps everything in memory.
@@ -173,7 +173,7 @@ impl Default for RedisSettings {
 }
 
 /// The admin API's settings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
     /// The secret that signs access tokens (at least 32 bytes; the same on every instance). Better given
@@ -478,15 +478,111 @@ pub struct GatewayConfig {
     pub agents: Vec<AgentConfig>,
 }
 
+/// The prefix of environment variables that override settings: `CERBERUS_<SECTION>__<KEY>`.
+pub const ENV_PREFIX: &str = "CERBERUS_";
+
+/// The sections whose settings environment variables may override.
+pub const ENV_SECTIONS: [&str; 5] = ["server", "database", "admin", "audit", "redis"];
+
+/// The settings overrides among environment variables: every `CERBERUS_<SECTION>__<KEY>`, sorted by
+/// name (other `CERBERUS_*` variables, such as `CERBERUS_CONFIG`, have no `__` and are left alone).
+pub fn env_overrides(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut overrides = Vec::new();
+    for (name, value) in vars {
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with(ENV_PREFIX) && name.contains("__")) {
+            continue;
+        }
+        let value = value
+            .into_string()
+            .map_err(|_| ConfigError::new(name, "the value is not valid UTF-8"))?;
+        overrides.push((name.to_owned(), value));
+    }
+    overrides.sort();
+    Ok(overrides)
+}
+
+/// A value given in an environment variable: TOML when it reads as a TOML value (`8080`, `true`,
+/// `["a", "b"]`), otherwise the text itself.
+fn env_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("value = {text}"))
+        .ok()
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(text.to_owned()))
+}
+
+/// Sets the setting `name` names to `text` in `table`, checking that the result still reads.
+fn apply_override(table: &mut toml::Table, name: &str, text: &str) -> Result<(), ConfigError> {
+    let setting = name.get(ENV_PREFIX.len()..).unwrap_or_default();
+    let Some((section, key)) = setting.split_once("__") else {
+        return Err(ConfigError::new(name, "expected CERBERUS_<SECTION>__<KEY>"));
+    };
+    let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+    if !ENV_SECTIONS.contains(&section.as_str()) {
+        return Err(ConfigError::new(
+            name,
+            format!(
+                "`{section}` is not a section that can be set from the environment: {}",
+                ENV_SECTIONS.join(", ")
+            ),
+        ));
+    }
+    let reads = |table: &toml::Table| {
+        toml::Value::Table(table.clone())
+            .try_into::<RawConfig>()
+            .map(drop)
+            .map_err(|e| e.message().to_owned())
+    };
+    let set = |table: &mut toml::Table, value: toml::Value| -> Result<(), ConfigError> {
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(section_table) = entry else {
+            return Err(ConfigError::new(
+                name,
+                format!("`{section}` in the file is not a table"),
+            ));
+        };
+        section_table.insert(key.clone(), value);
+        Ok(())
+    };
+    set(table, env_value(text))?;
+    let Err(typed) = reads(table) else {
+        return Ok(());
+    };
+    // A value that reads as a number or a boolean may be meant as text (a secret, a name).
+    set(table, toml::Value::String(text.to_owned()))?;
+    reads(table).map_err(|_| ConfigError::new(name, typed))
+}
+
 impl GatewayConfig {
-    /// Reads and checks a configuration file.
+    /// Reads and checks a configuration file, with the overrides of this process's environment
+    /// (see [`env_overrides`]).
     pub fn load(path: &Path, registry: &GuardrailRegistry) -> Result<Self, ConfigError> {
+        let overrides = env_overrides(std::env::vars_os())?;
+        Self::load_with_overrides(path, registry, &overrides)
+    }
+
+    /// Reads and checks a configuration file, then applies `overrides` (environment variable name,
+    /// value); an error names the file's field or the variable.
+    pub fn load_with_overrides(
+        path: &Path,
+        registry: &GuardrailRegistry,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
-        Self::parse(&text, base, registry)
-            .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.path), e.message))
+        Self::parse_with_overrides(&text, base, registry, overrides).map_err(|e| {
+            if e.path.starts_with(ENV_PREFIX) {
+                e
+            } else {
+                ConfigError::new(format!("{}: {}", path.display(), e.path), e.message)
+            }
+        })
     }
 
     /// Checks a configuration given as TOML text; policy paths are relative to `base`.
@@ -495,13 +591,34 @@ impl GatewayConfig {
         base: &Path,
         registry: &GuardrailRegistry,
     ) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        Self::parse_with_overrides(text, base, registry, &[])
+    }
+
+    /// Checks a configuration given as TOML text with `overrides` applied.
+    pub fn parse_with_overrides(
+        text: &str,
+        base: &Path,
+        registry: &GuardrailRegistry,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        // The file alone first, so that its errors point into it.
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e
                 .span()
                 .map(|s| format!(" (bytes {}..{})", s.start, s.end))
                 .unwrap_or_default();
             ConfigError::new("config", format!("{}{span}", e.message()))
         })?;
+        if !overrides.is_empty() {
+            let mut table: toml::Table = toml::from_str(text)
+                .map_err(|e| ConfigError::new("config", e.message().to_owned()))?;
+            for (name, value) in overrides {
+                apply_override(&mut table, name, value)?;
+            }
+            raw = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::new("environment", e.message()))?;
+        }
         let policy = |source: &Option<PolicySource>,
                       path: String|
          -> Result<Option<PolicyDocument>, ConfigError> {
@@ -784,5 +901,149 @@ mod tests {
             let err = parse(&text).unwrap_err();
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
+    }
+
+    fn with_env(text: &str, vars: &[(&str, &str)]) -> Result<GatewayConfig, String> {
+        let overrides = env_overrides(
+            vars.iter()
+                .map(|(name, value)| ((*name).into(), (*value).into())),
+        )
+        .map_err(|e| e.to_string())?;
+        GatewayConfig::parse_with_overrides(
+            text,
+            Path::new("."),
+            &GuardrailRegistry::default(),
+            &overrides,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:1000\"\nmax_body_bytes = 10\n\n{}",
+            minimal("")
+        );
+        let config = with_env(
+            &text,
+            &[
+                ("CERBERUS_SERVER__LISTEN", "127.0.0.1:2000"),
+                (
+                    "CERBERUS_SERVER__ALLOWED_ORIGINS",
+                    r#"["https://app.example.com"]"#,
+                ),
+                ("CERBERUS_DATABASE__URL", "sqlite::memory:"),
+                ("CERBERUS_REDIS__FAILURE_MODE", "fail_open"),
+                ("CERBERUS_AUDIT__LINGER_MS", "25"),
+                (
+                    "CERBERUS_ADMIN__JWT_SECRET",
+                    "12345678901234567890123456789012345",
+                ),
+                ("CERBERUS_CONFIG", "ignored: not a setting"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:2000");
+        assert_eq!(
+            config.server.max_body_bytes, 10,
+            "what is not overridden stays"
+        );
+        assert_eq!(config.server.allowed_origins, ["https://app.example.com"]);
+        assert_eq!(config.database.unwrap().url, "sqlite::memory:");
+        assert_eq!(
+            config.redis.failure_mode,
+            cerberus_redis::FailureMode::FailOpen
+        );
+        assert_eq!(config.audit.linger_ms, 25);
+        assert_eq!(
+            config.admin.jwt_secret.as_deref(),
+            Some("12345678901234567890123456789012345"),
+            "digits meant as text stay text"
+        );
+        assert_eq!(config.agents.len(), 1);
+    }
+
+    #[test]
+    fn a_bad_environment_variable_is_named() {
+        let cases = [
+            (
+                "CERBERUS_SERVER__MAX_BODY_BYTES",
+                "lots",
+                "CERBERUS_SERVER__MAX_BODY_BYTES: invalid type",
+            ),
+            (
+                "CERBERUS_SERVER__COLOUR",
+                "red",
+                "CERBERUS_SERVER__COLOUR: unknown field `colour`",
+            ),
+            (
+                "CERBERUS_AGENTS__NAME",
+                "x",
+                "CERBERUS_AGENTS__NAME: `agents` is not a section",
+            ),
+            (
+                "CERBERUS_REDIS__FAILURE_MODE",
+                "sometimes",
+                "CERBERUS_REDIS__FAILURE_MODE: unknown variant `sometimes`",
+            ),
+            (
+                "CERBERUS_SERVER__LISTEN",
+                "nowhere",
+                "CERBERUS_SERVER__LISTEN: invalid socket address",
+            ),
+        ];
+        for (name, value, expected) in cases {
+            let err = with_env(&minimal(""), &[(name, value)]).unwrap_err();
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn the_help_lists_every_setting() {
+        let sections = [
+            (
+                "server",
+                serde_json::to_value(ServerSettings::default()).unwrap(),
+            ),
+            (
+                "admin",
+                serde_json::to_value(AdminSettings::default()).unwrap(),
+            ),
+            (
+                "audit",
+                serde_json::to_value(AuditSettings::default()).unwrap(),
+            ),
+            (
+                "redis",
+                serde_json::to_value(RedisSettings::default()).unwrap(),
+            ),
+            (
+                "database",
+                serde_json::to_value(DatabaseSettings {
+                    url: String::new(),
+                    migrate: true,
+                    cache_ttl_ms: 0,
+                })
+                .unwrap(),
+            ),
+        ];
+        let mut count = 0;
+        for (section, settings) in sections {
+            assert!(ENV_SECTIONS.contains(&section));
+            for key in settings.as_object().unwrap().keys() {
+                let variable = format!("CERBERUS_{}__{}", section, key).to_uppercase();
+                assert!(
+                    crate::cli::SETTINGS_HELP.contains(&format!("  {variable} ")),
+                    "{variable} is not in `cerberus serve --help`"
+                );
+                count += 1;
+            }
+        }
+        assert_eq!(
+            crate::cli::SETTINGS_HELP.matches("\n  CERBERUS_").count(),
+            count,
+            "the help lists no setting that does not exist"
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use cerberus_axum::check;
-use cerberus_axum::cli::{AdminCommand, Cli, Command, CreateUserArgs};
+use cerberus_axum::cli::{AdminCommand, Cli, Command, CreateUserArgs, LogFormat};
 use cerberus_axum::config::GatewayConfig;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -16,13 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr (stdout carries `check` reports); RUST_LOG overrides the level.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -102,6 +96,21 @@ fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
         Some(0) => ExitCode::SUCCESS,
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::FAILURE,
+    }
+}
+
+/// Logs go to stderr (stdout carries `check` reports and the `stdio` protocol); RUST_LOG sets the
+/// level.
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
     }
 }
 

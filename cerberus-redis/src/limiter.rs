@@ -9,12 +9,12 @@ use cerberus_core::rate_limit::{
     MemoryRateLimiter, RateLimitDecision, RateLimitError, RateLimitWindow, RateLimiter,
 };
 use redis::aio::ConnectionManager;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::breaker::CircuitBreaker;
 
 /// What the limiter does when Redis cannot answer (down, unreachable, too slow).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Refuse the call (`rate_limiter_unavailable`). The default: a quota is a governance control,

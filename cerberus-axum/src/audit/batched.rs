@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cerberus_core::audit::{AuditEvent, AuditSink, AuditStore, PayloadMode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc, watch};
 
 /// What to do with an event when the queue is full.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Overflow {
     /// The proxy waits for room: nothing is lost, calls slow down while the store is down.
@@ -28,7 +28,7 @@ pub enum Overflow {
 }
 
 /// The audit settings (`[audit]` in the configuration).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// Whether to store every event in the control-plane database, when there is one.
