@@ -15,6 +15,7 @@ pub mod directory;
 pub mod distributed;
 pub mod gateway;
 pub mod health;
+pub mod layer;
 pub mod metrics;
 pub mod proxy;
 pub mod serve;
