@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use admin_support::{Admin, PASSWORD};
 use cerberus_sqlx::{Backend, SqlStore};
 use databases::TestDatabase;
-use processes::{Running, free_port, redis_url, wait_for};
+use processes::{Running, example_server_http, free_port, post_mcp, redis_url, wait_for};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -72,23 +72,7 @@ async fn post(
     session: Option<&str>,
     body: &Value,
 ) -> (StatusCode, Option<String>, String) {
-    let mut request = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/mcp"))
-        .bearer_auth(key)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", VERSION)
-        .body(body.to_string());
-    if let Some(session) = session {
-        request = request.header("mcp-session-id", session);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, session, response.text().await.unwrap())
+    post_mcp(port, key, VERSION, session, body).await
 }
 
 fn echo(id: u64, text: &str) -> Value {
@@ -104,16 +88,7 @@ async fn three_instances_act_as_one() {
     let directory = tempfile::tempdir().unwrap();
     let prefix = format!("cerberus-test-{}:", uuid::Uuid::new_v4());
 
-    let upstream_port = free_port();
-    let mut upstream = Running(
-        Command::new(&example)
-            .args(["--http", &format!("127.0.0.1:{upstream_port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(upstream_port, &mut upstream.0);
+    let (_upstream, upstream_port) = example_server_http(&example);
 
     // The first instance migrates and creates the owner; the others find both done.
     let ports = [free_port(), free_port(), free_port()];

@@ -9,6 +9,7 @@
 )]
 
 mod processes;
+mod support;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -20,26 +21,6 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient};
 use serde_json::{Value, json};
-
-fn example_binary() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "cerberus-examples",
-            "--example",
-            "embed_rmcp",
-        ])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(status.success(), "the example builds");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
-    target.join("debug").join("examples").join("embed_rmcp")
-}
 
 async fn connect(url: &str, credential: &str) -> RunningService<RoleClient, ()> {
     let transport = StreamableHttpClientTransport::from_config(
@@ -64,12 +45,15 @@ async fn call(client: &RunningService<RoleClient, ()>, tool: &str) -> Result<Val
 async fn the_layer_governs_a_real_rmcp_server_for_a_real_client() {
     let port = free_port();
     let mut server = Running(
-        Command::new(example_binary())
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+        Command::new(support::workspace_example(
+            "cerberus-examples",
+            "embed_rmcp",
+        ))
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
     );
     wait_for(port, &mut server.0);
     // Read the audit lines as they come, so that the pipe never fills.

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use processes::{Running, free_port, redis_url, wait_for};
+use processes::{Running, example_server_http, free_port, post_mcp, redis_url, wait_for};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -56,16 +56,7 @@ fn serve(directory: &Path, sections: &str, upstream: &str) -> (Running, u16) {
 }
 
 fn example_server() -> (Running, String) {
-    let port = free_port();
-    let mut child = Running(
-        Command::new(support::example_server_binary())
-            .args(["--http", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(port, &mut child.0);
+    let (child, port) = example_server_http(&support::example_server_binary());
     (
         child,
         format!("{{ url = \"http://127.0.0.1:{port}/mcp\" }}"),
@@ -85,23 +76,7 @@ async fn post(
     session: Option<&str>,
     body: &Value,
 ) -> (StatusCode, Option<String>) {
-    let mut request = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/mcp"))
-        .bearer_auth(key)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string());
-    if let Some(session) = session {
-        request = request.header("mcp-session-id", session);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let _ = response.text().await.unwrap();
+    let (status, session, _) = post_mcp(port, key, "2025-11-25", session, body).await;
     (status, session)
 }
 
@@ -331,17 +306,7 @@ async fn ready_names_what_is_down_and_metrics_count_limiter_errors() {
 
     // A sessionless (2026-07-28) call meets the unreachable limiter: the error is counted and, with
     // fail_open, the call admitted.
-    let response = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/mcp"))
-        .bearer_auth(KEY)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2026-07-28")
-        .body(call(1, "echo", "hello").to_string())
-        .send()
-        .await
-        .unwrap();
-    let _ = response.text().await.unwrap();
+    post_mcp(port, KEY, "2026-07-28", None, &call(1, "echo", "hello")).await;
     let metrics = get(port, "/metrics").await.1;
     assert!(
         sample(&metrics, "cerberus_rate_limiter_backend_errors_total") >= 1.0,

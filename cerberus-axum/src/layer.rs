@@ -42,6 +42,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::http::{Method, Request, Response, StatusCode, header};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use cerberus_core::audit::{AuditSink, NullAuditSink, PayloadRedactor};
 use cerberus_core::stream::{Action, StreamGuard};
@@ -244,7 +245,7 @@ where
     }
     if forwarded.is_empty() {
         if replies.is_empty() {
-            return Ok(empty(StatusCode::ACCEPTED));
+            return Ok(StatusCode::ACCEPTED.into_response());
         }
         return Ok(wire::json_response(StatusCode::OK, &replies, batch));
     }
@@ -262,12 +263,6 @@ where
     Ok(govern_response(guard, response, replies, batch).await)
 }
 
-fn empty(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = status;
-    response
-}
-
 /// The service's answer, each message through the pipeline, with the layer's own `replies` first.
 async fn govern_response<B>(
     guard: Arc<StreamGuard>,
@@ -280,59 +275,61 @@ where
     B::Error: Into<axum::BoxError>,
 {
     let (mut parts, body) = response.into_parts();
-    let media = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    match media.as_deref() {
-        Some("application/json") => {
-            let Ok(bytes) = axum::body::to_bytes(Body::new(body), MAX_RESPONSE_BYTES).await else {
-                return wire::http_error(
-                    StatusCode::BAD_GATEWAY,
-                    wire::UPSTREAM_UNAVAILABLE,
-                    "the MCP service's answer broke off or is too large",
-                );
-            };
-            let Ok(messages) = Message::parse_batch(bytes) else {
-                return wire::http_error(
-                    StatusCode::BAD_GATEWAY,
-                    wire::UPSTREAM_UNAVAILABLE,
-                    "the MCP service sent a malformed JSON-RPC body",
-                );
-            };
-            let mut out = replies;
-            for message in messages {
-                if let Some(message) = from_server(&guard, message).await {
-                    out.push(message);
-                }
-            }
-            parts.headers.remove(header::CONTENT_LENGTH);
-            let body = wire::messages_body(&out, batch || out.len() > 1);
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, body.len().into());
-            Response::from_parts(parts, Body::from(body))
-        }
-        Some("text/event-stream") => {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-            tokio::spawn(relay_events(guard, Body::new(body), replies, sender));
-            Response::from_parts(parts, Body::from_stream(ReceiverStream::new(receiver)))
-        }
-        _ if replies.is_empty() => Response::from_parts(parts, Body::new(body)),
-        // The service accepted the rest (202): the refused requests' answers are the body.
-        _ => {
-            let mut response = wire::json_response(StatusCode::OK, &replies, batch);
-            for (name, value) in &parts.headers {
-                if name.as_str().starts_with("mcp-") {
-                    response.headers_mut().insert(name, value.clone());
-                }
-            }
-            response
+    if wire::is_media(&parts.headers, "application/json") {
+        return govern_json(&guard, parts, Body::new(body), replies, batch).await;
+    }
+    if wire::is_media(&parts.headers, "text/event-stream") {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+        tokio::spawn(relay_events(guard, Body::new(body), replies, sender));
+        return Response::from_parts(parts, Body::from_stream(ReceiverStream::new(receiver)));
+    }
+    if replies.is_empty() {
+        return Response::from_parts(parts, Body::new(body));
+    }
+    // The service accepted the rest (202): the refused requests' answers are the body.
+    let mut response = wire::json_response(StatusCode::OK, &replies, batch);
+    for (name, value) in &parts.headers {
+        if name.as_str().starts_with("mcp-") {
+            response.headers_mut().insert(name, value.clone());
         }
     }
+    response
+}
+
+/// A JSON answer: each message through the pipeline, the layer's `replies` first.
+async fn govern_json(
+    guard: &StreamGuard,
+    mut parts: axum::http::response::Parts,
+    body: Body,
+    replies: Vec<Message>,
+    batch: bool,
+) -> Response<Body> {
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_RESPONSE_BYTES).await else {
+        return wire::http_error(
+            StatusCode::BAD_GATEWAY,
+            wire::UPSTREAM_UNAVAILABLE,
+            "the MCP service's answer broke off or is too large",
+        );
+    };
+    let Ok(messages) = Message::parse_batch(bytes) else {
+        return wire::http_error(
+            StatusCode::BAD_GATEWAY,
+            wire::UPSTREAM_UNAVAILABLE,
+            "the MCP service sent a malformed JSON-RPC body",
+        );
+    };
+    let mut out = replies;
+    for message in messages {
+        if let Some(message) = from_server(guard, message).await {
+            out.push(message);
+        }
+    }
+    let body = wire::messages_body(&out, batch || out.len() > 1);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, body.len().into());
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// One message from the service: what the client gets in its place, if anything.

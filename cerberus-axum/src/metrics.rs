@@ -17,7 +17,8 @@
 //! Labels hold only bounded sets (directions, decisions, guardrail types, routes, status codes):
 //! never a tenant, agent, tool or key.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -94,11 +95,17 @@ pub struct Metrics {
     /// By direction, then decision.
     messages: [[Counter; 4]; 2],
     guardrails: Family<GuardrailLabels, Counter>,
+    /// The counters of `guardrails` by type name, so that counting looks up a name and allocates
+    /// nothing once a series exists.
+    by_guardrail: RwLock<HashMap<String, Arc<GuardrailCounters>>>,
     /// By direction.
     overhead: [Histogram; 2],
     upstream: Histogram,
     sources: Arc<Sources>,
 }
+
+/// One guardrail type's counters by direction, then decision, each made on first use.
+type GuardrailCounters = [[OnceLock<Counter>; 4]; 2];
 
 /// What is read at scrape time, attached once the gateway has built it.
 #[derive(Debug, Default)]
@@ -175,6 +182,7 @@ impl Metrics {
             http_requests,
             messages,
             guardrails,
+            by_guardrail: RwLock::new(HashMap::new()),
             overhead,
             upstream,
             sources,
@@ -192,13 +200,20 @@ impl Metrics {
             counter.inc();
         }
         for entry in event.trace.entries() {
-            self.guardrails
-                .get_or_create(&GuardrailLabels {
-                    guardrail: entry.guardrail.clone(),
-                    direction: event.direction.as_str(),
-                    decision: entry.decision.as_str(),
+            let counters = self.guardrail_counters(&entry.guardrail);
+            let decision = decision_index(entry.decision);
+            if let Some(cell) = counters.get(direction).and_then(|row| row.get(decision)) {
+                cell.get_or_init(|| {
+                    self.guardrails
+                        .get_or_create(&GuardrailLabels {
+                            guardrail: entry.guardrail.clone(),
+                            direction: event.direction.as_str(),
+                            decision: entry.decision.as_str(),
+                        })
+                        .clone()
                 })
                 .inc();
+            }
         }
         if let Some(histogram) = self.overhead.get(direction) {
             histogram.observe(seconds_of_micros(event.overhead_us));
@@ -206,6 +221,22 @@ impl Metrics {
         if let Some(upstream_us) = event.upstream_us {
             self.upstream.observe(seconds_of_micros(upstream_us));
         }
+    }
+
+    fn guardrail_counters(&self, guardrail: &str) -> Arc<GuardrailCounters> {
+        if let Some(counters) = self
+            .by_guardrail
+            .read()
+            .ok()
+            .and_then(|known| known.get(guardrail).cloned())
+        {
+            return counters;
+        }
+        let mut known = self
+            .by_guardrail
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(known.entry(guardrail.to_owned()).or_default())
     }
 
     /// Reads the audit writer's queue, stored and dropped counts at each scrape.

@@ -92,7 +92,7 @@ pub async fn run(args: &StdioArgs) -> anyhow::Result<ExitStatus> {
         agent.clone(),
         Arc::new(PiiScanner::new(PiiKinds::all())),
     );
-    tracing::info!(%agent, guardrails = guard_len(&effective), "governing a stdio MCP server");
+    tracing::info!(%agent, guardrails = effective.entries.len(), "governing a stdio MCP server");
 
     let (to_server, server_lines) = mpsc::channel::<Bytes>(CHANNEL);
     let (to_client, client_lines) = mpsc::channel::<Bytes>(CHANNEL);
@@ -157,10 +157,6 @@ async fn stop(
     }
 }
 
-fn guard_len(policy: &EffectivePolicy) -> usize {
-    policy.entries.len()
-}
-
 /// The identity of a stdio agent: stable across runs, derived from its name.
 fn stdio_identity(agent: &str) -> Identity {
     let id = |kind: &str| uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{kind}:{agent}").as_bytes());
@@ -201,30 +197,31 @@ async fn pump(
         };
         let message = match read {
             LineRead::End => return,
-            LineRead::TooLong => Err(format!("a message exceeds {max} bytes")),
+            LineRead::TooLong => Err((
+                refusal::INVALID_REQUEST,
+                format!("a message exceeds {max} bytes"),
+            )),
             LineRead::Line if line.iter().all(u8::is_ascii_whitespace) => continue,
             LineRead::Line => {
                 // The message is the line without its end: passed on unchanged, it gets a new one.
                 let end = line.trim_ascii_end().len();
                 let text = Bytes::copy_from_slice(line.get(..end).unwrap_or_default());
                 Message::parse(text).map_err(|e| match e {
-                    MessageError::Json(e) => format!("not valid JSON: {e}"),
-                    other => format!("not a JSON-RPC message: {other}"),
+                    MessageError::Json(e) => (refusal::PARSE_ERROR, format!("not valid JSON: {e}")),
+                    other => (
+                        refusal::INVALID_REQUEST,
+                        format!("not a JSON-RPC message: {other}"),
+                    ),
                 })
             }
         };
         let message = match message {
             Ok(message) => message,
-            Err(why) => {
+            Err((code, why)) => {
                 // Nothing unchecked passes. The client is told; a server's stray output is logged,
                 // without its content, and dropped.
                 match side {
                     Side::Client => {
-                        let code = if why.starts_with("not valid JSON") {
-                            refusal::PARSE_ERROR
-                        } else {
-                            refusal::INVALID_REQUEST
-                        };
                         if let Some(error) = refusal::error_message(None, code, &why, None)
                             && back.send(error.to_bytes()).await.is_err()
                         {

@@ -197,6 +197,13 @@ impl Message {
         }
     }
 
+    /// What a request acts on: the tool, prompt or resource it names.
+    pub fn target(&self) -> Option<&str> {
+        self.tool_name()
+            .or_else(|| self.prompt_name())
+            .or_else(|| self.resource_uri())
+    }
+
     /// The `arguments` of a `tools/call` or `prompts/get` request.
     pub fn arguments(&self) -> Option<&Value> {
         match self.method() {

@@ -194,16 +194,11 @@ impl StreamGuard {
                 && let Ok(mut pending) = own.lock()
                 && pending.len() < MAX_PENDING
             {
-                let message = &outcome.message;
-                let target = message
-                    .tool_name()
-                    .or_else(|| message.prompt_name())
-                    .or_else(|| message.resource_uri());
                 pending.insert(
                     id.to_string(),
                     Pending {
                         method: method.to_owned(),
-                        target: target.map(str::to_owned),
+                        target: outcome.message.target().map(str::to_owned),
                         sent: Instant::now(),
                     },
                 );

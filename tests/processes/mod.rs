@@ -42,3 +42,46 @@ pub fn wait_for(port: u16, child: &mut Child) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The example MCP server (`binary`) serving Streamable HTTP on a free port: the process and the port.
+pub fn example_server_http(binary: &std::path::Path) -> (Running, u16) {
+    let port = free_port();
+    let mut child = Running(
+        std::process::Command::new(binary)
+            .args(["--http", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(port, &mut child.0);
+    (child, port)
+}
+
+/// POSTs one JSON-RPC message to the proxy on `port` in protocol `version`: the status, the
+/// `Mcp-Session-Id` answered and the body.
+pub async fn post_mcp(
+    port: u16,
+    key: &str,
+    version: &str,
+    session: Option<&str>,
+    body: &serde_json::Value,
+) -> (reqwest::StatusCode, Option<String>, String) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", version)
+        .body(body.to_string());
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, session, response.text().await.unwrap())
+}

@@ -149,16 +149,28 @@ pub fn example_server_binary() -> std::path::PathBuf {
 
 /// Builds the binary `name` of the workspace package `package` (debug); returns its path.
 pub fn workspace_binary(package: &str, name: &str) -> std::path::PathBuf {
+    cargo_build(package, "--bin", name).join(name)
+}
+
+/// Builds the example `name` of the workspace package `package` (debug); returns its path.
+pub fn workspace_example(package: &str, name: &str) -> std::path::PathBuf {
+    cargo_build(package, "--example", name)
+        .join("examples")
+        .join(name)
+}
+
+/// Builds one target (`--bin NAME` or `--example NAME`); returns the debug output directory.
+fn cargo_build(package: &str, kind: &str, name: &str) -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", package, "--bin", name])
+        .args(["build", "--quiet", "-p", package, kind, name])
         .current_dir(&root)
         .status()
         .expect("cargo runs");
     assert!(status.success(), "{name} builds");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), std::path::PathBuf::from);
-    target.join("debug").join(name)
+    target.join("debug")
 }
 
 /// Starts a gateway for one agent whose workspace's `upstream` table is given as TOML.

@@ -55,15 +55,6 @@ pub(super) struct RelayContext {
     pub upstream_status: Option<u16>,
 }
 
-fn is_media(response: &reqwest::Response, media: &str) -> bool {
-    response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media))
-}
-
 /// Passes an upstream response on to the client.
 pub(super) async fn response(
     gateway: Arc<Gateway>,
@@ -86,7 +77,7 @@ pub(super) async fn response(
             "the session expired: initialize again",
         );
     }
-    let mut response = if is_media(&upstream, "text/event-stream") {
+    let mut response = if wire::is_media(upstream.headers(), "text/event-stream") {
         stream(
             gateway,
             caller,
@@ -94,7 +85,7 @@ pub(super) async fn response(
             upstream,
             status,
         )
-    } else if is_media(&upstream, "application/json") {
+    } else if wire::is_media(upstream.headers(), "application/json") {
         json(&gateway, &caller, &context, upstream, status).await
     } else if !context.answers.is_empty() {
         wire::json_response(status_or_ok(status), &context.answers, context.batch)

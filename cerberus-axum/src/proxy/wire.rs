@@ -10,6 +10,15 @@ pub use cerberus_core::refusal::{
 };
 use serde_json::Value;
 
+/// Whether `headers` say the body is of the `media` type (parameters and case aside).
+pub fn is_media(headers: &axum::http::HeaderMap, media: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media))
+}
+
 /// A refusal of the whole HTTP request: the status, and a JSON-RPC error with a null id as the body.
 pub fn http_error(status: StatusCode, code: i64, message: &str) -> Response {
     let body = error_value(None, code, message, None).to_string();

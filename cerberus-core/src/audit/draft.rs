@@ -52,11 +52,7 @@ impl EventDraft {
                 .method()
                 .or(envelope.request_method)
                 .map(str::to_owned),
-            target: message
-                .tool_name()
-                .or_else(|| message.prompt_name())
-                .or_else(|| message.resource_uri())
-                .map(str::to_owned),
+            target: message.target().map(str::to_owned),
         }
     }
 
