@@ -1,15 +1,22 @@
 //! The load benchmark: the same MCP load directly against the example server and through `cerberus
 //! serve` in one run, alternating rounds so that both see the same machine, and the figures side by side.
 //!
+//! With `--redis URL`, two more targets run in distributed mode on that Redis: one gateway alone
+//! (against the in-memory gateway, the cost of the Redis round trips) and two gateways sharing one
+//! session, each client's calls alternating between them; Redis's `INFO commandstats` tells what it did
+//! per call.
+//!
 //! Each target gets one session (initialize once), then `concurrency` clients each make `calls`
 //! `tools/call` requests in a row. Latency is from sending a request to having read its whole answer.
 //! Everything runs on loopback, bounded in calls.
 //!
 //! `scripts/load-benchmark` builds everything in release mode and runs this.
 
+use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -40,6 +47,10 @@ struct Args {
     /// Also run a second gateway that stores every audit event in a SQLite database, and compare.
     #[arg(long)]
     audit_database: bool,
+    /// Also run gateways in distributed mode on this Redis (`redis://127.0.0.1:6379`): one alone, to
+    /// measure the Redis round trips, and two sharing one session, calls alternating between them.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 /// A child process that is stopped when dropped.
@@ -72,11 +83,31 @@ fn wait_for_port(port: u16, process: &mut Process) -> anyhow::Result<()> {
     bail!("nothing listens on port {port}")
 }
 
-/// One target: an endpoint, and the key it needs.
+/// One target: the endpoints its calls go to, in turn, and the key they need. The session is opened
+/// through the first endpoint and used through all of them.
 struct Target {
     name: &'static str,
-    url: String,
+    urls: Vec<String>,
     key: Option<String>,
+}
+
+impl Target {
+    fn new(name: &'static str, ports: &[u16], key: Option<&str>) -> Self {
+        Self {
+            name,
+            urls: ports
+                .iter()
+                .map(|port| format!("http://127.0.0.1:{port}/mcp"))
+                .collect(),
+            key: key.map(str::to_owned),
+        }
+    }
+
+    /// The endpoint for a worker's call: with several, consecutive calls of one worker alternate.
+    fn url(&self, worker: usize, call: usize) -> &str {
+        let turn = (worker + call) % self.urls.len().max(1);
+        self.urls.get(turn).map_or("", String::as_str)
+    }
 }
 
 #[derive(Default)]
@@ -103,11 +134,12 @@ impl Figures {
 fn request(
     client: &reqwest::Client,
     target: &Target,
+    url: &str,
     session: Option<&str>,
     body: String,
 ) -> reqwest::RequestBuilder {
     let mut request = client
-        .post(&target.url)
+        .post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2025-11-25")
@@ -124,7 +156,7 @@ fn request(
 async fn open_session(client: &reqwest::Client, target: &Target) -> anyhow::Result<String> {
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "load", "version": "1"}}});
-    let response = request(client, target, None, init.to_string())
+    let response = request(client, target, target.url(0, 0), None, init.to_string())
         .send()
         .await?;
     let session = response
@@ -135,7 +167,13 @@ async fn open_session(client: &reqwest::Client, target: &Target) -> anyhow::Resu
         .to_owned();
     response.bytes().await?;
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    request(client, target, Some(&session), initialized.to_string())
+    request(
+        client,
+        target,
+        target.url(0, 0),
+        Some(&session),
+        initialized.to_string(),
+    )
         .send()
         .await?
         .bytes()
@@ -143,7 +181,11 @@ async fn open_session(client: &reqwest::Client, target: &Target) -> anyhow::Resu
     Ok(session)
 }
 
-async fn load(target: &Target, concurrency: usize, calls: usize) -> anyhow::Result<Figures> {
+async fn load(
+    target: &Arc<Target>,
+    concurrency: usize,
+    calls: usize,
+) -> anyhow::Result<Figures> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .tcp_nodelay(true)
@@ -159,11 +201,7 @@ async fn load(target: &Target, concurrency: usize, calls: usize) -> anyhow::Resu
         let client = client.clone();
         let session = session.clone();
         let text = text.clone();
-        let target = Target {
-            name: target.name,
-            url: target.url.clone(),
-            key: target.key.clone(),
-        };
+        let target = Arc::clone(target);
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(calls);
             let mut errors = 0;
@@ -173,7 +211,11 @@ async fn load(target: &Target, concurrency: usize, calls: usize) -> anyhow::Resu
                     "params": {"name": "echo", "arguments": {"text": text}}})
                 .to_string();
                 let sent = Instant::now();
-                let answer = match request(&client, &target, Some(&session), body).send().await {
+                let url = target.url(worker, call);
+                let answer = match request(&client, &target, url, Some(&session), body)
+                    .send()
+                    .await
+                {
                     Ok(response) => response.bytes().await.ok(),
                     Err(_) => None,
                 };
@@ -216,20 +258,25 @@ fn cpu_time(pid: Option<u32>) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// CPU time used by the load client, the upstream and the gateway.
+/// CPU time used by the load client, the upstream, the gateways serving a target and Redis.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
     client: Duration,
     upstream: Duration,
     gateway: Duration,
+    redis: Duration,
 }
 
 impl Cpu {
-    fn now(upstream: &Process, gateway: &Process) -> Self {
+    fn now(upstream: u32, gateways: &[u32], redis: Option<u32>) -> Self {
         Self {
             client: cpu_time(None).unwrap_or_default(),
-            upstream: cpu_time(Some(upstream.0.id())).unwrap_or_default(),
-            gateway: cpu_time(Some(gateway.0.id())).unwrap_or_default(),
+            upstream: cpu_time(Some(upstream)).unwrap_or_default(),
+            gateway: gateways
+                .iter()
+                .filter_map(|&pid| cpu_time(Some(pid)))
+                .sum(),
+            redis: redis.and_then(|pid| cpu_time(Some(pid))).unwrap_or_default(),
         }
     }
 
@@ -237,6 +284,113 @@ impl Cpu {
         self.client += end.client.saturating_sub(start.client);
         self.upstream += end.upstream.saturating_sub(start.upstream);
         self.gateway += end.gateway.saturating_sub(start.gateway);
+        self.redis += end.redis.saturating_sub(start.redis);
+    }
+}
+
+/// Redis's own account of its work: how many times it ran each command and for how long, from
+/// `INFO commandstats`, and its process for CPU time when it runs on this machine.
+struct RedisProbe {
+    connection: redis::Connection,
+    pid: Option<u32>,
+}
+
+/// Calls and microseconds per Redis command.
+type CommandStats = BTreeMap<String, (u64, u64)>;
+
+impl RedisProbe {
+    fn connect(url: &str) -> anyhow::Result<Self> {
+        let mut connection = redis::Client::open(url)?
+            .get_connection()
+            .with_context(|| format!("cannot reach Redis at {url}"))?;
+        let server: String = redis::cmd("INFO").arg("server").query(&mut connection)?;
+        let pid = server
+            .lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .and_then(|pid| pid.trim().parse().ok())
+            .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        Ok(Self { connection, pid })
+    }
+
+    fn command_stats(&mut self) -> anyhow::Result<CommandStats> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection)?;
+        // Lines look like `cmdstat_evalsha:calls=12,usec=340,usec_per_call=28.33,...`.
+        let field = |fields: &str, name: &str| -> Option<u64> {
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+        };
+        Ok(info
+            .lines()
+            .filter_map(|line| {
+                let (command, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                Some((
+                    command.to_owned(),
+                    (field(fields, "calls")?, field(fields, "usec")?),
+                ))
+            })
+            .collect())
+    }
+}
+
+/// What `after` adds to `before`, leaving out the probe's own `info`.
+fn stats_since(before: &CommandStats, after: &CommandStats, into: &mut CommandStats) {
+    for (command, &(calls, usec)) in after {
+        if command == "info" {
+            continue;
+        }
+        let (calls_before, usec_before) = before.get(command).copied().unwrap_or_default();
+        let entry = into.entry(command.clone()).or_default();
+        entry.0 += calls.saturating_sub(calls_before);
+        entry.1 += usec.saturating_sub(usec_before);
+    }
+}
+
+/// One target's load and what it cost.
+struct Run {
+    target: Arc<Target>,
+    /// The gateway processes serving the target; none for the direct one.
+    gateways: Vec<u32>,
+    figures: Figures,
+    cpu: Cpu,
+    redis_commands: CommandStats,
+}
+
+impl Run {
+    fn new(target: Target, gateways: &[&Process]) -> Self {
+        Self {
+            target: Arc::new(target),
+            gateways: gateways.iter().map(|p| p.0.id()).collect(),
+            figures: Figures::default(),
+            cpu: Cpu::default(),
+            redis_commands: CommandStats::new(),
+        }
+    }
+
+    fn p50(&self) -> f64 {
+        millis(self.figures.percentile(0.50))
+    }
+
+    fn p99(&self) -> f64 {
+        millis(self.figures.percentile(0.99))
+    }
+
+    fn gateway_micros(&self) -> f64 {
+        micros_per_call(self.cpu.gateway, self.figures.calls)
+    }
+
+    /// This run's throughput as a share of `baseline`'s, and the latency it adds to it.
+    fn compared_with(&self, baseline: &Run) -> String {
+        format!(
+            "{:.1}% of the throughput of {}; p50 {:+.3} ms, p99 {:+.3} ms",
+            self.figures.throughput() / baseline.figures.throughput().max(f64::EPSILON) * 100.0,
+            baseline.target.name,
+            self.p50() - baseline.p50(),
+            self.p99() - baseline.p99(),
+        )
     }
 }
 
@@ -253,6 +407,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let work = std::env::temp_dir().join(format!("cerberus-load-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
+    let mut redis_probe = args
+        .redis
+        .as_deref()
+        .map(RedisProbe::connect)
+        .transpose()?;
 
     let upstream_port = free_port()?;
     let mut upstream = Process(
@@ -277,21 +436,14 @@ async fn main() -> anyhow::Result<()> {
         field("key_sha256: ").context("no hash")?,
     );
     let policy = std::fs::canonicalize(&args.policy)?;
-    let start_gateway = |name: &str, database: bool| -> anyhow::Result<(Process, u16)> {
+    // `settings` is TOML for the sections the gateway needs beyond `[server]`.
+    let start_gateway = |name: &str, settings: &str| -> anyhow::Result<(Process, u16)> {
         let port = free_port()?;
         let config = work.join(format!("{name}.toml"));
-        let database = if database {
-            format!(
-                "[database]\nurl = \"sqlite://{}?mode=rwc\"\n\n",
-                work.join(format!("{name}.db")).display()
-            )
-        } else {
-            String::new()
-        };
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\n\n{database}[[organisations]]\nname = \"load\"\npolicy = \"{}\"\n\n\
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n\n{settings}\n[[organisations]]\nname = \"load\"\npolicy = \"{}\"\n\n\
                  [[workspaces]]\nname = \"example\"\norganisation = \"load\"\nupstream = {{ url = \"http://127.0.0.1:{upstream_port}/mcp\" }}\n\n\
                  [[agents]]\nname = \"load\"\nworkspace = \"example\"\nkey_sha256 = \"{hash}\"\n",
                 policy.display()
@@ -309,64 +461,77 @@ async fn main() -> anyhow::Result<()> {
         wait_for_port(port, &mut process)?;
         Ok((process, port))
     };
-    let (gateway, gateway_port) = start_gateway("gateway", false)?;
+
+    let (gateway, gateway_port) = start_gateway("gateway", "")?;
+    let mut runs = vec![
+        Run::new(Target::new("direct", &[upstream_port], None), &[]),
+        Run::new(
+            Target::new("gateway", &[gateway_port], Some(&key)),
+            &[&gateway],
+        ),
+    ];
     let audited = if args.audit_database {
-        Some(start_gateway("audited", true)?)
+        let database = work.join("audited.db");
+        let (process, port) = start_gateway(
+            "audited",
+            &format!(
+                "[database]\nurl = \"sqlite://{}?mode=rwc\"\n",
+                database.display()
+            ),
+        )?;
+        runs.push(Run::new(
+            Target::new("gateway+db", &[port], Some(&key)),
+            &[&process],
+        ));
+        Some(process)
+    } else {
+        None
+    };
+    let distributed = if let Some(url) = &args.redis {
+        // Keys of this run only, and sessions that Redis forgets soon after it.
+        let settings = format!(
+            "[redis]\nurl = \"{url}\"\nkey_prefix = \"cerberus-load-{}:\"\nsession_idle_secs = 300\n",
+            std::process::id()
+        );
+        let (first, first_port) = start_gateway("redis-a", &settings)?;
+        let (second, second_port) = start_gateway("redis-b", &settings)?;
+        runs.push(Run::new(
+            Target::new("redis x1", &[first_port], Some(&key)),
+            &[&first],
+        ));
+        runs.push(Run::new(
+            Target::new("redis x2", &[first_port, second_port], Some(&key)),
+            &[&first, &second],
+        ));
+        Some((first, second))
     } else {
         None
     };
 
-    let direct = Target {
-        name: "direct",
-        url: format!("http://127.0.0.1:{upstream_port}/mcp"),
-        key: None,
-    };
-    let through = Target {
-        name: "gateway",
-        url: format!("http://127.0.0.1:{gateway_port}/mcp"),
-        key: Some(key.clone()),
-    };
-    let audited_target = audited.as_ref().map(|(_, port)| Target {
-        name: "gateway+db",
-        url: format!("http://127.0.0.1:{port}/mcp"),
-        key: Some(key.clone()),
-    });
-
     // A short warm-up of each, so that connection pools and caches are as they will be.
-    load(&direct, 2, 20).await?;
-    load(&through, 2, 20).await?;
-    if let Some(target) = &audited_target {
-        load(target, 2, 20).await?;
+    for run in &runs {
+        load(&run.target, 2, 20).await?;
     }
 
-    let (mut direct_figures, mut gateway_figures) = (Figures::default(), Figures::default());
-    let (mut direct_cpu, mut gateway_cpu) = (Cpu::default(), Cpu::default());
-    let (mut audited_figures, mut audited_cpu) = (Figures::default(), Cpu::default());
+    let redis_pid = redis_probe.as_ref().and_then(|probe| probe.pid);
     for round in 1..=args.rounds {
-        let before = Cpu::now(&upstream, &gateway);
-        let d = load(&direct, args.concurrency, args.calls).await?;
-        let between = Cpu::now(&upstream, &gateway);
-        let g = load(&through, args.concurrency, args.calls).await?;
-        let after = Cpu::now(&upstream, &gateway);
-        direct_cpu.add_since(before, between);
-        gateway_cpu.add_since(between, after);
-        println!(
-            "round {round}: direct {:.0} calls/s, gateway {:.0} calls/s",
-            d.throughput(),
-            g.throughput()
-        );
-        merge(&mut direct_figures, d);
-        merge(&mut gateway_figures, g);
-        if let (Some(target), Some((process, _))) = (&audited_target, &audited) {
-            let before = Cpu::now(&upstream, process);
-            let a = load(target, args.concurrency, args.calls).await?;
-            audited_cpu.add_since(before, Cpu::now(&upstream, process));
-            println!(
-                "round {round}: gateway with the database audit {:.0} calls/s",
-                a.throughput()
-            );
-            merge(&mut audited_figures, a);
+        let mut line = format!("round {round}:");
+        for run in &mut runs {
+            let before = Cpu::now(upstream.0.id(), &run.gateways, redis_pid);
+            let stats_before = redis_probe
+                .as_mut()
+                .map(RedisProbe::command_stats)
+                .transpose()?;
+            let figures = load(&run.target, args.concurrency, args.calls).await?;
+            run.cpu
+                .add_since(before, Cpu::now(upstream.0.id(), &run.gateways, redis_pid));
+            if let (Some(probe), Some(before)) = (redis_probe.as_mut(), stats_before) {
+                stats_since(&before, &probe.command_stats()?, &mut run.redis_commands);
+            }
+            line += &format!(" {} {:.0} calls/s,", run.target.name, figures.throughput());
+            merge(&mut run.figures, figures);
         }
+        println!("{}", line.trim_end_matches(','));
     }
 
     println!();
@@ -377,68 +542,90 @@ async fn main() -> anyhow::Result<()> {
         args.rounds,
         args.policy.display()
     );
+    if args.redis.is_some() {
+        println!(
+            "redis x1: one gateway counting rate limits and keeping sessions in Redis; redis x2: two such \
+             gateways, one session, each client's calls alternating between them"
+        );
+    }
     println!(
-        "{:<8} {:>12} {:>10} {:>10} {:>8}",
+        "{:<10} {:>10} {:>10} {:>10} {:>8}",
         "target", "calls/s", "p50 ms", "p99 ms", "errors"
     );
-    let mut rows = vec![(&direct, &direct_figures), (&through, &gateway_figures)];
-    if let Some(target) = &audited_target {
-        rows.push((target, &audited_figures));
-    }
-    for (target, figures) in rows {
+    for run in &runs {
         println!(
-            "{:<8} {:>12.0} {:>10.3} {:>10.3} {:>8}",
-            target.name,
-            figures.throughput(),
-            millis(figures.percentile(0.50)),
-            millis(figures.percentile(0.99)),
-            figures.errors
+            "{:<10} {:>10.0} {:>10.3} {:>10.3} {:>8}",
+            run.target.name,
+            run.figures.throughput(),
+            run.p50(),
+            run.p99(),
+            run.figures.errors
         );
     }
-    let ratio = gateway_figures.throughput() / direct_figures.throughput().max(f64::EPSILON);
+
+    let [direct, gateway_run, others @ ..] = runs.as_slice() else {
+        bail!("the direct and gateway runs are always there");
+    };
     println!();
-    println!(
-        "throughput through the gateway: {:.1}% of direct",
-        ratio * 100.0
-    );
-    println!(
-        "added latency: p50 {:+.3} ms, p99 {:+.3} ms",
-        millis(gateway_figures.percentile(0.50)) - millis(direct_figures.percentile(0.50)),
-        millis(gateway_figures.percentile(0.99)) - millis(direct_figures.percentile(0.99))
-    );
-    if audited_target.is_some() {
-        let audited_ratio =
-            audited_figures.throughput() / gateway_figures.throughput().max(f64::EPSILON);
-        println!(
-            "with the database audit: {:.1}% of the gateway's throughput without it; p99 {:+.3} ms",
-            audited_ratio * 100.0,
-            millis(audited_figures.percentile(0.99)) - millis(gateway_figures.percentile(0.99))
-        );
+    println!("gateway: {}", gateway_run.compared_with(direct));
+    let mut others = others.iter();
+    if audited.is_some()
+        && let Some(run) = others.next()
+    {
+        println!("gateway+db: {}", run.compared_with(gateway_run));
     }
+    if distributed.is_some()
+        && let (Some(one), Some(two)) = (others.next(), others.next())
+    {
+        println!("redis x1: {}", one.compared_with(gateway_run));
+        println!(
+            "  the Redis round trips cost the gateway {:+.1} µs of CPU per call",
+            one.gateway_micros() - gateway_run.gateway_micros()
+        );
+        for run in [one, two] {
+            let calls = run.figures.calls.max(1) as f64;
+            let commands: Vec<String> = run
+                .redis_commands
+                .iter()
+                // Leave out what only opening the session did.
+                .filter(|(_, (count, _))| *count as f64 / calls >= 0.01)
+                .map(|(command, (count, usec))| {
+                    format!(
+                        "{command} {:.2} per call, {:.1} µs each",
+                        *count as f64 / calls,
+                        *usec as f64 / (*count).max(1) as f64
+                    )
+                })
+                .collect();
+            println!(
+                "  {} in Redis (a script's get, set and time are in its evalsha's time): {}",
+                run.target.name,
+                commands.join("; ")
+            );
+        }
+        println!("redis x2: {}", two.compared_with(gateway_run));
+        println!("redis x2: {}", two.compared_with(direct));
+    }
+
     println!();
     println!("CPU time per call (user + system, 10 ms ticks over every round):");
     println!(
-        "{:<8} {:>10} {:>10} {:>10}",
-        "target", "client µs", "server µs", "gateway µs"
+        "{:<10} {:>10} {:>10} {:>11} {:>10}",
+        "target", "client µs", "server µs", "gateway µs", "redis µs"
     );
-    let mut cpu_rows = vec![
-        ("direct", direct_cpu, direct_figures.calls),
-        ("gateway", gateway_cpu, gateway_figures.calls),
-    ];
-    if audited_target.is_some() {
-        cpu_rows.push(("gateway+db", audited_cpu, audited_figures.calls));
-    }
-    for (name, cpu, calls) in cpu_rows {
+    for run in &runs {
+        let calls = run.figures.calls;
         println!(
-            "{:<8} {:>10.1} {:>10.1} {:>10.1}",
-            name,
-            micros_per_call(cpu.client, calls),
-            micros_per_call(cpu.upstream, calls),
-            micros_per_call(cpu.gateway, calls)
+            "{:<10} {:>10.1} {:>10.1} {:>11.1} {:>10.1}",
+            run.target.name,
+            micros_per_call(run.cpu.client, calls),
+            micros_per_call(run.cpu.upstream, calls),
+            micros_per_call(run.cpu.gateway, calls),
+            micros_per_call(run.cpu.redis, calls)
         );
     }
     let _ = std::fs::remove_dir_all(&work);
-    if direct_figures.errors + gateway_figures.errors + audited_figures.errors > 0 {
+    if runs.iter().any(|run| run.figures.errors > 0) {
         bail!("some calls failed: the figures above do not measure what they claim");
     }
     Ok(())
