@@ -3,7 +3,7 @@
 //! A desktop client (Claude Desktop, Cursor, VS Code) launches `cerberus stdio --policy FILE -- COMMAND
 //! ARGS...` where it launched `COMMAND ARGS...`. Cerberus starts the server as its child and stands on
 //! the pipe between them: each line from the client goes through a
-//! [`StreamGuard`](cerberus_core::stream::StreamGuard) as a request, each line from the server as a
+//! [`cerberus_core::stream::StreamGuard`] as a request, each line from the server as a
 //! response. Refused requests are answered by Cerberus and never reach the server; refused answers
 //! reach the client as JSON-RPC errors. Standard output carries only the protocol; logs go to stderr.
 //!

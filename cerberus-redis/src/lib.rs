@@ -7,16 +7,44 @@
 //! - [`RedisSessionStore`]: gateway sessions any instance can continue.
 //! - [`Invalidations`]: a change made through one instance's admin API clears every instance's caches.
 //!
-//! ```no_run
+//! Two gateway instances, each with its own connection to one Redis, share an agent's limit of two
+//! calls a minute: the third call is throttled whichever instance takes it. (The example runs against
+//! the Redis at `CERBERUS_TEST_REDIS_URL`, or 127.0.0.1:6379.)
+//!
+//! ```
 //! use std::sync::Arc;
-//! use cerberus_core::GuardrailRegistry;
+//! use cerberus_core::{
+//!     Decision, Direction, EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message,
+//!     PolicyDocument, PolicyLevel,
+//! };
 //! use cerberus_redis::{LimiterSettings, RedisRateLimiter, connect};
 //!
-//! # async fn run() -> redis::RedisResult<()> {
-//! let (_client, connection) = connect("redis://127.0.0.1:6379", Default::default())?;
-//! let limiter = RedisRateLimiter::new(connection, LimiterSettings::default());
-//! // Every rate_limit_* guardrail built by this registry counts in Redis.
-//! let registry = GuardrailRegistry::new(Arc::new(limiter));
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let url = std::env::var("CERBERUS_TEST_REDIS_URL")
+//! #     .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+//! let policy = PolicyDocument::from_json(
+//!     r#"{"guardrails": [{"type": "rate_limit_per_minute", "limit": 2}]}"#,
+//! )?;
+//! let policy = EffectivePolicy::merge([(PolicyLevel::Organisation, &policy)]);
+//! let mut instances = Vec::new();
+//! for _ in 0..2 {
+//!     let (_client, connection) = connect(&url, Default::default())?;
+//!     let limiter = RedisRateLimiter::new(connection, LimiterSettings::default());
+//!     // Every rate_limit_* guardrail this registry builds counts in Redis.
+//!     let registry = GuardrailRegistry::new(Arc::new(limiter));
+//!     instances.push(registry.build(&policy)?);
+//! }
+//!
+//! let agent = Identity::new_random();
+//! let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}}"#;
+//! let mut decisions = Vec::new();
+//! for pipeline in [&instances[0], &instances[1], &instances[0]] {
+//!     let envelope = Envelope::new(Direction::Request, &agent);
+//!     decisions.push(pipeline.run(envelope, Message::parse(call)?).await.decision);
+//! }
+//! assert!(matches!(decisions[..2], [Decision::Allow, Decision::Allow]));
+//! assert!(matches!(decisions[2], Decision::Throttle { .. }));
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]

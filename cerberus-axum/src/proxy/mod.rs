@@ -1,7 +1,7 @@
 //! The governance plane: a Streamable HTTP MCP proxy with the guardrail pipeline on every message.
 //!
-//! A request's path through this module: [`checks`](self) (origin, host, credential, protocol version,
-//! content type) → [`forward`] (parse, session, request pipeline, upstream call) → [`relay`] (response
+//! A request's path through this module: `checks` (origin, host, credential, protocol version,
+//! content type) → `forward` (parse, session, request pipeline, upstream call) → `relay` (response
 //! pipeline on each message of the JSON body or SSE stream, as it arrives) → the client. See `README.md`
 //! beside this file for the design.
 

@@ -10,7 +10,7 @@
 //! `methods` lists the request methods counted, `tools/call` by default (`*` counts every request).
 //!
 //! Both entries of a policy run as one [`RateLimitGuardrail`] that checks their windows in a single
-//! atomic [`RateLimiter::acquire`](crate::rate_limit::RateLimiter::acquire): a call refused by one window
+//! atomic [`RateLimiter::acquire`]: a call refused by one window
 //! is not counted in the other. A refusal is THROTTLE with the time after which a retry passes. When the
 //! limiter cannot answer, the call is blocked (`rate_limiter_unavailable`): limits fail closed.
 
