@@ -174,18 +174,14 @@ async fn open_session(client: &reqwest::Client, target: &Target) -> anyhow::Resu
         Some(&session),
         initialized.to_string(),
     )
-        .send()
-        .await?
-        .bytes()
-        .await?;
+    .send()
+    .await?
+    .bytes()
+    .await?;
     Ok(session)
 }
 
-async fn load(
-    target: &Arc<Target>,
-    concurrency: usize,
-    calls: usize,
-) -> anyhow::Result<Figures> {
+async fn load(target: &Arc<Target>, concurrency: usize, calls: usize) -> anyhow::Result<Figures> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .tcp_nodelay(true)
@@ -272,11 +268,10 @@ impl Cpu {
         Self {
             client: cpu_time(None).unwrap_or_default(),
             upstream: cpu_time(Some(upstream)).unwrap_or_default(),
-            gateway: gateways
-                .iter()
-                .filter_map(|&pid| cpu_time(Some(pid)))
-                .sum(),
-            redis: redis.and_then(|pid| cpu_time(Some(pid))).unwrap_or_default(),
+            gateway: gateways.iter().filter_map(|&pid| cpu_time(Some(pid))).sum(),
+            redis: redis
+                .and_then(|pid| cpu_time(Some(pid)))
+                .unwrap_or_default(),
         }
     }
 
@@ -407,11 +402,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let work = std::env::temp_dir().join(format!("cerberus-load-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let mut redis_probe = args
-        .redis
-        .as_deref()
-        .map(RedisProbe::connect)
-        .transpose()?;
+    let mut redis_probe = args.redis.as_deref().map(RedisProbe::connect).transpose()?;
 
     let upstream_port = free_port()?;
     let mut upstream = Process(

@@ -73,6 +73,11 @@ with the file's field or the variable named.
   CERBERUS_REDIS__BREAKER_COOLDOWN_MS       how long the breaker stays open (5000)
   CERBERUS_REDIS__TIMEOUT_MS                connect and command timeout (500)
   CERBERUS_REDIS__SESSION_IDLE_SECS         how long an unused session is kept (86400)
+  CERBERUS_TELEMETRY__OTLP_ENDPOINT         http://collector:4318: export OpenTelemetry traces (off;
+                                            OTEL_EXPORTER_OTLP_ENDPOINT works too)
+  CERBERUS_TELEMETRY__OTLP_PROTOCOL         http/protobuf or http/json (http/protobuf)
+  CERBERUS_TELEMETRY__SERVICE_NAME          the spans' service.name (cerberus)
+  CERBERUS_TELEMETRY__SAMPLE_RATIO          share of new traces recorded, 0 to 1 (1)
 
 Other variables: CERBERUS_CONFIG (--config), CERBERUS_LISTEN (--listen), CERBERUS_AUDIT_LOG
 (--audit-log), CERBERUS_LOG_FORMAT (--log-format), CERBERUS_JWT_SECRET, and

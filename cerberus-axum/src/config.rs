@@ -172,6 +172,43 @@ impl Default for RedisSettings {
     }
 }
 
+/// OpenTelemetry traces (`[telemetry]`): exported over OTLP/HTTP when an endpoint is set here or in
+/// the standard `OTEL_EXPORTER_OTLP_ENDPOINT`; off otherwise.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`); spans go to `/v1/traces` under it.
+    pub otlp_endpoint: Option<String>,
+    /// `http/protobuf` (the default) or `http/json`.
+    pub otlp_protocol: OtlpProtocol,
+    /// The `service.name` of the spans.
+    pub service_name: String,
+    /// The share of new traces recorded, 0 to 1; a trace the client started follows its decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::HttpProtobuf,
+            service_name: "cerberus".to_owned(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+/// How spans are encoded for the collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum OtlpProtocol {
+    /// Protocol buffers, as every collector accepts.
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// JSON.
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
 /// The admin API's settings.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -382,6 +419,8 @@ struct RawConfig {
     #[serde(default)]
     redis: RedisSettings,
     #[serde(default)]
+    telemetry: TelemetrySettings,
+    #[serde(default)]
     organisations: Vec<RawOrganisation>,
     #[serde(default)]
     workspaces: Vec<RawWorkspace>,
@@ -468,6 +507,8 @@ pub struct GatewayConfig {
     pub audit: AuditSettings,
     /// Distributed mode.
     pub redis: RedisSettings,
+    /// OpenTelemetry traces.
+    pub telemetry: TelemetrySettings,
     /// The directory relative paths are resolved against (the configuration file's).
     pub base: PathBuf,
     /// The organisations.
@@ -482,7 +523,7 @@ pub struct GatewayConfig {
 pub const ENV_PREFIX: &str = "CERBERUS_";
 
 /// The sections whose settings environment variables may override.
-pub const ENV_SECTIONS: [&str; 5] = ["server", "database", "admin", "audit", "redis"];
+pub const ENV_SECTIONS: [&str; 6] = ["server", "database", "admin", "audit", "redis", "telemetry"];
 
 /// The settings overrides among environment variables: every `CERBERUS_<SECTION>__<KEY>`, sorted by
 /// name (other `CERBERUS_*` variables, such as `CERBERUS_CONFIG`, have no `__` and are left alone).
@@ -752,12 +793,20 @@ impl GatewayConfig {
             });
         }
 
+        if !(0.0..=1.0).contains(&raw.telemetry.sample_ratio) {
+            return Err(ConfigError::new(
+                "telemetry.sample_ratio",
+                "must be between 0 and 1",
+            ));
+        }
+
         Ok(Self {
             server: raw.server,
             database: raw.database,
             admin: raw.admin,
             audit: raw.audit,
             redis: raw.redis,
+            telemetry: raw.telemetry,
             base: base.to_path_buf(),
             organisations,
             workspaces,
@@ -1017,6 +1066,10 @@ mod tests {
             (
                 "redis",
                 serde_json::to_value(RedisSettings::default()).unwrap(),
+            ),
+            (
+                "telemetry",
+                serde_json::to_value(TelemetrySettings::default()).unwrap(),
             ),
             (
                 "database",

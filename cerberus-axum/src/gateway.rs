@@ -11,12 +11,14 @@ use cerberus_core::{
     EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message, Pipeline, PipelineOutcome,
     PolicyError, PolicyLevel,
 };
+use tracing::Instrument;
 
 use crate::auth::{KeyIndex, display_prefix};
 use crate::config::{GatewayConfig, ServerSettings, Upstream};
 use crate::directory::{AgentDirectory, DirectoryError};
 use crate::metrics::Metrics;
 use crate::proxy::stdio::StdioSessions;
+use crate::telemetry;
 
 /// Everything the proxy needs to know about one agent.
 #[derive(Debug)]
@@ -180,7 +182,18 @@ impl Gateway {
         upstream: Option<UpstreamTiming>,
     ) -> PipelineOutcome {
         let draft = EventDraft::new(envelope, &message);
-        let mut outcome = caller.route.pipeline.run(envelope, message).await;
+        let span = telemetry::pipeline_span(
+            envelope.direction,
+            message.method().or(envelope.request_method),
+            message.target(),
+        );
+        let mut outcome = caller
+            .route
+            .pipeline
+            .run(envelope, message)
+            .instrument(span.clone())
+            .await;
+        telemetry::record_decision(&span, &outcome.decision);
         let event = draft.finish(
             envelope,
             &mut outcome,

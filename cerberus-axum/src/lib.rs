@@ -74,3 +74,4 @@ pub mod metrics;
 pub mod proxy;
 pub mod serve;
 pub mod stdio_wrapper;
+pub mod telemetry;

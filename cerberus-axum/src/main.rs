@@ -5,9 +5,12 @@ use std::process::ExitCode;
 
 use cerberus_axum::check;
 use cerberus_axum::cli::{AdminCommand, Cli, Command, CreateUserArgs, LogFormat};
-use cerberus_axum::config::GatewayConfig;
+use cerberus_axum::config::{GatewayConfig, TelemetrySettings};
+use cerberus_axum::telemetry::Telemetry;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// mimalloc: the proxy allocates and frees many small buffers per message, where the system allocator
 /// spent a fifth of the gateway's instructions (docs/benchmarks.md).
@@ -16,7 +19,25 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // `serve` reads its configuration first: it says whether spans are exported, and the exporter is
+    // part of the logging set-up.
+    let config = match &cli.command {
+        Command::Serve(args) => match cerberus_axum::serve::load_config(args) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let telemetry = match init_logs(cli.log_format, config.as_ref().map(|c| &c.telemetry)) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,7 +86,19 @@ fn main() -> ExitCode {
             println!("key_sha256: {}", key.hash.to_hex());
             ExitCode::SUCCESS
         }
-        Command::Serve(args) => finish(runtime.block_on(cerberus_axum::serve::run(&args))),
+        Command::Serve(args) => {
+            let result = match config {
+                Some(config) => runtime.block_on(cerberus_axum::serve::run_with(config, &args)),
+                None => cerberus_axum::serve::load_config(&args).and_then(|config| {
+                    runtime.block_on(cerberus_axum::serve::run_with(config, &args))
+                }),
+            };
+            // The last spans leave after the last requests have been served.
+            if let Some(telemetry) = telemetry {
+                telemetry.shutdown();
+            }
+            finish(result)
+        }
         Command::Openapi => {
             let document = cerberus_axum::admin::openapi_document();
             match serde_json::to_string_pretty(&document) {
@@ -100,18 +133,27 @@ fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
 }
 
 /// Logs go to stderr (stdout carries `check` reports and the `stdio` protocol); RUST_LOG sets the
-/// level.
-fn init_logs(format: LogFormat) {
+/// level. With telemetry settings that name a collector, spans are exported too, whatever RUST_LOG
+/// says.
+fn init_logs(
+    format: LogFormat,
+    telemetry: Option<&TelemetrySettings>,
+) -> anyhow::Result<Option<Telemetry>> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
+            .boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
+    };
+    let subscriber = tracing_subscriber::registry().with(logs.with_filter(filter));
+    let (spans, telemetry) = match telemetry {
+        Some(settings) => cerberus_axum::telemetry::start(settings)?.unzip(),
+        None => (None, None),
+    };
+    subscriber.with(spans).init();
+    Ok(telemetry)
 }
 
 fn finish(result: anyhow::Result<()>) -> ExitCode {

@@ -206,11 +206,21 @@ pub async fn create_owner(
 
 /// Runs `cerberus serve` until Ctrl-C or SIGTERM.
 pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let registry = GuardrailRegistry::default();
-    let mut config = GatewayConfig::load(&args.config, &registry)?;
+    run_with(load_config(args)?, args).await
+}
+
+/// The configuration `cerberus serve` runs with: the file, the environment's overrides, then the
+/// command line's.
+pub fn load_config(args: &ServeArgs) -> anyhow::Result<GatewayConfig> {
+    let mut config = GatewayConfig::load(&args.config, &GuardrailRegistry::default())?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    Ok(config)
+}
+
+/// Runs `cerberus serve` with a loaded configuration until Ctrl-C or SIGTERM.
+pub async fn run_with(config: GatewayConfig, args: &ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     if let Some(store) = &store {
         bootstrap_owner(store).await?;

@@ -117,6 +117,9 @@ pub(super) fn upstream_request(
     if let Some(session) = upstream_session {
         request = request.header(SESSION_HEADER, session);
     }
+    if let Some(trace) = crate::telemetry::trace_headers() {
+        request = request.headers(trace);
+    }
     request
 }
 
@@ -340,6 +343,7 @@ pub(super) async fn post(
         new_session,
         upstream_sent: Some(sent),
         upstream_status: None,
+        span: tracing::Span::current(),
     };
     relay::response(Arc::clone(gateway), caller.clone(), context, upstream).await
 }
@@ -401,6 +405,7 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
                 new_session: None,
                 upstream_sent: None,
                 upstream_status: None,
+                span: tracing::Span::current(),
             };
             return relay::stdio_listen(Arc::clone(gateway), caller.clone(), context, &process);
         }
@@ -428,6 +433,7 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         new_session: None,
         upstream_sent: None,
         upstream_status: None,
+        span: tracing::Span::current(),
     };
     relay::response(Arc::clone(gateway), caller.clone(), context, upstream).await
 }
@@ -655,6 +661,7 @@ async fn post_stdio(
         new_session,
         upstream_sent: Some(sent),
         upstream_status: None,
+        span: tracing::Span::current(),
     };
     relay::stdio_stream(
         Arc::clone(gateway),

@@ -18,11 +18,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 
+use tracing::Instrument;
+
 use crate::gateway::Gateway;
+use crate::telemetry;
 
 /// The documented path of the proxy endpoint.
 pub const PROXY_PATH: &str = "/governance-plane/api/v1/proxy/mcp";
@@ -53,39 +56,50 @@ async fn post_message(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = match checks::caller(&gateway, &headers).await {
-        Ok(caller) => caller,
-        Err(response) => return *response,
-    };
-    if let Err(response) = checks::post_headers(&headers) {
-        return *response;
-    }
-    let limit = gateway.settings.max_body_bytes;
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(body) => body,
-        Err(_) => {
-            return wire::http_error(
+    traced(Method::POST, &headers, async {
+        let caller = checks::caller(&gateway, &headers).await?;
+        checks::post_headers(&headers)?;
+        let limit = gateway.settings.max_body_bytes;
+        let Ok(body) = axum::body::to_bytes(body, limit).await else {
+            return Err(Box::new(wire::http_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 wire::INVALID_REQUEST,
                 &format!("the request body exceeds {limit} bytes"),
-            );
-        }
-    };
-    forward::post(&gateway, &caller, &headers, body).await
+            )));
+        };
+        Ok(forward::post(&gateway, &caller, &headers, body).await)
+    })
+    .await
 }
 
 async fn open_stream(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let caller = match checks::caller(&gateway, &headers).await {
-        Ok(caller) => caller,
-        Err(response) => return *response,
-    };
-    forward::get(&gateway, &caller, &headers).await
+    traced(Method::GET, &headers, async {
+        let caller = checks::caller(&gateway, &headers).await?;
+        Ok(forward::get(&gateway, &caller, &headers).await)
+    })
+    .await
 }
 
 async fn end_session(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let caller = match checks::caller(&gateway, &headers).await {
-        Ok(caller) => caller,
-        Err(response) => return *response,
-    };
-    forward::delete(&gateway, &caller, &headers).await
+    traced(Method::DELETE, &headers, async {
+        let caller = checks::caller(&gateway, &headers).await?;
+        Ok(forward::delete(&gateway, &caller, &headers).await)
+    })
+    .await
+}
+
+/// Handles one HTTP request inside its trace span (when spans are exported), recording who called
+/// and the status they got. A refusal by the checks is an `Err` holding its response.
+async fn traced(
+    method: Method,
+    headers: &HeaderMap,
+    handle: impl Future<Output = Result<Response, Box<Response>>>,
+) -> Response {
+    let span = telemetry::request_span(&method, headers);
+    let response = handle
+        .instrument(span.clone())
+        .await
+        .unwrap_or_else(|refusal| *refusal);
+    telemetry::record_status(&span, response.status());
+    response
 }

@@ -12,6 +12,7 @@ use cerberus_core::{Direction, Envelope, Message, MessageKind};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
 
 use super::sse::{SseDecoder, SseEvent};
 use super::stdio::{PostRoutes, StdioProcess};
@@ -53,6 +54,9 @@ pub(super) struct RelayContext {
     pub upstream_sent: Option<std::time::Instant>,
     /// The HTTP status the upstream answered with.
     pub upstream_status: Option<u16>,
+    /// The request's trace span, which the relay's pipeline spans belong to even after the handler
+    /// has returned (none when spans are not exported).
+    pub span: tracing::Span,
 }
 
 /// Passes an upstream response on to the client.
@@ -121,6 +125,7 @@ impl RelayContext {
             new_session: self.new_session.clone(),
             upstream_sent: self.upstream_sent,
             upstream_status: self.upstream_status,
+            span: self.span.clone(),
         }
     }
 }
@@ -206,7 +211,10 @@ async fn process_message(
         status: context.upstream_status,
         elapsed: sent.elapsed(),
     });
-    let outcome = gateway.evaluate(caller, envelope, message, upstream).await;
+    let outcome = gateway
+        .evaluate(caller, envelope, message, upstream)
+        .instrument(context.span.clone())
+        .await;
     if outcome.decision.passes() {
         return Some(outcome.message);
     }
