@@ -268,23 +268,12 @@ async fn three_instances_act_as_one() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = instances[2].0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    processes::terminate(&instances[2].0);
     let mut answered = BTreeSet::new();
     for caller in callers {
         answered.extend(caller.await.unwrap());
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while instances[2].0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "instance 2 did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    processes::wait_exit(&mut instances[2].0);
     assert!(
         !answered.is_empty(),
         "instance 2 answered calls before it stopped"

@@ -415,13 +415,7 @@ fn logs_are_json_when_asked() {
         .spawn()
         .unwrap();
     wait_for(port, &mut child);
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    processes::terminate(&child);
     let output = child.wait_with_output().unwrap();
     let lines: Vec<Value> = String::from_utf8_lossy(&output.stderr)
         .lines()

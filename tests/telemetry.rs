@@ -15,13 +15,12 @@ mod support;
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use processes::{Running, free_port, post_mcp, wait_for};
+use processes::{Running, free_port, post_mcp, terminate, wait_exit, wait_for};
 use serde_json::{Value, json};
 
 const KEY: &str = "cbk_telemetry_test_key_0123456789abcdef";
@@ -230,16 +229,9 @@ async fn spans_continue_the_client_trace_reach_the_upstream_and_hold_no_secret()
     assert_eq!(status, 200);
 
     // A graceful stop sends the spans still buffered.
-    let stopped = Command::new("kill")
-        .args(["-TERM", &gateway.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while gateway.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the gateway did not stop");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    terminate(&gateway.0);
+    // The collector answers the last export on this runtime while the test waits.
+    tokio::task::block_in_place(|| wait_exit(&mut gateway.0));
 
     let exports = exports.lock().unwrap().clone();
     assert!(!exports.is_empty(), "the collector received nothing");

@@ -182,11 +182,7 @@ impl Gateway {
         upstream: Option<UpstreamTiming>,
     ) -> PipelineOutcome {
         let draft = EventDraft::new(envelope, &message);
-        let span = telemetry::pipeline_span(
-            envelope.direction,
-            message.method().or(envelope.request_method),
-            message.target(),
-        );
+        let span = telemetry::pipeline_span(&envelope, &message);
         let mut outcome = caller
             .route
             .pipeline

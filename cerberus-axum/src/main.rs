@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use cerberus_axum::check;
-use cerberus_axum::cli::{AdminCommand, Cli, Command, CreateUserArgs, LogFormat};
+use cerberus_axum::cli::{AdminCommand, Cli, Command, CreateUserArgs, LogFormat, ServeArgs};
 use cerberus_axum::config::{GatewayConfig, TelemetrySettings};
 use cerberus_axum::telemetry::Telemetry;
 use clap::Parser;
@@ -19,25 +19,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `serve` reads its configuration first: it says whether spans are exported, and the exporter is
-    // part of the logging set-up.
-    let config = match &cli.command {
-        Command::Serve(args) => match cerberus_axum::serve::load_config(args) {
-            Ok(config) => Some(config),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::from(2);
-            }
-        },
-        _ => None,
-    };
-    let telemetry = match init_logs(cli.log_format, config.as_ref().map(|c| &c.telemetry)) {
-        Ok(telemetry) => telemetry,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
+    // `serve` sets its logs up after reading its configuration, which says whether spans are exported.
+    if !matches!(cli.command, Command::Serve(_))
+        && let Err(e) = init_logs(cli.log_format, None)
+    {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,19 +74,7 @@ fn main() -> ExitCode {
             println!("key_sha256: {}", key.hash.to_hex());
             ExitCode::SUCCESS
         }
-        Command::Serve(args) => {
-            let result = match config {
-                Some(config) => runtime.block_on(cerberus_axum::serve::run_with(config, &args)),
-                None => cerberus_axum::serve::load_config(&args).and_then(|config| {
-                    runtime.block_on(cerberus_axum::serve::run_with(config, &args))
-                }),
-            };
-            // The last spans leave after the last requests have been served.
-            if let Some(telemetry) = telemetry {
-                telemetry.shutdown();
-            }
-            finish(result)
-        }
+        Command::Serve(args) => serve(cli.log_format, &args, &runtime),
         Command::Openapi => {
             let document = cerberus_axum::admin::openapi_document();
             match serde_json::to_string_pretty(&document) {
@@ -117,6 +93,24 @@ fn main() -> ExitCode {
             finish(runtime.block_on(create_user(&args)))
         }
     }
+}
+
+/// `cerberus serve`: the configuration, then the logs (and the span exporter it may ask for), then the
+/// gateway until it stops; the last spans leave after the last requests have been served.
+fn serve(format: LogFormat, args: &ServeArgs, runtime: &tokio::runtime::Runtime) -> ExitCode {
+    let config = match cerberus_axum::serve::load_config(args) {
+        Ok(config) => config,
+        Err(e) => return finish(Err(e)),
+    };
+    let telemetry = match init_logs(format, Some(&config.telemetry)) {
+        Ok(telemetry) => telemetry,
+        Err(e) => return finish(Err(e)),
+    };
+    let result = runtime.block_on(cerberus_axum::serve::run_with(config, args));
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    finish(result)
 }
 
 /// The server's exit status as this process's (a signal's death as 128 + the signal, as shells do).

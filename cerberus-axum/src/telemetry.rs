@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::HeaderMap;
-use cerberus_core::{Decision, Direction, Identity};
+use cerberus_core::{Decision, Envelope, Identity, Message};
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_subscriber::Layer;
@@ -186,14 +186,24 @@ pub fn request_span(method: &axum::http::Method, headers: &HeaderMap) -> Span {
     span
 }
 
-/// Records who the caller is on the request span.
-pub fn record_caller(span: &Span, identity: &Identity) {
-    if span.is_none() {
+/// Records who the caller is on the current (request) span.
+pub fn record_caller(identity: &Identity) {
+    if !exporting() {
         return;
     }
+    let span = Span::current();
     span.record("cerberus.organisation", identity.organisation.0.to_string());
     span.record("cerberus.workspace", identity.workspace.0.to_string());
     span.record("cerberus.agent", identity.agent.0.to_string());
+}
+
+/// The current span, for work that outlives it (a relayed stream); none when spans are not exported.
+pub fn current_span() -> Span {
+    if exporting() {
+        Span::current()
+    } else {
+        Span::none()
+    }
 }
 
 /// Records the HTTP status the client got on the request span.
@@ -207,18 +217,19 @@ pub fn record_status(span: &Span, status: axum::http::StatusCode) {
     }
 }
 
-/// The span of one message through the guardrail pipeline, a child of the current span; none when
+/// The span of `message` through the guardrail pipeline, a child of the current span; none when
 /// spans are not exported.
-pub fn pipeline_span(direction: Direction, method: Option<&str>, target: Option<&str>) -> Span {
+pub fn pipeline_span(envelope: &Envelope<'_>, message: &Message) -> Span {
     if !exporting() {
         return Span::none();
     }
+    let method = message.method().or(envelope.request_method);
     tracing::info_span!(
         "mcp.guardrails",
         otel.name = %format_args!("guardrails {}", method.unwrap_or("message")),
-        cerberus.direction = direction.as_str(),
+        cerberus.direction = envelope.direction.as_str(),
         mcp.method.name = method,
-        cerberus.target = target,
+        cerberus.target = message.target(),
         cerberus.decision = Empty,
         cerberus.guardrail = Empty,
     )
@@ -281,7 +292,14 @@ mod tests {
         assert!(!exporting());
         let headers = HeaderMap::new();
         assert!(request_span(&axum::http::Method::POST, &headers).is_none());
-        assert!(pipeline_span(Direction::Request, Some("tools/call"), Some("echo")).is_none());
+        let identity = Identity::new_random();
+        let envelope = Envelope::new(cerberus_core::Direction::Request, &identity);
+        let call = Message::parse(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
+        )
+        .unwrap();
+        assert!(pipeline_span(&envelope, &call).is_none());
+        assert!(current_span().is_none());
         assert!(trace_headers().is_none());
     }
 }

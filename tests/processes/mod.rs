@@ -43,6 +43,27 @@ pub fn wait_for(port: u16, child: &mut Child) {
     }
 }
 
+/// Sends SIGTERM to `child`, as an orchestrator stops a container first.
+pub fn terminate(child: &Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {} failed", child.id());
+}
+
+/// Waits (up to a minute) for `child` to exit.
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the process did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The example MCP server (`binary`) serving Streamable HTTP on a free port: the process and the port.
 pub fn example_server_http(binary: &std::path::Path) -> (Running, u16) {
     let port = free_port();

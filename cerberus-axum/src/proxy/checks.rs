@@ -58,7 +58,7 @@ pub(super) async fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Cal
             ));
         }
     };
-    crate::telemetry::record_caller(&tracing::Span::current(), &caller.route.identity);
+    crate::telemetry::record_caller(&caller.route.identity);
     if let Some(version) = headers.get(VERSION_HEADER) {
         let version = version.to_str().unwrap_or_default();
         if !SUPPORTED_VERSIONS.contains(&version) {

@@ -343,7 +343,7 @@ pub(super) async fn post(
         new_session,
         upstream_sent: Some(sent),
         upstream_status: None,
-        span: tracing::Span::current(),
+        span: crate::telemetry::current_span(),
     };
     relay::response(Arc::clone(gateway), caller.clone(), context, upstream).await
 }
@@ -405,7 +405,7 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
                 new_session: None,
                 upstream_sent: None,
                 upstream_status: None,
-                span: tracing::Span::current(),
+                span: crate::telemetry::current_span(),
             };
             return relay::stdio_listen(Arc::clone(gateway), caller.clone(), context, &process);
         }
@@ -433,7 +433,7 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         new_session: None,
         upstream_sent: None,
         upstream_status: None,
-        span: tracing::Span::current(),
+        span: crate::telemetry::current_span(),
     };
     relay::response(Arc::clone(gateway), caller.clone(), context, upstream).await
 }
@@ -661,7 +661,7 @@ async fn post_stdio(
         new_session,
         upstream_sent: Some(sent),
         upstream_status: None,
-        span: tracing::Span::current(),
+        span: crate::telemetry::current_span(),
     };
     relay::stdio_stream(
         Arc::clone(gateway),
