@@ -51,6 +51,10 @@ struct Args {
     /// measure the Redis round trips, and two sharing one session, calls alternating between them.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// Also run another build of `cerberus` as a gateway with the same configuration (target
+    /// `baseline`), to compare a change with what it changes within one run.
+    #[arg(long, value_name = "CERBERUS")]
+    baseline: Option<PathBuf>,
 }
 
 /// A child process that is stopped when dropped.
@@ -428,7 +432,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let policy = std::fs::canonicalize(&args.policy)?;
     // `settings` is TOML for the sections the gateway needs beyond `[server]`.
-    let start_gateway = |name: &str, settings: &str| -> anyhow::Result<(Process, u16)> {
+    let start = |binary: &PathBuf, name: &str, settings: &str| -> anyhow::Result<(Process, u16)> {
         let port = free_port()?;
         let config = work.join(format!("{name}.toml"));
         std::fs::write(
@@ -441,7 +445,7 @@ async fn main() -> anyhow::Result<()> {
             ),
         )?;
         let mut process = Process(
-            Command::new(&args.cerberus)
+            Command::new(binary)
                 .args(["serve", "--config"])
                 .arg(&config)
                 .env("RUST_LOG", "warn")
@@ -453,6 +457,7 @@ async fn main() -> anyhow::Result<()> {
         Ok((process, port))
     };
 
+    let start_gateway = |name: &str, settings: &str| start(&args.cerberus, name, settings);
     let (gateway, gateway_port) = start_gateway("gateway", "")?;
     let mut runs = vec![
         Run::new(Target::new("direct", &[upstream_port], None), &[]),
@@ -495,6 +500,17 @@ async fn main() -> anyhow::Result<()> {
             &[&first, &second],
         ));
         Some((first, second))
+    } else {
+        None
+    };
+
+    let baseline = if let Some(binary) = &args.baseline {
+        let (process, port) = start(binary, "baseline", "")?;
+        runs.push(Run::new(
+            Target::new("baseline", &[port], Some(&key)),
+            &[&process],
+        ));
+        Some(process)
     } else {
         None
     };
@@ -596,6 +612,12 @@ async fn main() -> anyhow::Result<()> {
         }
         println!("redis x2: {}", two.compared_with(gateway_run));
         println!("redis x2: {}", two.compared_with(direct));
+    }
+    if baseline.is_some()
+        && let Some(run) = others.next()
+    {
+        println!("baseline: {}", run.compared_with(direct));
+        println!("gateway: {}", gateway_run.compared_with(run));
     }
 
     println!();

@@ -3,13 +3,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use cerberus_core::{Direction, Envelope, Message, MessageKind};
-use futures::StreamExt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures::stream::{BoxStream, Peekable};
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
@@ -81,14 +87,9 @@ pub(super) async fn response(
             "the session expired: initialize again",
         );
     }
+    let new_session = context.new_session.take();
     let mut response = if wire::is_media(upstream.headers(), "text/event-stream") {
-        stream(
-            gateway,
-            caller,
-            context.clone_for_stream(),
-            upstream,
-            status,
-        )
+        stream(gateway, caller, context, upstream, status).await
     } else if wire::is_media(upstream.headers(), "application/json") {
         json(&gateway, &caller, &context, upstream, status).await
     } else if !context.answers.is_empty() {
@@ -96,8 +97,7 @@ pub(super) async fn response(
     } else {
         status.into_response()
     };
-    if let Some(value) = context
-        .new_session
+    if let Some(value) = new_session
         .as_deref()
         .and_then(|s| HeaderValue::from_str(s).ok())
     {
@@ -111,22 +111,6 @@ fn status_or_ok(status: StatusCode) -> StatusCode {
         StatusCode::OK
     } else {
         status
-    }
-}
-
-impl RelayContext {
-    fn clone_for_stream(&self) -> Self {
-        Self {
-            session: self.session.clone(),
-            link: self.link.clone(),
-            request_methods: self.request_methods.clone(),
-            answers: self.answers.clone(),
-            batch: self.batch,
-            new_session: self.new_session.clone(),
-            upstream_sent: self.upstream_sent,
-            upstream_status: self.upstream_status,
-            span: self.span.clone(),
-        }
     }
 }
 
@@ -382,7 +366,12 @@ pub(super) fn stdio_listen(
 
 /// An upstream event stream relayed to the client: decoded and evaluated as the client reads, in the
 /// connection's own task (no spawned task, no channel), so a slow client slows the upstream read.
-fn stream(
+///
+/// The answer to a POST keeps its head until the upstream's first event (for at most
+/// [`HEAD_WAITS_FOR_FIRST_EVENT`]), so that the two leave in one write; and when that event answers the
+/// last request and the upstream has ended, the end of the stream goes with it too. A one-event answer
+/// then costs the client one packet, not three. No event waits: the head waits only for the first one.
+async fn stream(
     gateway: Arc<Gateway>,
     caller: Caller,
     context: RelayContext,
@@ -390,25 +379,108 @@ fn stream(
     status: StatusCode,
 ) -> Response {
     let answers = join(context.answers.iter().map(message_event).collect());
+    let answers_requests = !context.request_methods.is_empty();
     let relay = EventRelay {
         unanswered: context.request_methods.keys().cloned().collect(),
+        answers_requests,
         gateway,
         caller,
         context,
-        chunks: Box::pin(upstream.bytes_stream()),
+        chunks: upstream.bytes_stream().boxed().peekable(),
         decoder: SseDecoder::new(),
         resumable: false,
+        ended: false,
+        messages: 0,
     };
-    let first = futures::stream::iter((!answers.is_empty()).then(|| Ok(answers)));
-    let relayed = futures::stream::unfold(Some(relay), |relay| async move {
-        let mut relay = relay?;
-        let out = relay.next().await?;
-        Some((Ok::<_, std::io::Error>(out), Some(relay)))
-    });
-    let mut response = Response::new(Body::from_stream(first.chain(relayed)));
+    let mut body = RelayBody::new(answers, relay);
+    if answers_requests {
+        // A timeout leaves the event being read in the body, which goes on with it.
+        let _ = tokio::time::timeout(
+            HEAD_WAITS_FOR_FIRST_EVENT,
+            std::future::poll_fn(|cx| body.poll_first_message(cx)),
+        )
+        .await;
+    }
+    let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     set_event_stream_headers(response.headers_mut());
     response
+}
+
+/// How long the head of an event-stream answer to a POST waits for the upstream's first message (with
+/// the events before it that carry none, such as a priming event).
+const HEAD_WAITS_FOR_FIRST_EVENT: Duration = Duration::from_millis(50);
+
+/// The relay reading its next output, and the relay back once it has.
+type NextOutput = Pin<Box<dyn Future<Output = (EventRelay, Option<Bytes>)> + Send>>;
+
+/// The client's side of a relayed event stream: an HTTP body that says it has ended as soon as the
+/// relay knows the upstream has, so that hyper writes the last event and the end of the stream at once.
+struct RelayBody {
+    /// Bytes to send next.
+    ready: Option<Bytes>,
+    /// The relay producing what follows; none once the upstream has ended.
+    next: Option<NextOutput>,
+    /// Whether a message from the upstream has been read into `ready` (or sent).
+    message_read: bool,
+}
+
+impl RelayBody {
+    fn new(first: Bytes, relay: EventRelay) -> Self {
+        Self {
+            message_read: false,
+            ready: (!first.is_empty()).then_some(first),
+            next: Some(relay.into_next()),
+        }
+    }
+
+    /// Reads the relay's output until it has given a message, or ended.
+    fn poll_first_message(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while !self.message_read && self.next.is_some() {
+            ready!(self.poll_fill(cx));
+        }
+        Poll::Ready(())
+    }
+
+    /// Reads the relay's next output into `ready` (after what is there): ready when it has, or at the end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while let Some(next) = self.next.as_mut() {
+            let (relay, out) = ready!(next.as_mut().poll(cx));
+            self.message_read |= relay.messages > 0;
+            self.next = out
+                .is_some()
+                .then(|| (!relay.ended).then(|| relay.into_next()))
+                .flatten();
+            if let Some(out) = out.filter(|out| !out.is_empty()) {
+                self.ready = Some(match self.ready.take() {
+                    Some(before) => [before, out].concat().into(),
+                    None => out,
+                });
+                return Poll::Ready(());
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl http_body::Body for RelayBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.ready.is_none() {
+            ready!(this.poll_fill(cx));
+        }
+        Poll::Ready(this.ready.take().map(|out| Ok(http_body::Frame::data(out))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ready.is_none() && self.next.is_none()
+    }
 }
 
 /// The state of one relayed upstream event stream.
@@ -416,17 +488,33 @@ struct EventRelay {
     gateway: Arc<Gateway>,
     caller: Caller,
     context: RelayContext,
-    chunks: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    chunks: Peekable<BoxStream<'static, reqwest::Result<Bytes>>>,
     decoder: SseDecoder,
     /// Requests of this POST that have no answer yet, by JSON id text.
     unanswered: HashSet<String>,
+    /// Whether the stream answers requests (a POST's), rather than listening (a GET's).
+    answers_requests: bool,
     /// Whether the upstream gave its events ids: a client can then resume a broken stream itself.
     resumable: bool,
+    /// Whether the upstream stream has ended and everything from it has been relayed.
+    ended: bool,
+    /// How many messages (events with data) have been relayed.
+    messages: usize,
 }
 
 impl EventRelay {
+    fn into_next(mut self) -> NextOutput {
+        Box::pin(async move {
+            let out = self.next().await;
+            (self, out)
+        })
+    }
+
     /// The bytes for the client from the next upstream chunk that completes any event; `None` at the end.
     async fn next(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
         loop {
             let events = match self.chunks.next().await {
                 Some(Ok(chunk)) => match self.decoder.push(&chunk) {
@@ -442,6 +530,7 @@ impl EventRelay {
                     }
                     out.extend(self.unanswered_errors("the upstream MCP server ended its stream"));
                     self.unanswered.clear();
+                    self.ended = true;
                     let out = join(out);
                     return (!out.is_empty()).then_some(out);
                 }
@@ -450,15 +539,48 @@ impl EventRelay {
                 continue;
             }
             let mut out = Vec::with_capacity(events.len());
-            for event in events {
+            let mut events = events.into_iter();
+            for event in events.by_ref() {
                 out.push(self.relay(event).await.encode());
+                if self.all_answered() {
+                    break;
+                }
+            }
+            if self.all_answered() {
+                self.end_after_answers(events.filter(SseEvent::has_message).count());
             }
             return Some(join(out));
         }
     }
 
+    /// Whether this stream answers a POST whose requests all have their answers now.
+    fn all_answered(&self) -> bool {
+        self.answers_requests && self.unanswered.is_empty()
+    }
+
+    /// The client's stream ends with the last answer: `dropped` messages that followed it in the same
+    /// chunk reach no one. The upstream should have ended its stream too; what it still sends is read to
+    /// the end in the background, so that its connection can carry the next request. Never waits.
+    fn end_after_answers(&mut self, dropped: usize) {
+        self.ended = true;
+        if let Some(None) = Pin::new(&mut self.chunks).peek().now_or_never() {
+            warn_dropped(dropped);
+            return;
+        }
+        let rest = std::mem::replace(
+            &mut self.chunks,
+            futures::stream::empty().boxed().peekable(),
+        );
+        tokio::spawn(drain(
+            rest,
+            dropped,
+            self.gateway.settings.upstream_timeout(),
+        ));
+    }
+
     async fn relay(&mut self, event: SseEvent) -> SseEvent {
         self.resumable |= event.id.as_deref().is_some_and(|id| !id.is_empty());
+        self.messages += usize::from(event.has_message());
         relay_event(
             &self.gateway,
             &self.caller,
@@ -472,6 +594,7 @@ impl EventRelay {
     /// The stream failed: requests still waiting get an error, unless the client can resume.
     fn broke_off(&mut self, error: &str) -> Option<Bytes> {
         tracing::warn!(error, "the upstream event stream broke off");
+        self.ended = true;
         let out = join(self.unanswered_errors("the upstream MCP server's stream broke off"));
         self.unanswered.clear();
         (!out.is_empty()).then_some(out)
@@ -489,6 +612,38 @@ impl EventRelay {
             .filter_map(|id| wire::error_message(Some(&id), wire::UPSTREAM_UNAVAILABLE, why, None))
             .map(|error| message_event(&error))
             .collect()
+    }
+}
+
+/// Reads the rest of an upstream event stream whose requests are all answered, for at most `limit`.
+/// Messages in it reach no one (nor do `dropped` ones before it): the stream should have ended with its
+/// last answer.
+async fn drain(
+    mut rest: Peekable<BoxStream<'static, reqwest::Result<Bytes>>>,
+    mut dropped: usize,
+    limit: Duration,
+) {
+    let mut decoder = SseDecoder::new();
+    let read = async {
+        while let Some(Ok(chunk)) = rest.next().await {
+            let Ok(events) = decoder.push(&chunk) else {
+                return;
+            };
+            dropped += events.iter().filter(|event| event.has_message()).count();
+        }
+    };
+    if tokio::time::timeout(limit, read).await.is_err() {
+        tracing::debug!("the upstream kept an answered event stream open; it was closed");
+    }
+    warn_dropped(dropped);
+}
+
+fn warn_dropped(dropped: usize) {
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "the upstream sent messages after answering every request of a POST; they were dropped"
+        );
     }
 }
 
@@ -510,7 +665,7 @@ async fn relay_event(
     unanswered: &mut HashSet<String>,
     mut event: SseEvent,
 ) -> SseEvent {
-    if event.data.as_deref().is_none_or(|d| d.trim().is_empty()) {
+    if !event.has_message() {
         return event;
     }
     let Some(data) = event.take_data() else {

@@ -66,6 +66,12 @@ impl SseEvent {
         }
     }
 
+    /// Whether the event carries a message: data other than blanks (a priming event or a keep-alive has
+    /// none).
+    pub fn has_message(&self) -> bool {
+        self.data.as_deref().is_some_and(|d| !d.trim().is_empty())
+    }
+
     /// Whether the event still has the bytes it came as.
     pub fn is_raw(&self) -> bool {
         self.raw.is_some()
