@@ -95,17 +95,10 @@ async fn start_with(
 
 /// POSTs one message; returns the JSON-RPC answer, if the POST had one.
 async fn post(url: &str, session: Option<&str>, body: Value) -> (Option<String>, Option<Value>) {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(KEY)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", VERSION)
-        .body(body.to_string());
-    if let Some(session) = session {
-        request = request.header("mcp-session-id", session);
-    }
-    let response = request.send().await.unwrap();
+    let response = support::mcp_post(url, VERSION, session, &body)
+        .send()
+        .await
+        .unwrap();
     let session = response
         .headers()
         .get("mcp-session-id")

@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{KEY, start_gateway};
+use support::{KEY, mcp_post, start_gateway};
 
 const POLICY: &str = r#"{ guardrails = [
     { type = "rbac", allow = ["*"] },
@@ -36,17 +36,7 @@ const HANG: Duration = Duration::from_secs(30);
 const VERSION: &str = "2025-11-25";
 
 fn post(url: &str, session: Option<&str>, body: &Value) -> reqwest::RequestBuilder {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(KEY)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", VERSION)
-        .body(body.to_string());
-    if let Some(session) = session {
-        request = request.header("mcp-session-id", session);
-    }
-    request
+    mcp_post(url, VERSION, session, body)
 }
 
 /// One server-sent event: its id and its data.

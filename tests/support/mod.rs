@@ -27,6 +27,27 @@ use tokio::sync::Notify;
 /// The key every test agent uses.
 pub const KEY: &str = "cbk_test_key_for_the_integration_tests";
 
+/// A POST of one JSON-RPC message as an MCP client of protocol `version` sends it, with the test key and
+/// within `session` if given.
+pub fn mcp_post(
+    url: &str,
+    version: &str,
+    session: Option<&str>,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", version)
+        .body(body.to_string());
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    request
+}
+
 #[derive(Debug, serde::Deserialize, rmcp::schemars::JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
 pub struct EchoArgs {
