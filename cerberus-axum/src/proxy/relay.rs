@@ -1,7 +1,7 @@
 //! Upstream responses: every message through the response pipeline, SSE events passed on one by one as
 //! they arrive.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -417,8 +417,8 @@ type NextOutput = Pin<Box<dyn Future<Output = (EventRelay, Option<Bytes>)> + Sen
 /// The client's side of a relayed event stream: an HTTP body that says it has ended as soon as the
 /// relay knows the upstream has, so that hyper writes the last event and the end of the stream at once.
 struct RelayBody {
-    /// Bytes to send next.
-    ready: Option<Bytes>,
+    /// Bytes to send next, in order: hyper writes what is ready together.
+    ready: VecDeque<Bytes>,
     /// The relay producing what follows; none once the upstream has ended.
     next: Option<NextOutput>,
     /// Whether a message from the upstream has been read into `ready` (or sent).
@@ -428,9 +428,9 @@ struct RelayBody {
 impl RelayBody {
     fn new(first: Bytes, relay: EventRelay) -> Self {
         Self {
-            message_read: false,
-            ready: (!first.is_empty()).then_some(first),
+            ready: (!first.is_empty()).then_some(first).into_iter().collect(),
             next: Some(relay.into_next()),
+            message_read: false,
         }
     }
 
@@ -442,20 +442,14 @@ impl RelayBody {
         Poll::Ready(())
     }
 
-    /// Reads the relay's next output into `ready` (after what is there): ready when it has, or at the end.
+    /// Reads the relay's next output into `ready`: ready when it has, or at the end.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         while let Some(next) = self.next.as_mut() {
             let (relay, out) = ready!(next.as_mut().poll(cx));
             self.message_read |= relay.messages > 0;
-            self.next = out
-                .is_some()
-                .then(|| (!relay.ended).then(|| relay.into_next()))
-                .flatten();
+            self.next = (out.is_some() && !relay.ended).then(|| relay.into_next());
             if let Some(out) = out.filter(|out| !out.is_empty()) {
-                self.ready = Some(match self.ready.take() {
-                    Some(before) => [before, out].concat().into(),
-                    None => out,
-                });
+                self.ready.push_back(out);
                 return Poll::Ready(());
             }
         }
@@ -472,14 +466,18 @@ impl http_body::Body for RelayBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        if this.ready.is_none() {
+        if this.ready.is_empty() {
             ready!(this.poll_fill(cx));
         }
-        Poll::Ready(this.ready.take().map(|out| Ok(http_body::Frame::data(out))))
+        Poll::Ready(
+            this.ready
+                .pop_front()
+                .map(|out| Ok(http_body::Frame::data(out))),
+        )
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ready.is_none() && self.next.is_none()
+        self.ready.is_empty() && self.next.is_none()
     }
 }
 
