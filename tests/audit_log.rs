@@ -95,7 +95,7 @@ async fn start_with(
 
 /// POSTs one message; returns the JSON-RPC answer, if the POST had one.
 async fn post(url: &str, session: Option<&str>, body: Value) -> (Option<String>, Option<Value>) {
-    let response = support::mcp_post(url, VERSION, session, &body)
+    let response = support::mcp_post(url, KEY, VERSION, session, &body)
         .send()
         .await
         .unwrap();

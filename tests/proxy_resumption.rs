@@ -36,7 +36,7 @@ const HANG: Duration = Duration::from_secs(30);
 const VERSION: &str = "2025-11-25";
 
 fn post(url: &str, session: Option<&str>, body: &Value) -> reqwest::RequestBuilder {
-    mcp_post(url, VERSION, session, body)
+    mcp_post(url, KEY, VERSION, session, body)
 }
 
 /// One server-sent event: its id and its data.

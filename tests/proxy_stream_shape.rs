@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{mcp_post, start_gateway};
+use support::{KEY, mcp_post, start_gateway};
 use tokio::sync::Notify;
 
 const POLICY: &str = r#"{ guardrails = [
@@ -34,7 +34,7 @@ const HANG: Duration = Duration::from_secs(30);
 const VERSION: &str = "2025-11-25";
 
 fn post(url: &str, session: Option<&str>, body: &Value) -> reqwest::RequestBuilder {
-    mcp_post(url, VERSION, session, body)
+    mcp_post(url, KEY, VERSION, session, body)
 }
 
 fn event(id: &str, data: &Value) -> String {

@@ -1,4 +1,5 @@
-//! Real processes for the tests: free ports, children killed on drop, waiting until they listen.
+//! Real processes for the tests: free ports, children killed on drop, waiting until they listen. A
+//! test binary that uses this module declares `support` too.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -88,17 +89,11 @@ pub async fn post_mcp(
     session: Option<&str>,
     body: &serde_json::Value,
 ) -> (reqwest::StatusCode, Option<String>, String) {
-    let mut request = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/mcp"))
-        .bearer_auth(key)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", version)
-        .body(body.to_string());
-    if let Some(session) = session {
-        request = request.header("mcp-session-id", session);
-    }
-    let response = request.send().await.unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let response = crate::support::mcp_post(&url, key, version, session, body)
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     let session = response
         .headers()

@@ -27,17 +27,18 @@ use tokio::sync::Notify;
 /// The key every test agent uses.
 pub const KEY: &str = "cbk_test_key_for_the_integration_tests";
 
-/// A POST of one JSON-RPC message as an MCP client of protocol `version` sends it, with the test key and
-/// within `session` if given.
+/// A POST of one JSON-RPC message as an MCP client of protocol `version` sends it, with `key` and within
+/// `session` if given.
 pub fn mcp_post(
     url: &str,
+    key: &str,
     version: &str,
     session: Option<&str>,
     body: &serde_json::Value,
 ) -> reqwest::RequestBuilder {
     let mut request = reqwest::Client::new()
         .post(url)
-        .bearer_auth(KEY)
+        .bearer_auth(key)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
         .header("mcp-protocol-version", version)

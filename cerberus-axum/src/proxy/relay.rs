@@ -379,10 +379,8 @@ async fn stream(
     status: StatusCode,
 ) -> Response {
     let answers = join(context.answers.iter().map(message_event).collect());
-    let answers_requests = !context.request_methods.is_empty();
     let relay = EventRelay {
         unanswered: context.request_methods.keys().cloned().collect(),
-        answers_requests,
         gateway,
         caller,
         context,
@@ -390,10 +388,11 @@ async fn stream(
         decoder: SseDecoder::new(),
         resumable: false,
         ended: false,
-        messages: 0,
+        relayed_message: false,
     };
+    let holds_head = relay.answers_requests();
     let mut body = RelayBody::new(answers, relay);
-    if answers_requests {
+    if holds_head {
         // A timeout leaves the event being read in the body, which goes on with it.
         let _ = tokio::time::timeout(
             HEAD_WAITS_FOR_FIRST_EVENT,
@@ -446,7 +445,7 @@ impl RelayBody {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         while let Some(next) = self.next.as_mut() {
             let (relay, out) = ready!(next.as_mut().poll(cx));
-            self.message_read |= relay.messages > 0;
+            self.message_read |= relay.relayed_message;
             self.next = (out.is_some() && !relay.ended).then(|| relay.into_next());
             if let Some(out) = out.filter(|out| !out.is_empty()) {
                 self.ready.push_back(out);
@@ -490,17 +489,16 @@ struct EventRelay {
     decoder: SseDecoder,
     /// Requests of this POST that have no answer yet, by JSON id text.
     unanswered: HashSet<String>,
-    /// Whether the stream answers requests (a POST's), rather than listening (a GET's).
-    answers_requests: bool,
     /// Whether the upstream gave its events ids: a client can then resume a broken stream itself.
     resumable: bool,
     /// Whether the upstream stream has ended and everything from it has been relayed.
     ended: bool,
-    /// How many messages (events with data) have been relayed.
-    messages: usize,
+    /// Whether a message (an event with data) has been relayed.
+    relayed_message: bool,
 }
 
 impl EventRelay {
+    /// The relay reading its next output, as a future that owns it.
     fn into_next(mut self) -> NextOutput {
         Box::pin(async move {
             let out = self.next().await;
@@ -509,10 +507,8 @@ impl EventRelay {
     }
 
     /// The bytes for the client from the next upstream chunk that completes any event; `None` at the end.
+    /// Not called again once `ended`.
     async fn next(&mut self) -> Option<Bytes> {
-        if self.ended {
-            return None;
-        }
         loop {
             let events = match self.chunks.next().await {
                 Some(Ok(chunk)) => match self.decoder.push(&chunk) {
@@ -538,22 +534,25 @@ impl EventRelay {
             }
             let mut out = Vec::with_capacity(events.len());
             let mut events = events.into_iter();
-            for event in events.by_ref() {
+            while let Some(event) = events.next() {
                 out.push(self.relay(event).await.encode());
                 if self.all_answered() {
+                    self.end_after_answers(events.filter(SseEvent::has_message).count());
                     break;
                 }
-            }
-            if self.all_answered() {
-                self.end_after_answers(events.filter(SseEvent::has_message).count());
             }
             return Some(join(out));
         }
     }
 
+    /// Whether the stream answers requests (a POST's), rather than listening (a GET's).
+    fn answers_requests(&self) -> bool {
+        !self.context.request_methods.is_empty()
+    }
+
     /// Whether this stream answers a POST whose requests all have their answers now.
     fn all_answered(&self) -> bool {
-        self.answers_requests && self.unanswered.is_empty()
+        self.answers_requests() && self.unanswered.is_empty()
     }
 
     /// The client's stream ends with the last answer: `dropped` messages that followed it in the same
@@ -578,7 +577,7 @@ impl EventRelay {
 
     async fn relay(&mut self, event: SseEvent) -> SseEvent {
         self.resumable |= event.id.as_deref().is_some_and(|id| !id.is_empty());
-        self.messages += usize::from(event.has_message());
+        self.relayed_message |= event.has_message();
         relay_event(
             &self.gateway,
             &self.caller,
