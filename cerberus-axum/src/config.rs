@@ -256,10 +256,11 @@ enum PolicySource {
 /// A workspace's MCP server reached over Streamable HTTP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUpstream {
-    /// The Streamable HTTP endpoint, parsed once.
-    pub url: reqwest::Url,
-    /// Headers sent with every upstream request (an upstream credential, for example).
-    pub headers: BTreeMap<String, String>,
+    /// The Streamable HTTP endpoint, parsed once: an absolute `http` or `https` URL.
+    pub url: http::Uri,
+    /// Headers sent with every upstream request (an upstream credential, for example), parsed once
+    /// and marked sensitive, so that they never show in debug output.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// A workspace's MCP server run by the gateway as a child process speaking stdio, one per session.
@@ -299,28 +300,44 @@ struct RawUpstream {
     cwd: Option<PathBuf>,
 }
 
+/// An upstream's Streamable HTTP endpoint: an absolute `http` or `https` URL with a host, and no
+/// credentials in it (they go in `headers`).
+fn upstream_url(url: &str) -> Result<http::Uri, String> {
+    let parsed: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(parsed.scheme_str(), Some("http" | "https")) {
+        return Err("must be an http or https URL".into());
+    }
+    let Some(authority) = parsed.authority() else {
+        return Err("not a URL: it names no host".into());
+    };
+    if authority.as_str().contains('@') {
+        return Err("must not contain credentials: send them in `headers`".into());
+    }
+    if authority.host().is_empty() {
+        return Err("not a URL: it names no host".into());
+    }
+    Ok(parsed)
+}
+
 impl RawUpstream {
     fn check(&self, base: &Path, path: &str) -> Result<Upstream, ConfigError> {
         match (&self.url, &self.command) {
             (Some(url), None) => {
-                let parsed = reqwest::Url::parse(url).map_err(|e| {
-                    ConfigError::new(format!("{path}.url"), format!("not a URL: {e}"))
-                })?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(ConfigError::new(
-                        format!("{path}.url"),
-                        "must be an http or https URL",
-                    ));
-                }
+                let parsed = upstream_url(url)
+                    .map_err(|why| ConfigError::new(format!("{path}.url"), why))?;
+                let mut headers = Vec::with_capacity(self.headers.len());
                 for (name, value) in &self.headers {
-                    let valid = http::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                        && http::HeaderValue::from_str(value).is_ok();
-                    if !valid {
+                    let parsed = http::HeaderName::from_bytes(name.as_bytes())
+                        .ok()
+                        .zip(http::HeaderValue::from_str(value).ok());
+                    let Some((name, mut value)) = parsed else {
                         return Err(ConfigError::new(
                             format!("{path}.headers.{name}"),
                             "not a valid HTTP header",
                         ));
-                    }
+                    };
+                    value.set_sensitive(true);
+                    headers.push((name, value));
                 }
                 if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
                     return Err(ConfigError::new(
@@ -330,7 +347,7 @@ impl RawUpstream {
                 }
                 Ok(Upstream::Http(HttpUpstream {
                     url: parsed,
-                    headers: self.headers.clone(),
+                    headers,
                 }))
             }
             (None, Some(command)) => {

@@ -19,6 +19,7 @@ use crate::directory::{AgentDirectory, DirectoryError};
 use crate::metrics::Metrics;
 use crate::proxy::stdio::StdioSessions;
 use crate::telemetry;
+use crate::upstream_client::UpstreamClient;
 
 /// Everything the proxy needs to know about one agent.
 #[derive(Debug)]
@@ -50,7 +51,7 @@ pub struct Gateway {
     /// Makes the redacted payloads audit events keep, when they keep any.
     payloads: Option<PayloadRedactor>,
     /// The client for HTTP upstreams.
-    pub http: reqwest::Client,
+    pub http: UpstreamClient,
     /// The stdio upstream processes of this instance.
     pub stdio: Arc<StdioSessions>,
     /// What `/metrics` reports.
@@ -115,16 +116,10 @@ impl Gateway {
                 }),
             );
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.server.upstream_timeout())
-            // A request's headers and body must not wait on each other's acknowledgement (Nagle).
-            .tcp_nodelay(true)
-            // A redirect is the upstream's answer to pass on, not one to follow with its credentials.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                PolicyError::new("server", format!("cannot build the HTTP client: {e}"))
-            })?;
+        // Redirects are the upstream's answer to pass on, never followed with its credentials.
+        let http = UpstreamClient::new(config.server.upstream_timeout()).map_err(|e| {
+            PolicyError::new("server", format!("cannot build the upstream client: {e}"))
+        })?;
         let stdio = Arc::new(StdioSessions::new(
             config.server.max_stdio_sessions,
             config.server.stdio_idle_timeout(),

@@ -132,11 +132,12 @@ async fn bounded(check: impl Future<Output = Result<(), String>>) -> Check {
 async fn reach(upstream: &Upstream) -> Result<(), String> {
     match upstream {
         Upstream::Http(http) => {
-            let host = http.url.host_str().ok_or("the URL has no host")?;
-            let port = http
-                .url
-                .port_or_known_default()
-                .ok_or("the URL has no port")?;
+            let host = http.url.host().ok_or("the URL has no host")?;
+            let port = match (http.url.port_u16(), http.url.scheme_str()) {
+                (Some(port), _) => port,
+                (None, Some("https")) => 443,
+                (None, _) => 80,
+            };
             let host = host.trim_start_matches('[').trim_end_matches(']');
             tokio::net::TcpStream::connect((host, port))
                 .await

@@ -75,3 +75,4 @@ pub mod proxy;
 pub mod serve;
 pub mod stdio_wrapper;
 pub mod telemetry;
+pub mod upstream_client;

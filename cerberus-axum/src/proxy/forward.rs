@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,6 +18,7 @@ use super::stdio::SpawnError;
 use super::{SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER, wire};
 use crate::config::{HttpUpstream, StdioUpstream, Upstream};
 use crate::gateway::{Caller, Gateway};
+use crate::upstream_client::UpstreamResponse;
 
 /// Headers a client sends that the upstream needs as they are.
 const PASSED_HEADERS: [&str; 3] = ["accept", "mcp-protocol-version", "last-event-id"];
@@ -95,30 +96,33 @@ fn json_response(
 /// The request to the upstream, with the client's protocol headers, the intermediary headers that
 /// mirror the body it carries, and never the client's credential.
 pub(super) fn upstream_request(
-    gateway: &Gateway,
     upstream: &HttpUpstream,
-    method: reqwest::Method,
+    method: Method,
     upstream_session: Option<&str>,
     client_headers: &HeaderMap,
     mirrored: Vec<(HeaderName, HeaderValue)>,
-) -> reqwest::RequestBuilder {
-    let mut request = gateway.http.request(method, upstream.url.clone());
+    body: Bytes,
+) -> Request<Bytes> {
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = upstream.url.clone();
+    let headers = request.headers_mut();
     for (name, value) in client_headers {
         if PASSED_HEADERS.contains(&name.as_str()) {
-            request = request.header(name, value.as_bytes());
+            headers.append(name, value.clone());
         }
     }
     for (name, value) in mirrored {
-        request = request.header(name, value);
+        headers.append(name, value);
     }
     for (name, value) in &upstream.headers {
-        request = request.header(name.as_str(), value.as_str());
+        headers.append(name, value.clone());
     }
-    if let Some(session) = upstream_session {
-        request = request.header(SESSION_HEADER, session);
+    if let Some(session) = upstream_session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert(SESSION_HEADER, session);
     }
     if let Some(trace) = crate::telemetry::trace_headers() {
-        request = request.headers(trace);
+        headers.extend(trace);
     }
     request
 }
@@ -277,16 +281,18 @@ pub(super) async fn post(
     let upstream_session = session
         .as_ref()
         .and_then(|(_, record)| record.upstream_session.clone());
-    let request = upstream_request(
-        gateway,
+    let mut request = upstream_request(
         http,
-        reqwest::Method::POST,
+        Method::POST,
         upstream_session.as_deref(),
         headers,
         mirrored,
-    )
-    .header(reqwest::header::CONTENT_TYPE, "application/json")
-    .body(upstream_body);
+        upstream_body,
+    );
+    request.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let sent = std::time::Instant::now();
     let upstream = match send(gateway, request).await {
         Ok(upstream) => upstream,
@@ -351,9 +357,14 @@ pub(super) async fn post(
 /// Sends an upstream request, turning failures and time-outs into a JSON-RPC error code and message.
 pub(super) async fn send(
     gateway: &Gateway,
-    request: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, (i64, String)> {
-    match tokio::time::timeout(gateway.settings.upstream_timeout(), request.send()).await {
+    request: Request<Bytes>,
+) -> Result<UpstreamResponse, (i64, String)> {
+    match tokio::time::timeout(
+        gateway.settings.upstream_timeout(),
+        gateway.http.send(request),
+    )
+    .await
+    {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "upstream request failed");
@@ -411,12 +422,12 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         }
     };
     let request = upstream_request(
-        gateway,
         http,
-        reqwest::Method::GET,
+        Method::GET,
         record.upstream_session.as_deref(),
         headers,
         Vec::new(),
+        Bytes::new(),
     );
     let upstream = match send(gateway, request).await {
         Ok(upstream) => upstream,
@@ -451,24 +462,24 @@ pub(super) async fn delete(
     let status = match (&caller.route.upstream, record.upstream_session.as_deref()) {
         (Upstream::Stdio(_), _) => {
             gateway.stdio.end(&session_id).await;
-            reqwest::StatusCode::NO_CONTENT
+            StatusCode::NO_CONTENT
         }
         (Upstream::Http(http), Some(upstream_session)) => {
             let request = upstream_request(
-                gateway,
                 http,
-                reqwest::Method::DELETE,
+                Method::DELETE,
                 Some(upstream_session),
                 headers,
                 Vec::new(),
+                Bytes::new(),
             );
             match send(gateway, request).await {
                 Ok(response) => response.status(),
                 // The gateway session ends whatever the upstream says; its own session will expire there.
-                Err(_) => reqwest::StatusCode::NO_CONTENT,
+                Err(_) => StatusCode::NO_CONTENT,
             }
         }
-        (Upstream::Http(_), None) => reqwest::StatusCode::NO_CONTENT,
+        (Upstream::Http(_), None) => StatusCode::NO_CONTENT,
     };
     if let Err(e) = gateway.sessions.remove(&session_id).await {
         tracing::error!(error = %e, "cannot remove a session");
@@ -478,7 +489,7 @@ pub(super) async fn delete(
             "session store unavailable",
         );
     }
-    if status == reqwest::StatusCode::METHOD_NOT_ALLOWED {
+    if status == StatusCode::METHOD_NOT_ALLOWED {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     StatusCode::OK.into_response()

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use cerberus_core::{Direction, Envelope, Message, MessageKind};
+use http_body_util::BodyExt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -25,6 +26,7 @@ use super::stdio::{PostRoutes, StdioProcess};
 use super::{SESSION_HEADER, wire};
 use crate::config::Upstream;
 use crate::gateway::{Caller, Gateway, UpstreamTiming};
+use crate::upstream_client::UpstreamResponse;
 
 /// The largest JSON response body read from an upstream.
 const MAX_UPSTREAM_JSON_BYTES: usize = 64 * 1024 * 1024;
@@ -70,7 +72,7 @@ pub(super) async fn response(
     gateway: Arc<Gateway>,
     caller: Caller,
     mut context: RelayContext,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
 ) -> Response {
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -118,7 +120,7 @@ async fn json(
     gateway: &Gateway,
     caller: &Caller,
     context: &RelayContext,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     status: StatusCode,
 ) -> Response {
     let read =
@@ -154,9 +156,9 @@ async fn json(
     wire::json_response(status_or_ok(status), &out, context.batch)
 }
 
-async fn read_limited(upstream: reqwest::Response) -> Result<Bytes, String> {
+async fn read_limited(upstream: UpstreamResponse) -> Result<Bytes, String> {
     let mut body = Vec::new();
-    let mut chunks = upstream.bytes_stream();
+    let mut chunks = upstream.into_body().into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| format!("the upstream answer broke off: {e}"))?;
         if body.len() + chunk.len() > MAX_UPSTREAM_JSON_BYTES {
@@ -231,23 +233,37 @@ async fn answer_upstream(gateway: &Gateway, caller: &Caller, link: &UpstreamLink
         }
         (UpstreamLink::Http { .. }, Upstream::Stdio(_)) => return,
     };
-    let mut request = gateway
-        .http
-        .post(upstream.url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(
-            reqwest::header::ACCEPT,
-            "application/json, text/event-stream",
-        )
-        .body(answer.to_bytes());
-    for (name, value) in &upstream.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    if let Some(session) = session {
-        request = request.header(SESSION_HEADER, session);
-    }
-    if let Err(e) = request.send().await {
-        tracing::warn!(error = %e, "could not answer a refused server request upstream");
+    let mut request = super::forward::upstream_request(
+        upstream,
+        Method::POST,
+        session,
+        &HeaderMap::new(),
+        Vec::new(),
+        answer.to_bytes(),
+    );
+    let headers = request.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    match tokio::time::timeout(
+        gateway.settings.upstream_timeout(),
+        gateway.http.send(request),
+    )
+    .await
+    {
+        // The upstream's acknowledgement is read to its end, which frees the connection.
+        Ok(Ok(response)) => drop(response.into_body().collect().await),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not answer a refused server request upstream")
+        }
+        Err(_) => tracing::warn!(
+            "the upstream did not take the answer to a refused server request in time"
+        ),
     }
 }
 
@@ -375,7 +391,7 @@ async fn stream(
     gateway: Arc<Gateway>,
     caller: Caller,
     context: RelayContext,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     status: StatusCode,
 ) -> Response {
     let answers = join(context.answers.iter().map(message_event).collect());
@@ -384,7 +400,7 @@ async fn stream(
         gateway,
         caller,
         context,
-        chunks: upstream.bytes_stream().boxed().peekable(),
+        chunks: upstream.into_body().into_data_stream().boxed().peekable(),
         decoder: SseDecoder::new(),
         resumable: false,
         ended: false,
@@ -485,7 +501,7 @@ struct EventRelay {
     gateway: Arc<Gateway>,
     caller: Caller,
     context: RelayContext,
-    chunks: Peekable<BoxStream<'static, reqwest::Result<Bytes>>>,
+    chunks: Peekable<BoxStream<'static, Result<Bytes, hyper::Error>>>,
     decoder: SseDecoder,
     /// Requests of this POST that have no answer yet, by JSON id text.
     unanswered: HashSet<String>,
@@ -616,7 +632,7 @@ impl EventRelay {
 /// Messages in it reach no one (nor do `dropped` ones before it): the stream should have ended with its
 /// last answer.
 async fn drain(
-    mut rest: Peekable<BoxStream<'static, reqwest::Result<Bytes>>>,
+    mut rest: Peekable<BoxStream<'static, Result<Bytes, hyper::Error>>>,
     mut dropped: usize,
     limit: Duration,
 ) {
