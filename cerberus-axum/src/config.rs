@@ -303,6 +303,9 @@ struct RawUpstream {
 /// An upstream's Streamable HTTP endpoint: an absolute `http` or `https` URL with a host, and no
 /// credentials in it (they go in `headers`).
 fn upstream_url(url: &str) -> Result<http::Uri, String> {
+    if !url.contains("://") {
+        return Err("must be an http or https URL".into());
+    }
     let parsed: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(parsed.scheme_str(), Some("http" | "https")) {
         return Err("must be an http or https URL".into());
@@ -875,6 +878,25 @@ mod tests {
     }
 
     #[test]
+    fn http_upstream_headers_are_parsed_once_and_never_shown() {
+        let text = minimal("").replace(
+            "{ url = \"http://127.0.0.1:1/mcp\" }",
+            "{ url = \"https://mcp.example.com/v1/mcp?x=1\", headers = { Authorization = \"Bearer up-secret\" } }",
+        );
+        let config = parse(&text).unwrap();
+        let Upstream::Http(http) = &config.workspaces[0].upstream else {
+            panic!("an HTTP upstream");
+        };
+        assert_eq!(http.url.scheme_str(), Some("https"));
+        assert_eq!(http.url.host(), Some("mcp.example.com"));
+        assert_eq!(http.headers.len(), 1);
+        let (name, value) = &http.headers[0];
+        assert_eq!(name, "authorization");
+        assert!(value.is_sensitive());
+        assert!(!format!("{config:?}").contains("up-secret"));
+    }
+
+    #[test]
     fn reads_stdio_upstreams_relative_to_the_config() {
         let text = minimal("").replace(
             "{ url = \"http://127.0.0.1:1/mcp\" }",
@@ -942,6 +964,21 @@ mod tests {
             (
                 minimal("").replace("http://127.0.0.1:1/mcp", "ftp://x"),
                 "workspaces[0].upstream.url: must be an http or https URL",
+            ),
+            (
+                minimal("").replace("http://127.0.0.1:1/mcp", "127.0.0.1:1/mcp"),
+                "workspaces[0].upstream.url: must be an http or https URL",
+            ),
+            (
+                minimal("").replace(
+                    "http://127.0.0.1:1/mcp",
+                    "http://user:secret@127.0.0.1:1/mcp",
+                ),
+                "workspaces[0].upstream.url: must not contain credentials",
+            ),
+            (
+                minimal("").replace("http://127.0.0.1:1/mcp", "http://exa mple/mcp"),
+                "workspaces[0].upstream.url: not a URL",
             ),
             (
                 minimal("").replace("organisation = \"acme\"", "organisation = \"zeta\""),

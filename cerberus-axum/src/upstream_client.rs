@@ -336,3 +336,267 @@ impl Body for UpstreamBody {
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// What the scripted server does after reading a request.
+    #[derive(Clone, Copy)]
+    enum Reply {
+        /// Writes these bytes and waits for the next request on the connection.
+        KeepAlive(&'static str),
+        /// Writes these bytes and closes the connection.
+        ThenClose(&'static str),
+        /// Writes these bytes and neither ends the answer nor closes the connection.
+        Hang(&'static str),
+    }
+
+    const HELLO: &str = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+    const ACCEPTED: &str = "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
+    const STREAM_START: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n6\r\ndata:\n\r\n";
+
+    /// A scripted HTTP/1.1 server on loopback that counts its connections and records the heads of
+    /// the requests it reads.
+    struct Server {
+        url: String,
+        connections: Arc<AtomicUsize>,
+        closed: Arc<AtomicUsize>,
+        heads: Arc<Mutex<Vec<String>>>,
+    }
+
+    async fn server(reply: fn(usize) -> Reply) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp?tenant=a", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (c, d, h) = (connections.clone(), closed.clone(), heads.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                c.fetch_add(1, Ordering::SeqCst);
+                let (d, h, requests) = (d.clone(), h.clone(), requests.clone());
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    loop {
+                        let Some(head_end) = read_head(&mut socket, &mut buffer).await else {
+                            break;
+                        };
+                        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                        while buffer.len() < head_end + length {
+                            let mut chunk = [0u8; 4096];
+                            let n = socket.read(&mut chunk).await.unwrap();
+                            assert!(n > 0, "the request body broke off");
+                            buffer.extend_from_slice(&chunk[..n]);
+                        }
+                        buffer.drain(..head_end + length);
+                        h.lock().unwrap().push(head);
+                        match reply(requests.fetch_add(1, Ordering::SeqCst)) {
+                            Reply::KeepAlive(bytes) => {
+                                socket.write_all(bytes.as_bytes()).await.unwrap()
+                            }
+                            Reply::ThenClose(bytes) => {
+                                socket.write_all(bytes.as_bytes()).await.unwrap();
+                                break;
+                            }
+                            Reply::Hang(bytes) => {
+                                socket.write_all(bytes.as_bytes()).await.unwrap();
+                                // Until the client goes away.
+                                let mut rest = [0u8; 64];
+                                while socket.read(&mut rest).await.is_ok_and(|n| n > 0) {}
+                                break;
+                            }
+                        }
+                    }
+                    drop(socket);
+                    d.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Server {
+            url,
+            connections,
+            closed,
+            heads,
+        }
+    }
+
+    /// Reads until `buffer` holds a whole request head; its length, or none at the end of the stream.
+    async fn read_head(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize> {
+        loop {
+            if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Some(at + 4);
+            }
+            // Not HTTP (a TLS handshake, say): the connection is closed, as a plain server would.
+            if buffer.first().is_some_and(|b| !b.is_ascii_uppercase()) {
+                return None;
+            }
+            let mut chunk = [0u8; 4096];
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn post(url: &str, body: &'static str) -> Request<Bytes> {
+        Request::post(url)
+            .body(Bytes::from_static(body.as_bytes()))
+            .unwrap()
+    }
+
+    fn client() -> UpstreamClient {
+        UpstreamClient::new(Duration::from_secs(5)).unwrap()
+    }
+
+    fn idle_count(client: &UpstreamClient) -> usize {
+        client
+            .idle
+            .0
+            .lock()
+            .unwrap()
+            .values()
+            .map(VecDeque::len)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn answers_read_to_the_end_leave_their_connection_for_the_next_request() {
+        let server = server(|_| Reply::KeepAlive(HELLO)).await;
+        let client = client();
+        for _ in 0..5 {
+            let response = client.send(post(&server.url, "{}")).await.unwrap();
+            assert_eq!(response.status(), 200);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "hello");
+        }
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+        assert_eq!(idle_count(&client), 1);
+        // Origin form, the host from the URL, and the body's length.
+        let heads = server.heads.lock().unwrap();
+        let first: Vec<&str> = heads[0].lines().collect();
+        assert_eq!(first[0], "POST /mcp?tenant=a HTTP/1.1");
+        let authority = server.url.split('/').nth(2).unwrap();
+        assert!(
+            first.contains(&format!("host: {authority}").as_str()),
+            "{first:?}"
+        );
+        assert!(first.contains(&"content-length: 2"), "{first:?}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_body_frees_its_connection_unread() {
+        let server = server(|_| Reply::KeepAlive(ACCEPTED)).await;
+        let client = client();
+        for _ in 0..3 {
+            let response = client.send(post(&server.url, "{}")).await.unwrap();
+            assert_eq!(response.status(), 202);
+        }
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_get_connections_of_their_own_and_all_are_kept() {
+        let server = server(|_| Reply::KeepAlive(HELLO)).await;
+        let client = client();
+        let (a, b) = tokio::join!(
+            client.send(post(&server.url, "{}")),
+            client.send(post(&server.url, "{}"))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+        a.into_body().collect().await.unwrap();
+        b.into_body().collect().await.unwrap();
+        assert_eq!(idle_count(&client), 2);
+    }
+
+    #[tokio::test]
+    async fn an_answer_abandoned_midway_closes_its_connection_and_the_next_request_gets_a_new_one()
+    {
+        let server = server(|n| {
+            if n == 0 {
+                Reply::Hang(STREAM_START)
+            } else {
+                Reply::KeepAlive(HELLO)
+            }
+        })
+        .await;
+        let client = client();
+        let response = client.send(post(&server.url, "{}")).await.unwrap();
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "data:\n");
+        drop(body);
+        let response = client.send(post(&server.url, "{}")).await.unwrap();
+        assert_eq!(
+            response.into_body().collect().await.unwrap().to_bytes(),
+            "hello"
+        );
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+        // The server saw the abandoned connection close.
+        while server.closed.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_while_unused_is_replaced() {
+        // Each answer says nothing of closing, then the server closes: as an upstream does whose
+        // keep-alive time ran out between two requests.
+        let server = server(|_| Reply::ThenClose(HELLO)).await;
+        let client = client();
+        for round in 1..=3 {
+            let response = client.send(post(&server.url, "{}")).await.unwrap();
+            assert_eq!(
+                response.into_body().collect().await.unwrap().to_bytes(),
+                "hello"
+            );
+            while server.closed.load(Ordering::SeqCst) < round {
+                tokio::task::yield_now().await;
+            }
+            // Lets the runtime's reactor take in the closed connection's end.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(server.connections.load(Ordering::SeqCst), 3);
+        assert_eq!(idle_count(&client), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_upstream_is_a_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let error = client()
+            .send(post(&format!("http://{address}/mcp"), "{}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::Connect(_)), "{error}");
+    }
+
+    #[tokio::test]
+    async fn https_never_falls_back_to_plain_text() {
+        let server = server(|_| Reply::KeepAlive(HELLO)).await;
+        let url = server.url.replace("http://", "https://");
+        let error = client().send(post(&url, "{}")).await.unwrap_err();
+        assert!(matches!(error, UpstreamError::Connect(_)), "{error}");
+        assert!(server.heads.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_url_without_a_host_is_refused() {
+        let error = client().send(post("/mcp", "{}")).await.unwrap_err();
+        assert!(matches!(error, UpstreamError::Url(_)), "{error}");
+    }
+}
