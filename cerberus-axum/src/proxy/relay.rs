@@ -383,10 +383,11 @@ pub(super) fn stdio_listen(
 /// An upstream event stream relayed to the client: decoded and evaluated as the client reads, in the
 /// connection's own task (no spawned task, no channel), so a slow client slows the upstream read.
 ///
-/// The answer to a POST keeps its head until the upstream's first event (for at most
-/// [`HEAD_WAITS_FOR_FIRST_EVENT`]), so that the two leave in one write; and when that event answers the
-/// last request and the upstream has ended, the end of the stream goes with it too. A one-event answer
-/// then costs the client one packet, not three. No event waits: the head waits only for the first one.
+/// The answer to a POST takes with its head whatever of the upstream's answer has already arrived, up
+/// to its first message (the upstream connection is driven by this task, so an upstream that wrote its
+/// answer at once has usually been read whole by now), so that the two leave in one write; when that
+/// message answers the last request, the end of the stream goes with it too. A one-event answer then
+/// costs the client one packet, not three. Nothing waits for this: what has not arrived follows.
 async fn stream(
     gateway: Arc<Gateway>,
     caller: Caller,
@@ -409,11 +410,11 @@ async fn stream(
     let holds_head = relay.answers_requests();
     let mut body = RelayBody::new(answers, relay);
     if holds_head {
-        // A timeout leaves the event being read in the body, which goes on with it.
-        let _ = tokio::time::timeout(
-            HEAD_WAITS_FOR_FIRST_EVENT,
-            std::future::poll_fn(|cx| body.poll_first_message(cx)),
-        )
+        // One look, no wait: an event half read stays in the body, which goes on with it.
+        std::future::poll_fn(|cx| {
+            let _ = body.poll_first_message(cx);
+            Poll::Ready(())
+        })
         .await;
     }
     let mut response = Response::new(Body::new(body));
@@ -421,10 +422,6 @@ async fn stream(
     set_event_stream_headers(response.headers_mut());
     response
 }
-
-/// How long the head of an event-stream answer to a POST waits for the upstream's first message (with
-/// the events before it that carry none, such as a priming event).
-const HEAD_WAITS_FOR_FIRST_EVENT: Duration = Duration::from_millis(50);
 
 /// The relay reading its next output, and the relay back once it has.
 type NextOutput = Pin<Box<dyn Future<Output = (EventRelay, Option<Bytes>)> + Send>>;
@@ -449,7 +446,8 @@ impl RelayBody {
         }
     }
 
-    /// Reads the relay's output until it has given a message, or ended.
+    /// Reads the relay's output until it has given a message (with the events before it that carry
+    /// none, such as a priming event), or ended.
     fn poll_first_message(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         while !self.message_read && self.next.is_some() {
             ready!(self.poll_fill(cx));
