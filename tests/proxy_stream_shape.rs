@@ -1,5 +1,6 @@
 //! The shape of a relayed event stream: the client's stream ends with the last answer of its POST, even
-//! when the upstream holds its own open, and a slow answer's head is not held back waiting for it.
+//! when the upstream holds its own open, a slow answer's head is not held back waiting for it, and a
+//! server request the gateway refuses is answered upstream on the client's behalf.
 //!
 //! The upstream is scripted (a few lines of axum) so that it can misbehave on cue: keep a stream open
 //! after answering, send a message after the answer, or hold an answer until the test releases it.
@@ -25,7 +26,8 @@ use tokio::sync::Notify;
 
 const POLICY: &str = r#"{ guardrails = [
     { type = "rbac", allow = ["*"] },
-    { type = "pii_email", action = "redact" }
+    { type = "pii_email", action = "redact" },
+    { type = "pii_ssn", action = "block" }
 ] }"#;
 
 /// A deadline that only turns a hang into a failure; it measures nothing.
@@ -36,6 +38,9 @@ const VERSION: &str = "2025-11-25";
 fn post(url: &str, session: Option<&str>, body: &Value) -> reqwest::RequestBuilder {
     mcp_post(url, KEY, VERSION, session, body)
 }
+
+/// What the scripted upstream received as answers: the session each came in, and the message.
+type Answers = Arc<std::sync::Mutex<Vec<(Option<String>, Value)>>>;
 
 fn event(id: &str, data: &Value) -> String {
     format!("id: {id}\ndata: {data}\n\n")
@@ -50,13 +55,25 @@ fn answer(id: &Value, text: &str) -> Value {
 
 /// A session-era upstream whose `tools/call` answers depend on the tool:
 /// - `held_open`: a priming event and the answer, then a log notification, and the stream never ends;
-/// - `slow`: a priming event, then the answer once `release` is notified, then the end.
-async fn start_scripted_upstream(release: Arc<Notify>) -> String {
-    let post = move |body: String| {
+/// - `slow`: a priming event, then the answer once `release` is notified, then the end;
+/// - `asks_with_ssn`: a sampling request with a social security number in it, then the answer.
+///
+/// Answers the client sends (or the gateway sends for it) are kept in `answers`, with the session they
+/// came in.
+async fn start_scripted_upstream(release: Arc<Notify>, answers: Answers) -> String {
+    let post = move |headers: axum::http::HeaderMap, body: String| {
         let release = Arc::clone(&release);
+        let answers = Arc::clone(&answers);
         async move {
             let message: Value = serde_json::from_str(&body).unwrap();
             let id = message["id"].clone();
+            if message.get("method").is_none() {
+                let session = headers
+                    .get("mcp-session-id")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                answers.lock().unwrap().push((session, message));
+                return StatusCode::ACCEPTED.into_response();
+            }
             let events = match (
                 message["method"].as_str(),
                 message["params"]["name"].as_str(),
@@ -94,6 +111,17 @@ async fn start_scripted_upstream(release: Arc<Notify>) -> String {
                             Ok(done)
                         }))
                         .boxed()
+                }
+                (Some("tools/call"), Some("asks_with_ssn")) => {
+                    let ask = json!({"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage",
+                        "params": {"messages": [{"role": "user", "content": {"type": "text",
+                            "text": "is 536-22-8451 a valid SSN?"}}], "maxTokens": 10}});
+                    let all = format!(
+                        "{PRIMING}{}{}",
+                        event("r1", &ask),
+                        event("r2", &answer(&id, "done without asking"))
+                    );
+                    futures::stream::once(async move { Ok::<_, std::io::Error>(all) }).boxed()
                 }
                 _ => return StatusCode::ACCEPTED.into_response(),
             };
@@ -144,7 +172,7 @@ fn messages(body: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_ends_with_the_last_answer_even_when_the_upstream_holds_it_open() {
-    let upstream = start_scripted_upstream(Arc::new(Notify::new())).await;
+    let upstream = start_scripted_upstream(Arc::new(Notify::new()), Answers::default()).await;
     let gateway = start_gateway(&upstream, POLICY).await;
     let session = open_session(&gateway.url).await;
 
@@ -180,7 +208,7 @@ async fn the_stream_ends_with_the_last_answer_even_when_the_upstream_holds_it_op
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_answers_head_is_not_held_back() {
     let release = Arc::new(Notify::new());
-    let upstream = start_scripted_upstream(Arc::clone(&release)).await;
+    let upstream = start_scripted_upstream(Arc::clone(&release), Answers::default()).await;
     let gateway = start_gateway(&upstream, POLICY).await;
     let session = open_session(&gateway.url).await;
 
@@ -216,4 +244,35 @@ async fn a_slow_answers_head_is_not_held_back() {
     let messages = messages(&received);
     assert_eq!(messages.len(), 1, "{received}");
     assert_eq!(messages[0]["result"]["content"][0]["text"], "slow but done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_server_request_is_answered_upstream_and_never_reaches_the_client() {
+    let answers = Answers::default();
+    let upstream = start_scripted_upstream(Arc::new(Notify::new()), Arc::clone(&answers)).await;
+    let gateway = start_gateway(&upstream, POLICY).await;
+    let session = open_session(&gateway.url).await;
+
+    let response = post(&gateway.url, Some(&session), &call(4, "asks_with_ssn"))
+        .send()
+        .await
+        .unwrap();
+    let body = tokio::time::timeout(HANG, response.text())
+        .await
+        .expect("the stream ends with the answer")
+        .unwrap();
+    let messages = messages(&body);
+    assert_eq!(messages.len(), 1, "only the tool's answer: {body}");
+    assert_eq!(messages[0]["id"], 4);
+    assert!(!body.contains("536-22-8451"), "{body}");
+
+    // The upstream got an error as the client's answer, in its own session, before the tool's answer
+    // reached the client.
+    let answers = answers.lock().unwrap();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let (answer_session, answer) = &answers[0];
+    assert_eq!(answer_session.as_deref(), Some("upstream-session-1"));
+    assert_eq!(answer["id"], "s1");
+    assert_eq!(answer["error"]["code"], -32050, "{answer}");
+    assert_eq!(answer["error"]["data"]["guardrail"], "pii_ssn", "{answer}");
 }

@@ -26,7 +26,7 @@ use super::stdio::{PostRoutes, StdioProcess};
 use super::{SESSION_HEADER, wire};
 use crate::config::Upstream;
 use crate::gateway::{Caller, Gateway, UpstreamTiming};
-use crate::upstream_client::UpstreamResponse;
+use crate::upstream_client::{UpstreamError, UpstreamResponse};
 
 /// The largest JSON response body read from an upstream.
 const MAX_UPSTREAM_JSON_BYTES: usize = 64 * 1024 * 1024;
@@ -250,14 +250,15 @@ async fn answer_upstream(gateway: &Gateway, caller: &Caller, link: &UpstreamLink
         header::ACCEPT,
         HeaderValue::from_static("application/json, text/event-stream"),
     );
-    match tokio::time::timeout(
-        gateway.settings.upstream_timeout(),
-        gateway.http.send(request),
-    )
-    .await
-    {
-        // The upstream's acknowledgement is read to its end, which frees the connection.
-        Ok(Ok(response)) => drop(response.into_body().collect().await),
+    // The upstream's acknowledgement (a 202, normally) is read to its end, which frees the connection;
+    // the whole exchange is bounded, whatever the upstream answers with.
+    let exchange = async {
+        let response = gateway.http.send(request).await?;
+        response.into_body().collect().await?;
+        Ok::<_, UpstreamError>(())
+    };
+    match tokio::time::timeout(gateway.settings.upstream_timeout(), exchange).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "could not answer a refused server request upstream")
         }
