@@ -49,6 +49,8 @@ with the file's field or the variable named.
   CERBERUS_SERVER__ALLOWED_HOSTS            Host header names allowed ([]: loopback names on loopback)
   CERBERUS_SERVER__STDIO_IDLE_TIMEOUT_SECS  idle time before a stdio upstream is stopped (1800)
   CERBERUS_SERVER__MAX_STDIO_SESSIONS       stdio upstream processes at once (64)
+  CERBERUS_SERVER__UPSTREAM_CA_FILE         PEM certificate authorities trusted for https upstreams
+                                            besides the public ones (none)
   CERBERUS_DATABASE__URL                    sqlite://cerberus.db?mode=rwc, sqlite::memory: or postgres://...
   CERBERUS_DATABASE__MIGRATE                apply missing migrations at start-up (true)
   CERBERUS_DATABASE__CACHE_TTL_MS           how long a looked-up key and policy are trusted (500)

@@ -77,6 +77,9 @@ pub struct ServerSettings {
     pub stdio_idle_timeout_secs: u64,
     /// The most stdio upstream processes running at once (new sessions beyond it get 503).
     pub max_stdio_sessions: usize,
+    /// A PEM file of certificate authorities trusted for `https` upstreams besides the public ones
+    /// (an organisation's own authority); a relative path is relative to the configuration file.
+    pub upstream_ca_file: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -89,6 +92,7 @@ impl Default for ServerSettings {
             allowed_hosts: Vec::new(),
             stdio_idle_timeout_secs: 30 * 60,
             max_stdio_sessions: 64,
+            upstream_ca_file: None,
         }
     }
 }
@@ -820,8 +824,13 @@ impl GatewayConfig {
             ));
         }
 
+        let mut server = raw.server;
+        if let Some(ca_file) = server.upstream_ca_file.as_mut() {
+            *ca_file = base.join(&*ca_file);
+        }
+
         Ok(Self {
-            server: raw.server,
+            server,
             database: raw.database,
             admin: raw.admin,
             audit: raw.audit,
@@ -894,6 +903,31 @@ mod tests {
         assert_eq!(name, "authorization");
         assert!(value.is_sensitive());
         assert!(!format!("{config:?}").contains("up-secret"));
+    }
+
+    #[test]
+    fn the_upstream_authority_file_is_relative_to_the_config() {
+        for (setting, expected) in [
+            ("ca/internal.pem", "/etc/cerberus/ca/internal.pem"),
+            ("/srv/pki/root.pem", "/srv/pki/root.pem"),
+        ] {
+            let text = format!(
+                "[server]\nupstream_ca_file = \"{setting}\"\n{}",
+                minimal("")
+            );
+            let config = GatewayConfig::parse(
+                &text,
+                Path::new("/etc/cerberus"),
+                &GuardrailRegistry::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                config.server.upstream_ca_file.as_deref(),
+                Some(Path::new(expected))
+            );
+        }
+        let config = parse(&minimal("")).unwrap();
+        assert_eq!(config.server.upstream_ca_file, None);
     }
 
     #[test]

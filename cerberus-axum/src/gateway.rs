@@ -116,10 +116,18 @@ impl Gateway {
                 }),
             );
         }
-        // Redirects are the upstream's answer to pass on, never followed with its credentials.
-        let http = UpstreamClient::new(config.server.upstream_timeout()).map_err(|e| {
-            PolicyError::new("server", format!("cannot build the upstream client: {e}"))
-        })?;
+        // The public certificate authorities, and the operator's own if any.
+        let extra_ca = match &config.server.upstream_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                PolicyError::new(
+                    "server.upstream_ca_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?),
+            None => None,
+        };
+        let http = UpstreamClient::new(config.server.upstream_timeout(), extra_ca.as_deref())
+            .map_err(|e| PolicyError::new("server.upstream_ca_file", e.to_string()))?;
         let stdio = Arc::new(StdioSessions::new(
             config.server.max_stdio_sessions,
             config.server.stdio_idle_timeout(),

@@ -32,6 +32,8 @@ use hyper::client::conn::{TrySendError, http1};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
 
@@ -49,6 +51,9 @@ pub enum UpstreamError {
     /// The request's URL does not name an upstream (it needs a scheme and a host).
     #[error("not an upstream URL: {0}")]
     Url(String),
+    /// The certificate authorities to trust cannot be used.
+    #[error("certificate authorities: {0}")]
+    Tls(String),
     /// No connection to the upstream could be made.
     #[error("cannot connect: {0}")]
     Connect(Box<dyn std::error::Error + Send + Sync>),
@@ -74,16 +79,42 @@ impl std::fmt::Debug for UpstreamClient {
 
 impl UpstreamClient {
     /// A client that gives up connecting after `connect_timeout`, and trusts the web's public
-    /// certificate authorities (the Mozilla root set) for `https` upstreams.
-    pub fn new(connect_timeout: Duration) -> Result<Self, UpstreamError> {
+    /// certificate authorities (the Mozilla root set) for `https` upstreams, and those of `extra_ca_pem`
+    /// (PEM certificates, for upstreams whose certificates an organisation's own authority signs).
+    pub fn new(
+        connect_timeout: Duration,
+        extra_ca_pem: Option<&[u8]>,
+    ) -> Result<Self, UpstreamError> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(pem) = extra_ca_pem {
+            let mut added = 0;
+            for certificate in CertificateDer::pem_slice_iter(pem) {
+                let certificate = certificate.map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                roots
+                    .add(certificate)
+                    .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(UpstreamError::Tls("no PEM certificate in it".into()));
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));
         // A request's head and body must not wait on each other's acknowledgement (Nagle).
         http.set_nodelay(true);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-            .map_err(|e| UpstreamError::Connect(Box::new(e)))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -342,7 +373,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http_body_util::BodyExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
@@ -372,8 +403,21 @@ mod tests {
     }
 
     async fn server(reply: fn(usize) -> Reply) -> Server {
+        server_with(reply, None).await
+    }
+
+    /// The scripted server, speaking TLS with `tls` when given one (its URL is then `https` and names
+    /// `localhost`).
+    async fn server_with(
+        reply: fn(usize) -> Reply,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/mcp?tenant=a", listener.local_addr().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let url = match tls {
+            Some(_) => format!("https://localhost:{port}/mcp?tenant=a"),
+            None => format!("http://127.0.0.1:{port}/mcp?tenant=a"),
+        };
         let connections = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
         let heads = Arc::new(Mutex::new(Vec::new()));
@@ -381,46 +425,18 @@ mod tests {
         let (c, d, h) = (connections.clone(), closed.clone(), heads.clone());
         tokio::spawn(async move {
             loop {
-                let (mut socket, _) = listener.accept().await.unwrap();
+                let (socket, _) = listener.accept().await.unwrap();
                 c.fetch_add(1, Ordering::SeqCst);
-                let (d, h, requests) = (d.clone(), h.clone(), requests.clone());
+                let (d, h, requests, tls) = (d.clone(), h.clone(), requests.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let mut buffer = Vec::new();
-                    loop {
-                        let Some(head_end) = read_head(&mut socket, &mut buffer).await else {
-                            break;
-                        };
-                        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-                        let length = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length: "))
-                            .map_or(0, |n| n.trim().parse::<usize>().unwrap());
-                        while buffer.len() < head_end + length {
-                            let mut chunk = [0u8; 4096];
-                            let n = socket.read(&mut chunk).await.unwrap();
-                            assert!(n > 0, "the request body broke off");
-                            buffer.extend_from_slice(&chunk[..n]);
-                        }
-                        buffer.drain(..head_end + length);
-                        h.lock().unwrap().push(head);
-                        match reply(requests.fetch_add(1, Ordering::SeqCst)) {
-                            Reply::KeepAlive(bytes) => {
-                                socket.write_all(bytes.as_bytes()).await.unwrap()
-                            }
-                            Reply::ThenClose(bytes) => {
-                                socket.write_all(bytes.as_bytes()).await.unwrap();
-                                break;
-                            }
-                            Reply::Hang(bytes) => {
-                                socket.write_all(bytes.as_bytes()).await.unwrap();
-                                // Until the client goes away.
-                                let mut rest = [0u8; 64];
-                                while socket.read(&mut rest).await.is_ok_and(|n| n > 0) {}
-                                break;
+                    match tls {
+                        Some(tls) => {
+                            if let Ok(socket) = tls.accept(socket).await {
+                                serve_connection(socket, reply, &requests, &h).await;
                             }
                         }
+                        None => serve_connection(socket, reply, &requests, &h).await,
                     }
-                    drop(socket);
                     d.fetch_add(1, Ordering::SeqCst);
                 });
             }
@@ -433,8 +449,50 @@ mod tests {
         }
     }
 
+    /// Answers the requests of one connection as `reply` says, until it closes or `reply` ends it.
+    async fn serve_connection(
+        mut socket: impl AsyncRead + AsyncWrite + Unpin,
+        reply: fn(usize) -> Reply,
+        requests: &AtomicUsize,
+        heads: &Mutex<Vec<String>>,
+    ) {
+        let mut buffer = Vec::new();
+        while let Some(head_end) = read_head(&mut socket, &mut buffer).await {
+            let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+            while buffer.len() < head_end + length {
+                let mut chunk = [0u8; 4096];
+                let n = socket.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the request body broke off");
+                buffer.extend_from_slice(&chunk[..n]);
+            }
+            buffer.drain(..head_end + length);
+            heads.lock().unwrap().push(head);
+            match reply(requests.fetch_add(1, Ordering::SeqCst)) {
+                Reply::KeepAlive(bytes) => socket.write_all(bytes.as_bytes()).await.unwrap(),
+                Reply::ThenClose(bytes) => {
+                    socket.write_all(bytes.as_bytes()).await.unwrap();
+                    return;
+                }
+                Reply::Hang(bytes) => {
+                    socket.write_all(bytes.as_bytes()).await.unwrap();
+                    // Until the client goes away.
+                    let mut rest = [0u8; 64];
+                    while socket.read(&mut rest).await.is_ok_and(|n| n > 0) {}
+                    return;
+                }
+            }
+        }
+    }
+
     /// Reads until `buffer` holds a whole request head; its length, or none at the end of the stream.
-    async fn read_head(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize> {
+    async fn read_head(
+        socket: &mut (impl AsyncRead + Unpin),
+        buffer: &mut Vec<u8>,
+    ) -> Option<usize> {
         loop {
             if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                 return Some(at + 4);
@@ -458,7 +516,7 @@ mod tests {
     }
 
     fn client() -> UpstreamClient {
-        UpstreamClient::new(Duration::from_secs(5)).unwrap()
+        UpstreamClient::new(Duration::from_secs(5), None).unwrap()
     }
 
     fn idle_count(client: &UpstreamClient) -> usize {
@@ -598,5 +656,79 @@ mod tests {
     async fn a_url_without_a_host_is_refused() {
         let error = client().send(post("/mcp", "{}")).await.unwrap_err();
         assert!(matches!(error, UpstreamError::Url(_)), "{error}");
+    }
+
+    /// A private certificate authority (its certificate in PEM) and a TLS acceptor for `localhost`
+    /// with a certificate it signed, as an organisation's internal upstream would have.
+    fn private_authority() -> (String, tokio_rustls::TlsAcceptor) {
+        let mut authority = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        authority.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let authority =
+            rcgen::CertifiedIssuer::self_signed(authority, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &authority)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        (
+            authority.pem(),
+            tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        )
+    }
+
+    #[tokio::test]
+    async fn https_upstreams_signed_by_an_added_authority_are_reached_and_kept_alive() {
+        let (authority, tls) = private_authority();
+        let server = server_with(|_| Reply::KeepAlive(HELLO), Some(tls)).await;
+        let client =
+            UpstreamClient::new(Duration::from_secs(5), Some(authority.as_bytes())).unwrap();
+        for _ in 0..3 {
+            let response = client.send(post(&server.url, "{}")).await.unwrap();
+            assert_eq!(
+                response.into_body().collect().await.unwrap().to_bytes(),
+                "hello"
+            );
+        }
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+        let heads = server.heads.lock().unwrap();
+        assert_eq!(heads.len(), 3);
+        assert!(
+            heads[0].starts_with("POST /mcp?tenant=a HTTP/1.1\r\n"),
+            "{}",
+            heads[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn https_upstreams_signed_by_an_unknown_authority_are_refused() {
+        let (_, tls) = private_authority();
+        let server = server_with(|_| Reply::KeepAlive(HELLO), Some(tls)).await;
+        let error = client().send(post(&server.url, "{}")).await.unwrap_err();
+        assert!(matches!(error, UpstreamError::Connect(_)), "{error}");
+        assert!(server.heads.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_authority_file_without_a_certificate_is_refused() {
+        for pem in [
+            &b""[..],
+            b"not a certificate",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
+            let error = UpstreamClient::new(Duration::from_secs(5), Some(pem)).unwrap_err();
+            assert!(matches!(error, UpstreamError::Tls(_)), "{error}");
+        }
     }
 }

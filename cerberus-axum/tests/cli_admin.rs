@@ -165,3 +165,23 @@ fn a_short_jwt_secret_is_refused_at_start_up() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32 characters"));
 }
+
+#[test]
+fn an_unusable_upstream_authority_file_is_refused_at_start_up() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = config(directory.path(), free_port());
+    std::fs::write(directory.path().join("empty.pem"), "no certificate here\n").unwrap();
+    for (file, why) in [
+        ("missing.pem", "cannot read"),
+        ("empty.pem", "no PEM certificate"),
+    ] {
+        let out = cerberus(
+            &["serve", "--config", config.to_str().unwrap()],
+            &[("CERBERUS_SERVER__UPSTREAM_CA_FILE", file)],
+        );
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("server.upstream_ca_file"), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+}
