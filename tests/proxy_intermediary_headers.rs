@@ -101,10 +101,8 @@ async fn start_mirroring_upstream() -> String {
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().with_sse_keep_alive(None),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let router = axum::Router::new().nest_service("/mcp", service);
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let address = support::listen(router).await;
     format!("http://{address}/mcp")
 }
 

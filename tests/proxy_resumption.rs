@@ -15,23 +15,18 @@
 
 mod support;
 
-use std::time::Duration;
-
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{KEY, mcp_post, start_gateway};
+use support::{HANG, KEY, mcp_post, start_gateway};
 
 const POLICY: &str = r#"{ guardrails = [
     { type = "rbac", allow = ["*"] },
     { type = "pii_email", action = "redact" }
 ] }"#;
-
-/// A deadline that only turns a hang into a failure; it measures nothing.
-const HANG: Duration = Duration::from_secs(30);
 
 const VERSION: &str = "2025-11-25";
 
@@ -161,9 +156,7 @@ async fn start_scripted_upstream() -> (String, Seen) {
         }
     };
     let router = axum::Router::new().route("/mcp", axum::routing::post(post).get(get));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let address = support::listen(router).await;
     (format!("http://{address}/mcp"), seen)
 }
 

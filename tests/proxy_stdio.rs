@@ -9,14 +9,12 @@
 
 mod support;
 
-use std::time::Duration;
-
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientLifecycleMode, ClientServiceExt};
 use serde_json::{Value, json};
-use support::{KEY, example_server_binary, start_gateway_for};
+use support::{HANG, KEY, example_server_binary, start_gateway_for};
 
 const POLICY: &str = r#"{ guardrails = [
     { type = "rbac", allow = ["*"], deny = ["delete_*"] },
@@ -24,9 +22,6 @@ const POLICY: &str = r#"{ guardrails = [
     { type = "pii_phone", action = "redact" },
     { type = "pii_ip_address", action = "redact" }
 ] }"#;
-
-/// Turns a hang into a failure; it measures nothing.
-const HANG: Duration = Duration::from_secs(30);
 
 fn initialize() -> String {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",

@@ -15,13 +15,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{KEY, mcp_post, start_gateway};
+use support::{HANG, KEY, mcp_post, start_gateway};
 use tokio::sync::Notify;
 
 const POLICY: &str = r#"{ guardrails = [
@@ -29,9 +28,6 @@ const POLICY: &str = r#"{ guardrails = [
     { type = "pii_email", action = "redact" },
     { type = "pii_ssn", action = "block" }
 ] }"#;
-
-/// A deadline that only turns a hang into a failure; it measures nothing.
-const HANG: Duration = Duration::from_secs(30);
 
 const VERSION: &str = "2025-11-25";
 
@@ -133,9 +129,7 @@ async fn start_scripted_upstream(release: Arc<Notify>, answers: Answers) -> Stri
         }
     };
     let router = axum::Router::new().route("/mcp", axum::routing::post(post));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let address = support::listen(router).await;
     format!("http://{address}/mcp")
 }
 

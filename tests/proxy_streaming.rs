@@ -12,7 +12,6 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, CreateMessageRequestParams,
@@ -23,16 +22,13 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, ErrorData, RoleClient};
-use support::{KEY, start_gateway, start_upstream_with_release};
+use support::{HANG, KEY, start_gateway, start_upstream_with_release};
 use tokio::sync::mpsc;
 
 const POLICY: &str = r#"{ guardrails = [
     { type = "rbac", allow = ["*"] },
     { type = "pii_email", action = "redact" }
 ] }"#;
-
-/// A deadline that only turns a hang (a buffering relay) into a failure; it measures nothing.
-const HANG: Duration = Duration::from_secs(30);
 
 /// A client that reports progress and answers sampling requests, remembering what it was asked.
 struct Client {

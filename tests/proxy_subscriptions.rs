@@ -11,7 +11,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cerberus_core::Direction;
 use rmcp::model::{
@@ -23,16 +22,13 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ClientLifecycleMode, ClientServiceExt, ServerHandler};
-use support::{KEY, start_gateway};
+use support::{HANG, KEY, start_gateway};
 use tokio::sync::Notify;
 
 const POLICY: &str = r#"{ guardrails = [
     { type = "rbac", allow = ["*"] },
     { type = "pii_email", action = "redact" }
 ] }"#;
-
-/// A deadline that only turns a hang (a buffering relay) into a failure; it measures nothing.
-const HANG: Duration = Duration::from_secs(30);
 
 /// Announces a tool list change, waits to be released, announces a resource update and ends the
 /// subscription gracefully.
@@ -87,10 +83,8 @@ async fn change_notifications_stream_through_the_gateway_until_the_subscription_
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().with_sse_keep_alive(None),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let router = axum::Router::new().nest_service("/mcp", service);
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let address = support::listen(router).await;
     let gateway = start_gateway(&format!("http://{address}/mcp"), POLICY).await;
 
     let transport = StreamableHttpClientTransport::from_config(

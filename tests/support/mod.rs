@@ -119,7 +119,11 @@ impl Upstream {
     }
 }
 
-async fn listen(router: axum::Router) -> SocketAddr {
+/// A deadline that only turns a hang into a failure; it measures nothing.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves `router` on a free loopback port; returns its address.
+pub async fn listen(router: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });

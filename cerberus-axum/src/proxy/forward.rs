@@ -94,7 +94,7 @@ fn json_response(
 }
 
 /// The request to the upstream, with the client's protocol headers, the intermediary headers that
-/// mirror the body it carries, and never the client's credential.
+/// mirror the body it carries, and never the client's credential. A POST carries one JSON-RPC body.
 pub(super) fn upstream_request(
     upstream: &HttpUpstream,
     method: Method,
@@ -104,9 +104,13 @@ pub(super) fn upstream_request(
     body: Bytes,
 ) -> Request<Bytes> {
     let mut request = Request::new(body);
-    *request.method_mut() = method;
-    *request.uri_mut() = upstream.url.clone();
     let headers = request.headers_mut();
+    if method == Method::POST {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
     for (name, value) in client_headers {
         if PASSED_HEADERS.contains(&name.as_str()) {
             headers.append(name, value.clone());
@@ -124,6 +128,8 @@ pub(super) fn upstream_request(
     if let Some(trace) = crate::telemetry::trace_headers() {
         headers.extend(trace);
     }
+    *request.method_mut() = method;
+    *request.uri_mut() = upstream.url.clone();
     request
 }
 
@@ -281,17 +287,13 @@ pub(super) async fn post(
     let upstream_session = session
         .as_ref()
         .and_then(|(_, record)| record.upstream_session.clone());
-    let mut request = upstream_request(
+    let request = upstream_request(
         http,
         Method::POST,
         upstream_session.as_deref(),
         headers,
         mirrored,
         upstream_body,
-    );
-    request.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
     );
     let sent = std::time::Instant::now();
     let upstream = match send(gateway, request).await {

@@ -241,12 +241,7 @@ async fn answer_upstream(gateway: &Gateway, caller: &Caller, link: &UpstreamLink
         Vec::new(),
         answer.to_bytes(),
     );
-    let headers = request.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
+    request.headers_mut().insert(
         header::ACCEPT,
         HeaderValue::from_static("application/json, text/event-stream"),
     );
