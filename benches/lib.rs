@@ -174,3 +174,11 @@ pub fn tool_call_4k() -> Vec<u8> {
     });
     serde_json::to_vec(&call).unwrap_or_default()
 }
+
+/// The load benchmark's argument: about 1 KB of prose, as a search query or a note would be, with a
+/// version number in it; every guardrail reads it.
+pub fn load_text() -> String {
+    "The quarterly report shows steady growth in every region; the team will review the figures \
+     on Monday and send the summary to the board before the release of version 2.4. "
+        .repeat(6)
+}

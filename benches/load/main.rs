@@ -191,10 +191,7 @@ async fn load(target: &Arc<Target>, concurrency: usize, calls: usize) -> anyhow:
         .tcp_nodelay(true)
         .build()?;
     let session = open_session(&client, target).await?;
-    // About 1 KB of prose, as a search query or a note would be: every guardrail reads it.
-    let text = "The quarterly report shows steady growth in every region; the team will review the figures \
-                on Monday and send the summary to the board before the release of version 2.4. "
-        .repeat(6);
+    let text = cerberus_benches::load_text();
     let started = Instant::now();
     let mut workers = Vec::with_capacity(concurrency);
     for worker in 0..concurrency {

@@ -183,7 +183,8 @@ impl Pipeline {
     /// Runs every guardrail over `message` in order.
     pub async fn run(&self, envelope: Envelope<'_>, message: Message) -> PipelineOutcome {
         let mut message = message;
-        let mut trace = Trace::new();
+        // Room for one entry per stage and then some: the PII stage records one per enabled kind.
+        let mut trace = Trace::with_capacity(2 * self.stages.len());
         let mut modified = false;
         for stage in &self.stages {
             let ctx = envelope.context(&message);

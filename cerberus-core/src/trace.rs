@@ -90,6 +90,13 @@ impl Trace {
         Self::default()
     }
 
+    /// An empty trace with room for `entries` entries.
+    pub fn with_capacity(entries: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(entries),
+        }
+    }
+
     /// Records what `guardrail` at `level` decided.
     pub fn record(&mut self, guardrail: &str, level: PolicyLevel, result: &GuardrailResult) {
         let entry = match result {

@@ -80,6 +80,18 @@ impl Candidate {
         }
     }
 
+    /// Whether every match of this candidate's pattern holds `byte`'s class: `@` for an email, a
+    /// colon for IPv6, a digit for the others. A text without any such byte cannot match.
+    fn needs(self, byte: u8) -> bool {
+        match self {
+            Self::Email => byte == b'@',
+            Self::Ipv6 => byte == b':',
+            Self::Card | Self::CardAmex | Self::Ssn | Self::Ipv4 | Self::Phone(_) => {
+                byte.is_ascii_digit()
+            }
+        }
+    }
+
     fn validate(self, bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
         match self {
             Self::Email => validate::email(bytes, span),
@@ -127,6 +139,9 @@ pub struct PiiScanner {
     regex: Option<Regex>,
     /// The candidate behind each pattern id.
     candidates: Vec<Candidate>,
+    /// The bytes of which every match holds at least one (see [`Candidate::needs`]): a text without
+    /// them is passed over without running the regex, as most keys and short values are.
+    needed: [bool; 256],
 }
 
 impl fmt::Debug for PiiScanner {
@@ -153,10 +168,14 @@ impl PiiScanner {
             Regex::new_many(&patterns)
                 .expect("the PII patterns compile")
         });
+        let needed = std::array::from_fn(|byte| {
+            u8::try_from(byte).is_ok_and(|byte| candidates.iter().any(|c| c.needs(byte)))
+        });
         Self {
             kinds,
             regex,
             candidates,
+            needed,
         }
     }
 
@@ -166,7 +185,17 @@ impl PiiScanner {
     }
 
     /// Calls `found` for every piece of personal data in `text`, left to right, without overlaps.
-    pub fn scan(&self, text: &str, mut found: impl FnMut(Finding)) {
+    pub fn scan(&self, text: &str, found: impl FnMut(Finding)) {
+        if text
+            .bytes()
+            .any(|b| self.needed.get(usize::from(b)) == Some(&true))
+        {
+            self.scan_unfiltered(text, found);
+        }
+    }
+
+    /// [`scan`](Self::scan) without the check for needed bytes.
+    fn scan_unfiltered(&self, text: &str, mut found: impl FnMut(Finding)) {
         let Some(regex) = &self.regex else { return };
         let bytes = text.as_bytes();
         let mut at = 0;
@@ -405,5 +434,71 @@ mod tests {
         assert_eq!(scan(&text), []);
         let digits = "1".repeat(20_000);
         assert_eq!(scan(&digits), []);
+    }
+
+    /// Pieces that make matches and near misses of every kind when glued together.
+    fn piece() -> impl proptest::strategy::Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            "a",
+            "b.",
+            "@",
+            "example.com",
+            " ",
+            "-",
+            ".",
+            ":",
+            "::",
+            "+44",
+            "(",
+            ")",
+            "0",
+            "1",
+            "5",
+            "536",
+            "22",
+            "1234",
+            "4111",
+            "10.0.0.1",
+            "fe80",
+            "é",
+            "\n",
+            "_",
+            "555",
+            "2.4",
+        ])
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Passing over texts without a needed byte never changes what a scanner of any kinds finds.
+        #[test]
+        fn the_needed_byte_check_changes_no_finding(
+            pieces in proptest::collection::vec(piece(), 0..24),
+            bits in 0u8..32,
+        ) {
+            let text = pieces.concat();
+            let kinds: PiiKinds = PiiKind::ALL
+                .into_iter()
+                .filter(|k| bits & (1 << (*k as u8)) != 0)
+                .collect();
+            let scanner = PiiScanner::new(kinds);
+            let mut unfiltered = Vec::new();
+            scanner.scan_unfiltered(&text, |f| unfiltered.push(f));
+            proptest::prop_assert_eq!(scanner.find_all(&text), unfiltered);
+        }
+    }
+
+    #[test]
+    fn texts_without_a_needed_byte_are_passed_over() {
+        let scanner = PiiScanner::new(PiiKinds::all());
+        assert!(
+            !"The quarterly report, reviewed by the board."
+                .bytes()
+                .any(|b| scanner.needed.get(usize::from(b)) == Some(&true))
+        );
+        let emails = PiiScanner::new([Email].into_iter().collect());
+        assert!(emails.needed.get(usize::from(b'@')) == Some(&true));
+        assert!(emails.needed.get(usize::from(b'7')) == Some(&false));
     }
 }
