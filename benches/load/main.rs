@@ -519,8 +519,16 @@ async fn main() -> anyhow::Result<()> {
 
     let redis_pid = redis_probe.as_ref().and_then(|probe| probe.pid);
     for round in 1..=args.rounds {
-        let mut line = format!("round {round}:");
-        for run in &mut runs {
+        // Each round starts one target later than the one before: a target that always ran right
+        // after another (the gateway after direct) measured a few percent apart from the same binary
+        // in another position, so no target keeps a position.
+        let count = runs.len();
+        let mut throughputs = vec![0.0; count];
+        for turn in 0..count {
+            let index = (turn + round - 1) % count;
+            let Some(run) = runs.get_mut(index) else {
+                continue;
+            };
             let before = Cpu::now(upstream.0.id(), &run.gateways, redis_pid);
             let stats_before = redis_probe
                 .as_mut()
@@ -532,10 +540,17 @@ async fn main() -> anyhow::Result<()> {
             if let (Some(probe), Some(before)) = (redis_probe.as_mut(), stats_before) {
                 stats_since(&before, &probe.command_stats()?, &mut run.redis_commands);
             }
-            line += &format!(" {} {:.0} calls/s,", run.target.name, figures.throughput());
+            if let Some(throughput) = throughputs.get_mut(index) {
+                *throughput = figures.throughput();
+            }
             merge(&mut run.figures, figures);
         }
-        println!("{}", line.trim_end_matches(','));
+        let figures: Vec<String> = runs
+            .iter()
+            .zip(&throughputs)
+            .map(|(run, throughput)| format!("{} {throughput:.0} calls/s", run.target.name))
+            .collect();
+        println!("round {round}: {}", figures.join(", "));
     }
 
     println!();

@@ -56,40 +56,56 @@ async fn post_message(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    traced(Method::POST, &headers, async {
-        let caller = checks::caller(&gateway, &headers).await?;
-        checks::post_headers(&headers)?;
-        let limit = gateway.settings.max_body_bytes;
-        let Ok(body) = axum::body::to_bytes(body, limit).await else {
-            return Err(Box::new(wire::http_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                wire::INVALID_REQUEST,
-                &format!("the request body exceeds {limit} bytes"),
-            )));
-        };
-        Ok(forward::post(&gateway, &caller, &headers, body).await)
-    })
+    traced(
+        Method::POST,
+        &headers,
+        Box::pin(async {
+            let caller = checks::caller(&gateway, &headers).await?;
+            checks::post_headers(&headers)?;
+            let limit = gateway.settings.max_body_bytes;
+            let Ok(body) = axum::body::to_bytes(body, limit).await else {
+                return Err(Box::new(wire::http_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    wire::INVALID_REQUEST,
+                    &format!("the request body exceeds {limit} bytes"),
+                )));
+            };
+            Ok(forward::post(&gateway, &caller, &headers, body).await)
+        }),
+    )
     .await
 }
 
 async fn open_stream(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    traced(Method::GET, &headers, async {
-        let caller = checks::caller(&gateway, &headers).await?;
-        Ok(forward::get(&gateway, &caller, &headers).await)
-    })
+    traced(
+        Method::GET,
+        &headers,
+        Box::pin(async {
+            let caller = checks::caller(&gateway, &headers).await?;
+            Ok(forward::get(&gateway, &caller, &headers).await)
+        }),
+    )
     .await
 }
 
 async fn end_session(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    traced(Method::DELETE, &headers, async {
-        let caller = checks::caller(&gateway, &headers).await?;
-        Ok(forward::delete(&gateway, &caller, &headers).await)
-    })
+    traced(
+        Method::DELETE,
+        &headers,
+        Box::pin(async {
+            let caller = checks::caller(&gateway, &headers).await?;
+            Ok(forward::delete(&gateway, &caller, &headers).await)
+        }),
+    )
     .await
 }
 
 /// Handles one HTTP request inside its trace span (when spans are exported), recording who called
 /// and the status they got. A refusal by the checks is an `Err` holding its response.
+///
+/// The handlers pass `handle` boxed: the proxy's state machine is several kilobytes, and axum's and
+/// tower's layers move the handler's future by value on its way to the connection (four copies per
+/// request, some 15k instructions of `memcpy` per call before it was boxed; docs/benchmarks.md).
 async fn traced(
     method: Method,
     headers: &HeaderMap,
