@@ -26,7 +26,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cerberus_core::audit::AuditEvent;
-use cerberus_core::{DecisionKind, Direction};
+use cerberus_core::{DecisionKind, Direction, TraceEntry};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -97,7 +97,7 @@ pub struct Metrics {
     guardrails: Family<GuardrailLabels, Counter>,
     /// The counters of `guardrails` by type name, so that counting looks up a name and allocates
     /// nothing once a series exists.
-    by_guardrail: RwLock<HashMap<String, Arc<GuardrailCounters>>>,
+    by_guardrail: RwLock<HashMap<String, Arc<GuardrailCounters>, foldhash::fast::RandomState>>,
     /// By direction.
     overhead: [Histogram; 2],
     upstream: Histogram,
@@ -182,7 +182,7 @@ impl Metrics {
             http_requests,
             messages,
             guardrails,
-            by_guardrail: RwLock::new(HashMap::new()),
+            by_guardrail: RwLock::new(HashMap::default()),
             overhead,
             upstream,
             sources,
@@ -199,21 +199,20 @@ impl Metrics {
         {
             counter.inc();
         }
-        for entry in event.trace.entries() {
-            let counters = self.guardrail_counters(&entry.guardrail);
-            let decision = decision_index(entry.decision);
-            if let Some(cell) = counters.get(direction).and_then(|row| row.get(decision)) {
-                cell.get_or_init(|| {
-                    self.guardrails
-                        .get_or_create(&GuardrailLabels {
-                            guardrail: entry.guardrail.clone(),
-                            direction: event.direction.as_str(),
-                            decision: entry.decision.as_str(),
-                        })
-                        .clone()
-                })
-                .inc();
+        // One read lock for the whole trace; a guardrail type seen for the first time takes the
+        // write lock once, outside it.
+        let mut unknown = Vec::new();
+        if let Ok(known) = self.by_guardrail.read() {
+            for entry in event.trace.entries() {
+                match known.get(entry.guardrail.as_str()) {
+                    Some(counters) => self.count(counters, event.direction, entry),
+                    None => unknown.push(entry),
+                }
             }
+        }
+        for entry in unknown {
+            let counters = self.guardrail_counters(&entry.guardrail);
+            self.count(&counters, event.direction, entry);
         }
         if let Some(histogram) = self.overhead.get(direction) {
             histogram.observe(seconds_of_micros(event.overhead_us));
@@ -221,6 +220,26 @@ impl Metrics {
         if let Some(upstream_us) = event.upstream_us {
             self.upstream.observe(seconds_of_micros(upstream_us));
         }
+    }
+
+    /// Counts one trace entry in its guardrail type's counters, making its series on first use.
+    fn count(&self, counters: &GuardrailCounters, direction: Direction, entry: &TraceEntry) {
+        let Some(cell) = counters
+            .get(direction_index(direction))
+            .and_then(|row| row.get(decision_index(entry.decision)))
+        else {
+            return;
+        };
+        cell.get_or_init(|| {
+            self.guardrails
+                .get_or_create(&GuardrailLabels {
+                    guardrail: entry.guardrail.clone(),
+                    direction: direction.as_str(),
+                    decision: entry.decision.as_str(),
+                })
+                .clone()
+        })
+        .inc();
     }
 
     fn guardrail_counters(&self, guardrail: &str) -> Arc<GuardrailCounters> {

@@ -260,7 +260,7 @@ impl Connection {
 
 /// The unused connections, by origin, the most recently used last.
 #[derive(Default)]
-struct IdleConnections(Mutex<HashMap<Origin, VecDeque<Connection>>>);
+struct IdleConnections(Mutex<HashMap<Origin, VecDeque<Connection>, foldhash::fast::RandomState>>);
 
 impl IdleConnections {
     /// The most recently used connection to `origin` that can take a request now; the ones found

@@ -164,6 +164,22 @@ pub trait Guardrail: Send + Sync + fmt::Debug {
         trace.record(self.type_name(), level, &result);
         result
     }
+
+    /// Decides now, recording the decision in `trace`, when this guardrail can do so without waiting;
+    /// `None` (the default) when it must be awaited.
+    ///
+    /// The pipeline asks this first and awaits [`Guardrail::evaluate_traced`] only on `None`, so a
+    /// guardrail that never waits costs no future on the heap. Every [`SyncGuardrail`] answers here; a
+    /// guardrail that sometimes waits (a rate limit counted in Redis) answers when it does not. A
+    /// guardrail that answers here must decide as [`Guardrail::evaluate_traced`] would.
+    fn evaluate_now(
+        &self,
+        _ctx: &GuardrailContext<'_>,
+        _level: PolicyLevel,
+        _trace: &mut Trace,
+    ) -> Option<GuardrailResult> {
+        None
+    }
 }
 
 /// A guardrail that never waits: regexes, counters in memory, size checks.
@@ -194,5 +210,16 @@ impl<T: SyncGuardrail> Guardrail for T {
 
     async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
         self.evaluate_sync(ctx)
+    }
+
+    fn evaluate_now(
+        &self,
+        ctx: &GuardrailContext<'_>,
+        level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> Option<GuardrailResult> {
+        let result = self.evaluate_sync(ctx);
+        trace.record(SyncGuardrail::type_name(self), level, &result);
+        Some(result)
     }
 }

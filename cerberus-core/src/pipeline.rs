@@ -192,10 +192,15 @@ impl Pipeline {
                 continue;
             }
             let first_entry = trace.len();
-            let result = stage
-                .guardrail
-                .evaluate_traced(&ctx, stage.level, &mut trace)
-                .await;
+            let result = match stage.guardrail.evaluate_now(&ctx, stage.level, &mut trace) {
+                Some(result) => result,
+                None => {
+                    stage
+                        .guardrail
+                        .evaluate_traced(&ctx, stage.level, &mut trace)
+                        .await
+                }
+            };
             let deciding = |kind: DecisionKind| {
                 trace
                     .entries()
@@ -313,6 +318,66 @@ mod tests {
         pipeline
             .run(Envelope::new(Direction::Response, &identity), response())
             .await
+    }
+
+    /// Answers now with one decision and, awaited, with another, to tell which the pipeline used.
+    #[derive(Debug)]
+    struct TwoFaced {
+        now: Option<GuardrailResult>,
+    }
+
+    #[async_trait::async_trait]
+    impl Guardrail for TwoFaced {
+        fn type_name(&self) -> &str {
+            "two_faced"
+        }
+        async fn evaluate(&self, _: &GuardrailContext<'_>) -> GuardrailResult {
+            GuardrailResult::block("awaited", "decided awaited")
+        }
+        fn evaluate_now(
+            &self,
+            _: &GuardrailContext<'_>,
+            level: PolicyLevel,
+            trace: &mut Trace,
+        ) -> Option<GuardrailResult> {
+            let result = self.now.clone()?;
+            trace.record("two_faced", level, &result);
+            Some(result)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_decision_made_now_is_used_and_none_falls_back_to_the_awaited_one() {
+        let now = Pipeline::new().with(
+            PolicyLevel::Organisation,
+            Arc::new(TwoFaced {
+                now: Some(GuardrailResult::block("now", "decided now")),
+            }),
+        );
+        let outcome = run(&now).await;
+        assert!(matches!(&outcome.decision, Decision::Block { code, .. } if code == "now"));
+        assert_eq!(outcome.trace.len(), 1);
+
+        let awaited =
+            Pipeline::new().with(PolicyLevel::Organisation, Arc::new(TwoFaced { now: None }));
+        let outcome = run(&awaited).await;
+        assert!(matches!(&outcome.decision, Decision::Block { code, .. } if code == "awaited"));
+        assert_eq!(outcome.trace.len(), 1);
+        assert_eq!(outcome.trace.entries()[0].guardrail, "two_faced");
+    }
+
+    #[tokio::test]
+    async fn a_sync_guardrail_is_decided_now_once() {
+        let counted = fixed(GuardrailResult::Allow);
+        let mut trace = Trace::new();
+        let identity = Identity::new_random();
+        let message = response();
+        let ctx = GuardrailContext::new(Direction::Response, &identity, &message);
+        let result = Guardrail::evaluate_now(&*counted, &ctx, PolicyLevel::Agent, &mut trace);
+        assert_eq!(result, Some(GuardrailResult::Allow));
+        assert_eq!(counted.1.load(Ordering::Relaxed), 1);
+        assert_eq!(trace.entries()[0].guardrail, "fixed");
+        assert_eq!(trace.entries()[0].level, PolicyLevel::Agent);
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ use crate::guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult};
 use crate::guardrails::wildcard::Wildcard;
 use crate::message::{MessageKind, methods};
 use crate::policy::PolicyLevel;
-use crate::rate_limit::{RateLimitDecision, RateLimitWindow, RateLimiter};
+use crate::rate_limit::{RateLimitDecision, RateLimitError, RateLimitWindow, RateLimiter};
 use crate::trace::Trace;
 
 /// The block code when the limiter cannot answer.
@@ -182,43 +182,67 @@ impl Guardrail for RateLimitGuardrail {
     ) -> GuardrailResult {
         let rules: Vec<&RateLimitRule> = self.counted(ctx).collect();
         let windows: Vec<RateLimitWindow> = rules.iter().map(|r| r.window(ctx)).collect();
-        match self.limiter.acquire(&windows).await {
-            Ok(RateLimitDecision::Allowed) => {
-                for rule in &rules {
+        let answer = self.limiter.acquire(&windows).await;
+        conclude(&rules, answer, trace)
+    }
+
+    /// An in-memory limiter answers at once.
+    fn evaluate_now(
+        &self,
+        ctx: &GuardrailContext<'_>,
+        _level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> Option<GuardrailResult> {
+        let rules: Vec<&RateLimitRule> = self.counted(ctx).collect();
+        let windows: Vec<RateLimitWindow> = rules.iter().map(|r| r.window(ctx)).collect();
+        let answer = self.limiter.acquire_sync(&windows)?;
+        Some(conclude(&rules, answer, trace))
+    }
+}
+
+/// The limiter's answer for `rules`, recorded in `trace`: a throttle names the window that refused,
+/// and a limiter that cannot answer blocks the call (limits fail closed).
+fn conclude(
+    rules: &[&RateLimitRule],
+    answer: Result<RateLimitDecision, RateLimitError>,
+    trace: &mut Trace,
+) -> GuardrailResult {
+    match answer {
+        Ok(RateLimitDecision::Allowed) => {
+            for rule in rules {
+                trace.record(rule.period.type_name(), rule.level, &GuardrailResult::Allow);
+            }
+            GuardrailResult::Allow
+        }
+        Ok(RateLimitDecision::Denied {
+            window,
+            retry_after,
+        }) => {
+            let mut throttle = GuardrailResult::Allow;
+            for (index, rule) in rules.iter().enumerate() {
+                if index == window {
+                    throttle = GuardrailResult::Throttle {
+                        retry_after,
+                        reason: format!(
+                            "rate limit of {} calls per {} exceeded ({})",
+                            rule.settings.limit,
+                            rule.period.noun(),
+                            rule.period.type_name()
+                        ),
+                    };
+                    trace.record(rule.period.type_name(), rule.level, &throttle);
+                } else {
                     trace.record(rule.period.type_name(), rule.level, &GuardrailResult::Allow);
                 }
-                GuardrailResult::Allow
             }
-            Ok(RateLimitDecision::Denied {
-                window,
-                retry_after,
-            }) => {
-                let mut throttle = GuardrailResult::Allow;
-                for (index, rule) in rules.iter().enumerate() {
-                    if index == window {
-                        throttle = GuardrailResult::Throttle {
-                            retry_after,
-                            reason: format!(
-                                "rate limit of {} calls per {} exceeded ({})",
-                                rule.settings.limit,
-                                rule.period.noun(),
-                                rule.period.type_name()
-                            ),
-                        };
-                        trace.record(rule.period.type_name(), rule.level, &throttle);
-                    } else {
-                        trace.record(rule.period.type_name(), rule.level, &GuardrailResult::Allow);
-                    }
-                }
-                throttle
+            throttle
+        }
+        Err(error) => {
+            let result = GuardrailResult::block(UNAVAILABLE_CODE, error.to_string());
+            if let Some(rule) = rules.first() {
+                trace.record(rule.period.type_name(), rule.level, &result);
             }
-            Err(error) => {
-                let result = GuardrailResult::block(UNAVAILABLE_CODE, error.to_string());
-                if let Some(rule) = rules.first() {
-                    trace.record(rule.period.type_name(), rule.level, &result);
-                }
-                result
-            }
+            result
         }
     }
 }
@@ -305,6 +329,80 @@ mod tests {
             decide(&guardrail, &other_agent, &call("a")).await.0,
             GuardrailResult::Allow
         );
+    }
+
+    /// A limiter that can only be awaited, as a shared store is.
+    #[derive(Debug)]
+    struct AwaitedOnly(MemoryRateLimiter<FakeRelativeClock>);
+
+    #[async_trait]
+    impl RateLimiter for AwaitedOnly {
+        async fn acquire(
+            &self,
+            windows: &[RateLimitWindow],
+        ) -> Result<RateLimitDecision, RateLimitError> {
+            self.0.acquire_now(windows)
+        }
+    }
+
+    #[tokio::test]
+    async fn deciding_now_matches_the_awaited_decision_call_for_call() {
+        let rules = || {
+            vec![
+                rule(RateLimitPeriod::Minute, json!({"limit": 3})),
+                rule(RateLimitPeriod::Hour, json!({"limit": 4})),
+            ]
+        };
+        let (now_clock, now_limiter) = memory();
+        let (awaited_clock, awaited_limiter) = memory();
+        let now = RateLimitGuardrail::new(rules(), now_limiter);
+        let awaited = RateLimitGuardrail::new(rules(), awaited_limiter);
+        let identity = Identity::new_random();
+        for step in 0..8 {
+            let message = call("a");
+            let ctx = GuardrailContext::new(Direction::Request, &identity, &message);
+            let mut now_trace = Trace::new();
+            let decided_now = now
+                .evaluate_now(&ctx, PolicyLevel::Organisation, &mut now_trace)
+                .expect("an in-memory limiter decides at once");
+            let (decided_later, awaited_trace) = decide(&awaited, &identity, &message).await;
+            assert_eq!(decided_now, decided_later, "call {step}");
+            assert_eq!(now_trace, awaited_trace, "call {step}");
+            if step == 4 {
+                now_clock.advance(Duration::from_secs(40));
+                awaited_clock.advance(Duration::from_secs(40));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_limiter_that_must_be_awaited_is_not_asked_to_decide_now() {
+        let limiter = Arc::new(AwaitedOnly(MemoryRateLimiter::with_clock(
+            FakeRelativeClock::default(),
+        )));
+        let guardrail = RateLimitGuardrail::new(
+            vec![rule(RateLimitPeriod::Minute, json!({"limit": 1}))],
+            Arc::clone(&limiter) as Arc<dyn RateLimiter>,
+        );
+        let identity = Identity::new_random();
+        let message = call("a");
+        let ctx = GuardrailContext::new(Direction::Request, &identity, &message);
+        let mut trace = Trace::new();
+        assert_eq!(
+            guardrail.evaluate_now(&ctx, PolicyLevel::Organisation, &mut trace),
+            None
+        );
+        assert!(trace.is_empty());
+        // Nothing was counted: the one call the limit allows still passes, awaited.
+        assert_eq!(limiter.0.tracked_keys(), 0);
+        assert_eq!(
+            decide(&guardrail, &identity, &message).await.0,
+            GuardrailResult::Allow
+        );
+        assert!(matches!(
+            decide(&guardrail, &identity, &message).await.0,
+            GuardrailResult::Throttle { .. }
+        ));
     }
 
     #[tokio::test]

@@ -40,7 +40,7 @@ pub struct MemoryRateLimiter<C: Clock = DefaultClock> {
     clock: C,
     start: C::Instant,
     /// Theoretical arrival time of the next call per key, in nanoseconds since `start`.
-    tats: Mutex<HashMap<String, u64>>,
+    tats: Mutex<HashMap<String, u64, foldhash::fast::RandomState>>,
     calls: AtomicU64,
 }
 
@@ -64,7 +64,7 @@ impl<C: Clock> MemoryRateLimiter<C> {
         Self {
             clock,
             start,
-            tats: Mutex::new(HashMap::new()),
+            tats: Mutex::new(HashMap::default()),
             calls: AtomicU64::new(0),
         }
     }
@@ -112,7 +112,12 @@ impl<C: Clock> MemoryRateLimiter<C> {
             });
         }
         for (window, tat) in windows.iter().zip(new_tats) {
-            tats.insert(window.key.clone(), tat);
+            match tats.get_mut(&window.key) {
+                Some(known) => *known = tat,
+                None => {
+                    tats.insert(window.key.clone(), tat);
+                }
+            }
         }
         if self.calls.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             // A key whose TAT has passed holds no more than a fresh key: forget it.
@@ -136,6 +141,13 @@ where
         windows: &[RateLimitWindow],
     ) -> Result<RateLimitDecision, RateLimitError> {
         self.acquire_now(windows)
+    }
+
+    fn acquire_sync(
+        &self,
+        windows: &[RateLimitWindow],
+    ) -> Option<Result<RateLimitDecision, RateLimitError>> {
+        Some(self.acquire_now(windows))
     }
 }
 

@@ -60,4 +60,13 @@ pub trait RateLimiter: Send + Sync + fmt::Debug {
         &self,
         windows: &[RateLimitWindow],
     ) -> Result<RateLimitDecision, RateLimitError>;
+
+    /// [`RateLimiter::acquire`] without waiting, for a limiter that counts in this process; `None`
+    /// (the default) for one that must be awaited (a shared store), which then counts nothing here.
+    fn acquire_sync(
+        &self,
+        _windows: &[RateLimitWindow],
+    ) -> Option<Result<RateLimitDecision, RateLimitError>> {
+        None
+    }
 }

@@ -529,8 +529,7 @@ impl Guardrail for PiiGuardrail {
     }
 
     async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
-        self.evaluate_traced(ctx, PolicyLevel::Organisation, &mut Trace::new())
-            .await
+        self.decide(ctx, &mut Trace::new())
     }
 
     async fn evaluate_traced(
@@ -539,6 +538,23 @@ impl Guardrail for PiiGuardrail {
         _level: PolicyLevel,
         trace: &mut Trace,
     ) -> GuardrailResult {
+        self.decide(ctx, trace)
+    }
+
+    /// A scan never waits.
+    fn evaluate_now(
+        &self,
+        ctx: &GuardrailContext<'_>,
+        _level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> Option<GuardrailResult> {
+        Some(self.decide(ctx, trace))
+    }
+}
+
+impl PiiGuardrail {
+    /// Scans the message for every enabled kind, recording one trace entry per `pii_*` policy entry.
+    fn decide(&self, ctx: &GuardrailContext<'_>, trace: &mut Trace) -> GuardrailResult {
         let (Some(plan), Some(payload)) = (self.plan(ctx.direction), ctx.message.payload()) else {
             return GuardrailResult::Allow;
         };
