@@ -55,6 +55,10 @@ struct Args {
     /// `baseline`), to compare a change with what it changes within one run.
     #[arg(long, value_name = "CERBERUS")]
     baseline: Option<PathBuf>,
+    /// Also run the `floor-proxy` binary (target `floor`): the cheapest pass-through on the gateway's
+    /// own HTTP server and upstream client, the most that any gateway on this transport could keep.
+    #[arg(long, value_name = "FLOOR_PROXY")]
+    floor: Option<PathBuf>,
 }
 
 /// A child process that is stopped when dropped.
@@ -512,6 +516,26 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
+    let floor = if let Some(binary) = &args.floor {
+        let port = free_port()?;
+        let mut process = Process(
+            Command::new(binary)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args([
+                    "--upstream",
+                    &format!("http://127.0.0.1:{upstream_port}/mcp"),
+                ])
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start the floor proxy")?,
+        );
+        wait_for_port(port, &mut process)?;
+        runs.push(Run::new(Target::new("floor", &[port], None), &[&process]));
+        Some(process)
+    } else {
+        None
+    };
+
     // A short warm-up of each, so that connection pools and caches are as they will be.
     for run in &runs {
         load(&run.target, 2, 20).await?;
@@ -629,6 +653,12 @@ async fn main() -> anyhow::Result<()> {
         && let Some(run) = others.next()
     {
         println!("baseline: {}", run.compared_with(direct));
+        println!("gateway: {}", gateway_run.compared_with(run));
+    }
+    if floor.is_some()
+        && let Some(run) = others.next()
+    {
+        println!("floor: {}", run.compared_with(direct));
         println!("gateway: {}", gateway_run.compared_with(run));
     }
 
