@@ -566,7 +566,7 @@ async fn analytics_count_the_mix_exactly() {
                 if entry.decision != DecisionKind::Allow {
                     *from_traces
                         .entry((
-                            entry.guardrail.clone(),
+                            entry.guardrail.to_string(),
                             record.direction.as_str(),
                             entry.decision.as_str(),
                         ))

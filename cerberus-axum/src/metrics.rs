@@ -204,7 +204,7 @@ impl Metrics {
         let mut unknown = Vec::new();
         if let Ok(known) = self.by_guardrail.read() {
             for entry in event.trace.entries() {
-                match known.get(entry.guardrail.as_str()) {
+                match known.get(entry.guardrail.as_ref()) {
                     Some(counters) => self.count(counters, event.direction, entry),
                     None => unknown.push(entry),
                 }
@@ -233,7 +233,7 @@ impl Metrics {
         cell.get_or_init(|| {
             self.guardrails
                 .get_or_create(&GuardrailLabels {
-                    guardrail: entry.guardrail.clone(),
+                    guardrail: entry.guardrail.to_string(),
                     direction: direction.as_str(),
                     decision: entry.decision.as_str(),
                 })

@@ -161,7 +161,7 @@ pub trait Guardrail: Send + Sync + fmt::Debug {
         trace: &mut Trace,
     ) -> GuardrailResult {
         let result = self.evaluate(ctx).await;
-        trace.record(self.type_name(), level, &result);
+        trace.record(self.type_name().to_owned(), level, &result);
         result
     }
 
@@ -219,7 +219,7 @@ impl<T: SyncGuardrail> Guardrail for T {
         trace: &mut Trace,
     ) -> Option<GuardrailResult> {
         let result = self.evaluate_sync(ctx);
-        trace.record(SyncGuardrail::type_name(self), level, &result);
+        trace.record(SyncGuardrail::type_name(self).to_owned(), level, &result);
         Some(result)
     }
 }

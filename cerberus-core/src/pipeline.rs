@@ -208,7 +208,7 @@ impl Pipeline {
                     .and_then(|entries| entries.iter().find(|e| e.decision == kind))
                     .map_or_else(
                         || stage.guardrail.type_name().to_owned(),
-                        |e| e.guardrail.clone(),
+                        |e| e.guardrail.to_string(),
                     )
             };
             match result {

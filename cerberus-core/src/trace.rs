@@ -2,6 +2,7 @@
 //!
 //! A trace never holds the personal data a guardrail found, only its kind and count.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -38,8 +39,9 @@ impl DecisionKind {
 /// What one guardrail (one policy entry) decided.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceEntry {
-    /// The guardrail's type name, as in the policy document.
-    pub guardrail: String,
+    /// The guardrail's type name, as in the policy document: borrowed for the built-in types, so
+    /// that recording a decision allocates nothing for it.
+    pub guardrail: Cow<'static, str>,
     /// The policy level its settings came from.
     pub level: PolicyLevel,
     /// What it decided.
@@ -57,7 +59,11 @@ pub struct TraceEntry {
 
 impl TraceEntry {
     /// An entry with no code, reason or retry hint.
-    pub fn new(guardrail: impl Into<String>, level: PolicyLevel, decision: DecisionKind) -> Self {
+    pub fn new(
+        guardrail: impl Into<Cow<'static, str>>,
+        level: PolicyLevel,
+        decision: DecisionKind,
+    ) -> Self {
         Self {
             guardrail: guardrail.into(),
             level,
@@ -97,8 +103,15 @@ impl Trace {
         }
     }
 
-    /// Records what `guardrail` at `level` decided.
-    pub fn record(&mut self, guardrail: &str, level: PolicyLevel, result: &GuardrailResult) {
+    /// Records what `guardrail` at `level` decided. A `&'static str` name is kept as it is; any other is
+    /// copied.
+    pub fn record(
+        &mut self,
+        guardrail: impl Into<Cow<'static, str>>,
+        level: PolicyLevel,
+        result: &GuardrailResult,
+    ) {
+        let guardrail = guardrail.into();
         let entry = match result {
             GuardrailResult::Allow => entry(guardrail, level, DecisionKind::Allow, None, None),
             GuardrailResult::Modify { reason, .. } => entry(
@@ -154,14 +167,14 @@ impl Trace {
 }
 
 fn entry(
-    guardrail: &str,
+    guardrail: Cow<'static, str>,
     level: PolicyLevel,
     decision: DecisionKind,
     code: Option<String>,
     reason: Option<String>,
 ) -> TraceEntry {
     TraceEntry {
-        guardrail: guardrail.to_owned(),
+        guardrail,
         level,
         decision,
         code,

@@ -1,6 +1,5 @@
 //! Client requests: parsed, checked against the session, run through the request pipeline and sent on.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
@@ -13,7 +12,7 @@ use cerberus_core::{Decision, Direction, Envelope, Message, MessageError, Messag
 use rand::RngCore;
 
 use super::intermediary::Mirrors;
-use super::relay::{self, RelayContext, UpstreamLink};
+use super::relay::{self, RelayContext, RequestMethods, UpstreamLink};
 use super::stdio::SpawnError;
 use super::{SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER, wire};
 use crate::config::{HttpUpstream, StdioUpstream, Upstream};
@@ -195,7 +194,8 @@ pub(super) async fn post(
 
     let mut forwarded = Vec::with_capacity(messages.len());
     let mut answers = Vec::new();
-    let mut request_methods = HashMap::new();
+    let mut request_methods =
+        RequestMethods::with_capacity_and_hasher(messages.len(), Default::default());
     let mut throttled_notification = None;
     let message_count = messages.len();
     for message in messages {
@@ -412,7 +412,7 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
             let context = RelayContext {
                 session: Some(session_id),
                 link: UpstreamLink::Stdio(Arc::clone(&process)),
-                request_methods: HashMap::new(),
+                request_methods: RequestMethods::default(),
                 answers: Vec::new(),
                 batch: false,
                 new_session: None,
@@ -440,7 +440,7 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         link: UpstreamLink::Http {
             session: record.upstream_session,
         },
-        request_methods: HashMap::new(),
+        request_methods: RequestMethods::default(),
         answers: Vec::new(),
         batch: false,
         new_session: None,
@@ -554,7 +554,7 @@ struct StdioExchange {
     session: Option<(String, SessionRecord)>,
     forwarded: Vec<Message>,
     answers: Vec<Message>,
-    request_methods: HashMap<String, String>,
+    request_methods: RequestMethods,
     initialize: bool,
     batch: bool,
     protocol_version: Option<String>,

@@ -43,6 +43,9 @@ pub(super) enum UpstreamLink {
     Stdio(Arc<StdioProcess>),
 }
 
+/// The method of each request of a POST, by JSON id text: usually one entry, made once per POST.
+pub(super) type RequestMethods = HashMap<String, String, foldhash::fast::RandomState>;
+
 /// What the relay needs to know about the request it answers.
 #[derive(Debug)]
 pub(super) struct RelayContext {
@@ -51,7 +54,7 @@ pub(super) struct RelayContext {
     /// The upstream session, to answer server requests the gateway refuses.
     pub link: UpstreamLink,
     /// The method of each request of this POST, by JSON id text.
-    pub request_methods: HashMap<String, String>,
+    pub request_methods: RequestMethods,
     /// Answers the gateway gives itself (refused requests), sent before the upstream's.
     pub answers: Vec<Message>,
     /// Whether the client sent a batch.

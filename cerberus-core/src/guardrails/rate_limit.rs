@@ -119,13 +119,29 @@ impl RateLimitRule {
     }
 
     fn window(&self, ctx: &GuardrailContext<'_>) -> RateLimitWindow {
-        let agent = ctx.identity.agent;
-        let seconds = self.period.duration().as_secs();
-        // `{agent}` is a Redis Cluster hash tag: every window of an agent lives in one slot.
-        let key = match (self.settings.key, ctx.message.tool_name()) {
-            (RateLimitKey::AgentTool, Some(tool)) => format!("{{{agent}}}:{seconds}s:tool:{tool}"),
-            _ => format!("{{{agent}}}:{seconds}s"),
+        // `{agent}:60s` or `{agent}:60s:tool:NAME`; `{agent}` is a Redis Cluster hash tag: every
+        // window of an agent lives in one slot. Built by hand: this runs on every counted call.
+        let tool = match self.settings.key {
+            RateLimitKey::AgentTool => ctx.message.tool_name(),
+            RateLimitKey::Agent => None,
         };
+        let mut key = String::with_capacity(48 + tool.map_or(0, |t| 6 + t.len()));
+        key.push('{');
+        key.push_str(
+            ctx.identity
+                .agent
+                .0
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        );
+        key.push_str(match self.period {
+            RateLimitPeriod::Minute => "}:60s",
+            RateLimitPeriod::Hour => "}:3600s",
+        });
+        if let Some(tool) = tool {
+            key.push_str(":tool:");
+            key.push_str(tool);
+        }
         RateLimitWindow {
             key,
             limit: self.settings.limit,
@@ -405,6 +421,24 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn window_keys_name_the_agent_as_a_hash_tag_the_period_and_the_tool() {
+        let identity = Identity::new_random();
+        let agent = identity.agent;
+        let message = call("search");
+        let ctx = GuardrailContext::new(Direction::Request, &identity, &message);
+        let minute = rule(RateLimitPeriod::Minute, json!({"limit": 1}));
+        let hour_per_tool = rule(
+            RateLimitPeriod::Hour,
+            json!({"limit": 1, "key": "agent_tool"}),
+        );
+        assert_eq!(minute.window(&ctx).key, format!("{{{agent}}}:60s"));
+        assert_eq!(
+            hour_per_tool.window(&ctx).key,
+            format!("{{{agent}}}:3600s:tool:search")
+        );
+    }
+
     #[tokio::test]
     async fn per_tool_keys_count_each_tool_apart() {
         let (_, limiter) = memory();
@@ -485,7 +519,7 @@ mod tests {
         let decisions: Vec<_> = trace
             .entries()
             .iter()
-            .map(|e| (e.guardrail.as_str(), e.decision))
+            .map(|e| (e.guardrail.as_ref(), e.decision))
             .collect();
         assert_eq!(
             decisions,

@@ -325,7 +325,7 @@ impl AuditStore for SqlStore {
                     .bind(event.identity.organisation.to_string())
                     .bind(millis(event.time))
                     .bind(event.direction.as_str())
-                    .bind(entry.guardrail.as_str())
+                    .bind(entry.guardrail.as_ref())
                     .bind(entry.decision.as_str());
             }
             query

@@ -81,7 +81,7 @@ fn redacts_only_the_matched_spans() {
     );
     let decisions: Vec<_> = trace
         .iter()
-        .map(|e| (e.guardrail.as_str(), e.decision, e.reason.as_deref()))
+        .map(|e| (e.guardrail.as_ref(), e.decision, e.reason.as_deref()))
         .collect();
     assert_eq!(
         decisions,
