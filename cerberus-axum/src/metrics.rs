@@ -202,7 +202,11 @@ impl Metrics {
         // One read lock for the whole trace; a guardrail type seen for the first time takes the
         // write lock once, outside it.
         let mut unknown = Vec::new();
-        if let Ok(known) = self.by_guardrail.read() {
+        {
+            let known = self
+                .by_guardrail
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for entry in event.trace.entries() {
                 match known.get(entry.guardrail.as_ref()) {
                     Some(counters) => self.count(counters, event.direction, entry),
