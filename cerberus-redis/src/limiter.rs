@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cerberus_core::rate_limit::{
-    MemoryRateLimiter, RateLimitDecision, RateLimitError, RateLimitWindow, RateLimiter,
+    LocalRateLimiter, MemoryRateLimiter, RateLimitDecision, RateLimitError, RateLimitWindow,
+    RateLimiter,
 };
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};

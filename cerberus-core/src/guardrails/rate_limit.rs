@@ -163,6 +163,13 @@ impl RateLimitGuardrail {
         Self { rules, limiter }
     }
 
+    /// The rules that count this call, and their windows.
+    fn windows(&self, ctx: &GuardrailContext<'_>) -> (Vec<&RateLimitRule>, Vec<RateLimitWindow>) {
+        let rules: Vec<&RateLimitRule> = self.counted(ctx).collect();
+        let windows = rules.iter().map(|r| r.window(ctx)).collect();
+        (rules, windows)
+    }
+
     fn counted<'r>(
         &'r self,
         ctx: &GuardrailContext<'_>,
@@ -196,23 +203,21 @@ impl Guardrail for RateLimitGuardrail {
         _level: PolicyLevel,
         trace: &mut Trace,
     ) -> GuardrailResult {
-        let rules: Vec<&RateLimitRule> = self.counted(ctx).collect();
-        let windows: Vec<RateLimitWindow> = rules.iter().map(|r| r.window(ctx)).collect();
+        let (rules, windows) = self.windows(ctx);
         let answer = self.limiter.acquire(&windows).await;
         conclude(&rules, answer, trace)
     }
 
-    /// An in-memory limiter answers at once.
+    /// An in-memory limiter answers at once; one in Redis is awaited, and nothing is built for it here.
     fn evaluate_now(
         &self,
         ctx: &GuardrailContext<'_>,
         _level: PolicyLevel,
         trace: &mut Trace,
     ) -> Option<GuardrailResult> {
-        let rules: Vec<&RateLimitRule> = self.counted(ctx).collect();
-        let windows: Vec<RateLimitWindow> = rules.iter().map(|r| r.window(ctx)).collect();
-        let answer = self.limiter.acquire_sync(&windows)?;
-        Some(conclude(&rules, answer, trace))
+        let limiter = self.limiter.local()?;
+        let (rules, windows) = self.windows(ctx);
+        Some(conclude(&rules, limiter.acquire_now(&windows), trace))
     }
 }
 
@@ -266,7 +271,7 @@ fn conclude(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rate_limit::{MemoryRateLimiter, RateLimitError};
+    use crate::rate_limit::{LocalRateLimiter, MemoryRateLimiter, RateLimitError};
     use crate::{DecisionKind, Identity, Message};
     use governor::clock::FakeRelativeClock;
     use serde_json::json;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock, Reference};
 
-use super::{RateLimitDecision, RateLimitError, RateLimitWindow, RateLimiter};
+use super::{LocalRateLimiter, RateLimitDecision, RateLimitError, RateLimitWindow, RateLimiter};
 
 /// How many calls pass between sweeps of expired keys.
 const SWEEP_EVERY: u64 = 4096;
@@ -77,9 +77,35 @@ impl<C: Clock> MemoryRateLimiter<C> {
     fn now_nanos(&self) -> u64 {
         self.clock.now().duration_since(self.start).as_u64()
     }
+}
 
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl<C: Clock + Send + Sync + std::fmt::Debug> RateLimiter for MemoryRateLimiter<C>
+where
+    C::Instant: Send + Sync,
+{
+    async fn acquire(
+        &self,
+        windows: &[RateLimitWindow],
+    ) -> Result<RateLimitDecision, RateLimitError> {
+        self.acquire_now(windows)
+    }
+
+    fn local(&self) -> Option<&dyn LocalRateLimiter> {
+        Some(self)
+    }
+}
+
+impl<C: Clock + Send + Sync> LocalRateLimiter for MemoryRateLimiter<C>
+where
+    C::Instant: Send + Sync,
+{
     /// Decides and, when every window admits the call, records it.
-    pub fn acquire_now(
+    fn acquire_now(
         &self,
         windows: &[RateLimitWindow],
     ) -> Result<RateLimitDecision, RateLimitError> {
@@ -124,30 +150,6 @@ impl<C: Clock> MemoryRateLimiter<C> {
             tats.retain(|_, tat| *tat > now);
         }
         Ok(RateLimitDecision::Allowed)
-    }
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-#[async_trait]
-impl<C: Clock + Send + Sync + std::fmt::Debug> RateLimiter for MemoryRateLimiter<C>
-where
-    C::Instant: Send + Sync,
-{
-    async fn acquire(
-        &self,
-        windows: &[RateLimitWindow],
-    ) -> Result<RateLimitDecision, RateLimitError> {
-        self.acquire_now(windows)
-    }
-
-    fn acquire_sync(
-        &self,
-        windows: &[RateLimitWindow],
-    ) -> Option<Result<RateLimitDecision, RateLimitError>> {
-        Some(self.acquire_now(windows))
     }
 }
 

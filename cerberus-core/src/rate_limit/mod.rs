@@ -61,12 +61,17 @@ pub trait RateLimiter: Send + Sync + fmt::Debug {
         windows: &[RateLimitWindow],
     ) -> Result<RateLimitDecision, RateLimitError>;
 
-    /// [`RateLimiter::acquire`] without waiting, for a limiter that counts in this process; `None`
-    /// (the default) for one that must be awaited (a shared store), which then counts nothing here.
-    fn acquire_sync(
-        &self,
-        _windows: &[RateLimitWindow],
-    ) -> Option<Result<RateLimitDecision, RateLimitError>> {
+    /// This limiter as one that decides without waiting, when it counts in this process; `None` (the
+    /// default) for one that must be awaited (a shared store).
+    fn local(&self) -> Option<&dyn LocalRateLimiter> {
         None
     }
+}
+
+/// A limiter that counts in this process, and so decides without waiting: the guardrail pipeline
+/// then decides a rate limit in place instead of awaiting it.
+pub trait LocalRateLimiter: Send + Sync {
+    /// [`RateLimiter::acquire`], decided now.
+    fn acquire_now(&self, windows: &[RateLimitWindow])
+    -> Result<RateLimitDecision, RateLimitError>;
 }
