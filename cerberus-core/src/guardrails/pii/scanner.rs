@@ -4,12 +4,18 @@
 //! classes only, so a text is read once whatever the number of kinds. Each candidate then goes through the
 //! checks in [`validate`](super::validate); when a candidate fails them, the other patterns are tried
 //! anchored at the same position before the search moves on.
+//!
+//! A long text is not read whole by the regex: every match holds a byte it needs (an `@` for an email,
+//! a colon for IPv6, four digits close together for the rest), so a fast multi-byte search for those
+//! bytes (`regex-automata`'s prefilter) marks the windows where a match can be, and the regex reads only
+//! them. Prose with the odd number or version, the usual MCP text, is mostly skipped.
 
 use std::fmt;
 use std::ops::Range;
 
 use regex_automata::meta::Regex;
-use regex_automata::{Anchored, Input, PatternID};
+use regex_automata::util::prefilter::Prefilter;
+use regex_automata::{Anchored, Input, MatchKind, PatternID, Span};
 
 use super::validate::{self, PhoneShape};
 use super::{PiiKind, PiiKinds};
@@ -104,6 +110,22 @@ impl Candidate {
     }
 }
 
+/// The longest match of any pattern but the email's, in bytes (a test checks every pattern).
+const SHORT_MATCH: usize = 64;
+
+/// How far before the byte that triggers its window a match can start: an email's local part is at
+/// most 64 bytes, and every other match is at most [`SHORT_MATCH`] long.
+const BEFORE_TRIGGER: usize = 64;
+
+/// How far after its `@` an email can end: the `@` and a domain of at most 253 bytes.
+const EMAIL_AFTER_AT: usize = 254;
+
+/// The fewest digits in a match of a pattern that needs digits (a test checks every pattern).
+const MIN_DIGITS: usize = 4;
+
+/// A text at most this long is scanned whole: windows would save little.
+const SHORT_TEXT: usize = 2 * BEFORE_TRIGGER;
+
 /// Where to search again after no candidate validated at `start`.
 ///
 /// Every validator rejects a candidate that follows a word character (it would be glued to a word or to
@@ -142,6 +164,8 @@ pub struct PiiScanner {
     /// The bytes of which every match holds at least one (see [`Candidate::needs`]): a text without
     /// them is passed over without running the regex, as most keys and short values are.
     needed: [bool; 256],
+    /// Finds the needed bytes in a long text, to mark its [`Windows`]; `None` when no kind is enabled.
+    triggers: Option<Prefilter>,
 }
 
 impl fmt::Debug for PiiScanner {
@@ -171,11 +195,17 @@ impl PiiScanner {
         let needed = std::array::from_fn(|byte| {
             u8::try_from(byte).is_ok_and(|byte| candidates.iter().any(|c| c.needs(byte)))
         });
+        let needles: Vec<[u8; 1]> = (0..=u8::MAX)
+            .filter(|byte| needed.get(usize::from(*byte)) == Some(&true))
+            .map(|byte| [byte])
+            .collect();
+        let triggers = Prefilter::new(MatchKind::LeftmostFirst, &needles);
         Self {
             kinds,
             regex,
             candidates,
             needed,
+            triggers,
         }
     }
 
@@ -185,9 +215,18 @@ impl PiiScanner {
     }
 
     /// Calls `found` for every piece of personal data in `text`, left to right, without overlaps.
-    pub fn scan(&self, text: &str, found: impl FnMut(Finding)) {
-        if self.may_match(text) {
-            self.scan_unfiltered(text, found);
+    pub fn scan(&self, text: &str, mut found: impl FnMut(Finding)) {
+        let Some(regex) = &self.regex else { return };
+        let bytes = text.as_bytes();
+        let Some(triggers) = self.triggers.as_ref().filter(|_| bytes.len() > SHORT_TEXT) else {
+            if self.may_match(text) {
+                self.scan_range(regex, bytes, 0..bytes.len(), &mut found);
+            }
+            return;
+        };
+        let mut at = 0;
+        for window in Windows::new(triggers, bytes) {
+            at = self.scan_range(regex, bytes, at.max(window.start)..window.end, &mut found);
         }
     }
 
@@ -197,14 +236,28 @@ impl PiiScanner {
             .any(|b| self.needed.get(usize::from(b)) == Some(&true))
     }
 
-    /// [`scan`](Self::scan) without the check for needed bytes.
+    /// [`scan`](Self::scan) reading the whole text, without the check for needed bytes or windows.
+    #[cfg(test)]
     fn scan_unfiltered(&self, text: &str, mut found: impl FnMut(Finding)) {
-        let Some(regex) = &self.regex else { return };
-        let bytes = text.as_bytes();
-        let mut at = 0;
-        while at < bytes.len() {
-            let Some(m) = regex.search(&Input::new(bytes).range(at..)) else {
-                return;
+        if let Some(regex) = &self.regex {
+            self.scan_range(regex, text.as_bytes(), 0..text.len(), &mut found);
+        }
+    }
+
+    /// Reports the findings that start in `range` and end by its end, and returns where the search
+    /// would go on (which may be past the range). Validators look at the bytes around a match, outside
+    /// the range too.
+    fn scan_range(
+        &self,
+        regex: &Regex,
+        bytes: &[u8],
+        range: Range<usize>,
+        found: &mut impl FnMut(Finding),
+    ) -> usize {
+        let mut at = range.start;
+        while at < range.end {
+            let Some(m) = regex.search(&Input::new(bytes).range(at..range.end)) else {
+                return range.end;
             };
             let start = m.start();
             let first = self.candidates.get(m.pattern().as_usize());
@@ -222,6 +275,7 @@ impl PiiScanner {
                 None => at = resume_after_failure(bytes, start),
             }
         }
+        at
     }
 
     /// Tries every other pattern anchored at `start`, in priority order.
@@ -257,6 +311,99 @@ impl PiiScanner {
         let mut any = false;
         self.scan(text, |_| any = true);
         any
+    }
+}
+
+/// The parts of a long text where a match can be, in order, apart and merged where they meet.
+///
+/// Every match holds a byte that triggers a window around it: an email its `@`, an IPv6 address a
+/// colon, and every other match at least [`MIN_DIGITS`] digits within [`SHORT_MATCH`] bytes, the last
+/// of which triggers. A window reaches [`BEFORE_TRIGGER`] bytes back and as far forward as a match
+/// holding its trigger can end, so every match lies inside a window; windows that meet are merged, so
+/// that a search restricted to one finds what a search of the whole text finds there.
+///
+/// Where triggers come thick (digit-heavy data), looking for each costs more than reading the text, so
+/// past a budget of one trigger every 32 bytes the last window runs to the end of the text.
+struct Windows<'a> {
+    triggers: &'a Prefilter,
+    bytes: &'a [u8],
+    /// Where to look for the next trigger.
+    at: usize,
+    /// The last three digits seen, oldest first.
+    digits: [Option<usize>; MIN_DIGITS - 1],
+    /// Needed bytes found so far.
+    found: usize,
+    /// A window read ahead that did not meet the one before it.
+    held: Option<Range<usize>>,
+    /// Whether a window has run to the end of the text.
+    done: bool,
+}
+
+impl<'a> Windows<'a> {
+    fn new(triggers: &'a Prefilter, bytes: &'a [u8]) -> Self {
+        Self {
+            triggers,
+            bytes,
+            at: 0,
+            digits: [None; MIN_DIGITS - 1],
+            found: 0,
+            held: None,
+            done: false,
+        }
+    }
+
+    /// The window of the next trigger, not merged.
+    fn next_alone(&mut self) -> Option<Range<usize>> {
+        let end = self.bytes.len();
+        loop {
+            if self.done {
+                return None;
+            }
+            if self.found > 8 + self.at / 32 {
+                self.done = true;
+                return Some(self.at.saturating_sub(BEFORE_TRIGGER)..end);
+            }
+            let at = self
+                .triggers
+                .find(self.bytes, Span::from(self.at..end))?
+                .start;
+            self.at = at + 1;
+            self.found += 1;
+            let reach = match self.bytes.get(at)? {
+                b'@' => EMAIL_AFTER_AT,
+                b':' => SHORT_MATCH,
+                _ => {
+                    let oldest = self.digits.first().copied().flatten();
+                    self.digits.rotate_left(1);
+                    if let Some(last) = self.digits.last_mut() {
+                        *last = Some(at);
+                    }
+                    if oldest.is_none_or(|oldest| at - oldest >= SHORT_MATCH) {
+                        continue;
+                    }
+                    SHORT_MATCH
+                }
+            };
+            return Some(at.saturating_sub(BEFORE_TRIGGER)..(at + reach).min(end));
+        }
+    }
+}
+
+impl Iterator for Windows<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        let mut window = self.held.take().or_else(|| self.next_alone())?;
+        while let Some(next) = self.next_alone() {
+            // Windows start in order: each starts the same distance before its trigger.
+            if next.start <= window.end {
+                window.end = window.end.max(next.end);
+            } else {
+                self.held = Some(next);
+                break;
+            }
+        }
+        Some(window)
     }
 }
 
@@ -468,16 +615,19 @@ mod tests {
             "_",
             "555",
             "2.4",
+            "version 2024 ",
+            "The quarterly report shows steady growth in every region; the team will review it. ",
         ])
     }
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
 
-        /// Passing over texts without a needed byte never changes what a scanner of any kinds finds.
+        /// Passing over texts without a needed byte, and reading long texts only in their windows, never
+        /// changes what a scanner of any kinds finds.
         #[test]
-        fn the_needed_byte_check_changes_no_finding(
-            pieces in proptest::collection::vec(piece(), 0..24),
+        fn needed_bytes_and_windows_change_no_finding(
+            pieces in proptest::collection::vec(piece(), 0..160),
             bits in 0u8..32,
         ) {
             let text = pieces.concat();
@@ -490,6 +640,117 @@ mod tests {
             scanner.scan_unfiltered(&text, |f| unfiltered.push(f));
             proptest::prop_assert_eq!(scanner.find_all(&text), unfiltered);
         }
+
+        /// Values of every pattern's shape, planted in long prose, are found in their windows just as
+        /// in a reading of the whole text.
+        #[test]
+        fn planted_values_are_found_in_their_windows(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![3 => prose(), 1 => planted()], 1..40),
+        ) {
+            let text = pieces.concat();
+            let scanner = PiiScanner::new(PiiKinds::all());
+            let mut unfiltered = Vec::new();
+            scanner.scan_unfiltered(&text, |f| unfiltered.push(f));
+            proptest::prop_assert_eq!(scanner.find_all(&text), unfiltered);
+        }
+    }
+
+    fn prose() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy as _;
+        proptest::sample::select(vec![
+            "The team will review the figures on Monday and send the summary to the board. ",
+            "Growth was steady in every region, ",
+            "version 2.4 ",
+            "at 10:30 ",
+            " ",
+            "\n",
+        ])
+        .prop_map(str::to_owned)
+    }
+
+    /// Strings of a candidate pattern's shape (not always valid: the validators still judge them).
+    fn planted() -> impl proptest::strategy::Strategy<Value = String> {
+        let shapes: Vec<_> = Candidate::ALL
+            .into_iter()
+            .map(|c| proptest::string::string_regex(c.pattern()).unwrap())
+            .collect();
+        proptest::strategy::Union::new(shapes)
+    }
+
+    /// The fewest bytes of `set` in any match of `hir`.
+    fn fewest(hir: &regex_syntax::hir::Hir, set: &dyn Fn(u8) -> bool) -> usize {
+        use regex_syntax::hir::{Class, HirKind};
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => 0,
+            HirKind::Literal(literal) => literal.0.iter().filter(|b| set(**b)).count(),
+            HirKind::Class(Class::Unicode(class)) => usize::from(class.iter().all(|range| {
+                (range.start()..=range.end()).all(|c| u8::try_from(c).is_ok_and(set))
+            })),
+            HirKind::Class(Class::Bytes(class)) => usize::from(
+                class
+                    .iter()
+                    .all(|range| (range.start()..=range.end()).all(set)),
+            ),
+            HirKind::Repetition(repetition) => {
+                repetition.min as usize * fewest(&repetition.sub, set)
+            }
+            HirKind::Capture(capture) => fewest(&capture.sub, set),
+            HirKind::Concat(all) => all.iter().map(|h| fewest(h, set)).sum(),
+            HirKind::Alternation(any) => any.iter().map(|h| fewest(h, set)).min().unwrap_or(0),
+        }
+    }
+
+    /// The windows' reach rests on these facts about the patterns.
+    #[test]
+    fn every_match_holds_its_trigger_within_the_windows_reach() {
+        let parse = |pattern: &str| regex_automata::util::syntax::parse(pattern).unwrap();
+        for candidate in Candidate::ALL {
+            let hir = parse(candidate.pattern());
+            let longest = hir.properties().maximum_len().unwrap();
+            match candidate {
+                Candidate::Email => {
+                    let (local, domain) = candidate.pattern().split_once('@').unwrap();
+                    assert!(parse(local).properties().maximum_len().unwrap() <= BEFORE_TRIGGER);
+                    assert!(parse(domain).properties().maximum_len().unwrap() < EMAIL_AFTER_AT);
+                    assert_eq!(fewest(&hir, &|b| b == b'@'), 1);
+                }
+                Candidate::Ipv6 => {
+                    assert!(longest <= SHORT_MATCH.min(BEFORE_TRIGGER), "{candidate:?}");
+                    assert!(fewest(&hir, &|b| b == b':') >= 1);
+                }
+                _ => {
+                    assert!(longest <= SHORT_MATCH.min(BEFORE_TRIGGER), "{candidate:?}");
+                    let digits = fewest(&hir, &|b: u8| b.is_ascii_digit());
+                    assert!(digits >= MIN_DIGITS, "{candidate:?}: {digits} digits");
+                }
+            }
+            assert!(hir.properties().is_utf8() && hir.properties().look_set().is_empty());
+        }
+    }
+
+    #[test]
+    fn long_prose_is_read_only_around_its_numbers() {
+        let prose = "The report for version 2.4 shows steady growth in every region; the board reviews it on Monday. ";
+        let text = format!("{} call 555-234-5678 {}", prose.repeat(5), prose.repeat(5));
+        let phone = text.find("555").unwrap()..text.find("5678").unwrap() + 4;
+        let scanner = PiiScanner::new(PiiKinds::all());
+        let triggers = scanner.triggers.as_ref().unwrap();
+        let windows: Vec<_> = Windows::new(triggers, text.as_bytes()).collect();
+        assert_eq!(windows.len(), 1, "{windows:?}");
+        assert!(windows[0].start <= phone.start && phone.end <= windows[0].end);
+        // The versions nearest the number are near enough to join it; the rest of the prose is skipped.
+        assert!(
+            windows[0].len() < text.len() / 5,
+            "{windows:?} of {}",
+            text.len()
+        );
+        assert_eq!(scan(&text), [(Phone, "555-234-5678")]);
+        // Digits everywhere: the budget runs out, and the rest is one window.
+        let digits = "1 2 3 4 ".repeat(100);
+        let windows: Vec<_> = Windows::new(triggers, digits.as_bytes()).collect();
+        assert_eq!(windows.len(), 1);
+        assert_eq!(windows[0].end, digits.len());
     }
 
     #[test]
