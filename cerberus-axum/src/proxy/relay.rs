@@ -46,6 +46,9 @@ pub(super) enum UpstreamLink {
 /// The method of each request of a POST, by JSON id text: usually one entry, made once per POST.
 pub(super) type RequestMethods = HashMap<String, String, foldhash::fast::RandomState>;
 
+/// The requests of a POST that have no answer yet, by JSON id text (hashed like [`RequestMethods`]).
+type Unanswered = HashSet<String, foldhash::fast::RandomState>;
+
 /// What the relay needs to know about the request it answers.
 #[derive(Debug)]
 pub(super) struct RelayContext {
@@ -395,7 +398,7 @@ async fn stream(
     status: StatusCode,
 ) -> Response {
     let answers = join(context.answers.iter().map(message_event).collect());
-    let relay = EventRelay {
+    let relay = Box::new(EventRelay {
         unanswered: context.request_methods.keys().cloned().collect(),
         gateway,
         caller,
@@ -405,7 +408,7 @@ async fn stream(
         resumable: false,
         ended: false,
         relayed_message: false,
-    };
+    });
     let holds_head = relay.answers_requests();
     let mut body = RelayBody::new(answers, relay);
     if holds_head {
@@ -422,8 +425,9 @@ async fn stream(
     response
 }
 
-/// The relay reading its next output, and the relay back once it has.
-type NextOutput = Pin<Box<dyn Future<Output = (EventRelay, Option<Bytes>)> + Send>>;
+/// The relay reading its next output, and the relay back once it has. The relay is boxed, so that
+/// passing it in and out of each step moves a pointer, not the relay.
+type NextOutput = Pin<Box<dyn Future<Output = (Box<EventRelay>, Option<Bytes>)> + Send>>;
 
 /// The client's side of a relayed event stream: an HTTP body that says it has ended as soon as the
 /// relay knows the upstream has, so that hyper writes the last event and the end of the stream at once.
@@ -437,7 +441,7 @@ struct RelayBody {
 }
 
 impl RelayBody {
-    fn new(first: Bytes, relay: EventRelay) -> Self {
+    fn new(first: Bytes, relay: Box<EventRelay>) -> Self {
         Self {
             ready: (!first.is_empty()).then_some(first).into_iter().collect(),
             next: Some(relay.into_next()),
@@ -501,7 +505,7 @@ struct EventRelay {
     chunks: Peekable<BoxStream<'static, Result<Bytes, hyper::Error>>>,
     decoder: SseDecoder,
     /// Requests of this POST that have no answer yet, by JSON id text.
-    unanswered: HashSet<String>,
+    unanswered: Unanswered,
     /// Whether the upstream gave its events ids: a client can then resume a broken stream itself.
     resumable: bool,
     /// Whether the upstream stream has ended and everything from it has been relayed.
@@ -512,7 +516,7 @@ struct EventRelay {
 
 impl EventRelay {
     /// The relay reading its next output, as a future that owns it.
-    fn into_next(mut self) -> NextOutput {
+    fn into_next(mut self: Box<Self>) -> NextOutput {
         Box::pin(async move {
             let out = self.next().await;
             (self, out)
@@ -672,7 +676,7 @@ async fn relay_event(
     gateway: &Gateway,
     caller: &Caller,
     context: &RelayContext,
-    unanswered: &mut HashSet<String>,
+    unanswered: &mut Unanswered,
     mut event: SseEvent,
 ) -> SseEvent {
     if !event.has_message() {
