@@ -83,7 +83,11 @@ pub fn generate_key() -> NewKey {
 
 /// The displayable start of a key.
 pub fn display_prefix(key: &str) -> String {
-    key.chars().take(KEY_PREFIX.len() + DISPLAY_CHARS).collect()
+    let end = key
+        .char_indices()
+        .nth(KEY_PREFIX.len() + DISPLAY_CHARS)
+        .map_or(key.len(), |(at, _)| at);
+    key.get(..end).unwrap_or(key).to_owned()
 }
 
 /// The bearer token of an `Authorization` header value.
@@ -136,6 +140,13 @@ impl<T> KeyIndex<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_display_prefix_is_the_first_twelve_characters() {
+        assert_eq!(display_prefix("cbk_abcdefghijklmnop"), "cbk_abcdefgh");
+        assert_eq!(display_prefix("cbk_abc"), "cbk_abc");
+        assert_eq!(display_prefix("ééééééééééééééé"), "éééééééééééé");
+    }
 
     #[test]
     fn generated_keys_are_unique_and_found_by_hash_only() {
