@@ -396,7 +396,7 @@ async fn govern_events(guard: &StreamGuard, events: Vec<SseEvent>) -> Vec<Bytes>
             out.push(event.encode());
             continue;
         }
-        let Ok(message) = Message::parse(Bytes::from(data)) else {
+        let Ok(message) = Message::parse_text(data) else {
             tracing::warn!("dropped an event that is not a JSON-RPC message");
             out.push(SseEvent::placeholder(event.id.clone()).encode());
             continue;

@@ -686,7 +686,7 @@ async fn relay_event(
         return event;
     };
     // The data moves into the message without a copy; the event keeps the bytes it came as.
-    let outcome = match Message::parse(Bytes::from(data)) {
+    let outcome = match Message::parse_text(data) {
         Ok(message) => {
             if matches!(message.kind(), MessageKind::Response | MessageKind::Error)
                 && let Some(id) = message.id()
