@@ -96,10 +96,8 @@ impl Message {
     /// ```
     pub fn parse(bytes: impl Into<Bytes>) -> Result<Self, MessageError> {
         let raw: Bytes = bytes.into();
-        let value: Value = serde_json::from_slice(&raw)?;
-        let mut message = Self::from_value(value)?;
-        message.raw = Some(raw);
-        Ok(message)
+        let value = serde_json::from_slice(&raw)?;
+        Self::parsed_from(value, raw)
     }
 
     /// Parses one message from text: as [`Message::parse`], but the strings inside are not checked
@@ -112,9 +110,14 @@ impl Message {
     /// # Ok::<(), cerberus_core::MessageError>(())
     /// ```
     pub fn parse_text(text: String) -> Result<Self, MessageError> {
-        let value: Value = serde_json::from_str(&text)?;
+        let value = serde_json::from_str(&text)?;
+        Self::parsed_from(value, Bytes::from(text))
+    }
+
+    /// The message `value` was parsed from `raw`: unchanged, so forwarded as those bytes.
+    fn parsed_from(value: Value, raw: Bytes) -> Result<Self, MessageError> {
         let mut message = Self::from_value(value)?;
-        message.raw = Some(Bytes::from(text));
+        message.raw = Some(raw);
         Ok(message)
     }
 
