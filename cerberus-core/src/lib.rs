@@ -22,7 +22,7 @@ mod trace;
 
 pub use guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult, SyncGuardrail};
 pub use identity::{AgentId, Identity, OrganisationId, WorkspaceId};
-pub use message::{Message, MessageError, MessageKind, methods};
+pub use message::{Items, JsonRef, Members, Message, MessageError, MessageKind, Part, methods};
 pub use pipeline::{Decision, Envelope, Pipeline, PipelineOutcome};
 pub use policy::{
     EffectiveEntry, EffectivePolicy, GuardrailSpec, IgnoredOverride, PolicyDocument, PolicyError,

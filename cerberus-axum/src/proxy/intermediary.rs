@@ -53,7 +53,8 @@ impl Mirrors {
             }
             mirrors.name = Some((value.clone(), decoded));
         }
-        let arguments = message.arguments();
+        // The arguments as a JSON object are built only for a request that mirrors some.
+        let mut arguments = None;
         for header in headers.keys() {
             if !header.as_str().starts_with(PARAM_PREFIX) {
                 continue;
@@ -64,7 +65,7 @@ impl Mirrors {
             let decoded =
                 decode(value).ok_or_else(|| format!("{header} is not validly encoded"))?;
             let mut paths = Vec::new();
-            if let Some(arguments) = arguments {
+            if let Some(arguments) = *arguments.get_or_insert_with(|| message.arguments()) {
                 paths_with_value(arguments, &decoded, &mut Vec::new(), &mut paths);
             }
             if paths.is_empty() {
@@ -142,7 +143,7 @@ fn mirrored_name(message: &Message) -> Option<&str> {
         "tasks/get" | "tasks/update" | "tasks/cancel" => "taskId",
         _ => return None,
     };
-    message.params()?.get(key)?.as_str()
+    message.param_str(key)
 }
 
 /// A header value as the text it stands for (`=?base64?…?=` wraps text that is not plain ASCII).

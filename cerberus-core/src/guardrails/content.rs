@@ -17,12 +17,14 @@
 //! `direction` is `request`, `response` or `both` (the default).
 
 use std::num::NonZeroUsize;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::guardrail::{GuardrailContext, GuardrailResult, SyncGuardrail};
 use crate::guardrails::Directions;
+use crate::message::{JsonRef, Part};
 
 /// How deep JSON held inside strings is followed.
 const EMBEDDED_JSON_DEPTH: u8 = 3;
@@ -92,14 +94,17 @@ impl SyncGuardrail for LargeDocuments {
     }
 
     fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
-        self.0.direction.includes(ctx.direction) && ctx.message.payload().is_some()
+        self.0.direction.includes(ctx.direction) && ctx.message.payload_member().is_some()
     }
 
     fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
         let max = self.0.max_bytes.get();
         let (size, what) = match self.0.measure {
             Measure::Message => (ctx.message.to_bytes().len(), "message"),
-            Measure::Document => (ctx.message.payload().map_or(0, longest_string), "document"),
+            Measure::Document => (
+                ctx.message.payload_view().map_or(0, longest_string),
+                "document",
+            ),
         };
         if size > max {
             GuardrailResult::block(
@@ -112,17 +117,21 @@ impl SyncGuardrail for LargeDocuments {
     }
 }
 
-fn longest_string(value: &Value) -> usize {
-    match value {
-        Value::String(s) => s.len(),
-        Value::Array(items) => items.iter().map(longest_string).max().unwrap_or(0),
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| k.len().max(longest_string(v)))
-            .max()
-            .unwrap_or(0),
-        _ => 0,
-    }
+fn longest_string(value: JsonRef<'_>) -> usize {
+    most(&value, |part| match part {
+        Part::Name(s) | Part::String(s) => s.len(),
+        Part::Number(_) | Part::Array(_) => 0,
+    })
+}
+
+/// The largest `measure` of any part of `value`.
+fn most<'a>(value: &JsonRef<'a>, mut measure: impl FnMut(Part<'a>) -> usize) -> usize {
+    let mut best = 0;
+    let _: ControlFlow<()> = value.walk(&mut |part| {
+        best = best.max(measure(part));
+        ControlFlow::Continue(())
+    });
+    best
 }
 
 impl SyncGuardrail for StructuredData {
@@ -131,12 +140,12 @@ impl SyncGuardrail for StructuredData {
     }
 
     fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
-        self.0.direction.includes(ctx.direction) && ctx.message.payload().is_some()
+        self.0.direction.includes(ctx.direction) && ctx.message.payload_member().is_some()
     }
 
     fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
         let max = self.0.max_rows.get();
-        let rows = ctx.message.payload().map_or(0, |p| most_rows(p, 0));
+        let rows = ctx.message.payload_view().map_or(0, |p| most_rows(p, 0));
         if rows > max {
             GuardrailResult::block(
                 "structured_data_limit",
@@ -149,24 +158,19 @@ impl SyncGuardrail for StructuredData {
 }
 
 /// The most data rows of any table in `value`.
-fn most_rows(value: &Value, depth: u8) -> usize {
-    match value {
-        Value::String(text) => match embedded_json(text, depth) {
-            Some(inner) => most_rows(&inner, depth + 1),
+fn most_rows(value: JsonRef<'_>, depth: u8) -> usize {
+    most(&value, |part| match part {
+        Part::String(text) => match embedded_json(text, depth) {
+            Some(inner) => most_rows(JsonRef::from(&inner), depth + 1),
             None => text_rows(text),
         },
-        Value::Array(items) => {
-            let records = !items.is_empty()
-                && (items.iter().all(Value::is_object) || items.iter().all(Value::is_array));
-            let own = if records { items.len() } else { 0 };
-            items
-                .iter()
-                .map(|v| most_rows(v, depth))
-                .fold(own, usize::max)
+        Part::Array(items) => {
+            let records = items.len() > 0
+                && (items.clone().all(|v| v.is_object()) || items.clone().all(|v| v.is_array()));
+            if records { items.len() } else { 0 }
         }
-        Value::Object(map) => map.values().map(|v| most_rows(v, depth)).max().unwrap_or(0),
-        _ => 0,
-    }
+        Part::Name(_) | Part::Number(_) => 0,
+    })
 }
 
 fn embedded_json(text: &str, depth: u8) -> Option<Value> {
@@ -252,12 +256,12 @@ impl SyncGuardrail for SourceCode {
     }
 
     fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
-        self.0.direction.includes(ctx.direction) && ctx.message.payload().is_some()
+        self.0.direction.includes(ctx.direction) && ctx.message.payload_member().is_some()
     }
 
     fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
         let max = self.0.max_lines.get();
-        let lines = ctx.message.payload().map_or(0, |p| longest_code(p, 0));
+        let lines = ctx.message.payload_view().map_or(0, |p| longest_code(p, 0));
         if lines > max {
             GuardrailResult::block(
                 "source_code_limit",
@@ -271,24 +275,14 @@ impl SyncGuardrail for SourceCode {
     }
 }
 
-fn longest_code(value: &Value, depth: u8) -> usize {
-    match value {
-        Value::String(text) if has_line_break(text) => match embedded_json(text, depth) {
-            Some(inner) => longest_code(&inner, depth + 1),
+fn longest_code(value: JsonRef<'_>, depth: u8) -> usize {
+    most(&value, |part| match part {
+        Part::String(text) if has_line_break(text) => match embedded_json(text, depth) {
+            Some(inner) => longest_code(JsonRef::from(&inner), depth + 1),
             None => fenced_lines(text).max(unfenced_lines(text)),
         },
-        Value::Array(items) => items
-            .iter()
-            .map(|v| longest_code(v, depth))
-            .max()
-            .unwrap_or(0),
-        Value::Object(map) => map
-            .values()
-            .map(|v| longest_code(v, depth))
-            .max()
-            .unwrap_or(0),
         _ => 0,
-    }
+    })
 }
 
 /// The longest fenced block (an unclosed fence runs to the end of the text).
@@ -390,12 +384,23 @@ mod tests {
     use crate::{Direction, Identity, Message};
     use serde_json::json;
 
+    /// Decides on a response holding `text`, as parsed from the wire (read from its tape) and as built
+    /// from a JSON value, and checks that both decide alike.
     fn decide(guardrail: &dyn SyncGuardrail, text: &str) -> GuardrailResult {
-        let identity = Identity::new_random();
-        let message = Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}]}})).unwrap();
-        let ctx = GuardrailContext::new(Direction::Response, &identity, &message);
-        assert!(guardrail.applies_to(&ctx));
-        guardrail.evaluate_sync(&ctx)
+        let value = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}]}});
+        let parsed = Message::parse(value.to_string()).unwrap();
+        let built = Message::from_value(value).unwrap();
+        let [from_wire, from_value] = [&parsed, &built].map(|message| {
+            let identity = Identity::new_random();
+            let ctx = GuardrailContext::new(Direction::Response, &identity, message);
+            assert!(guardrail.applies_to(&ctx));
+            guardrail.evaluate_sync(&ctx)
+        });
+        assert_eq!(
+            from_wire, from_value,
+            "a parsed and a built message decide alike"
+        );
+        from_value
     }
 
     fn code(result: &GuardrailResult) -> Option<&str> {
@@ -528,5 +533,38 @@ mod tests {
                 .is_err()
         );
         assert!(serde_json::from_value::<SourceCodeSettings>(json!({"max_lines": "ten"})).is_err());
+    }
+
+    /// Payloads with what the limits measure: tables, code, long strings, JSON inside strings.
+    fn payload() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,40}".prop_map(Value::String),
+            "(\\| ?[a-z]{0,3} ?\\|\n){0,6}".prop_map(Value::String),
+            "(```\n)?([a-z]+\\(\\);\n|fn x\\(\\) \\{\n|\\}\n){0,8}(```)?".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("[a-z]{0,8}", inner.clone()), 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                inner.prop_map(|v| Value::String(v.to_string())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_parsed_payload_measures_as_its_json_value(result in payload()) {
+            let value = json!({"jsonrpc": "2.0", "id": 1, "result": result});
+            let parsed = Message::parse(value.to_string()).unwrap();
+            let built = Message::from_value(value).unwrap();
+            let (wire, json) = (parsed.payload_view().unwrap(), built.payload_view().unwrap());
+            proptest::prop_assert_eq!(longest_string(wire.clone()), longest_string(json.clone()));
+            proptest::prop_assert_eq!(most_rows(wire.clone(), 0), most_rows(json.clone(), 0));
+            proptest::prop_assert_eq!(longest_code(wire, 0), longest_code(json, 0));
+        }
     }
 }

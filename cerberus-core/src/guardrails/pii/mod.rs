@@ -17,6 +17,7 @@ mod scanner;
 mod validate;
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,7 +26,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult};
 use crate::guardrails::Directions;
-use crate::message::serialise;
+use crate::message::{JsonRef, Part, serialise};
 use crate::policy::PolicyLevel;
 use crate::trace::{DecisionKind, Trace, TraceEntry};
 
@@ -340,13 +341,7 @@ impl PiiGuardrail {
 
     /// Scans (and, where rules say so, redacts) `payload`: the outcome of one pass.
     fn inspect<'p>(&self, plan: &'p DirectionPlan, payload: &Value) -> Pass<'p> {
-        let mut pass = Pass {
-            plan_actions: &plan.actions,
-            scanner: &plan.scanner,
-            counts: [0; 5],
-            blocked: None,
-            redacted: None,
-        };
+        let mut pass = Pass::new(plan);
         pass.redacted = pass.value(payload, 0);
         pass
     }
@@ -362,7 +357,55 @@ struct Pass<'a> {
     redacted: Option<Value>,
 }
 
-impl Pass<'_> {
+impl<'a> Pass<'a> {
+    fn new(plan: &'a DirectionPlan) -> Self {
+        Self {
+            plan_actions: &plan.actions,
+            scanner: &plan.scanner,
+            counts: [0; 5],
+            blocked: None,
+            redacted: None,
+        }
+    }
+
+    /// Whether anything in `json` is data of an enabled kind: reads what [`Pass::value`] reads, the same
+    /// way, but only to say yes or no, so a clean message needs no JSON object built and no copy made.
+    fn finds_any(&self, json: JsonRef<'_>, depth: u8) -> bool {
+        json.walk(&mut |part| {
+            let found = match part {
+                Part::Name(text) => self.finds_in(text),
+                Part::String(text) => {
+                    match embedded_json(text).filter(|_| depth < EMBEDDED_JSON_DEPTH) {
+                        Some(inner) => self.finds_any(JsonRef::from(&inner), depth + 1),
+                        None => self.finds_in(text),
+                    }
+                }
+                Part::Number(number) => {
+                    number_text(number).is_some_and(|text| self.finds_in(&text))
+                }
+                Part::Array(_) => false,
+            };
+            if found {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .is_break()
+    }
+
+    /// Whether `text` holds data of an enabled kind.
+    fn finds_in(&self, text: &str) -> bool {
+        let mut found = false;
+        self.scanner.scan(text, |finding| {
+            found |= self
+                .plan_actions
+                .get(finding.kind.index())
+                .is_some_and(Option::is_some);
+        });
+        found
+    }
+
     /// The redacted copy of `value`, or `None` when nothing in it changed. Stops early once blocked.
     fn value(&mut self, value: &Value, depth: u8) -> Option<Value> {
         if self.blocked.is_some() {
@@ -431,16 +474,7 @@ impl Pass<'_> {
     }
 
     fn number(&mut self, number: &Number) -> Option<String> {
-        // Only a bare run of 13 or more digits (a card number) can hide in a JSON number.
-        const SMALLEST_CARD: u64 = 1_000_000_000_000;
-        let small = number
-            .as_u64()
-            .map(|n| n < SMALLEST_CARD)
-            .or_else(|| number.as_i64().map(|n| n.unsigned_abs() < SMALLEST_CARD));
-        if small == Some(true) {
-            return None;
-        }
-        self.text(&number.to_string())
+        self.text(&number_text(number)?)
     }
 
     /// Scans one text; returns its redacted form when anything in it was redacted.
@@ -502,6 +536,17 @@ impl Pass<'_> {
     }
 }
 
+/// The text of a JSON number that may hide data: only a bare run of 13 or more digits (a card number)
+/// can, so smaller integers need no scan.
+fn number_text(number: &Number) -> Option<String> {
+    const SMALLEST_CARD: u64 = 1_000_000_000_000;
+    let small = number
+        .as_u64()
+        .map(|n| n < SMALLEST_CARD)
+        .or_else(|| number.as_i64().map(|n| n.unsigned_abs() < SMALLEST_CARD));
+    (small != Some(true)).then(|| number.to_string())
+}
+
 /// The JSON document a string holds, if it holds an object or an array.
 fn embedded_json(text: &str) -> Option<Value> {
     let trimmed = text.trim_ascii();
@@ -525,7 +570,7 @@ impl Guardrail for PiiGuardrail {
     }
 
     fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
-        self.plan(ctx.direction).is_some() && ctx.message.payload().is_some()
+        self.plan(ctx.direction).is_some() && ctx.message.payload_member().is_some()
     }
 
     async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
@@ -555,10 +600,20 @@ impl Guardrail for PiiGuardrail {
 impl PiiGuardrail {
     /// Scans the message for every enabled kind, recording one trace entry per `pii_*` policy entry.
     fn decide(&self, ctx: &GuardrailContext<'_>, trace: &mut Trace) -> GuardrailResult {
-        let (Some(plan), Some(payload)) = (self.plan(ctx.direction), ctx.message.payload()) else {
+        let (Some(plan), Some(view)) = (self.plan(ctx.direction), ctx.message.payload_view())
+        else {
             return GuardrailResult::Allow;
         };
-        let pass = self.inspect(plan, payload);
+        // Most messages hold nothing: say so from the parsed view. Only a message with findings is walked
+        // again as a JSON object, to count, block or redact.
+        let pass = if Pass::new(plan).finds_any(view, 0) {
+            match ctx.message.payload() {
+                Some(payload) => self.inspect(plan, payload),
+                None => Pass::new(plan),
+            }
+        } else {
+            Pass::new(plan)
+        };
         let direction = ctx.direction;
         let active_rules = self
             .rules

@@ -24,14 +24,31 @@ fn redact_all() -> PiiGuardrail {
     )
 }
 
+/// Runs `guardrail` on `message` twice, as parsed from the wire (read from its tape) and as built from a
+/// JSON value (read from the value), and checks that both give the same decision and trace.
 fn run(
     guardrail: &PiiGuardrail,
     direction: Direction,
     message: Value,
 ) -> (GuardrailResult, Vec<TraceEntry>) {
+    let parsed = Message::parse(message.to_string()).unwrap();
+    let built = Message::from_value(message).unwrap();
+    let from_wire = run_on(guardrail, direction, &parsed);
+    let from_value = run_on(guardrail, direction, &built);
+    assert_eq!(
+        from_wire, from_value,
+        "a parsed and a built message decide alike"
+    );
+    from_value
+}
+
+fn run_on(
+    guardrail: &PiiGuardrail,
+    direction: Direction,
+    message: &Message,
+) -> (GuardrailResult, Vec<TraceEntry>) {
     let identity = Identity::new_random();
-    let message = Message::from_value(message).unwrap();
-    let ctx = GuardrailContext::new(direction, &identity, &message);
+    let ctx = GuardrailContext::new(direction, &identity, message);
     if !guardrail.applies_to(&ctx) {
         return (GuardrailResult::Allow, Vec::new());
     }

@@ -3,9 +3,19 @@
 //! A [`Message`] is parsed once at the edge. It keeps the bytes it was parsed from, so a message that no
 //! guardrail changed is forwarded byte for byte; a changed message is re-serialised from its JSON object,
 //! which keeps every member (known or not) in its original order.
+//!
+//! A parsed message is held as a [`tape`](self::tape) that [`JsonRef`] reads; its `serde_json` object is
+//! built on first use only, so a message that only guardrails read is never copied into one.
+
+mod tape;
+
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
+
+use self::tape::Tape;
+pub use self::tape::{Items, JsonRef, Members, Part};
 
 /// MCP method names the gateway treats specially.
 pub mod methods {
@@ -76,12 +86,70 @@ pub enum MessageError {
 }
 
 /// One JSON-RPC 2.0 message: a typed view over its JSON object that keeps every member.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Message {
     /// The bytes this message was parsed from, while it is unchanged.
     raw: Option<Bytes>,
-    object: Map<String, Value>,
+    /// The message as parsed; `None` for a message built from a `serde_json` object.
+    tape: Option<Tape>,
+    /// The JSON object: built from the tape on first use, or given (boxed: most messages never need it).
+    object: OnceLock<Box<Map<String, Value>>>,
+    /// The id, read at once: every response is matched by it.
+    id: Option<Value>,
+    /// Where the tape holds the members read most.
+    slots: Slots,
     kind: MessageKind,
+}
+
+/// The tape nodes of a parsed message's top-level `method`, `params`, `result` and `error`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slots {
+    method: Option<u32>,
+    params: Option<u32>,
+    result: Option<u32>,
+    error: Option<u32>,
+}
+
+/// The top-level members that make a message what it is.
+#[derive(Default)]
+struct Envelope<'a> {
+    jsonrpc: Option<JsonRef<'a>>,
+    id: Option<JsonRef<'a>>,
+    method: Option<JsonRef<'a>>,
+    params: Option<JsonRef<'a>>,
+    result: Option<JsonRef<'a>>,
+    error: Option<JsonRef<'a>>,
+}
+
+impl<'a> Envelope<'a> {
+    /// Reads the envelope from `members`; the last of a name sent twice counts, as in the JSON object.
+    fn read(members: impl Iterator<Item = (&'a str, JsonRef<'a>)>) -> Self {
+        let mut envelope = Self::default();
+        for (name, value) in members {
+            if let Some(slot) = envelope.slot(name) {
+                *slot = Some(value);
+            }
+        }
+        envelope
+    }
+
+    fn slot(&mut self, name: &str) -> Option<&mut Option<JsonRef<'a>>> {
+        match name {
+            "jsonrpc" => Some(&mut self.jsonrpc),
+            "id" => Some(&mut self.id),
+            "method" => Some(&mut self.method),
+            "params" => Some(&mut self.params),
+            "result" => Some(&mut self.result),
+            "error" => Some(&mut self.error),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.raw == other.raw && self.as_json() == other.as_json()
+    }
 }
 
 impl Message {
@@ -96,8 +164,8 @@ impl Message {
     /// ```
     pub fn parse(bytes: impl Into<Bytes>) -> Result<Self, MessageError> {
         let raw: Bytes = bytes.into();
-        let value = serde_json::from_slice(&raw)?;
-        Self::parsed_from(value, raw)
+        let tape = Tape::parse_slice(&raw)?;
+        Self::parsed_from(tape, raw)
     }
 
     /// Parses one message from text: as [`Message::parse`], but the strings inside are not checked
@@ -110,15 +178,40 @@ impl Message {
     /// # Ok::<(), cerberus_core::MessageError>(())
     /// ```
     pub fn parse_text(text: String) -> Result<Self, MessageError> {
-        let value = serde_json::from_str(&text)?;
-        Self::parsed_from(value, Bytes::from(text))
+        let tape = Tape::parse_str(&text)?;
+        Self::parsed_from(tape, Bytes::from(text))
     }
 
-    /// The message `value` was parsed from `raw`: unchanged, so forwarded as those bytes.
-    fn parsed_from(value: Value, raw: Bytes) -> Result<Self, MessageError> {
-        let mut message = Self::from_value(value)?;
-        message.raw = Some(raw);
-        Ok(message)
+    /// The message `tape` holds, parsed from `raw`: unchanged, so forwarded as those bytes.
+    fn parsed_from(tape: Tape, raw: Bytes) -> Result<Self, MessageError> {
+        if !tape.root().is_object() {
+            return Err(MessageError::NotAnObject);
+        }
+        let mut slots = Slots::default();
+        for (name, index) in tape.root_members() {
+            let slot = match name {
+                "method" => &mut slots.method,
+                "params" => &mut slots.params,
+                "result" => &mut slots.result,
+                "error" => &mut slots.error,
+                _ => continue,
+            };
+            *slot = Some(index);
+        }
+        let envelope = Envelope::read(
+            tape.root_members()
+                .map(|(name, index)| (name, tape.value_at(index))),
+        );
+        let (kind, id) = classify(envelope)?;
+        let id = id.map(JsonRef::to_value);
+        Ok(Self {
+            raw: Some(raw),
+            id,
+            slots,
+            tape: Some(tape),
+            object: OnceLock::new(),
+            kind,
+        })
     }
 
     /// Parses a body that is either one message or a batch (a JSON array of messages, allowed by the
@@ -144,12 +237,31 @@ impl Message {
         let Value::Object(object) = value else {
             return Err(MessageError::NotAnObject);
         };
-        let kind = classify(&object)?;
+        let (kind, id) = classify(Envelope::read(Members::of(&object)))?;
         Ok(Self {
             raw: None,
-            object,
+            tape: None,
+            id: id.map(JsonRef::to_value),
+            slots: Slots::default(),
+            object: OnceLock::from(Box::new(object)),
             kind,
         })
+    }
+
+    /// The top-level member `name` (`method`, `params`, `result` or `error`), read without building the
+    /// JSON object.
+    fn member_view(&self, name: &str) -> Option<JsonRef<'_>> {
+        let Some(tape) = &self.tape else {
+            return member(self.as_json(), name).map(JsonRef::from);
+        };
+        let slot = match name {
+            "method" => self.slots.method,
+            "params" => self.slots.params,
+            "result" => self.slots.result,
+            "error" => self.slots.error,
+            _ => return tape.root().as_object()?.get(name),
+        };
+        slot.map(|index| tape.value_at(index))
     }
 
     /// Request, notification, response or error.
@@ -159,41 +271,61 @@ impl Message {
 
     /// The method of a request or notification.
     pub fn method(&self) -> Option<&str> {
-        member(&self.object, "method").and_then(Value::as_str)
+        self.member_view("method")?.as_str()
     }
 
     /// The id of a request, response or error.
     pub fn id(&self) -> Option<&Value> {
-        member(&self.object, "id")
+        self.id.as_ref()
     }
 
     /// The `params` of a request or notification.
     pub fn params(&self) -> Option<&Value> {
-        member(&self.object, "params")
+        member(self.as_json(), "params")
     }
 
     /// The `result` of a response.
     pub fn result(&self) -> Option<&Value> {
-        member(&self.object, "result")
+        member(self.as_json(), "result")
     }
 
     /// The `error` of an error response.
     pub fn error(&self) -> Option<&Value> {
-        member(&self.object, "error")
+        member(self.as_json(), "error")
     }
 
     /// The payload guardrails inspect: `params`, `result` or `error`, whichever the message has.
     pub fn payload(&self) -> Option<&Value> {
-        ["params", "result", "error"]
-            .into_iter()
-            .find_map(|name| member(&self.object, name))
+        let name = self.payload_member()?;
+        member(self.as_json(), name)
+    }
+
+    /// The payload as a read-only view: as [`Message::payload`], without building the JSON object of a
+    /// parsed message. What a guardrail that only reads should walk.
+    pub fn payload_view(&self) -> Option<JsonRef<'_>> {
+        let name = self.payload_member()?;
+        self.member_view(name)
     }
 
     /// The member that holds the payload (`"params"`, `"result"` or `"error"`).
     pub fn payload_member(&self) -> Option<&'static str> {
-        ["params", "result", "error"]
-            .into_iter()
-            .find(|name| member(&self.object, name).is_some())
+        match &self.tape {
+            Some(_) => {
+                let Slots {
+                    params,
+                    result,
+                    error,
+                    ..
+                } = self.slots;
+                [params, result, error]
+                    .into_iter()
+                    .zip(PAYLOAD_MEMBERS)
+                    .find_map(|(slot, name)| slot.map(|_| name))
+            }
+            None => PAYLOAD_MEMBERS
+                .into_iter()
+                .find(|name| member(self.as_json(), name).is_some()),
+        }
     }
 
     /// The tool a `tools/call` request names.
@@ -209,9 +341,7 @@ impl Message {
     /// The URI a `resources/read` or `resources/subscribe` request names.
     pub fn resource_uri(&self) -> Option<&str> {
         match self.method() {
-            Some(methods::RESOURCES_READ | methods::RESOURCES_SUBSCRIBE) => {
-                self.params()?.get("uri")?.as_str()
-            }
+            Some(methods::RESOURCES_READ | methods::RESOURCES_SUBSCRIBE) => self.param_str("uri"),
             _ => None,
         }
     }
@@ -231,14 +361,23 @@ impl Message {
         }
     }
 
-    /// The whole JSON object.
+    /// The `params` member `name`, if it is a string, read without building the JSON object.
+    pub fn param_str(&self, name: &str) -> Option<&str> {
+        self.member_view("params")?.as_object()?.get(name)?.as_str()
+    }
+
+    /// The whole JSON object (built on first use for a parsed message).
     pub fn as_json(&self) -> &Map<String, Value> {
-        &self.object
+        self.object
+            .get_or_init(|| Box::new(self.tape.as_ref().map(Tape::to_map).unwrap_or_default()))
     }
 
     /// Takes the JSON object out.
-    pub fn into_json(self) -> Map<String, Value> {
-        self.object
+    pub fn into_json(mut self) -> Map<String, Value> {
+        match self.object.take() {
+            Some(object) => *object,
+            None => self.tape.as_ref().map(Tape::to_map).unwrap_or_default(),
+        }
     }
 
     /// Whether the message differs from the bytes it was parsed from (or was never parsed).
@@ -250,7 +389,7 @@ impl Message {
     pub fn to_bytes(&self) -> Bytes {
         match &self.raw {
             Some(raw) => raw.clone(),
-            None => Bytes::from(serialise(&self.object)),
+            None => Bytes::from(serialise(self.as_json())),
         }
     }
 
@@ -265,7 +404,7 @@ impl Message {
     /// # Ok::<(), cerberus_core::MessageError>(())
     /// ```
     pub fn edited(&self, edit: impl FnOnce(&mut Map<String, Value>)) -> Result<Self, MessageError> {
-        let mut object = self.object.clone();
+        let mut object = self.as_json().clone();
         edit(&mut object);
         Self::from_value(Value::Object(object))
     }
@@ -274,9 +413,10 @@ impl Message {
     pub fn with_payload(&self, payload: Value) -> Result<Self, MessageError> {
         let member = self.payload_member().unwrap_or("params");
         // Copy every other member; the old payload is not cloned only to be thrown away.
-        let mut object = Map::with_capacity(self.object.len() + 1);
+        let current = self.as_json();
+        let mut object = Map::with_capacity(current.len() + 1);
         let mut payload = Some(payload);
-        for (key, value) in &self.object {
+        for (key, value) in current {
             let value = if key == member {
                 payload.take().unwrap_or(Value::Null)
             } else {
@@ -292,42 +432,55 @@ impl Message {
 
     fn param_str_for(&self, method: &str, key: &str) -> Option<&str> {
         if self.method() == Some(method) {
-            member(self.params()?.as_object()?, key)?.as_str()
+            self.param_str(key)
         } else {
             None
         }
     }
 }
 
-fn classify(object: &Map<String, Value>) -> Result<MessageKind, MessageError> {
-    if member(object, "jsonrpc").and_then(Value::as_str) != Some("2.0") {
+/// The members that can hold a message's payload, in the order [`Message::payload`] prefers them.
+const PAYLOAD_MEMBERS: [&str; 3] = ["params", "result", "error"];
+
+/// The kind of message `envelope` makes, and its id.
+fn classify(envelope: Envelope<'_>) -> Result<(MessageKind, Option<JsonRef<'_>>), MessageError> {
+    let Envelope {
+        jsonrpc,
+        id,
+        method,
+        params,
+        result,
+        error,
+    } = envelope;
+    if jsonrpc.as_ref().and_then(JsonRef::as_str) != Some("2.0") {
         return Err(MessageError::Version);
     }
-    let id = member(object, "id");
-    if let Some(params) = member(object, "params")
+    if let Some(params) = &params
         && !(params.is_object() || params.is_array())
     {
         return Err(MessageError::Params);
     }
-    if let Some(method) = member(object, "method") {
-        if !method.is_string() {
+    let kind = if let Some(method) = method {
+        if method.as_str().is_none() {
             return Err(MessageError::Method);
         }
-        return match id {
-            None => Ok(MessageKind::Notification),
-            Some(id) if is_valid_id(id) => Ok(MessageKind::Request),
-            Some(_) => Err(MessageError::Id),
-        };
-    }
-    let id = id.ok_or(MessageError::Shape)?;
-    match (member(object, "result"), member(object, "error")) {
-        (Some(_), Some(_)) => Err(MessageError::ResultAndError),
-        (Some(_), None) if is_valid_id(id) => Ok(MessageKind::Response),
-        // An error answering a request whose id could not be read carries a null id.
-        (None, Some(_)) if is_valid_id(id) || id.is_null() => Ok(MessageKind::Error),
-        (None, None) => Err(MessageError::Shape),
-        _ => Err(MessageError::Id),
-    }
+        match &id {
+            None => MessageKind::Notification,
+            Some(id) if is_valid_id(id) => MessageKind::Request,
+            Some(_) => return Err(MessageError::Id),
+        }
+    } else {
+        let id_ref = id.as_ref().ok_or(MessageError::Shape)?;
+        match (result, error) {
+            (Some(_), Some(_)) => return Err(MessageError::ResultAndError),
+            (Some(_), None) if is_valid_id(id_ref) => MessageKind::Response,
+            // An error answering a request whose id could not be read carries a null id.
+            (None, Some(_)) if is_valid_id(id_ref) || id_ref.is_null() => MessageKind::Error,
+            (None, None) => return Err(MessageError::Shape),
+            _ => return Err(MessageError::Id),
+        }
+    };
+    Ok((kind, id))
 }
 
 /// A member of a small object, found by comparing names: a JSON-RPC envelope or `params` has a handful of
@@ -343,10 +496,10 @@ fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     }
 }
 
-fn is_valid_id(id: &Value) -> bool {
+fn is_valid_id(id: &JsonRef<'_>) -> bool {
     match id {
-        Value::String(_) => true,
-        Value::Number(n) => n.is_i64() || n.is_u64(),
+        JsonRef::String(_) => true,
+        JsonRef::Number(n) => n.is_i64() || n.is_u64(),
         _ => false,
     }
 }
