@@ -47,7 +47,7 @@ impl EventDraft {
         Self {
             started: Instant::now(),
             size_bytes: message.to_bytes().len(),
-            jsonrpc_id: message.id().map(ToString::to_string),
+            jsonrpc_id: message.id().map(id_text),
             method: message
                 .method()
                 .or(envelope.request_method)
@@ -98,6 +98,34 @@ impl EventDraft {
     }
 }
 
+/// An id as JSON text: `7`, `"a"` or `null`. A number, the usual id, is written straight out rather
+/// than through the JSON serialiser.
+fn id_text(id: &serde_json::Value) -> String {
+    match id {
+        serde_json::Value::Number(n) => n.to_string(),
+        other => other.to_string(),
+    }
+}
+
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_read_as_their_json_text() {
+        for id in [
+            json!(7),
+            json!(-3),
+            json!(u64::MAX),
+            json!("a\"b"),
+            json!(null),
+        ] {
+            assert_eq!(id_text(&id), serde_json::to_string(&id).unwrap());
+        }
+    }
 }

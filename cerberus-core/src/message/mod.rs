@@ -187,21 +187,22 @@ impl Message {
         if !tape.root().is_object() {
             return Err(MessageError::NotAnObject);
         }
+        // One pass over the members: the envelope to classify, and where the members read most lie.
         let mut slots = Slots::default();
+        let mut envelope = Envelope::default();
         for (name, index) in tape.root_members() {
             let slot = match name {
                 "method" => &mut slots.method,
                 "params" => &mut slots.params,
                 "result" => &mut slots.result,
                 "error" => &mut slots.error,
-                _ => continue,
+                _ => &mut None,
             };
             *slot = Some(index);
+            if let Some(member) = envelope.slot(name) {
+                *member = Some(tape.value_at(index));
+            }
         }
-        let envelope = Envelope::read(
-            tape.root_members()
-                .map(|(name, index)| (name, tape.value_at(index))),
-        );
         let (kind, id) = classify(envelope)?;
         let id = id.map(JsonRef::to_value);
         Ok(Self {
