@@ -72,6 +72,13 @@ impl Tape {
         deserializer: D,
         size: usize,
     ) -> Result<Self, D::Error> {
+        // Positions are `u32`: a document of 4 GiB or more is refused rather than read in part. (Its
+        // text and its nodes are each at most as many as its bytes.)
+        if u32::try_from(size).is_err() {
+            return Err(de::Error::custom(
+                "a message of 4 GiB or more cannot be read",
+            ));
+        }
         let mut tape = Self {
             // A node for every 16 bytes and all of the text fit most messages without growing.
             nodes: Vec::with_capacity(size / 16 + 4),
@@ -224,8 +231,7 @@ impl Tape {
     }
 }
 
-/// A tape position as the `u32` nodes hold: a message is far below 4 GiB (the body limit), and a larger
-/// one saturates, which only makes its strings read as empty.
+/// A tape position as the `u32` nodes hold: [`Tape::parse`] refuses a document too large for one.
 fn index(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -692,6 +698,14 @@ mod tests {
             ]
         );
         assert_eq!(seen.len(), 5, "stopped at the number: {seen:?}");
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn refuses_a_document_its_positions_cannot_hold() {
+        let mut deserializer = serde_json::Deserializer::from_str("1");
+        let err = Tape::parse(&mut deserializer, 1 << 32).unwrap_err();
+        assert!(err.to_string().contains("4 GiB"), "{err}");
     }
 
     #[test]
