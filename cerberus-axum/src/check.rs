@@ -61,10 +61,7 @@ impl CheckReport {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
         };
-        out.insert(
-            "message".into(),
-            Value::Object(self.message.as_json().clone()),
-        );
+        out.insert("message".into(), self.message.to_value());
         out.insert(
             "trace".into(),
             serde_json::to_value(&self.trace).unwrap_or(Value::Null),

@@ -39,10 +39,7 @@ pub fn messages_body(messages: &[Message], batch: bool) -> bytes::Bytes {
     match messages {
         [single] if !batch => single.to_bytes(),
         all => {
-            let values: Vec<Value> = all
-                .iter()
-                .map(|m| Value::Object(m.as_json().clone()))
-                .collect();
+            let values: Vec<Value> = all.iter().map(Message::to_value).collect();
             bytes::Bytes::from(Value::Array(values).to_string())
         }
     }

@@ -66,7 +66,7 @@ impl PayloadRedactor {
     /// The whole of `message` (its id, method and payload alike), travelling `direction`, with every
     /// piece of personal data replaced by `[REDACTED:kind]`.
     pub fn redact(&self, direction: Direction, message: &Message) -> Value {
-        let whole = Value::Object(message.as_json().clone());
+        let whole = message.to_value();
         self.pii.redact(direction, &whole).unwrap_or(whole)
     }
 }

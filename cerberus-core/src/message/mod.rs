@@ -373,6 +373,15 @@ impl Message {
             .get_or_init(|| Box::new(self.tape.as_ref().map(Tape::to_map).unwrap_or_default()))
     }
 
+    /// A copy of the whole message as a JSON value. For a parsed message whose JSON object was never
+    /// needed, the copy is made straight from the parse, and no object is kept.
+    pub fn to_value(&self) -> Value {
+        match (self.object.get(), &self.tape) {
+            (None, Some(tape)) => tape.root().to_value(),
+            _ => Value::Object(self.as_json().clone()),
+        }
+    }
+
     /// Takes the JSON object out.
     pub fn into_json(mut self) -> Map<String, Value> {
         match self.object.take() {
@@ -581,6 +590,33 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_parsed_message_reads_as_serde_json_parses_it() {
+        let text =
+            r#"{"jsonrpc":"2.0","id":"x","z":1,"result":{"b":[1,2.5,"\u00e9"],"a":null},"z":2}"#;
+        let expected: Map<String, Value> = serde_json::from_str(text).unwrap();
+        let m = Message::parse(text).unwrap();
+        assert_eq!(
+            m.to_value(),
+            Value::Object(expected.clone()),
+            "straight from the parse"
+        );
+        assert_eq!(m.as_json(), &expected, "built on first use");
+        assert_eq!(
+            m.to_value(),
+            Value::Object(expected.clone()),
+            "from the object"
+        );
+        assert_eq!(m.clone().into_json(), expected);
+        assert_eq!(Message::parse(text).unwrap().into_json(), expected);
+        assert_eq!(m.id(), Some(&json!("x")));
+        assert_eq!(m.payload(), expected.get("result"));
+        assert_eq!(m.payload_view().unwrap().to_value(), expected["result"]);
+        assert_eq!(m.payload_member(), Some("result"));
+        assert!(!m.is_modified(), "reading it changes nothing");
+        assert_eq!(m.to_bytes(), text);
     }
 
     #[test]
