@@ -7,11 +7,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls="${1:-2000}"
-command -v valgrind >/dev/null || { echo "error: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
+for tool in valgrind callgrind_annotate; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install valgrind)" >&2; exit 1; }
+done
 cargo build --quiet --release --locked -p cerberus-benches --bin pipeline-instructions
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# Instructions the whole run took, less the rate limiter's clock (quanta) calibrating itself at start-up:
+# it reads the system clock for a stretch of wall-clock time, a different number of instructions in
+# every run, which is not per-call work.
 count() {
-    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
-        target/release/pipeline-instructions "$1" 2>&1 | awk '/I *refs:/ {gsub(",", "", $NF); print $NF}'
+    valgrind --tool=callgrind --callgrind-out-file="$work/$1.out" \
+        target/release/pipeline-instructions "$1" >/dev/null 2>&1
+    local total calibration
+    total=$(awk '/^summary:/ { print $2; exit }' "$work/$1.out")
+    calibration=$(callgrind_annotate --inclusive=yes --threshold=100 "$work/$1.out" 2>/dev/null \
+        | awk '/<quanta::Clock as core::default::Default>::default / { gsub(",", "", $1); print $1; exit }')
+    echo $((total - ${calibration:-0}))
 }
 setup=$(count 0)
 total=$(count "$calls")

@@ -272,7 +272,10 @@ impl Message {
 
     /// The method of a request or notification.
     pub fn method(&self) -> Option<&str> {
-        self.member_view("method")?.as_str()
+        match &self.tape {
+            Some(tape) => tape.str_at(self.slots.method?),
+            None => member(self.as_json(), "method")?.as_str(),
+        }
     }
 
     /// The id of a request, response or error.
@@ -364,7 +367,10 @@ impl Message {
 
     /// The `params` member `name`, if it is a string, read without building the JSON object.
     pub fn param_str(&self, name: &str) -> Option<&str> {
-        self.member_view("params")?.as_object()?.get(name)?.as_str()
+        match &self.tape {
+            Some(tape) => tape.str_at(tape.member_of(self.slots.params?, name)?),
+            None => member(member(self.as_json(), "params")?.as_object()?, name)?.as_str(),
+        }
     }
 
     /// The whole JSON object (built on first use for a parsed message).

@@ -143,6 +143,26 @@ impl Tape {
         })
     }
 
+    /// The string at node `index`, if it is one.
+    pub(super) fn str_at(&self, index: u32) -> Option<&str> {
+        match self.nodes.get(index as usize)? {
+            Node::String { start, end } => Some(self.str(*start, *end)),
+            _ => None,
+        }
+    }
+
+    /// The node of the value of member `name` of the object at node `object`; of its last, if it was sent
+    /// more than once (as `serde_json`).
+    pub(super) fn member_of(&self, object: u32, name: &str) -> Option<u32> {
+        let Some(Node::Object { len, .. }) = self.nodes.get(object as usize) else {
+            return None;
+        };
+        self.member_indices(object + 1, *len)
+            .filter(|(n, _)| *n == name)
+            .last()
+            .map(|(_, value)| value)
+    }
+
     /// The value at node `index`.
     pub(super) fn value_at(&self, index: u32) -> JsonRef<'_> {
         self.at(index)
