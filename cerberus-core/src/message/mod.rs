@@ -190,7 +190,7 @@ impl Message {
         // One pass over the members: the envelope to classify, and where the members read most lie.
         let mut slots = Slots::default();
         let mut envelope = Envelope::default();
-        for (name, index) in tape.root_members() {
+        for (name, index) in tape.members_of(0) {
             let slot = match name {
                 "method" => &mut slots.method,
                 "params" => &mut slots.params,
@@ -200,7 +200,7 @@ impl Message {
             };
             *slot = Some(index);
             if let Some(member) = envelope.slot(name) {
-                *member = Some(tape.value_at(index));
+                *member = Some(tape.at(index));
             }
         }
         let (kind, id) = classify(envelope)?;
@@ -249,22 +249,6 @@ impl Message {
         })
     }
 
-    /// The top-level member `name` (`method`, `params`, `result` or `error`), read without building the
-    /// JSON object.
-    fn member_view(&self, name: &str) -> Option<JsonRef<'_>> {
-        let Some(tape) = &self.tape else {
-            return member(self.as_json(), name).map(JsonRef::from);
-        };
-        let slot = match name {
-            "method" => self.slots.method,
-            "params" => self.slots.params,
-            "result" => self.slots.result,
-            "error" => self.slots.error,
-            _ => return tape.root().as_object()?.get(name),
-        };
-        slot.map(|index| tape.value_at(index))
-    }
-
     /// Request, notification, response or error.
     pub fn kind(&self) -> MessageKind {
         self.kind
@@ -307,8 +291,18 @@ impl Message {
     /// The payload as a read-only view: as [`Message::payload`], without building the JSON object of a
     /// parsed message. What a guardrail that only reads should walk.
     pub fn payload_view(&self) -> Option<JsonRef<'_>> {
-        let name = self.payload_member()?;
-        self.member_view(name)
+        match &self.tape {
+            Some(tape) => {
+                let Slots {
+                    params,
+                    result,
+                    error,
+                    ..
+                } = self.slots;
+                params.or(result).or(error).map(|index| tape.at(index))
+            }
+            None => self.payload().map(JsonRef::from),
+        }
     }
 
     /// The member that holds the payload (`"params"`, `"result"` or `"error"`).

@@ -93,7 +93,8 @@ impl Tape {
         self.at(0)
     }
 
-    fn at(&self, index: u32) -> JsonRef<'_> {
+    /// The value at node `index`.
+    pub(super) fn at(&self, index: u32) -> JsonRef<'_> {
         match self.nodes.get(index as usize) {
             None | Some(Node::Null) => JsonRef::Null,
             Some(Node::Bool(b)) => JsonRef::Bool(*b),
@@ -121,13 +122,14 @@ impl Tape {
             .unwrap_or_default()
     }
 
-    /// The root object's members: each name, and the index of its value's node.
-    pub(super) fn root_members(&self) -> impl Iterator<Item = (&str, u32)> {
-        let len = match self.nodes.first() {
+    /// The members of the object at node `object` (none if it is not one): each name, and the index of
+    /// its value's node.
+    pub(super) fn members_of(&self, object: u32) -> impl Iterator<Item = (&str, u32)> {
+        let len = match self.nodes.get(object as usize) {
             Some(Node::Object { len, .. }) => *len,
             _ => 0,
         };
-        self.member_indices(1, len)
+        self.member_indices(object + 1, len)
     }
 
     /// The `len` members from the name at `next` on: each name, and the index of its value's node.
@@ -151,21 +153,9 @@ impl Tape {
         }
     }
 
-    /// The node of the value of member `name` of the object at node `object`; of its last, if it was sent
-    /// more than once (as `serde_json`).
+    /// The node of the value of member `name` of the object at node `object`.
     pub(super) fn member_of(&self, object: u32, name: &str) -> Option<u32> {
-        let Some(Node::Object { len, .. }) = self.nodes.get(object as usize) else {
-            return None;
-        };
-        self.member_indices(object + 1, *len)
-            .filter(|(n, _)| *n == name)
-            .last()
-            .map(|(_, value)| value)
-    }
-
-    /// The value at node `index`.
-    pub(super) fn value_at(&self, index: u32) -> JsonRef<'_> {
-        self.at(index)
+        last_named(self.members_of(object), name)
     }
 
     /// The index just after the subtree at `index`.
@@ -249,6 +239,15 @@ impl Tape {
             *e = end;
         }
     }
+}
+
+/// The value node of the last member called `name`: the one `serde_json` keeps when a name is sent
+/// more than once.
+fn last_named<'a>(members: impl Iterator<Item = (&'a str, u32)>, name: &str) -> Option<u32> {
+    members
+        .filter(|(n, _)| *n == name)
+        .last()
+        .map(|(_, value)| value)
 }
 
 /// A tape position as the `u32` nodes hold: [`Tape::parse`] refuses a document too large for one.
@@ -566,11 +565,7 @@ impl<'a> Members<'a> {
     pub fn get(self, name: &str) -> Option<JsonRef<'a>> {
         match self.0 {
             MembersInner::Tape { tape, next, left } => {
-                let found = tape
-                    .member_indices(next, left)
-                    .filter(|(n, _)| *n == name)
-                    .last();
-                found.map(|(_, value)| tape.at(value))
+                last_named(tape.member_indices(next, left), name).map(|value| tape.at(value))
             }
             // A map's names are unique.
             MembersInner::Value(mut members) => members
