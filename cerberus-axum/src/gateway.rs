@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub use cerberus_core::audit::UpstreamTiming;
 use cerberus_core::audit::{AuditSink, EventDraft, PayloadRedactor};
@@ -174,9 +175,10 @@ impl Gateway {
         }))
     }
 
-    /// Runs one message through the caller's pipeline and records the audit event; `upstream` says,
-    /// for a message from the upstream, how it answered. The trace moves into the audit event: the
-    /// outcome returned has an empty one.
+    /// Runs one message through the caller's pipeline, counts it in the metrics and records the audit
+    /// event; `upstream` says, for a message from the upstream, how it answered. The trace moves into
+    /// the audit event: the outcome returned has an empty one. No event is made when the audit sink
+    /// keeps none.
     pub async fn evaluate(
         &self,
         caller: &Caller,
@@ -184,7 +186,11 @@ impl Gateway {
         message: Message,
         upstream: Option<UpstreamTiming>,
     ) -> PipelineOutcome {
-        let draft = EventDraft::new(envelope, &message);
+        let draft = self
+            .audit
+            .keeps_events()
+            .then(|| EventDraft::new(envelope, &message));
+        let started = Instant::now();
         let span = telemetry::pipeline_span(&envelope, &message);
         let mut outcome = caller
             .route
@@ -193,6 +199,17 @@ impl Gateway {
             .instrument(span.clone())
             .await;
         telemetry::record_decision(&span, &outcome.decision);
+        let Some(draft) = draft else {
+            let trace = std::mem::take(&mut outcome.trace);
+            self.metrics.observe_message(
+                envelope.direction,
+                outcome.decision.kind(),
+                &trace,
+                micros(started.elapsed()),
+                upstream.map(|u| micros(u.elapsed)),
+            );
+            return outcome;
+        };
         let event = draft.finish(
             envelope,
             &mut outcome,
@@ -203,5 +220,128 @@ impl Gateway {
         self.metrics.observe(&event);
         self.audit.record(event).await;
         outcome
+    }
+}
+
+/// A duration in whole microseconds, as the metrics and audit events count them.
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use cerberus_core::audit::MemoryAuditSink;
+    use cerberus_core::session::MemorySessionStore;
+    use cerberus_core::{DecisionKind, Direction};
+
+    use super::*;
+    use crate::auth::KeyHash;
+
+    const KEY: &str = "ck_test_key_for_the_gateway";
+
+    /// A sink that says it keeps nothing, and counts what it is given all the same.
+    #[derive(Debug, Default)]
+    struct Discarding(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl AuditSink for Discarding {
+        async fn record(&self, _event: cerberus_core::audit::AuditEvent) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+
+        fn keeps_events(&self) -> bool {
+            false
+        }
+    }
+
+    fn gateway(audit: Arc<dyn AuditSink>) -> Gateway {
+        let registry = GuardrailRegistry::default();
+        let text = format!(
+            "[[organisations]]\nname = \"acme\"\npolicy = {{ guardrails = [{{ type = \"rbac\", allow = [\"*\"], deny = [\"drop_*\"] }}, {{ type = \"pii_email\", action = \"redact\" }}] }}\n\n\
+             [[workspaces]]\nname = \"crm\"\norganisation = \"acme\"\nupstream = {{ url = \"http://127.0.0.1:1/mcp\" }}\n\n\
+             [[agents]]\nname = \"bot\"\nworkspace = \"crm\"\nkey_sha256 = \"{}\"\n",
+            KeyHash::of(KEY).to_hex()
+        );
+        let config = GatewayConfig::parse(&text, Path::new("."), &registry).unwrap();
+        Gateway::new(
+            &config,
+            &registry,
+            Arc::new(MemorySessionStore::default()),
+            audit,
+        )
+        .unwrap()
+    }
+
+    async fn call(gateway: &Gateway, tool: &str) -> PipelineOutcome {
+        let caller = gateway.authenticate(KEY).await.unwrap().unwrap();
+        let identity = caller.route.identity;
+        let message = Message::parse(format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"to":"ann@example.com"}}}}}}"#
+        ))
+        .unwrap();
+        gateway
+            .evaluate(
+                &caller,
+                Envelope::new(Direction::Request, &identity),
+                message,
+                None,
+            )
+            .await
+    }
+
+    /// The metrics' text lines that count messages and guardrail decisions.
+    fn counts(gateway: &Gateway) -> Vec<String> {
+        let mut lines: Vec<String> = gateway
+            .metrics
+            .render()
+            .lines()
+            .filter(|l| {
+                (l.starts_with("cerberus_messages_total")
+                    || l.starts_with("cerberus_guardrail_decisions_total")
+                    || l.starts_with("cerberus_gateway_overhead_seconds_count"))
+                    && !l.ends_with(" 0")
+            })
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_keeps_nothing_gets_no_event_and_the_metrics_count_the_same() {
+        let memory = Arc::new(MemoryAuditSink::new());
+        let keeping = gateway(memory.clone());
+        let discarded = Arc::new(Discarding::default());
+        let discarding = gateway(discarded.clone());
+        for gateway in [&keeping, &discarding] {
+            let modified = call(gateway, "send").await;
+            assert_eq!(modified.decision.kind(), DecisionKind::Modify);
+            assert!(modified.trace.entries().is_empty(), "the trace left");
+            let blocked = call(gateway, "drop_table").await;
+            assert_eq!(blocked.decision.kind(), DecisionKind::Block);
+        }
+        assert_eq!(discarded.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+        let events = memory.events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].decision, DecisionKind::Modify);
+        assert_eq!(events[0].trace.entries().len(), 2);
+        assert_eq!(events[1].decision, DecisionKind::Block);
+
+        let counted = counts(&keeping);
+        assert_eq!(counted, counts(&discarding));
+        for expected in [
+            r#"cerberus_messages_total{direction="request",decision="modify"} 1"#,
+            r#"cerberus_messages_total{direction="request",decision="block"} 1"#,
+            r#"cerberus_guardrail_decisions_total{guardrail="pii_email",direction="request",decision="modify"} 1"#,
+            r#"cerberus_guardrail_decisions_total{guardrail="rbac",direction="request",decision="block"} 1"#,
+            r#"cerberus_gateway_overhead_seconds_count{direction="request"} 2"#,
+        ] {
+            assert!(
+                counted.iter().any(|l| l == expected),
+                "{expected} in {counted:#?}"
+            );
+        }
     }
 }

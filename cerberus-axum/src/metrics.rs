@@ -26,7 +26,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cerberus_core::audit::AuditEvent;
-use cerberus_core::{DecisionKind, Direction, TraceEntry};
+use cerberus_core::{DecisionKind, Direction, Trace, TraceEntry};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -191,11 +191,31 @@ impl Metrics {
 
     /// Counts one message's decisions and times, from its audit event.
     pub fn observe(&self, event: &AuditEvent) {
-        let direction = direction_index(event.direction);
+        self.observe_message(
+            event.direction,
+            event.decision,
+            &event.trace,
+            event.overhead_us,
+            event.upstream_us,
+        );
+    }
+
+    /// Counts one message's decisions and times: its final decision, what each guardrail decided, the
+    /// microseconds it spent in the guardrails and, for a message from the upstream, since the request
+    /// went upstream.
+    pub fn observe_message(
+        &self,
+        direction: Direction,
+        decision: DecisionKind,
+        trace: &Trace,
+        overhead_us: u64,
+        upstream_us: Option<u64>,
+    ) {
+        let index = direction_index(direction);
         if let Some(counter) = self
             .messages
-            .get(direction)
-            .and_then(|row| row.get(decision_index(event.decision)))
+            .get(index)
+            .and_then(|row| row.get(decision_index(decision)))
         {
             counter.inc();
         }
@@ -207,21 +227,21 @@ impl Metrics {
                 .by_guardrail
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for entry in event.trace.entries() {
+            for entry in trace.entries() {
                 match known.get(entry.guardrail.as_ref()) {
-                    Some(counters) => self.count(counters, event.direction, entry),
+                    Some(counters) => self.count(counters, direction, entry),
                     None => unknown.push(entry),
                 }
             }
         }
         for entry in unknown {
             let counters = self.guardrail_counters(&entry.guardrail);
-            self.count(&counters, event.direction, entry);
+            self.count(&counters, direction, entry);
         }
-        if let Some(histogram) = self.overhead.get(direction) {
-            histogram.observe(seconds_of_micros(event.overhead_us));
+        if let Some(histogram) = self.overhead.get(index) {
+            histogram.observe(seconds_of_micros(overhead_us));
         }
-        if let Some(upstream_us) = event.upstream_us {
+        if let Some(upstream_us) = upstream_us {
             self.upstream.observe(seconds_of_micros(upstream_us));
         }
     }

@@ -59,7 +59,7 @@ pub(super) async fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Cal
         }
     };
     crate::telemetry::record_caller(&caller.route.identity);
-    if let Some(version) = headers.get(VERSION_HEADER) {
+    if let Some(version) = headers.get(&VERSION_HEADER) {
         let version = version.to_str().unwrap_or_default();
         if !SUPPORTED_VERSIONS.contains(&version) {
             return refuse(wire::http_error(
@@ -100,13 +100,15 @@ pub(super) fn post_headers(headers: &HeaderMap) -> Result<(), Refusal> {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let accepts = |media: &str| {
-        accept.split(',').any(|part| {
-            let part = part.split(';').next().unwrap_or_default().trim();
-            part.eq_ignore_ascii_case(media) || part == "*/*"
-        })
-    };
-    if !(accepts("application/json") && accepts("text/event-stream")) {
+    // One pass over the list for both types.
+    let (mut json, mut event_stream) = (false, false);
+    for part in accept.split(',') {
+        let media = part.split(';').next().unwrap_or_default().trim();
+        let any = media == "*/*";
+        json |= any || media.eq_ignore_ascii_case("application/json");
+        event_stream |= any || media.eq_ignore_ascii_case("text/event-stream");
+    }
+    if !(json && event_stream) {
         return refuse(wire::http_error(
             StatusCode::NOT_ACCEPTABLE,
             wire::INVALID_REQUEST,
@@ -168,5 +170,39 @@ mod tests {
         assert_eq!(host_name("example.com"), "example.com");
         assert!(is_loopback_host(host_name("127.0.0.1:1")));
         assert!(!is_loopback_host(host_name("evil.example:80")));
+    }
+
+    #[test]
+    fn a_post_must_accept_both_json_and_an_event_stream() {
+        let status = |accept: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+            if let Some(accept) = accept {
+                headers.insert(header::ACCEPT, accept.parse().unwrap());
+            }
+            post_headers(&headers).map_err(|refusal| refusal.status())
+        };
+        for accepted in [
+            "application/json, text/event-stream",
+            "text/event-stream;q=0.9,APPLICATION/JSON",
+            "*/*",
+            "text/html, */*;q=0.1",
+        ] {
+            assert_eq!(status(Some(accepted)), Ok(()), "{accepted}");
+        }
+        for refused in [
+            None,
+            Some(""),
+            Some("application/json"),
+            Some("text/event-stream"),
+            Some("application/*, text/*"),
+            Some("application/jsonx, text/event-stream"),
+        ] {
+            assert_eq!(
+                status(refused),
+                Err(StatusCode::NOT_ACCEPTABLE),
+                "{refused:?}"
+            );
+        }
     }
 }

@@ -22,7 +22,7 @@ use crate::upstream_client::UpstreamResponse;
 /// Headers a client sends that the upstream needs as they are.
 const PASSED_HEADERS: [&str; 3] = ["accept", "mcp-protocol-version", "last-event-id"];
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -39,7 +39,7 @@ async fn session(
     caller: &Caller,
     headers: &HeaderMap,
 ) -> Result<Option<(String, SessionRecord)>, Response> {
-    let Some(id) = header(headers, SESSION_HEADER) else {
+    let Some(id) = header(headers, &SESSION_HEADER) else {
         return Ok(None);
     };
     match gateway.sessions.get(id).await {
@@ -157,7 +157,7 @@ pub(super) async fn post(
             );
         }
     };
-    let version = header(headers, VERSION_HEADER);
+    let version = header(headers, &VERSION_HEADER);
     if is_batch && version.is_some_and(|v| v != "2025-03-26") {
         return wire::http_error(
             StatusCode::BAD_REQUEST,
@@ -320,7 +320,7 @@ pub(super) async fn post(
             identity,
             upstream_session: upstream
                 .headers()
-                .get(SESSION_HEADER)
+                .get(&SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             protocol_version: initialize_version(&forwarded),
@@ -384,7 +384,7 @@ pub(super) async fn send(
 
 /// GET: the server-initiated stream of a session.
 pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &HeaderMap) -> Response {
-    let accept = header(headers, "accept").unwrap_or_default();
+    let accept = header(headers, &header::ACCEPT).unwrap_or_default();
     if !accept.contains("text/event-stream") && !accept.contains("*/*") {
         return wire::http_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -392,7 +392,7 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
             "Accept must list text/event-stream",
         );
     }
-    if header(headers, VERSION_HEADER) == Some(STATELESS_VERSION) {
+    if header(headers, &VERSION_HEADER) == Some(STATELESS_VERSION) {
         return wire::http_error(
             StatusCode::METHOD_NOT_ALLOWED,
             wire::INVALID_REQUEST,

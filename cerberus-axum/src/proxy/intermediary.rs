@@ -14,8 +14,8 @@ use base64::engine::general_purpose::STANDARD;
 use cerberus_core::{Message, methods};
 use serde_json::Value;
 
-const METHOD_HEADER: &str = "mcp-method";
-const NAME_HEADER: &str = "mcp-name";
+const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
+const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
 const PARAM_PREFIX: &str = "mcp-param-";
 const BASE64_PREFIX: &str = "=?base64?";
 const BASE64_SUFFIX: &str = "?=";
@@ -40,13 +40,13 @@ impl Mirrors {
     /// Reads the mirrored headers of a single-message request; an error says which does not match.
     pub(super) fn read(headers: &HeaderMap, message: &Message) -> Result<Self, String> {
         let mut mirrors = Self::default();
-        if let Some(value) = single(headers, METHOD_HEADER)? {
+        if let Some(value) = single(headers, &METHOD_HEADER)? {
             if value.to_str().ok() != message.method() {
                 return Err("Mcp-Method does not match the body's method".into());
             }
             mirrors.method = Some(value.clone());
         }
-        if let Some(value) = single(headers, NAME_HEADER)? {
+        if let Some(value) = single(headers, &NAME_HEADER)? {
             let decoded = decode(value).ok_or("Mcp-Name is not validly encoded")?;
             if Some(decoded.as_str()) != mirrored_name(message) {
                 return Err("Mcp-Name does not match the body".into());
@@ -59,7 +59,7 @@ impl Mirrors {
             if !header.as_str().starts_with(PARAM_PREFIX) {
                 continue;
             }
-            let Some(value) = single(headers, header.as_str())? else {
+            let Some(value) = single(headers, header)? else {
                 continue;
             };
             let decoded =
@@ -88,7 +88,7 @@ impl Mirrors {
     ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
         let mut out = Vec::with_capacity(2 + self.params.len());
         if let Some(method) = &self.method {
-            out.push((HeaderName::from_static(METHOD_HEADER), method.clone()));
+            out.push((METHOD_HEADER, method.clone()));
         }
         let changed = sent.filter(|m| m.is_modified());
         if let Some((value, decoded)) = &self.name {
@@ -96,7 +96,7 @@ impl Mirrors {
                 Some(name) if name != decoded => encode(name)?,
                 _ => value.clone(),
             };
-            out.push((HeaderName::from_static(NAME_HEADER), value));
+            out.push((NAME_HEADER, value));
         }
         for param in &self.params {
             let Some(message) = changed else {
@@ -126,7 +126,10 @@ impl Mirrors {
 }
 
 /// The header's only value: a mirrored header given twice could route one way and dispatch another.
-fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h HeaderValue>, String> {
+fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h HeaderValue>, String> {
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use cerberus_core::{Direction, Envelope, Message, MessageKind};
@@ -279,6 +279,9 @@ fn event_stream_response(
     response
 }
 
+/// Tells a reverse proxy in front of the gateway (nginx) not to buffer the stream.
+const ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
 fn set_event_stream_headers(headers: &mut axum::http::HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
@@ -288,7 +291,7 @@ fn set_event_stream_headers(headers: &mut axum::http::HeaderMap) {
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, no-transform"),
     );
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert(ACCEL_BUFFERING, HeaderValue::from_static("no"));
 }
 
 fn message_event(message: &Message) -> Bytes {

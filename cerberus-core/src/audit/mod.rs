@@ -83,6 +83,12 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
 
     /// Writes out whatever the sink still holds; called once at shutdown, after the last `record`.
     async fn flush(&self) {}
+
+    /// Whether the sink keeps what it is given. A sink that discards every event says no, and callers
+    /// may then skip making events at all.
+    fn keeps_events(&self) -> bool {
+        true
+    }
 }
 
 /// Where audit events are stored for good, in batches (a database).
@@ -182,6 +188,10 @@ impl AuditSink for FanoutAuditSink {
             sink.flush().await;
         }
     }
+
+    fn keeps_events(&self) -> bool {
+        self.sinks.iter().any(|sink| sink.keeps_events())
+    }
 }
 
 /// Keeps events in memory, for tests and dry runs.
@@ -218,6 +228,10 @@ pub struct NullAuditSink;
 #[async_trait]
 impl AuditSink for NullAuditSink {
     async fn record(&self, _event: AuditEvent) {}
+
+    fn keeps_events(&self) -> bool {
+        false
+    }
 }
 
 mod unix_millis {
@@ -233,5 +247,25 @@ mod unix_millis {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let millis = u64::deserialize(d)?;
         Ok(UNIX_EPOCH + Duration::from_millis(millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn only_a_sink_that_discards_everything_keeps_no_events() {
+        assert!(!NullAuditSink.keeps_events());
+        assert!(MemoryAuditSink::new().keeps_events());
+        let discarding: Vec<Arc<dyn AuditSink>> =
+            vec![Arc::new(NullAuditSink), Arc::new(NullAuditSink)];
+        assert!(!FanoutAuditSink::new(discarding).keeps_events());
+        assert!(!FanoutAuditSink::default().keeps_events());
+        let one_keeps: Vec<Arc<dyn AuditSink>> =
+            vec![Arc::new(NullAuditSink), Arc::new(MemoryAuditSink::new())];
+        assert!(FanoutAuditSink::new(one_keeps).keeps_events());
     }
 }
