@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use cerberus_core::audit::UpstreamTiming;
 use cerberus_core::audit::{AuditSink, EventDraft, PayloadRedactor};
 use cerberus_core::session::SessionStore;
 use cerberus_core::{
     EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message, Pipeline, PipelineOutcome,
-    PolicyError, PolicyLevel,
+    PolicyError, PolicyLevel, Trace,
 };
 use tracing::Instrument;
 
@@ -176,9 +176,9 @@ impl Gateway {
     }
 
     /// Runs one message through the caller's pipeline, counts it in the metrics and records the audit
-    /// event; `upstream` says, for a message from the upstream, how it answered. The trace moves into
-    /// the audit event: the outcome returned has an empty one. No event is made when the audit sink
-    /// keeps none.
+    /// event (none is made when the audit sink keeps none); `upstream` says, for a message from the
+    /// upstream, how it answered. The trace moves into the audit event: the outcome returned has an
+    /// empty one.
     pub async fn evaluate(
         &self,
         caller: &Caller,
@@ -199,15 +199,15 @@ impl Gateway {
             .instrument(span.clone())
             .await;
         telemetry::record_decision(&span, &outcome.decision);
+        self.metrics.observe_message(
+            envelope.direction,
+            outcome.decision.kind(),
+            &outcome.trace,
+            started.elapsed(),
+            upstream.map(|u| u.elapsed),
+        );
         let Some(draft) = draft else {
-            let trace = std::mem::take(&mut outcome.trace);
-            self.metrics.observe_message(
-                envelope.direction,
-                outcome.decision.kind(),
-                &trace,
-                micros(started.elapsed()),
-                upstream.map(|u| micros(u.elapsed)),
-            );
+            outcome.trace = Trace::default();
             return outcome;
         };
         let event = draft.finish(
@@ -217,15 +217,9 @@ impl Gateway {
             upstream,
             self.payloads.as_ref(),
         );
-        self.metrics.observe(&event);
         self.audit.record(event).await;
         outcome
     }
-}
-
-/// A duration in whole microseconds, as the metrics and audit events count them.
-fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -195,21 +195,21 @@ impl Metrics {
             event.direction,
             event.decision,
             &event.trace,
-            event.overhead_us,
-            event.upstream_us,
+            Duration::from_micros(event.overhead_us),
+            event.upstream_us.map(Duration::from_micros),
         );
     }
 
     /// Counts one message's decisions and times: its final decision, what each guardrail decided, the
-    /// microseconds it spent in the guardrails and, for a message from the upstream, since the request
+    /// time it spent in the guardrails and, for a message from the upstream, the time since the request
     /// went upstream.
     pub fn observe_message(
         &self,
         direction: Direction,
         decision: DecisionKind,
         trace: &Trace,
-        overhead_us: u64,
-        upstream_us: Option<u64>,
+        overhead: Duration,
+        upstream: Option<Duration>,
     ) {
         let index = direction_index(direction);
         if let Some(counter) = self
@@ -239,10 +239,10 @@ impl Metrics {
             self.count(&counters, direction, entry);
         }
         if let Some(histogram) = self.overhead.get(index) {
-            histogram.observe(seconds_of_micros(overhead_us));
+            histogram.observe(overhead.as_secs_f64());
         }
-        if let Some(upstream_us) = upstream_us {
-            self.upstream.observe(seconds_of_micros(upstream_us));
+        if let Some(upstream) = upstream {
+            self.upstream.observe(upstream.as_secs_f64());
         }
     }
 
@@ -305,10 +305,6 @@ impl Metrics {
         }
         text
     }
-}
-
-fn seconds_of_micros(micros: u64) -> f64 {
-    Duration::from_micros(micros).as_secs_f64()
 }
 
 impl prometheus_client::collector::Collector for Sources {
