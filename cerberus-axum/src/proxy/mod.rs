@@ -16,8 +16,8 @@ pub mod wire;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
@@ -51,11 +51,9 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-async fn post_message(
-    State(gateway): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+// The handlers take the whole request, not a `HeaderMap`: extracting one clones every header.
+async fn post_message(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let (Parts { headers, .. }, body) = request.into_parts();
     traced(
         Method::POST,
         &headers,
@@ -76,7 +74,8 @@ async fn post_message(
     .await
 }
 
-async fn open_stream(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn open_stream(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let headers = request.into_parts().0.headers;
     traced(
         Method::GET,
         &headers,
@@ -88,7 +87,8 @@ async fn open_stream(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) ->
     .await
 }
 
-async fn end_session(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn end_session(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let headers = request.into_parts().0.headers;
     traced(
         Method::DELETE,
         &headers,
