@@ -88,8 +88,7 @@ pub(super) fn post_headers(headers: &HeaderMap) -> Result<(), Refusal> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
+    if !wire::essence(content_type).eq_ignore_ascii_case("application/json") {
         return refuse(wire::http_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             wire::INVALID_REQUEST,
@@ -102,8 +101,12 @@ pub(super) fn post_headers(headers: &HeaderMap) -> Result<(), Refusal> {
         .unwrap_or_default();
     // One pass over the list for both types.
     let (mut json, mut event_stream) = (false, false);
-    for part in accept.split(',') {
-        let media = part.split(';').next().unwrap_or_default().trim();
+    let mut rest = Some(accept);
+    while let Some(list) = rest {
+        let (part, tail) =
+            wire::split_once_ascii(list, b',').map_or((list, None), |(p, t)| (p, Some(t)));
+        rest = tail;
+        let media = wire::essence(part);
         let any = media == "*/*";
         json |= any || media.eq_ignore_ascii_case("application/json");
         event_stream |= any || media.eq_ignore_ascii_case("text/event-stream");
