@@ -13,6 +13,7 @@ use rand::RngCore;
 
 use super::intermediary::Mirrors;
 use super::relay::{self, RelayContext, RequestMethods, UpstreamLink};
+use super::request_id::RequestId;
 use super::stdio::SpawnError;
 use super::{SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER, wire};
 use crate::config::{HttpUpstream, StdioUpstream, Upstream};
@@ -215,7 +216,7 @@ pub(super) async fn post(
             if let (MessageKind::Request, Some(id), Some(method)) =
                 (kind, &id, outcome.message.method())
             {
-                request_methods.insert(id.to_string(), method.to_owned());
+                request_methods.insert(RequestId::of(id), method.to_owned());
             }
             forwarded.push(outcome.message);
             continue;

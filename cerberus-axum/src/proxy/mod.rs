@@ -9,6 +9,7 @@ mod checks;
 mod forward;
 mod intermediary;
 mod relay;
+mod request_id;
 pub mod sse;
 pub mod stdio;
 pub mod wire;

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 
+use super::request_id::RequestId;
 use super::sse::{SseDecoder, SseEvent};
 use super::stdio::{PostRoutes, StdioProcess};
 use super::{SESSION_HEADER, wire};
@@ -43,11 +44,11 @@ pub(super) enum UpstreamLink {
     Stdio(Arc<StdioProcess>),
 }
 
-/// The method of each request of a POST, by JSON id text: usually one entry, made once per POST.
-pub(super) type RequestMethods = HashMap<String, String, foldhash::fast::RandomState>;
+/// The method of each request of a POST, by id: usually one entry, made once per POST.
+pub(super) type RequestMethods = HashMap<RequestId, String, foldhash::fast::RandomState>;
 
-/// The requests of a POST that have no answer yet, by JSON id text (hashed like [`RequestMethods`]).
-type Unanswered = HashSet<String, foldhash::fast::RandomState>;
+/// The requests of a POST that have no answer yet (hashed like [`RequestMethods`]).
+type Unanswered = HashSet<RequestId, foldhash::fast::RandomState>;
 
 /// What the relay needs to know about the request it answers.
 #[derive(Debug)]
@@ -56,7 +57,7 @@ pub(super) struct RelayContext {
     pub session: Option<String>,
     /// The upstream session, to answer server requests the gateway refuses.
     pub link: UpstreamLink,
-    /// The method of each request of this POST, by JSON id text.
+    /// The method of each request of this POST, by id.
     pub request_methods: RequestMethods,
     /// Answers the gateway gives itself (refused requests), sent before the upstream's.
     pub answers: Vec<Message>,
@@ -188,7 +189,7 @@ async fn process_message(
     let id = message.id().cloned();
     let answered = id
         .as_ref()
-        .and_then(|id| context.request_methods.get(&id.to_string()))
+        .and_then(|id| context.request_methods.get(&RequestId::of(id)))
         .map(String::as_str);
     if let (MessageKind::Request, Some(session), Some(id), Some(method)) =
         (kind, &context.session, &id, message.method())
@@ -314,10 +315,8 @@ pub(super) fn stdio_stream(
         for answer in &context.answers {
             client_gone |= sender.send(Ok(message_event(answer))).await.is_err();
         }
-        let mut outstanding: HashMap<String, serde_json::Value> = requests
-            .into_iter()
-            .map(|id| (id.to_string(), id))
-            .collect();
+        let mut outstanding: HashSet<RequestId, foldhash::fast::RandomState> =
+            requests.iter().map(RequestId::of).collect();
         while !outstanding.is_empty() && !client_gone {
             let Some(message) = from_process.recv().await else {
                 break;
@@ -325,7 +324,7 @@ pub(super) fn stdio_stream(
             if matches!(message.kind(), MessageKind::Response | MessageKind::Error)
                 && let Some(id) = message.id()
             {
-                outstanding.remove(&id.to_string());
+                outstanding.remove(&RequestId::of(id));
             }
             if let Some(out) = process_message(&gateway, &caller, &context, message).await {
                 client_gone |= sender.send(Ok(message_event(&out))).await.is_err();
@@ -334,9 +333,9 @@ pub(super) fn stdio_stream(
         if let UpstreamLink::Stdio(process) = &context.link {
             process.release(&routes);
         }
-        for id in outstanding.values() {
+        for id in &outstanding {
             let error = wire::error_message(
-                Some(id),
+                Some(&id.to_value()),
                 wire::UPSTREAM_UNAVAILABLE,
                 "the upstream MCP server process ended before answering",
                 None,
@@ -625,8 +624,9 @@ impl EventRelay {
         }
         self.unanswered
             .iter()
-            .filter_map(|id| serde_json::from_str::<serde_json::Value>(id).ok())
-            .filter_map(|id| wire::error_message(Some(&id), wire::UPSTREAM_UNAVAILABLE, why, None))
+            .filter_map(|id| {
+                wire::error_message(Some(&id.to_value()), wire::UPSTREAM_UNAVAILABLE, why, None)
+            })
             .map(|error| message_event(&error))
             .collect()
     }
@@ -694,7 +694,7 @@ async fn relay_event(
             if matches!(message.kind(), MessageKind::Response | MessageKind::Error)
                 && let Some(id) = message.id()
             {
-                unanswered.remove(&id.to_string());
+                unanswered.remove(&RequestId::of(id));
             }
             process_message(gateway, caller, context, message).await
         }
