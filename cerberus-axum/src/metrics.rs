@@ -17,6 +17,7 @@
 //! Labels hold only bounded sets (directions, decisions, guardrail types, routes, status codes):
 //! never a tenant, agent, tool or key.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -97,7 +98,7 @@ pub struct Metrics {
     guardrails: Family<GuardrailLabels, Counter>,
     /// The counters of `guardrails` by type name, so that counting looks up a name and allocates
     /// nothing once a series exists.
-    by_guardrail: RwLock<HashMap<String, Arc<GuardrailCounters>, foldhash::fast::RandomState>>,
+    by_guardrail: RwLock<GuardrailTable>,
     /// By direction.
     overhead: [Histogram; 2],
     upstream: Histogram,
@@ -106,6 +107,44 @@ pub struct Metrics {
 
 /// One guardrail type's counters by direction, then decision, each made on first use.
 type GuardrailCounters = [[OnceLock<Counter>; 4]; 2];
+
+/// Guardrail types' counters, by name.
+#[derive(Debug, Default)]
+struct GuardrailTable {
+    by_name: HashMap<String, Arc<GuardrailCounters>, foldhash::fast::RandomState>,
+    /// The same counters by the address and length of a `&'static` name, as traces name the built-in
+    /// types: comparing two words finds one sooner than hashing and comparing its text (a message's
+    /// trace has a dozen entries).
+    by_address: Vec<((usize, usize), Arc<GuardrailCounters>)>,
+}
+
+/// More distinct `&'static` names than any policy has types: past this, names are found by text only.
+const MAX_ADDRESSED_NAMES: usize = 64;
+
+impl GuardrailTable {
+    fn get(&self, name: &Cow<'static, str>) -> Option<&Arc<GuardrailCounters>> {
+        if let Cow::Borrowed(name) = name {
+            let address = (name.as_ptr() as usize, name.len());
+            if let Some((_, counters)) = self.by_address.iter().find(|(a, _)| *a == address) {
+                return Some(counters);
+            }
+        }
+        self.by_name.get(name.as_ref())
+    }
+
+    fn get_or_insert(&mut self, name: &Cow<'static, str>) -> Arc<GuardrailCounters> {
+        let counters = Arc::clone(self.by_name.entry(name.as_ref().to_owned()).or_default());
+        if let Cow::Borrowed(name) = name
+            && self.by_address.len() < MAX_ADDRESSED_NAMES
+        {
+            let address = (name.as_ptr() as usize, name.len());
+            if !self.by_address.iter().any(|(a, _)| *a == address) {
+                self.by_address.push((address, Arc::clone(&counters)));
+            }
+        }
+        counters
+    }
+}
 
 /// What is read at scrape time, attached once the gateway has built it.
 #[derive(Debug, Default)]
@@ -182,7 +221,7 @@ impl Metrics {
             http_requests,
             messages,
             guardrails,
-            by_guardrail: RwLock::new(HashMap::default()),
+            by_guardrail: RwLock::new(GuardrailTable::default()),
             overhead,
             upstream,
             sources,
@@ -228,7 +267,7 @@ impl Metrics {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for entry in trace.entries() {
-                match known.get(entry.guardrail.as_ref()) {
+                match known.get(&entry.guardrail) {
                     Some(counters) => self.count(counters, direction, entry),
                     None => unknown.push(entry),
                 }
@@ -266,20 +305,11 @@ impl Metrics {
         .inc();
     }
 
-    fn guardrail_counters(&self, guardrail: &str) -> Arc<GuardrailCounters> {
-        if let Some(counters) = self
-            .by_guardrail
-            .read()
-            .ok()
-            .and_then(|known| known.get(guardrail).cloned())
-        {
-            return counters;
-        }
-        let mut known = self
-            .by_guardrail
+    fn guardrail_counters(&self, guardrail: &Cow<'static, str>) -> Arc<GuardrailCounters> {
+        self.by_guardrail
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(known.entry(guardrail.to_owned()).or_default())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(guardrail)
     }
 
     /// Reads the audit writer's queue, stored and dropped counts at each scrape.
@@ -472,6 +502,44 @@ mod tests {
         assert!(
             !text.contains("secret_tool_name"),
             "no tool names in labels"
+        );
+    }
+
+    #[test]
+    fn a_type_named_by_a_static_str_and_by_a_string_counts_in_one_series() {
+        let metrics = Metrics::new();
+        for _ in 0..2 {
+            let mut trace = Trace::default();
+            trace.push(TraceEntry::new(
+                "pii_ssn",
+                PolicyLevel::Organisation,
+                DecisionKind::Allow,
+            ));
+            trace.push(TraceEntry::new(
+                String::from("pii_ssn"),
+                PolicyLevel::Organisation,
+                DecisionKind::Allow,
+            ));
+            trace.push(TraceEntry::new(
+                String::from("my_guardrail"),
+                PolicyLevel::Agent,
+                DecisionKind::Allow,
+            ));
+            metrics.observe(&event(Direction::Request, DecisionKind::Allow, trace));
+        }
+        let text = metrics.render();
+        for line in [
+            r#"cerberus_guardrail_decisions_total{guardrail="pii_ssn",direction="request",decision="allow"} 4"#,
+            r#"cerberus_guardrail_decisions_total{guardrail="my_guardrail",direction="request",decision="allow"} 2"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        let table = metrics.by_guardrail.read().unwrap();
+        assert_eq!(table.by_name.len(), 2);
+        assert_eq!(
+            table.by_address.len(),
+            1,
+            "only the static name has an address"
         );
     }
 }
