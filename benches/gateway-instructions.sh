@@ -7,6 +7,11 @@
 #
 #   benches/gateway-instructions.sh [CERBERUS]      (needs valgrind: apt-get install valgrind)
 #
+# KEEP=1 keeps callgrind's outputs and says where they are, for callgrind_annotate: the difference
+# between a function's counts in gateway-300.out.1 and gateway-50.out.1, over 1000, is its share of a
+# call. TARGETS="gateway" (or "floor") counts only that one. The binaries come from
+# $CARGO_TARGET_DIR/release (target/release by default).
+#
 # Each binary is counted in two load runs, of 4 clients x 50 and 4 x 300 calls: the difference over the
 # 1000 extra calls leaves out start-up and warm-up.
 set -euo pipefail
@@ -16,10 +21,15 @@ for tool in valgrind callgrind_control; do
 done
 cargo build --quiet --release --locked -p cerberus-axum -p cerberus-example-server
 cargo build --quiet --release --locked -p cerberus-benches --bin load --bin floor-proxy
-cerberus="$(realpath "${1:-target/release/cerberus}")"
-floor="$(realpath target/release/floor-proxy)"
+bin="${CARGO_TARGET_DIR:-target}/release"
+cerberus="$(realpath "${1:-$bin/cerberus}")"
+floor="$(realpath "$bin/floor-proxy")"
 work="$(mktemp -d)"
-trap 'pkill -f "callgrind-out-file=$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+if [ "${KEEP:-0}" = 1 ]; then
+    trap 'pkill -f "callgrind-out-file=$work" 2>/dev/null || true; echo "callgrind outputs kept in $work"' EXIT
+else
+    trap 'pkill -f "callgrind-out-file=$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+fi
 
 # A stand-in for a binary that runs it under callgrind, in a session of its own so that the load
 # benchmark's kill at the end leaves it to be dumped here. `cerberus keygen` runs as it is.
@@ -46,7 +56,7 @@ count() { # TARGET CALLS
     else
         args=(--cerberus "$cerberus" --floor "$work/floor")
     fi
-    target/release/load "${args[@]}" --example-server target/release/cerberus-example-server \
+    "$bin/load" "${args[@]}" --example-server "$bin/cerberus-example-server" \
         --policy benches/load/policy.json --concurrency 4 --calls "$calls" --rounds 1 >"$work/$COUNT.load" 2>&1 \
         || { echo "error: the load run failed:" >&2; cat "$work/$COUNT.load" >&2; exit 1; }
     local pid
@@ -66,7 +76,7 @@ count() { # TARGET CALLS
     echo $((total - ${calibration:-0}))
 }
 
-for target in gateway floor; do
+for target in ${TARGETS:-gateway floor}; do
     small=$(count "$target" 50)
     large=$(count "$target" 300)
     awk -v t="$target" -v s="$small" -v l="$large" \

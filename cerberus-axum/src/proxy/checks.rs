@@ -101,11 +101,7 @@ pub(super) fn post_headers(headers: &HeaderMap) -> Result<(), Refusal> {
         .unwrap_or_default();
     // One pass over the list for both types.
     let (mut json, mut event_stream) = (false, false);
-    let mut rest = Some(accept);
-    while let Some(list) = rest {
-        let (part, tail) =
-            wire::split_once_ascii(list, b',').map_or((list, None), |(p, t)| (p, Some(t)));
-        rest = tail;
+    for part in wire::split_ascii(accept, b',') {
         let media = wire::essence(part);
         let any = media == "*/*";
         json |= any || media.eq_ignore_ascii_case("application/json");
