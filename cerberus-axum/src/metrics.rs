@@ -122,7 +122,9 @@ struct GuardrailTable {
 const MAX_ADDRESSED_NAMES: usize = 64;
 
 impl GuardrailTable {
-    fn get(&self, name: &Cow<'static, str>) -> Option<&Arc<GuardrailCounters>> {
+    /// The counters of `entry`'s guardrail type, if it has been seen.
+    fn get(&self, entry: &TraceEntry) -> Option<&Arc<GuardrailCounters>> {
+        let name = &entry.guardrail;
         if let Cow::Borrowed(name) = name {
             let address = (name.as_ptr() as usize, name.len());
             if let Some((_, counters)) = self.by_address.iter().find(|(a, _)| *a == address) {
@@ -132,7 +134,9 @@ impl GuardrailTable {
         self.by_name.get(name.as_ref())
     }
 
-    fn get_or_insert(&mut self, name: &Cow<'static, str>) -> Arc<GuardrailCounters> {
+    /// The counters of `entry`'s guardrail type, made on first use.
+    fn get_or_insert(&mut self, entry: &TraceEntry) -> Arc<GuardrailCounters> {
+        let name = &entry.guardrail;
         let counters = Arc::clone(self.by_name.entry(name.as_ref().to_owned()).or_default());
         if let Cow::Borrowed(name) = name
             && self.by_address.len() < MAX_ADDRESSED_NAMES
@@ -267,14 +271,14 @@ impl Metrics {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for entry in trace.entries() {
-                match known.get(&entry.guardrail) {
+                match known.get(entry) {
                     Some(counters) => self.count(counters, direction, entry),
                     None => unknown.push(entry),
                 }
             }
         }
         for entry in unknown {
-            let counters = self.guardrail_counters(&entry.guardrail);
+            let counters = self.guardrail_counters(entry);
             self.count(&counters, direction, entry);
         }
         if let Some(histogram) = self.overhead.get(index) {
@@ -305,11 +309,11 @@ impl Metrics {
         .inc();
     }
 
-    fn guardrail_counters(&self, guardrail: &Cow<'static, str>) -> Arc<GuardrailCounters> {
+    fn guardrail_counters(&self, entry: &TraceEntry) -> Arc<GuardrailCounters> {
         self.by_guardrail
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get_or_insert(guardrail)
+            .get_or_insert(entry)
     }
 
     /// Reads the audit writer's queue, stored and dropped counts at each scrape.
