@@ -17,7 +17,6 @@ mod scanner;
 mod validate;
 
 use std::fmt;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,7 +25,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult};
 use crate::guardrails::Directions;
-use crate::message::{JsonRef, Part, serialise};
+use crate::message::{JsonRef, Members, serialise};
 use crate::policy::PolicyLevel;
 use crate::trace::{DecisionKind, Trace, TraceEntry};
 
@@ -368,42 +367,73 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// Whether anything in `json` is data of an enabled kind: reads what [`Pass::value`] reads, the same
-    /// way, but only to say yes or no, so a clean message needs no JSON object built and no copy made.
-    fn finds_any(&self, json: JsonRef<'_>, depth: u8) -> bool {
-        json.walk(&mut |part| {
-            let found = match part {
-                Part::Name(text) => self.finds_in(text),
-                Part::String(text) => {
-                    match embedded_json(text).filter(|_| depth < EMBEDDED_JSON_DEPTH) {
-                        Some(inner) => self.finds_any(JsonRef::from(&inner), depth + 1),
-                        None => self.finds_in(text),
+    /// [`Pass::value`] over a message's parsed view: the redacted copy of `json`, or `None` when nothing
+    /// in it changed, in one pass and without building the JSON object first. A clean message costs a
+    /// scan and nothing else; only what is redacted, and its siblings, are copied out. Every member is
+    /// read, a repeated name's earlier values too (the JSON object would keep only the last, while the
+    /// bytes forwarded hold them all); the copy keeps the last, as the object would.
+    fn view(&mut self, json: JsonRef<'_>, depth: u8) -> Option<Value> {
+        if self.blocked.is_some() {
+            return None;
+        }
+        match json {
+            JsonRef::String(text) => self.string(text, depth).map(Value::String),
+            JsonRef::Number(number) => self.number(number).map(Value::String),
+            JsonRef::Array(items) => {
+                let mut changed: Option<Vec<Value>> = None;
+                let before = items.clone();
+                for (index, item) in items.enumerate() {
+                    match self.view(item.clone(), depth) {
+                        Some(new) => changed
+                            .get_or_insert_with(|| {
+                                before.clone().take(index).map(JsonRef::to_value).collect()
+                            })
+                            .push(new),
+                        None => {
+                            if let Some(out) = changed.as_mut() {
+                                out.push(item.to_value());
+                            }
+                        }
                     }
                 }
-                Part::Number(number) => {
-                    number_text(number).is_some_and(|text| self.finds_in(&text))
-                }
-                Part::Array(_) => false,
-            };
-            if found {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+                changed.map(Value::Array)
             }
-        })
-        .is_break()
+            JsonRef::Object(members) => self.members(members, depth).map(Value::Object),
+            JsonRef::Null | JsonRef::Bool(_) => None,
+        }
     }
 
-    /// Whether `text` holds data of an enabled kind.
-    fn finds_in(&self, text: &str) -> bool {
-        let mut found = false;
-        self.scanner.scan(text, |finding| {
-            found |= self
-                .plan_actions
-                .get(finding.kind.index())
-                .is_some_and(Option::is_some);
-        });
-        found
+    /// [`Pass::object`] over a parsed view's members.
+    fn members(&mut self, members: Members<'_>, depth: u8) -> Option<Map<String, Value>> {
+        let mut changed: Option<Map<String, Value>> = None;
+        let before = members.clone();
+        for (index, (key, item)) in members.enumerate() {
+            let new_key = self.text(key);
+            let new_item = self.view(item.clone(), depth);
+            if new_key.is_none() && new_item.is_none() {
+                if let Some(out) = changed.as_mut() {
+                    out.insert(key.to_owned(), item.to_value());
+                }
+                continue;
+            }
+            let out = changed.get_or_insert_with(|| {
+                let mut out = Map::new();
+                for (name, value) in before.clone().take(index) {
+                    out.insert(name.to_owned(), value.to_value());
+                }
+                out
+            });
+            let mut key = new_key.unwrap_or_else(|| key.to_owned());
+            // Two keys redacted alike must not overwrite each other: nothing is lost.
+            let base = key.clone();
+            let mut n = 2;
+            while out.contains_key(&key) {
+                key = format!("{base}#{n}");
+                n += 1;
+            }
+            out.insert(key, new_item.unwrap_or_else(|| item.to_value()));
+        }
+        changed
     }
 
     /// The redacted copy of `value`, or `None` when nothing in it changed. Stops early once blocked.
@@ -604,16 +634,9 @@ impl PiiGuardrail {
         else {
             return GuardrailResult::Allow;
         };
-        // Most messages hold nothing: say so from the parsed view. Only a message with findings is walked
-        // again as a JSON object, to count, block or redact.
-        let pass = if Pass::new(plan).finds_any(view, 0) {
-            match ctx.message.payload() {
-                Some(payload) => self.inspect(plan, payload),
-                None => Pass::new(plan),
-            }
-        } else {
-            Pass::new(plan)
-        };
+        // One pass over the parsed view counts, blocks and redacts; no JSON object is built for it.
+        let mut pass = Pass::new(plan);
+        pass.redacted = pass.view(view, 0);
         let direction = ctx.direction;
         let active_rules = self
             .rules

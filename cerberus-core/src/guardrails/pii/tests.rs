@@ -256,6 +256,33 @@ fn finds_pii_in_json_embedded_in_a_text_item() {
 }
 
 #[test]
+fn a_repeated_member_is_read_in_every_copy() {
+    // The bytes forwarded hold both copies, and a reader may keep the first: each is scanned.
+    let text =
+        r#"{"jsonrpc":"2.0","id":1,"result":{"note":"mail jane.doe@example.com","note":"clean"}}"#;
+    let guardrail = PiiGuardrail::new(vec![rule(
+        PiiKind::Email,
+        PiiAction::Redact,
+        Directions::Both,
+    )]);
+    let message = Message::parse(text.to_owned()).unwrap();
+    let (result, _) = run_on(&guardrail, Direction::Response, &message);
+    let GuardrailResult::Modify { message, .. } = result else {
+        panic!("expected the email in the first copy to be redacted, got {result:?}");
+    };
+    let out = String::from_utf8(message.to_bytes().to_vec()).unwrap();
+    assert!(!out.contains("jane.doe"), "{out}");
+    let blocking = PiiGuardrail::new(vec![rule(PiiKind::Ssn, PiiAction::Block, Directions::Both)]);
+    let text = r#"{"jsonrpc":"2.0","id":1,"result":{"n":"536-22-1234","n":"clean"}}"#;
+    let message = Message::parse(text.to_owned()).unwrap();
+    let (result, _) = run_on(&blocking, Direction::Response, &message);
+    assert!(
+        matches!(result, GuardrailResult::Block { .. }),
+        "{result:?}"
+    );
+}
+
+#[test]
 fn redacted_keys_never_collide() {
     let (result, _) = run(
         &redact_all(),
@@ -397,6 +424,32 @@ proptest! {
         let (outcome, _) = run(&redact_all(), Direction::Response, text_result(&text));
         let redacted = redacted_text(&outcome);
         prop_assert!(!redacted.contains(&value), "{value:?} still in {redacted:?}");
+    }
+
+    /// The one pass over the parsed view decides as the walk over the JSON object did (which stays
+    /// for `redact`): the same block, counts and redacted payload, with rules that block and rules that
+    /// redact.
+    #[test]
+    fn the_pass_over_the_view_matches_the_walk_over_the_object(result in arbitrary_json()) {
+        let guardrail = PiiGuardrail::new(vec![
+            rule(PiiKind::Ssn, PiiAction::Block, Directions::Both),
+            rule(PiiKind::CreditCard, PiiAction::Block, Directions::Both),
+            rule(PiiKind::Email, PiiAction::Redact, Directions::Both),
+            rule(PiiKind::Phone, PiiAction::Redact, Directions::Both),
+            rule(PiiKind::IpAddress, PiiAction::Redact, Directions::Both),
+        ]);
+        for guardrail in [guardrail, redact_all()] {
+            let plan = guardrail.plan(Direction::Response).unwrap();
+            let message = Message::parse(response(result.clone()).to_string()).unwrap();
+            let mut pass = Pass::new(plan);
+            pass.redacted = pass.view(message.payload_view().unwrap(), 0);
+            let walked = guardrail.inspect(plan, message.payload().unwrap());
+            prop_assert_eq!(pass.blocked, walked.blocked);
+            if walked.blocked.is_none() {
+                prop_assert_eq!(pass.counts, walked.counts);
+                prop_assert_eq!(pass.redacted, walked.redacted);
+            }
+        }
     }
 
     #[test]
