@@ -341,7 +341,7 @@ impl PiiGuardrail {
     /// Scans (and, where rules say so, redacts) `payload`: the outcome of one pass.
     fn inspect<'p>(&self, plan: &'p DirectionPlan, payload: &Value) -> Pass<'p> {
         let mut pass = Pass::new(plan);
-        pass.redacted = pass.value(payload, 0);
+        pass.redacted = pass.value(JsonRef::from(payload), 0);
         pass
     }
 }
@@ -367,12 +367,12 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// [`Pass::value`] over a message's parsed view: the redacted copy of `json`, or `None` when nothing
-    /// in it changed, in one pass and without building the JSON object first. A clean message costs a
-    /// scan and nothing else; only what is redacted, and its siblings, are copied out. Every member is
-    /// read, a repeated name's earlier values too (the JSON object would keep only the last, while the
-    /// bytes forwarded hold them all); the copy keeps the last, as the object would.
-    fn view(&mut self, json: JsonRef<'_>, depth: u8) -> Option<Value> {
+    /// The redacted copy of `json` (a message's parsed view or a JSON value), or `None` when nothing in
+    /// it changed; stops early once blocked. One pass, with no JSON object built first: a clean message
+    /// costs a scan and nothing else, and only what is redacted, and its siblings, are copied out. Every
+    /// member is read, a repeated name's earlier values too (a JSON object would keep only the last,
+    /// while the bytes forwarded hold them all); the copy keeps the last, as the object would.
+    fn value(&mut self, json: JsonRef<'_>, depth: u8) -> Option<Value> {
         if self.blocked.is_some() {
             return None;
         }
@@ -383,7 +383,7 @@ impl<'a> Pass<'a> {
                 let mut changed: Option<Vec<Value>> = None;
                 let before = items.clone();
                 for (index, item) in items.enumerate() {
-                    match self.view(item.clone(), depth) {
+                    match self.value(item.clone(), depth) {
                         Some(new) => changed
                             .get_or_insert_with(|| {
                                 before.clone().take(index).map(JsonRef::to_value).collect()
@@ -398,18 +398,18 @@ impl<'a> Pass<'a> {
                 }
                 changed.map(Value::Array)
             }
-            JsonRef::Object(members) => self.members(members, depth).map(Value::Object),
+            JsonRef::Object(members) => self.object(members, depth).map(Value::Object),
             JsonRef::Null | JsonRef::Bool(_) => None,
         }
     }
 
-    /// [`Pass::object`] over a parsed view's members.
-    fn members(&mut self, members: Members<'_>, depth: u8) -> Option<Map<String, Value>> {
+    /// The redacted copy of an object's members, as [`Pass::value`].
+    fn object(&mut self, members: Members<'_>, depth: u8) -> Option<Map<String, Value>> {
         let mut changed: Option<Map<String, Value>> = None;
         let before = members.clone();
         for (index, (key, item)) in members.enumerate() {
             let new_key = self.text(key);
-            let new_item = self.view(item.clone(), depth);
+            let new_item = self.value(item.clone(), depth);
             if new_key.is_none() && new_item.is_none() {
                 if let Some(out) = changed.as_mut() {
                     out.insert(key.to_owned(), item.to_value());
@@ -436,68 +436,12 @@ impl<'a> Pass<'a> {
         changed
     }
 
-    /// The redacted copy of `value`, or `None` when nothing in it changed. Stops early once blocked.
-    fn value(&mut self, value: &Value, depth: u8) -> Option<Value> {
-        if self.blocked.is_some() {
-            return None;
-        }
-        match value {
-            Value::String(text) => self.string(text, depth).map(Value::String),
-            Value::Number(number) => self.number(number).map(Value::String),
-            Value::Array(items) => {
-                let mut changed: Option<Vec<Value>> = None;
-                for (index, item) in items.iter().enumerate() {
-                    if let Some(new) = self.value(item, depth) {
-                        let out = changed
-                            .get_or_insert_with(|| items.get(..index).unwrap_or_default().to_vec());
-                        out.push(new);
-                    } else if let Some(out) = changed.as_mut() {
-                        out.push(item.clone());
-                    }
-                }
-                changed.map(Value::Array)
-            }
-            Value::Object(map) => self.object(map, depth).map(Value::Object),
-            Value::Null | Value::Bool(_) => None,
-        }
-    }
-
-    fn object(&mut self, map: &Map<String, Value>, depth: u8) -> Option<Map<String, Value>> {
-        let mut changed: Option<Map<String, Value>> = None;
-        for (index, (key, item)) in map.iter().enumerate() {
-            let new_key = self.text(key);
-            let new_item = self.value(item, depth);
-            if new_key.is_none() && new_item.is_none() {
-                if let Some(out) = changed.as_mut() {
-                    out.insert(key.clone(), item.clone());
-                }
-                continue;
-            }
-            let out = changed.get_or_insert_with(|| {
-                map.iter()
-                    .take(index)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            });
-            let mut key = new_key.unwrap_or_else(|| key.clone());
-            // Two keys redacted alike must not overwrite each other: nothing is lost.
-            let base = key.clone();
-            let mut n = 2;
-            while out.contains_key(&key) {
-                key = format!("{base}#{n}");
-                n += 1;
-            }
-            out.insert(key, new_item.unwrap_or_else(|| item.clone()));
-        }
-        changed
-    }
-
     fn string(&mut self, text: &str, depth: u8) -> Option<String> {
         if depth < EMBEDDED_JSON_DEPTH
             && let Some(inner) = embedded_json(text)
         {
             return self
-                .value(&inner, depth + 1)
+                .value(JsonRef::from(&inner), depth + 1)
                 .map(|new| String::from_utf8_lossy(&serialise(&new)).into_owned());
         }
         self.text(text)
@@ -636,7 +580,7 @@ impl PiiGuardrail {
         };
         // One pass over the parsed view counts, blocks and redacts; no JSON object is built for it.
         let mut pass = Pass::new(plan);
-        pass.redacted = pass.view(view, 0);
+        pass.redacted = pass.value(view, 0);
         let direction = ctx.direction;
         let active_rules = self
             .rules

@@ -426,8 +426,8 @@ proptest! {
         prop_assert!(!redacted.contains(&value), "{value:?} still in {redacted:?}");
     }
 
-    /// The one pass over the parsed view decides as the walk over the JSON object did (which stays
-    /// for `redact`): the same block, counts and redacted payload, with rules that block and rules that
+    /// The pass over a message's parsed view decides as the pass over its JSON object (what `redact`
+    /// reads): the same block, counts and redacted payload, with rules that block and rules that
     /// redact.
     #[test]
     fn the_pass_over_the_view_matches_the_walk_over_the_object(result in arbitrary_json()) {
@@ -442,7 +442,7 @@ proptest! {
             let plan = guardrail.plan(Direction::Response).unwrap();
             let message = Message::parse(response(result.clone()).to_string()).unwrap();
             let mut pass = Pass::new(plan);
-            pass.redacted = pass.view(message.payload_view().unwrap(), 0);
+            pass.redacted = pass.value(message.payload_view().unwrap(), 0);
             let walked = guardrail.inspect(plan, message.payload().unwrap());
             prop_assert_eq!(pass.blocked, walked.blocked);
             if walked.blocked.is_none() {
