@@ -80,8 +80,9 @@ async fn start_with(
     sinks.push(Arc::clone(&sink) as Arc<dyn AuditSink>);
     let (_, router) = cerberus_axum::serve::build_with_store(
         &config,
+        GuardrailRegistry::default(),
         Arc::new(FanoutAuditSink::new(sinks)) as Arc<dyn AuditSink>,
-        Some(Arc::clone(store) as Arc<dyn ControlStore>),
+        Arc::clone(store) as Arc<dyn ControlStore>,
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

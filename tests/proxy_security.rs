@@ -72,8 +72,12 @@ async fn gateway(upstream: &str) -> String {
         &GuardrailRegistry::default(),
     )
     .unwrap();
-    let (_, router) =
-        cerberus_axum::serve::build(&config, Arc::new(MemoryAuditSink::new())).unwrap();
+    let (_, router) = cerberus_axum::serve::build(
+        &config,
+        GuardrailRegistry::default(),
+        Arc::new(MemoryAuditSink::new()),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });

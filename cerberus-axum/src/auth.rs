@@ -92,7 +92,7 @@ pub fn display_prefix(key: &str) -> String {
 
 /// The bearer token of an `Authorization` header value.
 pub fn bearer_token(header: &str) -> Option<&str> {
-    let (scheme, token) = crate::proxy::wire::split_once_ascii(header.trim(), b' ')?;
+    let (scheme, token) = crate::wire::split_once_ascii(header.trim(), b' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }
 

@@ -132,10 +132,12 @@ pub async fn check(
     })
 }
 
-/// `cerberus check` from its command-line arguments.
-pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
-    let registry = GuardrailRegistry::default();
-    let policies = load_policies(&registry, &args.policies)?;
+/// `cerberus check` from its command-line arguments, with the guardrail types of `registry`.
+pub async fn run(
+    args: &CheckArgs,
+    registry: &GuardrailRegistry,
+) -> Result<CheckReport, CheckError> {
+    let policies = load_policies(registry, &args.policies)?;
     let text = match args.message.as_deref() {
         None => read_stdin()?,
         Some(path) if path == Path::new("-") => read_stdin()?,
@@ -147,7 +149,7 @@ pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
         CliDirection::Response => Direction::Response,
     });
     check(
-        &registry,
+        registry,
         &policies,
         message,
         direction,

@@ -22,19 +22,26 @@
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
 use cerberus_core::store::UpstreamDefinition;
 use cerberus_core::{
-    AgentId, GuardrailRegistry, Identity, OrganisationId, PolicyDocument, PolicyFormat, WorkspaceId,
+    AgentId, EffectivePolicy, GuardrailRegistry, Identity, OrganisationId, PolicyDocument,
+    PolicyFormat, PolicyLevel, WorkspaceId,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::audit::AuditSettings;
 use crate::auth::KeyHash;
+#[cfg(feature = "redis")]
+use crate::distributed::RedisSettings;
+use crate::gateway::{AgentRoute, Routes, ServerSettings};
+use crate::telemetry::TelemetrySettings;
+use crate::upstream::Upstream;
+#[cfg(feature = "control-plane")]
+use crate::{admin::AdminSettings, control_plane::DatabaseSettings};
 
 /// The namespace of the ids derived from names, so that every instance reading one file agrees on them.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6365_7262_6572_7573_2d69_6473_2d76_3100);
@@ -58,235 +65,12 @@ impl ConfigError {
     }
 }
 
-/// Server settings.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerSettings {
-    /// The address to listen on.
-    pub listen: SocketAddr,
-    /// The largest request body accepted, in bytes (larger ones get 413).
-    pub max_body_bytes: usize,
-    /// How long an upstream may take to start answering, in seconds.
-    pub upstream_timeout_secs: u64,
-    /// Origins allowed besides loopback ones (`https://app.example.com`); other origins get 403.
-    pub allowed_origins: Vec<String>,
-    /// Host names allowed in the `Host` header; empty means loopback names only when listening on
-    /// loopback, and any host otherwise.
-    pub allowed_hosts: Vec<String>,
-    /// How long a stdio session may stay unused before its process is stopped, in seconds.
-    pub stdio_idle_timeout_secs: u64,
-    /// The most stdio upstream processes running at once (new sessions beyond it get 503).
-    pub max_stdio_sessions: usize,
-    /// A PEM file of certificate authorities trusted for `https` upstreams besides the public ones
-    /// (an organisation's own authority); a relative path is relative to the configuration file.
-    pub upstream_ca_file: Option<PathBuf>,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_body_bytes: 4 * 1024 * 1024,
-            upstream_timeout_secs: 120,
-            allowed_origins: Vec::new(),
-            allowed_hosts: Vec::new(),
-            stdio_idle_timeout_secs: 30 * 60,
-            max_stdio_sessions: 64,
-            upstream_ca_file: None,
-        }
-    }
-}
-
-impl ServerSettings {
-    /// The upstream timeout.
-    pub fn upstream_timeout(&self) -> Duration {
-        Duration::from_secs(self.upstream_timeout_secs)
-    }
-
-    /// How long a stdio session may stay unused before its process is stopped.
-    pub fn stdio_idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.stdio_idle_timeout_secs)
-    }
-}
-
-/// The control-plane database: with one, agents, workspaces and policies come from it (besides those in
-/// this file) and the admin API is served.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSettings {
-    /// `sqlite://cerberus.db?mode=rwc` (embedded), `sqlite::memory:`, or `postgres://…`.
-    pub url: String,
-    /// Whether to apply missing migrations at start-up (on PostgreSQL under an advisory lock).
-    #[serde(default = "yes")]
-    pub migrate: bool,
-    /// How long the proxy trusts a key and policy it looked up, in milliseconds; admin changes made
-    /// through this instance take effect at once, others within this time.
-    #[serde(default = "default_cache_ttl_ms")]
-    pub cache_ttl_ms: u64,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_cache_ttl_ms() -> u64 {
-    500
-}
-
-impl DatabaseSettings {
-    /// How long a looked-up key stays trusted.
-    pub fn cache_ttl(&self) -> Duration {
-        Duration::from_millis(self.cache_ttl_ms)
-    }
-}
-
-/// Distributed mode (`[redis]`): with a `url`, rate limits, sessions and cache invalidations are
-/// shared through Redis by every instance; without one, everything stays in this process's memory.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisSettings {
-    /// `redis://host:6379/0` (or `rediss://` for TLS); none keeps everything in memory.
-    pub url: Option<String>,
-    /// Prefix of every key and channel, so that several deployments can share one Redis.
-    pub key_prefix: String,
-    /// What rate limits do when Redis cannot answer: `fail_closed` (the default: refuse calls),
-    /// `fail_open` (admit them uncounted) or `local_fallback` (count per instance).
-    pub failure_mode: cerberus_redis::FailureMode,
-    /// Failures in a row after which the limiter stops asking Redis for a while.
-    pub breaker_threshold: u32,
-    /// How long it then stops asking, in milliseconds.
-    pub breaker_cooldown_ms: u64,
-    /// How long a connection may take to open, and a command to answer, in milliseconds.
-    pub timeout_ms: u64,
-    /// How long an unused session is kept, in seconds.
-    pub session_idle_secs: u64,
-}
-
-impl Default for RedisSettings {
-    fn default() -> Self {
-        Self {
-            url: None,
-            key_prefix: "cerberus:".to_owned(),
-            failure_mode: cerberus_redis::FailureMode::default(),
-            breaker_threshold: 3,
-            breaker_cooldown_ms: 5_000,
-            timeout_ms: 500,
-            session_idle_secs: 24 * 3600,
-        }
-    }
-}
-
-/// OpenTelemetry traces (`[telemetry]`): exported over OTLP/HTTP when an endpoint is set here or in
-/// the standard `OTEL_EXPORTER_OTLP_ENDPOINT`; off otherwise.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TelemetrySettings {
-    /// The collector's OTLP/HTTP base URL (`http://collector:4318`); spans go to `/v1/traces` under it.
-    pub otlp_endpoint: Option<String>,
-    /// `http/protobuf` (the default) or `http/json`.
-    pub otlp_protocol: OtlpProtocol,
-    /// The `service.name` of the spans.
-    pub service_name: String,
-    /// The share of new traces recorded, 0 to 1; a trace the client started follows its decision.
-    pub sample_ratio: f64,
-}
-
-impl Default for TelemetrySettings {
-    fn default() -> Self {
-        Self {
-            otlp_endpoint: None,
-            otlp_protocol: OtlpProtocol::HttpProtobuf,
-            service_name: "cerberus".to_owned(),
-            sample_ratio: 1.0,
-        }
-    }
-}
-
-/// How spans are encoded for the collector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-pub enum OtlpProtocol {
-    /// Protocol buffers, as every collector accepts.
-    #[serde(rename = "http/protobuf")]
-    HttpProtobuf,
-    /// JSON.
-    #[serde(rename = "http/json")]
-    HttpJson,
-}
-
-/// The admin API's settings.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminSettings {
-    /// The secret that signs access tokens (at least 32 bytes; the same on every instance). Better given
-    /// as `CERBERUS_JWT_SECRET`; without either, a random one is made and tokens die with the process.
-    pub jwt_secret: Option<String>,
-    /// How long an access token lives, in seconds.
-    pub access_token_ttl_secs: u64,
-    /// How long a refresh token lives, in seconds.
-    pub refresh_token_ttl_secs: u64,
-    /// How long an old key keeps working after a rotation, unless the rotation says otherwise.
-    pub key_rotation_grace_secs: u64,
-    /// Whether admins may define stdio upstreams, which run commands on the gateway's machine.
-    pub allow_stdio_upstreams: bool,
-}
-
-impl Default for AdminSettings {
-    fn default() -> Self {
-        Self {
-            jwt_secret: None,
-            access_token_ttl_secs: 15 * 60,
-            refresh_token_ttl_secs: 30 * 24 * 3600,
-            key_rotation_grace_secs: 0,
-            allow_stdio_upstreams: false,
-        }
-    }
-}
-
-impl AdminSettings {
-    /// The default grace period of a rotated key.
-    pub fn key_rotation_grace(&self) -> Duration {
-        Duration::from_secs(self.key_rotation_grace_secs)
-    }
-}
-
 /// A policy given by path or inline.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
 enum PolicySource {
     Path(PathBuf),
     Inline(serde_json::Value),
-}
-
-/// A workspace's MCP server reached over Streamable HTTP.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpUpstream {
-    /// The Streamable HTTP endpoint, parsed once: an absolute `http` or `https` URL.
-    pub url: http::Uri,
-    /// Headers sent with every upstream request (an upstream credential, for example), parsed once
-    /// and marked sensitive, so that they never show in debug output.
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-}
-
-/// A workspace's MCP server run by the gateway as a child process speaking stdio, one per session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StdioUpstream {
-    /// The program (a bare name is looked up on `PATH`; a relative path is relative to the config file).
-    pub command: PathBuf,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// Environment variables set for it (the gateway's own environment is not passed on).
-    pub env: BTreeMap<String, String>,
-    /// Its working directory.
-    pub cwd: Option<PathBuf>,
-}
-
-/// How the gateway reaches a workspace's MCP server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Upstream {
-    /// Over Streamable HTTP.
-    Http(HttpUpstream),
-    /// As a child process over stdio.
-    Stdio(StdioUpstream),
 }
 
 /// The `upstream` table as written: `url` (and `headers`) or `command` (and `args`, `env`, `cwd`).
@@ -304,128 +88,72 @@ struct RawUpstream {
     cwd: Option<PathBuf>,
 }
 
-/// An upstream's Streamable HTTP endpoint: an absolute `http` or `https` URL with a host, and no
-/// credentials in it (they go in `headers`).
-fn upstream_url(url: &str) -> Result<http::Uri, String> {
-    if !url.contains("://") {
-        return Err("must be an http or https URL".into());
-    }
-    let parsed: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(parsed.scheme_str(), Some("http" | "https")) {
-        return Err("must be an http or https URL".into());
-    }
-    let Some(authority) = parsed.authority() else {
-        return Err("not a URL: it names no host".into());
-    };
-    if authority.as_str().contains('@') {
-        return Err("must not contain credentials: send them in `headers`".into());
-    }
-    if authority.host().is_empty() {
-        return Err("not a URL: it names no host".into());
-    }
-    Ok(parsed)
-}
-
 impl RawUpstream {
+    /// The upstream, checked as the admin API checks one (`Upstream::from_definition`), after the
+    /// combinations only a file can write (`url` with `args`, both or neither) are refused.
     fn check(&self, base: &Path, path: &str) -> Result<Upstream, ConfigError> {
-        match (&self.url, &self.command) {
+        let definition = match (&self.url, &self.command) {
             (Some(url), None) => {
-                let parsed = upstream_url(url)
-                    .map_err(|why| ConfigError::new(format!("{path}.url"), why))?;
-                let mut headers = Vec::with_capacity(self.headers.len());
-                for (name, value) in &self.headers {
-                    let parsed = http::HeaderName::from_bytes(name.as_bytes())
-                        .ok()
-                        .zip(http::HeaderValue::from_str(value).ok());
-                    let Some((name, mut value)) = parsed else {
-                        return Err(ConfigError::new(
-                            format!("{path}.headers.{name}"),
-                            "not a valid HTTP header",
-                        ));
-                    };
-                    value.set_sensitive(true);
-                    headers.push((name, value));
-                }
                 if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
                     return Err(ConfigError::new(
                         path,
                         "`args`, `env` and `cwd` go with `command`, not `url`",
                     ));
                 }
-                Ok(Upstream::Http(HttpUpstream {
-                    url: parsed,
-                    headers,
-                }))
+                UpstreamDefinition::Http {
+                    url: url.clone(),
+                    headers: self.headers.clone(),
+                }
             }
             (None, Some(command)) => {
-                if command.trim().is_empty() {
-                    return Err(ConfigError::new(
-                        format!("{path}.command"),
-                        "cannot be empty",
-                    ));
-                }
                 if !self.headers.is_empty() {
                     return Err(ConfigError::new(
                         format!("{path}.headers"),
                         "`headers` go with `url`, not `command`",
                     ));
                 }
-                let command = PathBuf::from(command);
-                let command = if command.components().count() > 1 && command.is_relative() {
-                    base.join(command)
-                } else {
-                    command
-                };
-                Ok(Upstream::Stdio(StdioUpstream {
-                    command,
+                UpstreamDefinition::Stdio {
+                    command: command.clone(),
                     args: self.args.clone(),
                     env: self.env.clone(),
-                    cwd: self.cwd.as_ref().map(|cwd| base.join(cwd)),
-                }))
+                    cwd: self
+                        .cwd
+                        .as_ref()
+                        .map(|cwd| cwd.to_string_lossy().into_owned()),
+                }
             }
-            (Some(_), Some(_)) => Err(ConfigError::new(
-                path,
-                "give either `url` or `command`, not both",
-            )),
-            (None, None) => Err(ConfigError::new(
-                path,
-                "give `url` (Streamable HTTP) or `command` (stdio)",
-            )),
-        }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    path,
+                    "give either `url` or `command`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    path,
+                    "give `url` (Streamable HTTP) or `command` (stdio)",
+                ));
+            }
+        };
+        Upstream::from_definition(&definition, base)
+            .map_err(|e| ConfigError::new(format!("{path}.{}", e.field), e.message))
     }
 }
 
-impl Upstream {
-    /// The upstream a stored definition describes, checked as a configuration file's would be (a
-    /// relative command or working directory is relative to `base`).
-    pub fn from_definition(
-        definition: &UpstreamDefinition,
-        base: &Path,
-    ) -> Result<Self, ConfigError> {
-        let raw = match definition.clone() {
-            UpstreamDefinition::Http { url, headers } => RawUpstream {
-                url: Some(url),
-                headers,
-                command: None,
-                args: Vec::new(),
-                env: BTreeMap::new(),
-                cwd: None,
-            },
-            UpstreamDefinition::Stdio {
-                command,
-                args,
-                env,
-                cwd,
-            } => RawUpstream {
-                url: None,
-                headers: BTreeMap::new(),
-                command: Some(command),
-                args,
-                env,
-                cwd: cwd.map(PathBuf::from),
-            },
-        };
-        raw.check(base, "upstream")
+/// A section this build leaves out, kept as written: a file that has one is refused with the cargo
+/// feature it needs named, rather than as an unknown field.
+#[cfg(not(all(feature = "control-plane", feature = "redis")))]
+type Unsupported = Option<toml::Value>;
+
+/// Refuses a `section` this build leaves out: it needs `feature`.
+#[cfg(not(all(feature = "control-plane", feature = "redis")))]
+fn unsupported(section: &str, value: &Unsupported, feature: &str) -> Result<(), ConfigError> {
+    match value {
+        None => Ok(()),
+        Some(_) => Err(ConfigError::new(
+            section,
+            format!("this build of cerberus has no `[{section}]` (cargo feature `{feature}`)"),
+        )),
     }
 }
 
@@ -434,14 +162,26 @@ impl Upstream {
 struct RawConfig {
     #[serde(default)]
     server: ServerSettings,
+    #[cfg(feature = "control-plane")]
     #[serde(default)]
     database: Option<DatabaseSettings>,
+    #[cfg(feature = "control-plane")]
     #[serde(default)]
     admin: AdminSettings,
+    #[cfg(not(feature = "control-plane"))]
+    #[serde(default)]
+    database: Unsupported,
+    #[cfg(not(feature = "control-plane"))]
+    #[serde(default)]
+    admin: Unsupported,
     #[serde(default)]
     audit: AuditSettings,
+    #[cfg(feature = "redis")]
     #[serde(default)]
     redis: RedisSettings,
+    #[cfg(not(feature = "redis"))]
+    #[serde(default)]
+    redis: Unsupported,
     #[serde(default)]
     telemetry: TelemetrySettings,
     #[serde(default)]
@@ -524,12 +264,15 @@ pub struct GatewayConfig {
     /// Server settings.
     pub server: ServerSettings,
     /// The control-plane database, if any.
+    #[cfg(feature = "control-plane")]
     pub database: Option<DatabaseSettings>,
     /// The admin API's settings.
+    #[cfg(feature = "control-plane")]
     pub admin: AdminSettings,
     /// Where and how audit events are stored.
     pub audit: AuditSettings,
     /// Distributed mode.
+    #[cfg(feature = "redis")]
     pub redis: RedisSettings,
     /// OpenTelemetry traces.
     pub telemetry: TelemetrySettings,
@@ -817,6 +560,13 @@ impl GatewayConfig {
             });
         }
 
+        #[cfg(not(feature = "control-plane"))]
+        {
+            unsupported("database", &raw.database, "control-plane")?;
+            unsupported("admin", &raw.admin, "control-plane")?;
+        }
+        #[cfg(not(feature = "redis"))]
+        unsupported("redis", &raw.redis, "redis")?;
         if !(0.0..=1.0).contains(&raw.telemetry.sample_ratio) {
             return Err(ConfigError::new(
                 "telemetry.sample_ratio",
@@ -831,9 +581,12 @@ impl GatewayConfig {
 
         Ok(Self {
             server,
+            #[cfg(feature = "control-plane")]
             database: raw.database,
+            #[cfg(feature = "control-plane")]
             admin: raw.admin,
             audit: raw.audit,
+            #[cfg(feature = "redis")]
             redis: raw.redis,
             telemetry: raw.telemetry,
             base: base.to_path_buf(),
@@ -841,6 +594,64 @@ impl GatewayConfig {
             workspaces,
             agents,
         })
+    }
+}
+
+impl GatewayConfig {
+    /// The agents of this file by key, each with its upstream and its pipeline, built with
+    /// `registry` from its organisation's, workspace's and own policies.
+    pub fn routes(&self, registry: &GuardrailRegistry) -> Result<Routes, ConfigError> {
+        let mut routes = Routes::default();
+        for (i, agent) in self.agents.iter().enumerate() {
+            let Some(workspace) = self.workspaces.get(agent.workspace) else {
+                continue;
+            };
+            let organisation = self.organisations.get(workspace.organisation);
+            let levels = [
+                (
+                    PolicyLevel::Organisation,
+                    organisation.and_then(|o| o.policy.as_ref()),
+                ),
+                (PolicyLevel::Workspace, workspace.policy.as_ref()),
+                (PolicyLevel::Agent, agent.policy.as_ref()),
+            ];
+            let policy = EffectivePolicy::merge(
+                levels
+                    .into_iter()
+                    .filter_map(|(level, doc)| Some((level, doc?))),
+            );
+            let pipeline = registry.build(&policy).map_err(|e| {
+                let e = e.within(&format!("agents[{i}].effective_policy"));
+                ConfigError::new(e.path, e.message)
+            })?;
+            routes.insert(
+                agent.key_hash,
+                Arc::new(AgentRoute::new(
+                    agent.identity,
+                    agent.name.clone(),
+                    workspace.upstream.clone(),
+                    pipeline,
+                )),
+            );
+        }
+        Ok(routes)
+    }
+
+    /// Every workspace's upstream, named `organisation/workspace`: what readiness checks probe.
+    pub fn upstreams(&self) -> Vec<(String, Upstream)> {
+        self.workspaces
+            .iter()
+            .map(|workspace| {
+                let organisation = self
+                    .organisations
+                    .get(workspace.organisation)
+                    .map_or("", |o| o.name.as_str());
+                (
+                    format!("{organisation}/{}", workspace.name),
+                    workspace.upstream.clone(),
+                )
+            })
+            .collect()
     }
 }
 

@@ -17,8 +17,8 @@ use cerberus_core::{EffectivePolicy, GuardrailRegistry, PolicyDocument, PolicyLe
 use subtle::ConstantTimeEq;
 
 use crate::auth::{KeyHash, KeyIndex};
-use crate::config::Upstream;
 use crate::gateway::AgentRoute;
+use crate::upstream::Upstream;
 
 /// The most answers cached at once; past it the cache starts afresh (a flood of wrong keys must not
 /// grow memory without bound).

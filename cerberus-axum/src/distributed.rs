@@ -3,13 +3,54 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use cerberus_redis::redis;
 use cerberus_redis::{
-    Invalidations, LimiterSettings, RedisRateLimiter, RedisSessionStore, Timeouts,
+    FailureMode, Invalidations, LimiterSettings, RedisRateLimiter, RedisSessionStore, Timeouts,
 };
 
-use crate::config::RedisSettings;
+use serde::{Deserialize, Serialize};
+
+/// Distributed mode (`[redis]`): with a `url`, rate limits, sessions and cache invalidations are
+/// shared through Redis by every instance; without one, everything stays in this process's memory.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RedisSettings {
+    /// `redis://host:6379/0` (or `rediss://` for TLS); none keeps everything in memory.
+    pub url: Option<String>,
+    /// Prefix of every key and channel, so that several deployments can share one Redis.
+    pub key_prefix: String,
+    /// What rate limits do when Redis cannot answer: `fail_closed` (the default: refuse calls),
+    /// `fail_open` (admit them uncounted) or `local_fallback` (count per instance).
+    pub failure_mode: FailureMode,
+    /// Failures in a row after which the limiter stops asking Redis for a while.
+    pub breaker_threshold: u32,
+    /// How long it then stops asking, in milliseconds.
+    pub breaker_cooldown_ms: u64,
+    /// How long a connection may take to open, and a command to answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// How long an unused session is kept, in seconds.
+    pub session_idle_secs: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "cerberus:".to_owned(),
+            failure_mode: FailureMode::default(),
+            breaker_threshold: 3,
+            breaker_cooldown_ms: 5_000,
+            timeout_ms: 500,
+            session_idle_secs: 24 * 3600,
+        }
+    }
+}
+
+/// Redis cannot be used as `[redis]` says (its URL does not parse, say).
+#[derive(Debug, thiserror::Error)]
+#[error("redis.url")]
+pub struct DistributedError(#[source] pub redis::RedisError);
 
 /// The shared rate limiter, session store and cache invalidations of one gateway instance.
 #[derive(Debug, Clone)]
@@ -27,7 +68,7 @@ pub struct Distributed {
 impl Distributed {
     /// Distributed mode as `settings` configure it; `None` without a URL. Connections open on first
     /// use, so the gateway starts while Redis is down (and applies the failure mode).
-    pub fn from_settings(settings: &RedisSettings) -> anyhow::Result<Option<Self>> {
+    pub fn from_settings(settings: &RedisSettings) -> Result<Option<Self>, DistributedError> {
         let Some(url) = &settings.url else {
             return Ok(None);
         };
@@ -39,7 +80,7 @@ impl Distributed {
                 response: timeout,
             },
         )
-        .context("redis.url")?;
+        .map_err(DistributedError)?;
         let limiter = RedisRateLimiter::new(
             connection.clone(),
             LimiterSettings {

@@ -2,28 +2,80 @@
 //! sessions and audit events go.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use cerberus_core::audit::UpstreamTiming;
-use cerberus_core::audit::{AuditSink, EventDraft, PayloadRedactor};
+use cerberus_core::audit::{AuditSink, EventDraft, PayloadMode, PayloadRedactor};
 use cerberus_core::session::SessionStore;
-use cerberus_core::{
-    EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message, Pipeline, PipelineOutcome,
-    PolicyError, PolicyLevel, Trace,
-};
+use cerberus_core::{Envelope, Identity, Message, Pipeline, PipelineOutcome, Trace};
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::auth::{KeyIndex, display_prefix};
-use crate::config::{GatewayConfig, ServerSettings, Upstream};
 use crate::directory::{AgentDirectory, DirectoryError};
 use crate::metrics::Metrics;
 use crate::proxy::stdio::StdioSessions;
 use crate::telemetry;
-use crate::upstream_client::UpstreamClient;
+use crate::upstream::Upstream;
+use crate::upstream_client::{UpstreamClient, UpstreamError};
+
+/// The gateway's server settings (`[server]` in the configuration file).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The largest request body accepted, in bytes (larger ones get 413).
+    pub max_body_bytes: usize,
+    /// How long an upstream may take to start answering, in seconds.
+    pub upstream_timeout_secs: u64,
+    /// Origins allowed besides loopback ones (`https://app.example.com`); other origins get 403.
+    pub allowed_origins: Vec<String>,
+    /// Host names allowed in the `Host` header; empty means loopback names only when listening on
+    /// loopback, and any host otherwise.
+    pub allowed_hosts: Vec<String>,
+    /// How long a stdio session may stay unused before its process is stopped, in seconds.
+    pub stdio_idle_timeout_secs: u64,
+    /// The most stdio upstream processes running at once (new sessions beyond it get 503).
+    pub max_stdio_sessions: usize,
+    /// A PEM file of certificate authorities trusted for `https` upstreams besides the public ones
+    /// (an organisation's own authority); a relative path is relative to the configuration file.
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 4 * 1024 * 1024,
+            upstream_timeout_secs: 120,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            stdio_idle_timeout_secs: 30 * 60,
+            max_stdio_sessions: 64,
+            upstream_ca_file: None,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The upstream timeout.
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_secs(self.upstream_timeout_secs)
+    }
+
+    /// How long a stdio session may stay unused before its process is stopped.
+    pub fn stdio_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.stdio_idle_timeout_secs)
+    }
+}
 
 /// Everything the proxy needs to know about one agent.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct AgentRoute {
     /// Who the agent is.
     pub identity: Identity,
@@ -33,6 +85,39 @@ pub struct AgentRoute {
     pub upstream: Upstream,
     /// Its effective policy, built.
     pub pipeline: Pipeline,
+}
+
+impl AgentRoute {
+    /// The route of the agent `name`, who is `identity`, to `upstream` through `pipeline`.
+    pub fn new(identity: Identity, name: String, upstream: Upstream, pipeline: Pipeline) -> Self {
+        Self {
+            identity,
+            name,
+            upstream,
+            pipeline,
+        }
+    }
+}
+
+/// The agents a gateway serves by key, each with its route.
+pub type Routes = KeyIndex<Arc<AgentRoute>>;
+
+/// Why a gateway cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The certificate authorities of `server.upstream_ca_file` cannot be read.
+    #[error("server.upstream_ca_file: cannot read {path}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client for HTTP upstreams cannot be made (certificate authorities it cannot use).
+    #[error("server.upstream_ca_file")]
+    Client(#[source] UpstreamError),
 }
 
 /// The gateway: built once at start-up, shared by every request.
@@ -75,73 +160,39 @@ pub struct Caller {
 }
 
 impl Gateway {
-    /// Builds the gateway for `config`: one pipeline per agent, from its organisation's, workspace's and
-    /// own policies.
+    /// A gateway serving `routes` (more come from a control-plane database when the directory is
+    /// given one) with `settings`, keeping sessions in `sessions` and recording into `audit`, with
+    /// payloads as `payloads` says.
     pub fn new(
-        config: &GatewayConfig,
-        registry: &GuardrailRegistry,
+        settings: ServerSettings,
+        routes: Routes,
         sessions: Arc<dyn SessionStore>,
         audit: Arc<dyn AuditSink>,
-    ) -> Result<Self, PolicyError> {
-        let mut routes = KeyIndex::default();
-        for agent in &config.agents {
-            let workspace = config.workspaces.get(agent.workspace);
-            let organisation = workspace.and_then(|w| config.organisations.get(w.organisation));
-            let levels = [
-                (
-                    PolicyLevel::Organisation,
-                    organisation.and_then(|o| o.policy.as_ref()),
-                ),
-                (
-                    PolicyLevel::Workspace,
-                    workspace.and_then(|w| w.policy.as_ref()),
-                ),
-                (PolicyLevel::Agent, agent.policy.as_ref()),
-            ];
-            let policy = EffectivePolicy::merge(
-                levels
-                    .into_iter()
-                    .filter_map(|(level, doc)| Some((level, doc?))),
-            );
-            let pipeline = registry
-                .build(&policy)
-                .map_err(|e| e.within(&format!("agent `{}`", agent.name)))?;
-            let Some(workspace) = workspace else { continue };
-            routes.insert(
-                agent.key_hash,
-                Arc::new(AgentRoute {
-                    identity: agent.identity,
-                    name: agent.name.clone(),
-                    upstream: workspace.upstream.clone(),
-                    pipeline,
-                }),
-            );
-        }
+        payloads: PayloadMode,
+    ) -> Result<Self, GatewayError> {
         // The public certificate authorities, and the operator's own if any.
-        let extra_ca = match &config.server.upstream_ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                PolicyError::new(
-                    "server.upstream_ca_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
+        let extra_ca = match &settings.upstream_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| GatewayError::CaFile {
+                path: path.clone(),
+                source,
             })?),
             None => None,
         };
-        let http = UpstreamClient::new(config.server.upstream_timeout(), extra_ca.as_deref())
-            .map_err(|e| PolicyError::new("server.upstream_ca_file", e.to_string()))?;
+        let http = UpstreamClient::new(settings.upstream_timeout(), extra_ca.as_deref())
+            .map_err(GatewayError::Client)?;
         let stdio = Arc::new(StdioSessions::new(
-            config.server.max_stdio_sessions,
-            config.server.stdio_idle_timeout(),
+            settings.max_stdio_sessions,
+            settings.stdio_idle_timeout(),
         ));
         let metrics = Arc::new(Metrics::new());
         metrics.watch_stdio(Arc::clone(&stdio));
         Ok(Self {
-            settings: config.server.clone(),
+            settings,
             directory: AgentDirectory::configured(routes),
             sessions,
             instance: uuid::Uuid::new_v4().to_string(),
             audit,
-            payloads: PayloadRedactor::for_mode(config.audit.payloads),
+            payloads: PayloadRedactor::for_mode(payloads),
             http,
             stdio,
             metrics,
@@ -228,7 +279,10 @@ mod tests {
 
     use cerberus_core::audit::MemoryAuditSink;
     use cerberus_core::session::MemorySessionStore;
-    use cerberus_core::{DecisionKind, Direction};
+    use cerberus_core::store::UpstreamDefinition;
+    use cerberus_core::{
+        DecisionKind, Direction, EffectivePolicy, GuardrailRegistry, PolicyDocument,
+    };
 
     use super::*;
     use crate::auth::KeyHash;
@@ -251,19 +305,38 @@ mod tests {
     }
 
     fn gateway(audit: Arc<dyn AuditSink>) -> Gateway {
-        let registry = GuardrailRegistry::default();
-        let text = format!(
-            "[[organisations]]\nname = \"acme\"\npolicy = {{ guardrails = [{{ type = \"rbac\", allow = [\"*\"], deny = [\"drop_*\"] }}, {{ type = \"pii_email\", action = \"redact\" }}] }}\n\n\
-             [[workspaces]]\nname = \"crm\"\norganisation = \"acme\"\nupstream = {{ url = \"http://127.0.0.1:1/mcp\" }}\n\n\
-             [[agents]]\nname = \"bot\"\nworkspace = \"crm\"\nkey_sha256 = \"{}\"\n",
-            KeyHash::of(KEY).to_hex()
+        let policy = PolicyDocument::from_json(
+            r#"{"guardrails": [{"type": "rbac", "allow": ["*"], "deny": ["drop_*"]},
+                               {"type": "pii_email", "action": "redact"}]}"#,
+        )
+        .unwrap();
+        let pipeline = GuardrailRegistry::default()
+            .build(&EffectivePolicy::single(&policy))
+            .unwrap();
+        let upstream = Upstream::from_definition(
+            &UpstreamDefinition::Http {
+                url: "http://127.0.0.1:1/mcp".into(),
+                headers: Default::default(),
+            },
+            Path::new("."),
+        )
+        .unwrap();
+        let mut routes = Routes::default();
+        routes.insert(
+            KeyHash::of(KEY),
+            Arc::new(AgentRoute::new(
+                Identity::new_random(),
+                "bot".into(),
+                upstream,
+                pipeline,
+            )),
         );
-        let config = GatewayConfig::parse(&text, Path::new("."), &registry).unwrap();
         Gateway::new(
-            &config,
-            &registry,
+            ServerSettings::default(),
+            routes,
             Arc::new(MemorySessionStore::default()),
             audit,
+            PayloadMode::None,
         )
         .unwrap()
     }

@@ -25,8 +25,9 @@ use axum::routing::get;
 use cerberus_core::store::ControlStore;
 use serde_json::{Map, Value, json};
 
-use crate::config::{GatewayConfig, Upstream};
+#[cfg(feature = "redis")]
 use crate::distributed::Distributed;
+use crate::upstream::Upstream;
 
 /// How long one readiness check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,6 +36,7 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub struct Readiness {
     store: Option<Arc<dyn ControlStore>>,
+    #[cfg(feature = "redis")]
     redis: Option<Distributed>,
     upstreams: Vec<(String, Upstream)>,
 }
@@ -56,30 +58,28 @@ impl Check {
 }
 
 impl Readiness {
-    /// The checks a gateway built from `config` needs.
-    pub fn new(
-        config: &GatewayConfig,
-        store: Option<Arc<dyn ControlStore>>,
-        distributed: Option<Distributed>,
-    ) -> Self {
-        let upstreams = config
-            .workspaces
-            .iter()
-            .map(|workspace| {
-                let organisation = config
-                    .organisations
-                    .get(workspace.organisation)
-                    .map_or("", |o| o.name.as_str());
-                (
-                    format!("{organisation}/{}", workspace.name),
-                    workspace.upstream.clone(),
-                )
-            })
-            .collect();
+    /// Checks that each of `upstreams` (named for the report) can be reached.
+    pub fn new(upstreams: Vec<(String, Upstream)>) -> Self {
         Self {
-            store,
-            redis: distributed,
             upstreams,
+            ..Self::default()
+        }
+    }
+
+    /// Also checks that the control-plane database answers.
+    pub fn with_store(self, store: Arc<dyn ControlStore>) -> Self {
+        Self {
+            store: Some(store),
+            ..self
+        }
+    }
+
+    /// Also checks that Redis answers, in distributed mode.
+    #[cfg(feature = "redis")]
+    pub fn with_redis(self, distributed: Option<Distributed>) -> Self {
+        Self {
+            redis: distributed,
+            ..self
         }
     }
 
@@ -89,7 +89,10 @@ impl Readiness {
             let store = self.store.as_ref()?;
             Some(bounded(async { store.ping().await.map_err(|e| e.to_string()) }).await)
         };
+        #[cfg(feature = "redis")]
         let redis = async { Some(bounded(self.redis.as_ref()?.ping()).await) };
+        #[cfg(not(feature = "redis"))]
+        let redis = async { None::<Check> };
         let upstreams = futures::future::join_all(
             self.upstreams
                 .iter()

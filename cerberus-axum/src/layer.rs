@@ -53,8 +53,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tower::{Layer, Service};
 
-use crate::proxy::sse::{SseDecoder, SseEvent};
-use crate::proxy::wire;
+use crate::sse::{SseDecoder, SseEvent};
+use crate::wire;
 
 /// The largest JSON answer read from the service.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;

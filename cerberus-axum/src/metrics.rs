@@ -154,6 +154,7 @@ impl GuardrailTable {
 #[derive(Debug, Default)]
 struct Sources {
     audit: OnceLock<Arc<BatchedAuditSink>>,
+    #[cfg(feature = "redis")]
     limiter: OnceLock<Arc<cerberus_redis::RedisRateLimiter>>,
     stdio: OnceLock<Arc<StdioSessions>>,
 }
@@ -322,6 +323,7 @@ impl Metrics {
     }
 
     /// Reads the distributed rate limiter's errors and breaker at each scrape.
+    #[cfg(feature = "redis")]
     pub fn watch_limiter(&self, limiter: Arc<cerberus_redis::RedisRateLimiter>) {
         let _ = self.sources.limiter.set(limiter);
     }
@@ -381,6 +383,7 @@ impl prometheus_client::collector::Collector for Sources {
                 audit.dropped(),
             )?;
         }
+        #[cfg(feature = "redis")]
         if let Some(limiter) = self.limiter.get() {
             counter(
                 &mut encoder,

@@ -1,96 +1,117 @@
-//! `cerberus serve`: the gateway as a network service.
+//! `cerberus serve`: the gateway as a network service, assembled from a configuration and the
+//! guardrail types policies may name.
+//!
+//! [`build`] gives the router of a gateway with the configuration file's agents; with the
+//! `control-plane` feature, [`build_with_store`] adds the admin API and the agents of a database;
+//! [`run`] is the whole command: the database, the audit sinks, the router, a listener, and a
+//! graceful shutdown that stores the last audit events.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::serve::ListenerExt;
 use cerberus_core::GuardrailRegistry;
-use cerberus_core::audit::{AuditSink, AuditStore, FanoutAuditSink};
-use cerberus_core::rate_limit::RateLimiter;
+use cerberus_core::audit::{AuditSink, FanoutAuditSink, NullAuditSink};
 use cerberus_core::session::{MemorySessionStore, SessionStore};
-use cerberus_core::store::{ControlStore, UserStore};
-use cerberus_sqlx::SqlStore;
+#[cfg(feature = "control-plane")]
+use cerberus_core::{audit::AuditStore, store::ControlStore};
 
-use crate::admin::credentials::{TokenIssuer, hash_password};
-use crate::admin::{self, AdminState};
-use crate::audit::{BatchedAuditSink, JsonLinesAuditSink, spawn_retention};
-use crate::cli::ServeArgs;
-use crate::config::{AdminSettings, GatewayConfig};
-use crate::distributed::Distributed;
-use crate::gateway::Gateway;
+use crate::audit::JsonLinesAuditSink;
+use crate::config::{ConfigError, GatewayConfig};
+#[cfg(feature = "control-plane")]
+use crate::control_plane::{self, ControlPlaneError};
+#[cfg(feature = "redis")]
+use crate::distributed::{Distributed, DistributedError};
+use crate::gateway::{Gateway, GatewayError};
 use crate::health::{self, Readiness};
 use crate::{metrics, proxy};
 
 /// How long shutdown waits for the audit queue to be stored.
 const AUDIT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The environment variable holding the access-token signing secret.
-pub const JWT_SECRET_ENV: &str = "CERBERUS_JWT_SECRET";
-
-/// Builds the gateway's router from a configuration, with no control-plane database.
-pub fn build(
-    config: &GatewayConfig,
-    audit: Arc<dyn AuditSink>,
-) -> anyhow::Result<(Arc<Gateway>, axum::Router)> {
-    build_with_store(config, audit, None)
+/// Why the gateway cannot be built or served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The gateway cannot be built from it.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// The control plane cannot start.
+    #[cfg(feature = "control-plane")]
+    #[error(transparent)]
+    ControlPlane(#[from] ControlPlaneError),
+    /// Redis cannot be used as configured.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
+    /// The audit log file cannot be opened.
+    #[error("cannot open the audit log {path}")]
+    AuditLog {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The address cannot be listened on.
+    #[error("cannot listen on {address}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server stopped on an error.
+    #[error("the server failed")]
+    Serve(#[source] std::io::Error),
 }
 
-/// Builds the gateway's router: the proxy, and with a store the admin API and the stored agents. With
-/// `[redis] url`, rate limits, sessions and cache invalidations are shared through Redis (this starts
-/// the invalidation subscription, so it must run within a Tokio runtime).
+/// A gateway and the router that serves it.
+pub type Built = (Arc<Gateway>, axum::Router);
+
+/// Builds the router of a gateway serving the configuration file's agents, whose policies may name
+/// the guardrail types of `registry`. With `[redis] url` (feature `redis`), rate limits, sessions
+/// and cache invalidations are shared through Redis (this starts the invalidation subscription, so
+/// it must run within a Tokio runtime).
+pub fn build(
+    config: &GatewayConfig,
+    registry: GuardrailRegistry,
+    audit: Arc<dyn AuditSink>,
+) -> Result<Built, ServeError> {
+    let parts = Parts::new(config, registry, audit)?;
+    let gateway = Arc::new(parts.gateway);
+    let readiness = Readiness::new(config.upstreams());
+    #[cfg(feature = "redis")]
+    let readiness = readiness.with_redis(parts.distributed);
+    let router = operations(&gateway, readiness, proxy::router(Arc::clone(&gateway)));
+    Ok((gateway, router))
+}
+
+/// Like [`build`], with the admin API over `store` and the agents stored there besides the file's.
+#[cfg(feature = "control-plane")]
 pub fn build_with_store(
     config: &GatewayConfig,
+    registry: GuardrailRegistry,
     audit: Arc<dyn AuditSink>,
-    store: Option<Arc<dyn ControlStore>>,
-) -> anyhow::Result<(Arc<Gateway>, axum::Router)> {
-    let distributed = Distributed::from_settings(&config.redis)?;
-    let (registry, sessions): (_, Arc<dyn SessionStore>) = match &distributed {
-        Some(shared) => (
-            GuardrailRegistry::new(Arc::clone(&shared.limiter) as Arc<dyn RateLimiter>),
-            Arc::clone(&shared.sessions) as Arc<dyn SessionStore>,
-        ),
-        None => (
-            GuardrailRegistry::default(),
-            Arc::new(MemorySessionStore::new()) as Arc<dyn SessionStore>,
-        ),
-    };
-    let registry = Arc::new(registry);
-    let mut gateway = Gateway::new(config, &registry, sessions, audit)?;
-    if let Some(shared) = &distributed {
-        gateway.metrics.watch_limiter(Arc::clone(&shared.limiter));
-    }
-    let readiness = Arc::new(Readiness::new(config, store.clone(), distributed.clone()));
-    // Routes every deployment has: the proxy, health, readiness and metrics, counted by route.
-    let operations = |gateway: &Arc<Gateway>, router: axum::Router| {
-        let metrics = Arc::clone(&gateway.metrics);
-        router
-            .merge(health::router(Arc::clone(&readiness)))
-            .route(
-                "/metrics",
-                axum::routing::get(metrics::serve).with_state(Arc::clone(&metrics)),
-            )
-            .layer(axum::middleware::from_fn_with_state(
-                metrics,
-                metrics::count_requests,
-            ))
-    };
-    let Some(store) = store else {
-        let gateway = Arc::new(gateway);
-        let router = operations(&gateway, proxy::router(Arc::clone(&gateway)));
-        return Ok((gateway, router));
-    };
+    store: Arc<dyn ControlStore>,
+) -> Result<Built, ServeError> {
+    let mut parts = Parts::new(config, registry, audit)?;
     let ttl = config
         .database
         .as_ref()
         .map_or(std::time::Duration::from_millis(500), |d| d.cache_ttl());
-    gateway.directory = gateway.directory.with_store(
+    parts.gateway.directory = parts.gateway.directory.with_store(
         Arc::clone(&store),
-        Arc::clone(&registry),
+        Arc::clone(&parts.registry),
         config.base.clone(),
         ttl,
     );
-    let gateway = Arc::new(gateway);
+    let gateway = Arc::new(parts.gateway);
     let local: Arc<dyn Fn() + Send + Sync> = {
         let gateway = Arc::clone(&gateway);
         Arc::new(move || gateway.directory.invalidate())
@@ -98,7 +119,8 @@ pub fn build_with_store(
     // An admin change clears this instance's cache at once and, in distributed mode, every other
     // instance's through Redis; a message that cannot be published is logged, and the others then
     // catch up within their cache TTL.
-    let invalidate: Arc<dyn Fn() + Send + Sync> = match &distributed {
+    #[cfg(feature = "redis")]
+    let invalidate: Arc<dyn Fn() + Send + Sync> = match &parts.distributed {
         None => local,
         Some(shared) => {
             shared.invalidations.subscribe(Arc::clone(&local));
@@ -114,155 +136,168 @@ pub fn build_with_store(
             })
         }
     };
-    let admin = AdminState::new(
-        store,
-        token_issuer(&config.admin)?,
-        registry,
+    #[cfg(not(feature = "redis"))]
+    let invalidate = local;
+    let admin = crate::admin::AdminState::new(
+        Arc::clone(&store),
+        control_plane::token_issuer(&config.admin)?,
+        parts.registry,
         config.admin.clone(),
         invalidate,
     );
+    let readiness = Readiness::new(config.upstreams()).with_store(store);
+    #[cfg(feature = "redis")]
+    let readiness = readiness.with_redis(parts.distributed);
     let router = operations(
         &gateway,
-        proxy::router(Arc::clone(&gateway)).merge(admin::router(admin)),
+        readiness,
+        proxy::router(Arc::clone(&gateway)).merge(crate::admin::router(admin)),
     );
     Ok((gateway, router))
 }
 
-/// The access-token issuer: the secret from the environment, else the file, else a random one.
-fn token_issuer(settings: &AdminSettings) -> anyhow::Result<TokenIssuer> {
-    let secret = match std::env::var(JWT_SECRET_ENV)
-        .ok()
-        .or_else(|| settings.jwt_secret.clone())
-    {
-        Some(secret) if secret.len() >= 32 => secret.into_bytes(),
-        Some(_) => {
-            anyhow::bail!("admin.jwt_secret ({JWT_SECRET_ENV}) must have at least 32 characters")
+/// What every deployment's gateway is made of, before the control plane is added.
+struct Parts {
+    gateway: Gateway,
+    /// The registry pipelines are built with (counting rate limits in Redis in distributed mode).
+    #[cfg_attr(
+        not(feature = "control-plane"),
+        expect(dead_code, reason = "only stored agents are built later")
+    )]
+    registry: Arc<GuardrailRegistry>,
+    #[cfg(feature = "redis")]
+    distributed: Option<Distributed>,
+}
+
+impl Parts {
+    fn new(
+        config: &GatewayConfig,
+        registry: GuardrailRegistry,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Self, ServeError> {
+        #[cfg(feature = "redis")]
+        let distributed = Distributed::from_settings(&config.redis)?;
+        #[cfg(feature = "redis")]
+        let (registry, sessions): (_, Arc<dyn SessionStore>) = match &distributed {
+            Some(shared) => (
+                registry.with_rate_limiter(Arc::clone(&shared.limiter) as _),
+                Arc::clone(&shared.sessions) as _,
+            ),
+            None => (registry, Arc::new(MemorySessionStore::new()) as _),
+        };
+        #[cfg(not(feature = "redis"))]
+        let sessions: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::new());
+        let gateway = Gateway::new(
+            config.server.clone(),
+            config.routes(&registry)?,
+            sessions,
+            audit,
+            config.audit.payloads,
+        )?;
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &distributed {
+            gateway.metrics.watch_limiter(Arc::clone(&shared.limiter));
         }
-        None => {
-            tracing::warn!(
-                "no {JWT_SECRET_ENV}: admin tokens are signed with a random secret and end with this process"
-            );
-            let mut secret = vec![0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
-            secret
-        }
-    };
-    Ok(TokenIssuer::new(
-        &secret,
-        std::time::Duration::from_secs(settings.access_token_ttl_secs),
-        std::time::Duration::from_secs(settings.refresh_token_ttl_secs),
-    ))
-}
-
-/// Opens (and, if configured, migrates) the control-plane database of a configuration.
-pub async fn open_store(config: &GatewayConfig) -> anyhow::Result<Option<Arc<SqlStore>>> {
-    let Some(database) = &config.database else {
-        return Ok(None);
-    };
-    let store = SqlStore::connect(&database.url).await?;
-    if database.migrate {
-        store.migrate().await?;
+        Ok(Self {
+            gateway,
+            registry: Arc::new(registry),
+            #[cfg(feature = "redis")]
+            distributed,
+        })
     }
-    Ok(Some(Arc::new(store)))
 }
 
-/// The first owner, from `CERBERUS_BOOTSTRAP_ORGANISATION`, `_EMAIL` and `_PASSWORD`, when that user
-/// does not exist yet: a way to start a fresh deployment without a default password.
-async fn bootstrap_owner(store: &SqlStore) -> anyhow::Result<()> {
-    let var = |name: &str| std::env::var(format!("CERBERUS_BOOTSTRAP_{name}")).ok();
-    let (Some(organisation), Some(email), Some(password)) =
-        (var("ORGANISATION"), var("EMAIL"), var("PASSWORD"))
-    else {
-        return Ok(());
-    };
-    if store.credentials(&email).await?.is_some() {
-        return Ok(());
-    }
-    create_owner(store, &organisation, &email, password).await?;
-    tracing::info!(%organisation, "created the first owner from the environment");
-    Ok(())
+/// Routes every deployment has around `router`: health, readiness and metrics, every route counted.
+fn operations(gateway: &Arc<Gateway>, readiness: Readiness, router: axum::Router) -> axum::Router {
+    let metrics = Arc::clone(&gateway.metrics);
+    router
+        .merge(health::router(Arc::new(readiness)))
+        .route(
+            "/metrics",
+            axum::routing::get(metrics::serve).with_state(Arc::clone(&metrics)),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::count_requests,
+        ))
 }
 
-/// Creates an organisation and its first owner (`cerberus admin create-user`).
-pub async fn create_owner(
-    store: &SqlStore,
-    organisation: &str,
-    email: &str,
-    password: String,
-) -> anyhow::Result<()> {
-    if password.chars().count() < 12 {
-        anyhow::bail!("the password must have at least 12 characters");
-    }
-    let hash = hash_password(password)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    use cerberus_core::store::OrganisationStore;
-    store
-        .create_organisation(organisation, email, &hash)
-        .await
-        .with_context(|| format!("cannot create organisation `{organisation}`"))?;
-    Ok(())
-}
-
-/// Runs `cerberus serve` until Ctrl-C or SIGTERM.
-pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    run_with(load_config(args)?, args).await
-}
-
-/// The configuration `cerberus serve` runs with: the file, the environment's overrides, then the
-/// command line's.
-pub fn load_config(args: &ServeArgs) -> anyhow::Result<GatewayConfig> {
-    let mut config = GatewayConfig::load(&args.config, &GuardrailRegistry::default())?;
-    if let Some(listen) = args.listen {
-        config.server.listen = listen;
-    }
-    Ok(config)
-}
-
-/// Runs `cerberus serve` with a loaded configuration until Ctrl-C or SIGTERM.
-pub async fn run_with(config: GatewayConfig, args: &ServeArgs) -> anyhow::Result<()> {
-    let store = open_store(&config).await?;
-    if let Some(store) = &store {
-        bootstrap_owner(store).await?;
-    }
+/// Runs `cerberus serve` with a loaded configuration until Ctrl-C or SIGTERM: policies may name the
+/// guardrail types of `registry`, and with `audit_log` every audit event is also written there as
+/// a JSON line (`-` for standard output).
+pub async fn run(
+    config: GatewayConfig,
+    registry: GuardrailRegistry,
+    audit_log: Option<&Path>,
+) -> Result<(), ServeError> {
     let mut sinks: Vec<Arc<dyn AuditSink>> = Vec::new();
+    #[cfg(feature = "control-plane")]
+    let store = match &config.database {
+        Some(database) => {
+            let store = control_plane::open_store(database).await?;
+            control_plane::bootstrap_owner(&store).await?;
+            Some(store)
+        }
+        None => None,
+    };
+    #[cfg(feature = "control-plane")]
     let mut batched = None;
+    #[cfg(feature = "control-plane")]
     if let Some(store) = &store
         && config.audit.database
     {
-        let store: Arc<dyn AuditStore> = Arc::clone(store) as Arc<dyn AuditStore>;
-        let sink = Arc::new(BatchedAuditSink::start(Arc::clone(&store), &config.audit));
+        let store: Arc<dyn AuditStore> = Arc::clone(store) as _;
+        let sink = Arc::new(crate::audit::BatchedAuditSink::start(
+            Arc::clone(&store),
+            &config.audit,
+        ));
         batched = Some(Arc::clone(&sink));
         sinks.push(sink);
-        spawn_retention(store, config.audit.retention_days);
+        crate::audit::spawn_retention(store, config.audit.retention_days);
     }
-    match &args.audit_log {
+    match audit_log {
         Some(path) if path == Path::new("-") => sinks.push(Arc::new(JsonLinesAuditSink::new(
             Box::new(std::io::stdout()),
         ))),
-        Some(path) => sinks.push(Arc::new(
-            JsonLinesAuditSink::append_to(path)
-                .with_context(|| format!("cannot open {}", path.display()))?,
-        )),
+        Some(path) => sinks.push(Arc::new(JsonLinesAuditSink::append_to(path).map_err(
+            |source| ServeError::AuditLog {
+                path: path.to_owned(),
+                source,
+            },
+        )?)),
         None => {}
     }
     let audit: Arc<dyn AuditSink> = match sinks.len() {
-        0 => Arc::new(cerberus_core::audit::NullAuditSink),
+        0 => Arc::new(NullAuditSink),
         1 => sinks.remove(0),
         _ => Arc::new(FanoutAuditSink::new(sinks)),
     };
-    let (gateway, router) =
-        build_with_store(&config, audit, store.map(|s| s as Arc<dyn ControlStore>))?;
+    #[cfg(feature = "control-plane")]
+    let (gateway, router) = match store {
+        Some(store) => build_with_store(&config, registry, audit, store)?,
+        None => build(&config, registry, audit)?,
+    };
+    #[cfg(not(feature = "control-plane"))]
+    let (gateway, router) = build(&config, registry, audit)?;
+    #[cfg(feature = "control-plane")]
     if let Some(batched) = batched {
         gateway.metrics.watch_audit(batched);
     }
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, agents = config.agents.len(), database = config.database.is_some(), "cerberus is serving");
+        .map_err(|source| ServeError::Listen {
+            address: listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(ServeError::Serve)?;
+    #[cfg(feature = "control-plane")]
+    let database = config.database.is_some();
+    #[cfg(not(feature = "control-plane"))]
+    let database = false;
+    tracing::info!(%address, agents = config.agents.len(), database, "cerberus is serving");
     println!("MCP endpoint: http://{address}{}", proxy::PROXY_PATH);
-    if config.database.is_some() {
+    if database {
         println!("Admin API: http://{address}/api/v1");
     }
     // Small SSE writes must leave at once: without TCP_NODELAY, Nagle's algorithm and the client's
@@ -274,7 +309,8 @@ pub async fn run_with(config: GatewayConfig, args: &ServeArgs) -> anyhow::Result
     });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await
+        .map_err(ServeError::Serve)?;
     // Stop stdio upstreams cleanly rather than leaving it to the runtime's teardown.
     gateway.stdio.shutdown().await;
     // Every event the proxy recorded is stored before the process ends, unless the store stays

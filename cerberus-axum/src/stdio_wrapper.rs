@@ -16,7 +16,6 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use cerberus_core::audit::{AuditSink, NullAuditSink, PayloadRedactor};
 use cerberus_core::guardrails::pii::{PiiKinds, PiiScanner};
@@ -30,7 +29,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::JsonLinesAuditSink;
-use crate::check::load_policies;
+use crate::check::{CheckError, load_policies};
 use crate::cli::StdioArgs;
 use crate::proxy::stdio::{LineRead, forward_stderr, read_line};
 
@@ -43,16 +42,50 @@ const CHANNEL: usize = 64;
 /// The namespace of the ids of stdio agents, derived from their names.
 const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6365_7262_6572_7573_2d73_7464_696f_0001);
 
-/// Runs `cerberus stdio` on this process's standard input and output; the server's exit status.
-pub async fn run(args: &StdioArgs) -> anyhow::Result<ExitStatus> {
-    let registry = GuardrailRegistry::default();
-    let policies = load_policies(&registry, &args.policies)?;
+/// Why `cerberus stdio` cannot run its server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StdioError {
+    /// A policy cannot be read or used.
+    #[error(transparent)]
+    Policy(#[from] CheckError),
+    /// No command follows `--`.
+    #[error("give the MCP server's command after `--`")]
+    NoCommand,
+    /// `--audit-log -` would mix the audit log into the protocol.
+    #[error("--audit-log cannot be standard output: it carries the protocol")]
+    AuditToStdout,
+    /// The audit log file cannot be opened.
+    #[error("cannot open {path}")]
+    AuditLog {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server cannot be started.
+    #[error("cannot start {program}")]
+    Start {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server's pipes, or its exit, cannot be handled.
+    #[error("the MCP server's process")]
+    Process(#[source] std::io::Error),
+}
+
+/// Runs `cerberus stdio` on this process's standard input and output, with the guardrail types of
+/// `registry`; the server's exit status.
+pub async fn run(args: &StdioArgs, registry: &GuardrailRegistry) -> Result<ExitStatus, StdioError> {
+    let policies = load_policies(registry, &args.policies)?;
     let effective = EffectivePolicy::merge(policies.iter().map(|(level, doc)| (*level, doc)));
-    let pipeline = registry
-        .build(&effective)
-        .map_err(|e| anyhow::anyhow!("effective policy: {e}"))?;
+    let pipeline = registry.build(&effective).map_err(CheckError::Build)?;
     let Some((program, program_args)) = args.command.split_first() else {
-        anyhow::bail!("give the MCP server's command after `--`");
+        return Err(StdioError::NoCommand);
     };
     let agent = args.agent.clone().unwrap_or_else(|| {
         Path::new(program)
@@ -60,13 +93,13 @@ pub async fn run(args: &StdioArgs) -> anyhow::Result<ExitStatus> {
             .map_or_else(|| "stdio".to_owned(), |n| n.to_string_lossy().into_owned())
     });
     let audit: Arc<dyn AuditSink> = match &args.audit_log {
-        Some(path) if path == Path::new("-") => {
-            anyhow::bail!("--audit-log cannot be standard output: it carries the protocol")
-        }
-        Some(path) => Arc::new(
-            JsonLinesAuditSink::append_to(path)
-                .with_context(|| format!("cannot open {}", path.display()))?,
-        ),
+        Some(path) if path == Path::new("-") => return Err(StdioError::AuditToStdout),
+        Some(path) => Arc::new(JsonLinesAuditSink::append_to(path).map_err(|source| {
+            StdioError::AuditLog {
+                path: path.clone(),
+                source,
+            }
+        })?),
         None => Arc::new(NullAuditSink),
     };
     let guard = Arc::new(
@@ -82,8 +115,11 @@ pub async fn run(args: &StdioArgs) -> anyhow::Result<ExitStatus> {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("cannot start {}", program.to_string_lossy()))?;
-    let missing = || anyhow::anyhow!("the server's pipes were not captured");
+        .map_err(|source| StdioError::Start {
+            program: program.to_string_lossy().into_owned(),
+            source,
+        })?;
+    let missing = || StdioError::Process(std::io::Error::other("its pipes were not captured"));
     let server_in = child.stdin.take().ok_or_else(missing)?;
     let server_out = child.stdout.take().ok_or_else(missing)?;
     let server_err = child.stderr.take().ok_or_else(missing)?;
@@ -123,9 +159,9 @@ pub async fn run(args: &StdioArgs) -> anyhow::Result<ExitStatus> {
 
     // The server's output ends when it exits; the client's input ends when the client is done.
     let (status, server_output_ended) = tokio::select! {
-        _ = &mut from_server => (child.wait().await?, true),
-        _ = &mut from_client => (stop(&mut child, close_server_input).await?, false),
-        () = crate::serve::shutdown_signal() => (stop(&mut child, close_server_input).await?, false),
+        _ = &mut from_server => (child.wait().await.map_err(StdioError::Process)?, true),
+        _ = &mut from_client => (stop(&mut child, close_server_input).await.map_err(StdioError::Process)?, false),
+        () = crate::serve::shutdown_signal() => (stop(&mut child, close_server_input).await.map_err(StdioError::Process)?, false),
     };
     // The server is gone: nothing more can be answered. What it wrote before exiting still reaches
     // the client (its pump ends at the end of its output).

@@ -153,6 +153,13 @@ impl GuardrailRegistry {
         }
     }
 
+    /// The same registry, its custom types kept, with rate limits counted in `rate_limiter`: what a
+    /// gateway does to the registry it is given when several instances share their limits.
+    pub fn with_rate_limiter(mut self, rate_limiter: Arc<dyn RateLimiter>) -> Self {
+        self.env.rate_limiter = rate_limiter;
+        self
+    }
+
     /// Registers a custom guardrail type, so that policy documents can name it.
     pub fn register(
         &mut self,

@@ -75,8 +75,9 @@ impl AdminGateway {
         };
         let (_, router) = cerberus_axum::serve::build_with_store(
             &config,
+            GuardrailRegistry::default(),
             sink,
-            Some(Arc::clone(&store) as Arc<dyn ControlStore>),
+            Arc::clone(&store) as Arc<dyn ControlStore>,
         )
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -106,8 +107,9 @@ impl AdminGateway {
         .unwrap();
         let (_, router) = cerberus_axum::serve::build_with_store(
             &config,
+            GuardrailRegistry::default(),
             Arc::new(MemoryAuditSink::new()),
-            Some(Arc::clone(&self.store) as Arc<dyn ControlStore>),
+            Arc::clone(&self.store) as Arc<dyn ControlStore>,
         )
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -123,9 +125,14 @@ impl AdminGateway {
 
     /// Creates an organisation with an owner `email`, and logs that owner in.
     pub async fn tenant(&self, organisation: &str, email: &str) -> Admin {
-        cerberus_axum::serve::create_owner(&self.store, organisation, email, PASSWORD.into())
-            .await
-            .unwrap();
+        cerberus_axum::control_plane::create_owner(
+            &self.store,
+            organisation,
+            email,
+            PASSWORD.into(),
+        )
+        .await
+        .unwrap();
         self.login(email).await
     }
 

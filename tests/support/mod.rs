@@ -215,7 +215,8 @@ pub async fn start_gateway_for(upstream: &str, policy: &str) -> TestGateway {
     )
     .unwrap();
     let audit = Arc::new(MemoryAuditSink::new());
-    let (gateway, router) = cerberus_axum::serve::build(&config, audit.clone()).unwrap();
+    let (gateway, router) =
+        cerberus_axum::serve::build(&config, GuardrailRegistry::default(), audit.clone()).unwrap();
     let address = listen(router).await;
     TestGateway {
         url: format!("http://{address}{}", cerberus_axum::proxy::PROXY_PATH),

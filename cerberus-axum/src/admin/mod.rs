@@ -21,6 +21,7 @@ mod workspaces;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -29,7 +30,44 @@ use cerberus_core::store::ControlStore;
 
 use self::credentials::TokenIssuer;
 use self::error::ApiError;
-use crate::config::AdminSettings;
+use serde::{Deserialize, Serialize};
+
+/// The admin API's settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AdminSettings {
+    /// The secret that signs access tokens (at least 32 bytes; the same on every instance). Better given
+    /// as `CERBERUS_JWT_SECRET`; without either, a random one is made and tokens die with the process.
+    pub jwt_secret: Option<String>,
+    /// How long an access token lives, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// How long a refresh token lives, in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// How long an old key keeps working after a rotation, unless the rotation says otherwise.
+    pub key_rotation_grace_secs: u64,
+    /// Whether admins may define stdio upstreams, which run commands on the gateway's machine.
+    pub allow_stdio_upstreams: bool,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            key_rotation_grace_secs: 0,
+            allow_stdio_upstreams: false,
+        }
+    }
+}
+
+impl AdminSettings {
+    /// The default grace period of a rotated key.
+    pub fn key_rotation_grace(&self) -> Duration {
+        Duration::from_secs(self.key_rotation_grace_secs)
+    }
+}
 
 /// What every admin handler shares.
 #[derive(Clone)]

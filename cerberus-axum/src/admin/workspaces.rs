@@ -62,9 +62,9 @@ fn check_upstream(state: &AdminState, upstream: &UpstreamDefinition) -> Result<(
              (admin.allow_stdio_upstreams)",
         ));
     }
-    crate::config::Upstream::from_definition(upstream, std::path::Path::new("."))
+    crate::upstream::Upstream::from_definition(upstream, std::path::Path::new("."))
         .map(drop)
-        .map_err(|e| ApiError::invalid(e.path, e.message))
+        .map_err(|e| ApiError::invalid(format!("upstream.{}", e.field), e.message))
 }
 
 /// The caller's workspace `id`, or 404.

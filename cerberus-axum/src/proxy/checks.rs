@@ -3,9 +3,10 @@
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
-use super::{SUPPORTED_VERSIONS, VERSION_HEADER, wire};
+use super::{SUPPORTED_VERSIONS, VERSION_HEADER};
 use crate::auth::bearer_token;
 use crate::gateway::{Caller, Gateway};
+use crate::wire;
 
 /// A response refusing a request, boxed: it is large, and the rare path.
 pub(super) type Refusal = Box<Response>;

@@ -15,10 +15,11 @@ use super::intermediary::Mirrors;
 use super::relay::{self, RelayContext, RequestMethods, UpstreamLink};
 use super::request_id::RequestId;
 use super::stdio::SpawnError;
-use super::{SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER, wire};
-use crate::config::{HttpUpstream, StdioUpstream, Upstream};
+use super::{SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER};
 use crate::gateway::{Caller, Gateway};
+use crate::upstream::{HttpUpstream, StdioUpstream, Upstream};
 use crate::upstream_client::UpstreamResponse;
+use crate::wire;
 
 /// Headers a client sends that the upstream needs as they are.
 const PASSED_HEADERS: [&str; 3] = ["accept", "mcp-protocol-version", "last-event-id"];

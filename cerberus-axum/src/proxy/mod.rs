@@ -10,9 +10,7 @@ mod forward;
 mod intermediary;
 mod relay;
 mod request_id;
-pub mod sse;
 pub mod stdio;
-pub mod wire;
 
 use std::sync::Arc;
 
@@ -27,6 +25,7 @@ use tracing::Instrument;
 
 use crate::gateway::Gateway;
 use crate::telemetry;
+use crate::wire;
 
 /// The documented path of the proxy endpoint.
 pub const PROXY_PATH: &str = "/governance-plane/api/v1/proxy/mcp";

@@ -21,13 +21,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 
+use super::SESSION_HEADER;
 use super::request_id::RequestId;
-use super::sse::{SseDecoder, SseEvent};
 use super::stdio::{PostRoutes, StdioProcess};
-use super::{SESSION_HEADER, wire};
-use crate::config::Upstream;
 use crate::gateway::{Caller, Gateway, UpstreamTiming};
+use crate::sse::{SseDecoder, SseEvent};
+use crate::upstream::Upstream;
 use crate::upstream_client::{UpstreamError, UpstreamResponse};
+use crate::wire;
 
 /// The largest JSON response body read from an upstream.
 const MAX_UPSTREAM_JSON_BYTES: usize = 64 * 1024 * 1024;

@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::config::StdioUpstream;
+use crate::upstream::StdioUpstream;
 
 /// The longest line accepted from a process.
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;

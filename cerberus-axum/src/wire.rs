@@ -29,6 +29,7 @@ pub(crate) fn split_once_ascii(text: &str, delimiter: u8) -> Option<(&str, &str)
 }
 
 /// The parts of `text` between ASCII `delimiter`s, as `str::split` gives them.
+#[cfg(feature = "gateway")]
 pub(crate) fn split_ascii(text: &str, delimiter: u8) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {

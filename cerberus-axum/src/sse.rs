@@ -231,7 +231,7 @@ fn field(current: &mut SseEvent, line: &str) {
         current.comments.push(comment.to_owned());
         return;
     }
-    let (name, value) = match super::wire::split_once_ascii(line, b':') {
+    let (name, value) = match crate::wire::split_once_ascii(line, b':') {
         Some((name, value)) => (name, value.strip_prefix(' ').unwrap_or(value)),
         None => (line, ""),
     };

@@ -13,16 +13,52 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(feature = "otel")]
+pub mod export;
+
 use axum::http::HeaderMap;
 use cerberus_core::{Decision, Envelope, Identity, Message};
 use tracing::Span;
 use tracing::field::Empty;
-use tracing_subscriber::Layer;
-use tracing_subscriber::registry::LookupSpan;
 
-#[cfg(feature = "otel")]
-use crate::config::OtlpProtocol;
-use crate::config::TelemetrySettings;
+use serde::{Deserialize, Serialize};
+
+/// OpenTelemetry traces (`[telemetry]`): exported over OTLP/HTTP when an endpoint is set here or in
+/// the standard `OTEL_EXPORTER_OTLP_ENDPOINT`; off otherwise.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`); spans go to `/v1/traces` under it.
+    pub otlp_endpoint: Option<String>,
+    /// `http/protobuf` (the default) or `http/json`.
+    pub otlp_protocol: OtlpProtocol,
+    /// The `service.name` of the spans.
+    pub service_name: String,
+    /// The share of new traces recorded, 0 to 1; a trace the client started follows its decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::HttpProtobuf,
+            service_name: "cerberus".to_owned(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+/// How spans are encoded for the collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum OtlpProtocol {
+    /// Protocol buffers, as every collector accepts.
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// JSON.
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
 
 /// Whether spans are exported. Set once, when the exporter starts.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -38,120 +74,13 @@ pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
-/// A tracing layer boxed for the subscriber `S`.
-pub type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
-
-/// The exporter, running: [`Telemetry::shutdown`] sends the spans still buffered.
-#[derive(Debug)]
-pub struct Telemetry {
-    #[cfg(feature = "otel")]
-    provider: opentelemetry_sdk::trace::SdkTracerProvider,
-}
-
-impl Telemetry {
-    /// Sends what is buffered and stops the exporter (at the end of a graceful shutdown).
-    pub fn shutdown(self) {
-        #[cfg(feature = "otel")]
-        if let Err(e) = self.provider.shutdown() {
-            tracing::warn!(error = %e, "cannot send the last spans to the collector");
-        }
-    }
-}
-
-/// Starts exporting spans as `settings` say, returning the layer to add to the subscriber; `None`
-/// when no collector is configured. Call it outside an async runtime: the exporter's HTTP client is
-/// a blocking one on its own thread.
-pub fn start<S>(settings: &TelemetrySettings) -> anyhow::Result<Option<(BoxedLayer<S>, Telemetry)>>
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
-{
-    let from_environment = OTLP_ENDPOINT_VARIABLES
-        .iter()
-        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
-    if settings.otlp_endpoint.is_none() && !from_environment {
-        return Ok(None);
-    }
-    exporter(settings).map(Some)
-}
-
-#[cfg(not(feature = "otel"))]
-fn exporter<S>(_: &TelemetrySettings) -> anyhow::Result<(BoxedLayer<S>, Telemetry)>
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
-{
-    anyhow::bail!(
-        "telemetry.otlp_endpoint: this build of cerberus has no OpenTelemetry support (cargo feature `otel`)"
-    )
-}
-
-#[cfg(feature = "otel")]
-fn exporter<S>(settings: &TelemetrySettings) -> anyhow::Result<(BoxedLayer<S>, Telemetry)>
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
-{
-    use anyhow::Context;
-    use opentelemetry::trace::TracerProvider;
-    use opentelemetry_otlp::{Protocol, WithExportConfig};
-    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-
-    let protocol = match settings.otlp_protocol {
-        OtlpProtocol::HttpProtobuf => Protocol::HttpBinary,
-        OtlpProtocol::HttpJson => Protocol::HttpJson,
-    };
-    let mut builder = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(protocol);
-    if let Some(endpoint) = &settings.otlp_endpoint {
-        builder = builder.with_endpoint(traces_url(endpoint));
-    }
-    let exporter = builder
-        .build()
-        .context("telemetry.otlp_endpoint: cannot set up the OTLP exporter")?;
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(settings.service_name.clone())
-        .with_attribute(opentelemetry::KeyValue::new(
-            "service.version",
-            env!("CARGO_PKG_VERSION"),
-        ))
-        .build();
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_sampler(sampler)
-        .with_resource(resource)
-        .build();
-    let tracer = provider.tracer("cerberus");
-    // The gateway's own spans, and the events logged inside them; not every library's internals.
-    let targets = Targets::new()
-        .with_default(LevelFilter::WARN)
-        .with_target("cerberus_axum", LevelFilter::INFO)
-        .with_target("cerberus_core", LevelFilter::INFO)
-        .with_target("cerberus_sqlx", LevelFilter::INFO)
-        .with_target("cerberus_redis", LevelFilter::INFO);
-    let layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_filter(targets)
-        .boxed();
-    EXPORTING.store(true, Ordering::Relaxed);
-    Ok((layer, Telemetry { provider }))
-}
-
-/// The OTLP/HTTP traces URL under a collector's base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT` is read.
-#[cfg_attr(
-    not(feature = "otel"),
-    allow(
-        dead_code,
-        reason = "used by the exporter, which this build leaves out"
-    )
-)]
-fn traces_url(base: &str) -> String {
-    let base = base.trim_end_matches('/');
-    if base.ends_with("/v1/traces") {
-        base.to_owned()
-    } else {
-        format!("{base}/v1/traces")
-    }
+/// Whether `settings` (or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` variables) name a collector to
+/// export spans to.
+pub fn wanted(settings: &TelemetrySettings) -> bool {
+    settings.otlp_endpoint.is_some()
+        || OTLP_ENDPOINT_VARIABLES
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
 /// The server span of one proxied HTTP request, continuing the client's trace; none when spans are
@@ -270,22 +199,6 @@ pub fn trace_headers() -> Option<HeaderMap> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_traces_path_is_added_once() {
-        assert_eq!(
-            traces_url("http://collector:4318"),
-            "http://collector:4318/v1/traces"
-        );
-        assert_eq!(
-            traces_url("http://collector:4318/"),
-            "http://collector:4318/v1/traces"
-        );
-        assert_eq!(
-            traces_url("http://collector:4318/v1/traces"),
-            "http://collector:4318/v1/traces"
-        );
-    }
 
     #[test]
     fn nothing_is_made_while_spans_are_not_exported() {

@@ -1,4 +1,4 @@
-//! The `cerberus` command line.
+//! The `cerberus` command line's arguments, as clap reads them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,15 +110,19 @@ pub enum Command {
     /// configuration file's `key_sha256`.
     Keygen,
     /// Applies the control-plane database's missing migrations (safe while other instances run).
+    #[cfg(feature = "control-plane")]
     Migrate(MigrateArgs),
     /// Prints the admin API's OpenAPI document (the one served at /openapi.json).
+    #[cfg(feature = "control-plane")]
     Openapi,
     /// Administers the control plane from the command line.
+    #[cfg(feature = "control-plane")]
     #[command(subcommand)]
     Admin(AdminCommand),
 }
 
 /// Arguments of `cerberus migrate`.
+#[cfg(feature = "control-plane")]
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
     /// The configuration file whose `[database]` to migrate.
@@ -127,6 +131,7 @@ pub struct MigrateArgs {
 }
 
 /// `cerberus admin` subcommands.
+#[cfg(feature = "control-plane")]
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Creates an organisation and its first owner; the password is read from
@@ -135,6 +140,7 @@ pub enum AdminCommand {
 }
 
 /// Arguments of `cerberus admin create-user`.
+#[cfg(feature = "control-plane")]
 #[derive(Debug, clap::Args)]
 pub struct CreateUserArgs {
     /// The configuration file whose `[database]` to use.
