@@ -1,24 +1,21 @@
 //! The gateway's shared state: who holds which key, which upstream and pipeline each agent gets, where
 //! sessions and audit events go.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-pub use cerberus_core::audit::UpstreamTiming;
-use cerberus_core::audit::{AuditSink, EventDraft, PayloadMode, PayloadRedactor};
+use cerberus_core::audit::{AuditSink, PayloadMode, PayloadRedactor};
+use cerberus_core::exchange::{Conversation, Conversations, Exchange, Observer, Recorder};
 use cerberus_core::session::SessionStore;
-use cerberus_core::{Envelope, Identity, Message, Pipeline, PipelineOutcome, Trace};
+use cerberus_core::{Identity, Pipeline};
 use serde::{Deserialize, Serialize};
-use tracing::Instrument;
 
 use crate::auth::{KeyIndex, display_prefix};
 use crate::directory::{AgentDirectory, DirectoryError};
 use crate::metrics::Metrics;
 use crate::proxy::stdio::StdioSessions;
-use crate::telemetry;
 use crate::upstream::Upstream;
 use crate::upstream_client::{UpstreamClient, UpstreamError};
 
@@ -132,23 +129,19 @@ pub struct Gateway {
     /// This instance's id, random at each start: stdio sessions name the instance that runs their
     /// process.
     pub instance: String,
-    /// Where audit events go.
-    pub audit: Arc<dyn AuditSink>,
-    /// Makes the redacted payloads audit events keep, when they keep any.
-    payloads: Option<PayloadRedactor>,
+    /// Where audit events go, with the payloads they keep, and the metrics and spans of every
+    /// pipeline run.
+    pub recorder: Recorder,
+    /// What each session's client and server await answers to, for the answers that come in other
+    /// HTTP requests than their requests did.
+    pub conversations: Conversations,
     /// The client for HTTP upstreams.
     pub http: UpstreamClient,
     /// The stdio upstream processes of this instance.
     pub stdio: Arc<StdioSessions>,
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
-    /// Methods of server-initiated requests awaiting the client's answer, by session and JSON id text.
-    server_requests: Mutex<HashMap<(String, String), String>>,
 }
-
-/// How many server requests may await an answer across all sessions; beyond that, answers are still
-/// relayed but checked without knowing the method they answer.
-const MAX_PENDING_SERVER_REQUESTS: usize = 100_000;
 
 /// The identity of the caller and what it may reach, as found from its key.
 #[derive(Clone, Debug)]
@@ -186,35 +179,25 @@ impl Gateway {
         ));
         let metrics = Arc::new(Metrics::new());
         metrics.watch_stdio(Arc::clone(&stdio));
+        let recorder = Recorder::new(audit)
+            .with_payloads(PayloadRedactor::for_mode(payloads))
+            .with_observer(Arc::clone(&metrics) as Arc<dyn Observer>);
         Ok(Self {
             settings,
             directory: AgentDirectory::configured(routes),
             sessions,
             instance: uuid::Uuid::new_v4().to_string(),
-            audit,
-            payloads: PayloadRedactor::for_mode(payloads),
+            recorder,
+            conversations: Conversations::default(),
             http,
             stdio,
             metrics,
-            server_requests: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Notes that the upstream asked the client `method` as request `id` within `session`.
-    pub fn remember_server_request(&self, session: &str, id: &serde_json::Value, method: &str) {
-        if let Ok(mut pending) = self.server_requests.lock()
-            && pending.len() < MAX_PENDING_SERVER_REQUESTS
-        {
-            pending.insert((session.to_owned(), id.to_string()), method.to_owned());
-        }
-    }
-
-    /// The method of the server request that the client's answer `id` answers, forgetting it.
-    pub fn take_server_request(&self, session: &str, id: &serde_json::Value) -> Option<String> {
-        self.server_requests
-            .lock()
-            .ok()?
-            .remove(&(session.to_owned(), id.to_string()))
+    /// Where audit events go.
+    pub fn audit(&self) -> &Arc<dyn AuditSink> {
+        self.recorder.audit()
     }
 
     /// The caller a bearer key belongs to; an error when the key cannot be looked up (the call is then
@@ -226,50 +209,30 @@ impl Gateway {
         }))
     }
 
-    /// Runs one message through the caller's pipeline, counts it in the metrics and records the audit
-    /// event (none is made when the audit sink keeps none); `upstream` says, for a message from the
-    /// upstream, how it answered. The trace moves into the audit event: the outcome returned has an
-    /// empty one.
-    pub async fn evaluate(
-        &self,
-        caller: &Caller,
-        envelope: Envelope<'_>,
-        message: Message,
-        upstream: Option<UpstreamTiming>,
-    ) -> PipelineOutcome {
-        let draft = self
-            .audit
-            .keeps_events()
-            .then(|| EventDraft::new(envelope, &message));
-        let started = Instant::now();
-        let span = telemetry::pipeline_span(&envelope, &message);
-        let mut outcome = caller
-            .route
-            .pipeline
-            .run(envelope, message)
-            .instrument(span.clone())
-            .await;
-        telemetry::record_decision(&span, &outcome.decision);
-        self.metrics.observe_message(
-            envelope.direction,
-            outcome.decision.kind(),
-            &outcome.trace,
-            started.elapsed(),
-            upstream.map(|u| u.elapsed),
-        );
-        let Some(draft) = draft else {
-            outcome.trace = Trace::default();
-            return outcome;
-        };
-        let event = draft.finish(
-            envelope,
-            &mut outcome,
-            Some(caller.key_prefix.clone()),
-            upstream,
-            self.payloads.as_ref(),
-        );
-        self.audit.record(event).await;
-        outcome
+    /// An exchange of `caller`'s messages within `conversation` (the session's, or one of its own
+    /// for a request without a session), recorded by this gateway.
+    pub fn exchange<'a>(
+        &'a self,
+        caller: &'a Caller,
+        conversation: &'a Conversation,
+        session: Option<&'a str>,
+    ) -> Exchange<'a> {
+        Exchange::new(
+            &caller.route.pipeline,
+            &caller.route.identity,
+            conversation,
+            &self.recorder,
+        )
+        .with_session(session)
+        .with_key_prefix(Some(&caller.key_prefix))
+    }
+
+    /// The conversation of `session` for `caller`; one of its own, not kept, without a session.
+    pub fn conversation(&self, caller: &Caller, session: Option<&str>) -> Arc<Conversation> {
+        match session {
+            Some(session) => self.conversations.get(session, &caller.route.identity),
+            None => Arc::new(Conversation::new()),
+        }
     }
 }
 
@@ -278,10 +241,11 @@ mod tests {
     use std::path::Path;
 
     use cerberus_core::audit::MemoryAuditSink;
+    use cerberus_core::exchange::Handled;
     use cerberus_core::session::MemorySessionStore;
     use cerberus_core::store::UpstreamDefinition;
     use cerberus_core::{
-        DecisionKind, Direction, EffectivePolicy, GuardrailRegistry, PolicyDocument,
+        DecisionKind, EffectivePolicy, GuardrailRegistry, Message, PolicyDocument,
     };
 
     use super::*;
@@ -341,20 +305,16 @@ mod tests {
         .unwrap()
     }
 
-    async fn call(gateway: &Gateway, tool: &str) -> PipelineOutcome {
+    async fn call(gateway: &Gateway, tool: &str) -> Handled {
         let caller = gateway.authenticate(KEY).await.unwrap().unwrap();
-        let identity = caller.route.identity;
         let message = Message::parse(format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"to":"ann@example.com"}}}}}}"#
         ))
         .unwrap();
+        let conversation = gateway.conversation(&caller, None);
         gateway
-            .evaluate(
-                &caller,
-                Envelope::new(Direction::Request, &identity),
-                message,
-                None,
-            )
+            .exchange(&caller, &conversation, None)
+            .from_client(message)
             .await
     }
 
@@ -385,7 +345,6 @@ mod tests {
         for gateway in [&keeping, &discarding] {
             let modified = call(gateway, "send").await;
             assert_eq!(modified.decision.kind(), DecisionKind::Modify);
-            assert!(modified.trace.entries().is_empty(), "the trace left");
             let blocked = call(gateway, "drop_table").await;
             assert_eq!(blocked.decision.kind(), DecisionKind::Block);
         }

@@ -25,39 +25,51 @@
 //! Each POST's messages go through the pipeline as requests: refused requests are answered by the
 //! layer and never reach the service, modified ones reach it modified. The service's answers (a JSON
 //! body or an event stream, on POST and GET alike) go through it as responses, event by event as they
-//! arrive. Every message is audited into the layer's sink.
+//! arrive, in the request's own task. Every message is audited into the layer's sink.
 //!
-//! The layer lives in `cerberus-axum`, beside the gateway's proxy, rather than in `cerberus-core`:
-//! it speaks HTTP and server-sent events, and reuses the proxy's SSE codec and wire errors, while the
-//! core stays free of I/O and transports. It needs no database or Redis: those come with the
-//! `cerberus` binary's configuration, not with the layer.
+//! The layer runs the gateway's engine: the same code decides, remembers pending requests and relays
+//! (`cerberus_core::exchange` and this crate's relay). It keeps what each session's client and server
+//! await answers to, by `Mcp-Session-Id`, so the answer a client POSTs to a server request (sampling,
+//! elicitation, roots) is checked knowing that request's method; a server request the pipeline refuses
+//! is answered to the service in the client's place (a JSON-RPC error the service reads as the
+//! client's answer), so the service is not left waiting.
 //!
-//! What a layer cannot do that the gateway does: it sees one HTTP exchange at a time, so the answer
-//! a client POSTs to a server request is checked without knowing the request's method, and a server
-//! request the pipeline refuses is dropped from the stream (the server's request then times out)
-//! rather than answered on the client's behalf.
+//! It needs no database, Redis or HTTP client: `cerberus-axum` without default features is the layer
+//! and what it shares with the gateway.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{Method, Request, Response, StatusCode, header};
+use axum::http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header,
+};
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use cerberus_core::audit::{AuditSink, NullAuditSink, PayloadRedactor};
-use cerberus_core::stream::{Action, StreamGuard};
-use cerberus_core::{Identity, Message, MessageError, Pipeline};
+use cerberus_core::audit::{AuditSink, PayloadRedactor};
+use cerberus_core::exchange::{Conversation, Conversations, Exchange, Handled, Observer, Recorder};
+use cerberus_core::{Identity, Message, Pipeline};
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tower::{Layer, Service};
+use http_body_util::BodyExt;
+use tower::{Layer, Service, ServiceExt};
 
-use crate::sse::{SseDecoder, SseEvent};
+use crate::relay::requests::{self, Decided};
+use crate::relay::{self, Door, Relay, Unanswered};
 use crate::wire;
 
 /// The largest JSON answer read from the service.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long the service may take to take the answer to a server request the layer refused.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the rest of an answered event stream is read.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// Finds who is calling from the request's head: `None` refuses the request with 401.
 pub type Identify = dyn Fn(&axum::http::request::Parts) -> Option<Identity> + Send + Sync;
@@ -66,16 +78,16 @@ pub type Identify = dyn Fn(&axum::http::request::Parts) -> Option<Identity> + Se
 struct Settings {
     pipeline: Pipeline,
     identify: Arc<Identify>,
-    audit: Arc<dyn AuditSink>,
-    payloads: Option<PayloadRedactor>,
+    recorder: Recorder,
     max_body_bytes: usize,
+    conversations: Arc<Conversations>,
 }
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("pipeline", &self.pipeline)
-            .field("audit", &self.audit)
+            .field("recorder", &self.recorder)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
     }
@@ -96,9 +108,9 @@ impl GovernanceLayer {
             settings: Arc::new(Settings {
                 pipeline,
                 identify: Arc::new(move |_| Some(identity)),
-                audit: Arc::new(NullAuditSink),
-                payloads: None,
+                recorder: Recorder::none(),
                 max_body_bytes: 4 * 1024 * 1024,
+                conversations: Arc::new(Conversations::default()),
             }),
         }
     }
@@ -111,8 +123,9 @@ impl GovernanceLayer {
         }
     }
 
-    /// Tells callers apart (rate limits and audit records are per identity): `identify` reads the
-    /// request's head, typically a credential your own authentication checked; `None` gets 401.
+    /// Tells callers apart (rate limits, sessions and audit records are per identity): `identify`
+    /// reads the request's head, typically a credential your own authentication checked; `None` gets
+    /// 401.
     pub fn identify(
         self,
         identify: impl Fn(&axum::http::request::Parts) -> Option<Identity> + Send + Sync + 'static,
@@ -122,17 +135,29 @@ impl GovernanceLayer {
 
     /// Records an audit event per message into `sink`.
     pub fn audit(self, sink: Arc<dyn AuditSink>) -> Self {
-        self.with(|s| s.audit = sink)
+        self.with(|s| s.recorder = s.recorder.clone().with_audit(sink))
     }
 
     /// Keeps each message, redacted, in its audit event.
     pub fn audit_payloads(self, redactor: PayloadRedactor) -> Self {
-        self.with(|s| s.payloads = Some(redactor))
+        self.with(|s| s.recorder = s.recorder.clone().with_payloads(Some(redactor)))
+    }
+
+    /// Tells `observer` about every pipeline run (metrics, spans).
+    pub fn observe(self, observer: Arc<dyn Observer>) -> Self {
+        self.with(|s| s.recorder = s.recorder.clone().with_observer(observer))
     }
 
     /// Refuses request bodies larger than `bytes` with 413.
     pub fn max_body_bytes(self, bytes: usize) -> Self {
         self.with(|s| s.max_body_bytes = bytes)
+    }
+
+    /// Keeps the pending requests of at most `sessions` sessions at once; when one more is needed,
+    /// those without a message for `idle` go first, then the one idle longest. (100,000 and an hour
+    /// by default.)
+    pub fn sessions(self, sessions: usize, idle: Duration) -> Self {
+        self.with(|s| s.conversations = Arc::new(Conversations::new(sessions, idle)))
     }
 }
 
@@ -178,13 +203,22 @@ where
     }
 }
 
+fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 async fn govern<S, B>(
     settings: Arc<Settings>,
     mut inner: S,
     request: Request<Body>,
 ) -> Result<Response<Body>, S::Error>
 where
-    S: Service<Request<Body>, Response = Response<B>>,
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
@@ -192,21 +226,31 @@ where
     let Some(identity) = (settings.identify)(&parts) else {
         return Ok(wire::unauthorised("unknown caller"));
     };
-    let mut guard = StreamGuard::new(settings.pipeline.clone(), identity)
-        .with_audit(Arc::clone(&settings.audit))
-        .with_payloads(settings.payloads.clone());
-    if let Some(session) = parts
-        .headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        guard = guard.with_session(session);
-    }
-    let guard = Arc::new(guard);
+    let session = header_text(&parts.headers, &SESSION_HEADER);
+    let conversation = match &session {
+        Some(session) => settings.conversations.get(session, &identity),
+        None => Arc::new(Conversation::new()),
+    };
+    let protocol_version = parts.headers.get(&VERSION_HEADER).cloned();
+    let door = |session: Option<String>, conversation, inner, sent| LayerDoor {
+        settings: Arc::clone(&settings),
+        identity,
+        session,
+        conversation,
+        inner: Mutex::new(inner),
+        protocol_version: protocol_version.clone(),
+        sent,
+    };
 
     if parts.method != Method::POST {
+        if parts.method == Method::DELETE
+            && let Some(session) = &session
+        {
+            settings.conversations.end(session, &identity);
+        }
+        let door = door(session, conversation, inner.clone(), None);
         let response = inner.call(Request::from_parts(parts, body)).await?;
-        return Ok(govern_response(guard, response, Vec::new(), false).await);
+        return Ok(govern_response(door, response, Decided::nothing(), false).await);
     }
     let Ok(bytes) = axum::body::to_bytes(body, settings.max_body_bytes).await else {
         return Ok(wire::http_error(
@@ -215,80 +259,122 @@ where
             &format!("the request body exceeds {} bytes", settings.max_body_bytes),
         ));
     };
-    let batch = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let messages = match Message::parse_batch(bytes.clone()) {
-        Ok(messages) => messages,
-        Err(MessageError::Json(e)) => {
-            return Ok(wire::http_error(
-                StatusCode::BAD_REQUEST,
-                wire::PARSE_ERROR,
-                &format!("the body is not valid JSON: {e}"),
-            ));
-        }
-        Err(e) => {
-            return Ok(wire::http_error(
-                StatusCode::BAD_REQUEST,
-                wire::INVALID_REQUEST,
-                &format!("not a JSON-RPC message: {e}"),
-            ));
-        }
+    let posted = match requests::parse(bytes) {
+        Ok(posted) => posted,
+        Err(response) => return Ok(*response),
     };
-    let count = messages.len();
-    let mut forwarded = Vec::with_capacity(count);
-    let mut replies = Vec::new();
-    for message in messages {
-        match guard.from_client(message).await.action {
-            Action::Forward(message) => forwarded.push(message),
-            Action::Reply(reply) => replies.push(reply),
-            Action::Drop => {}
-        }
+    let exchange = Exchange::new(
+        &settings.pipeline,
+        &identity,
+        &conversation,
+        &settings.recorder,
+    )
+    .with_session(session.as_deref());
+    let governed = requests::govern(&exchange, posted.messages).await;
+    if governed.forwarded.is_empty() {
+        return Ok(refused_only(&governed, posted.batch));
     }
-    if forwarded.is_empty() {
-        if replies.is_empty() {
-            return Ok(StatusCode::ACCEPTED.into_response());
-        }
-        return Ok(wire::json_response(StatusCode::OK, &replies, batch));
-    }
-    let body = if forwarded.len() != count || forwarded.iter().any(Message::is_modified) {
-        wire::messages_body(&forwarded, batch)
-    } else {
-        bytes
-    };
+    let body = governed.body(posted.body, posted.batch);
     parts
         .headers
         .insert(header::CONTENT_LENGTH, body.len().into());
-    let response = inner
+    let door = door(session, conversation, inner.clone(), Some(Instant::now()));
+    let response = match inner
         .call(Request::from_parts(parts, Body::from(body)))
-        .await?;
-    Ok(govern_response(guard, response, replies, batch).await)
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            door.forget(&governed.requests);
+            return Err(e);
+        }
+    };
+    Ok(govern_response(door, response, governed, posted.batch).await)
 }
 
-/// The service's answer, each message through the pipeline, with the layer's own `replies` first.
-async fn govern_response<B>(
-    guard: Arc<StreamGuard>,
+/// The answer to a POST none of whose messages reached the service: the layer's own answers to
+/// refused requests, 429 when all it carried was a throttled notification, else 202.
+fn refused_only(governed: &Decided, batch: bool) -> Response<Body> {
+    if !governed.answers.is_empty() {
+        return wire::json_response(StatusCode::OK, &governed.answers, batch);
+    }
+    if let Some(retry_after) = governed.throttled_notification {
+        let mut response = wire::http_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            wire::THROTTLED,
+            "rate limit exceeded",
+        );
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, seconds.into());
+        return response;
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// The service's answer, each message through the pipeline, with the layer's own answers first.
+async fn govern_response<S, B>(
+    mut door: LayerDoor<S>,
     response: Response<B>,
-    replies: Vec<Message>,
+    governed: Decided,
     batch: bool,
 ) -> Response<Body>
 where
+    S: Service<Request<Body>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: IntoResponse,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
     let (mut parts, body) = response.into_parts();
-    if wire::is_media(&parts.headers, "application/json") {
-        return govern_json(&guard, parts, Body::new(body), replies, batch).await;
+    // An initialize's answer opens the session its messages belong to.
+    if door.session.is_none() {
+        door.session = header_text(&parts.headers, &SESSION_HEADER);
     }
+    let relay = Relay {
+        door,
+        answers: governed.answers,
+        requests: governed.requests,
+        batch,
+        drain_limit: DRAIN_LIMIT,
+    };
     if wire::is_media(&parts.headers, "text/event-stream") {
-        parts.headers.remove(header::CONTENT_LENGTH);
-        let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-        tokio::spawn(relay_events(guard, Body::new(body), replies, sender));
-        return Response::from_parts(parts, Body::from_stream(ReceiverStream::new(receiver)));
+        let chunks = body
+            .into_data_stream()
+            .map(|chunk| chunk.map_err(Into::into))
+            .boxed();
+        let body = relay::events::events(relay, chunks).await;
+        relay::set_event_stream_headers(&mut parts.headers);
+        return Response::from_parts(parts, Body::new(body));
     }
-    if replies.is_empty() {
+    if wire::is_media(&parts.headers, "application/json") {
+        let Ok(bytes) = axum::body::to_bytes(Body::new(body), MAX_RESPONSE_BYTES).await else {
+            relay.door.forget(&relay.requests);
+            return wire::http_error(
+                StatusCode::BAD_GATEWAY,
+                wire::UPSTREAM_UNAVAILABLE,
+                "the MCP service's answer broke off or is too large",
+            );
+        };
+        let Some(body) = relay.json(bytes).await else {
+            return wire::http_error(
+                StatusCode::BAD_GATEWAY,
+                wire::UPSTREAM_UNAVAILABLE,
+                "the MCP service sent a malformed JSON-RPC body",
+            );
+        };
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, body.len().into());
+        return Response::from_parts(parts, Body::from(body));
+    }
+    relay.door.forget(&relay.requests);
+    if relay.answers.is_empty() {
         return Response::from_parts(parts, Body::new(body));
     }
     // The service accepted the rest (202): the refused requests' answers are the body.
-    let mut response = wire::json_response(StatusCode::OK, &replies, batch);
+    let mut response = wire::json_response(StatusCode::OK, &relay.answers, batch);
     for (name, value) in &parts.headers {
         if name.as_str().starts_with("mcp-") {
             response.headers_mut().insert(name, value.clone());
@@ -297,120 +383,80 @@ where
     response
 }
 
-/// A JSON answer: each message through the pipeline, the layer's `replies` first.
-async fn govern_json(
-    guard: &StreamGuard,
-    mut parts: axum::http::response::Parts,
-    body: Body,
-    replies: Vec<Message>,
-    batch: bool,
-) -> Response<Body> {
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_RESPONSE_BYTES).await else {
-        return wire::http_error(
-            StatusCode::BAD_GATEWAY,
-            wire::UPSTREAM_UNAVAILABLE,
-            "the MCP service's answer broke off or is too large",
-        );
-    };
-    let Ok(messages) = Message::parse_batch(bytes) else {
-        return wire::http_error(
-            StatusCode::BAD_GATEWAY,
-            wire::UPSTREAM_UNAVAILABLE,
-            "the MCP service sent a malformed JSON-RPC body",
-        );
-    };
-    let mut out = replies;
-    for message in messages {
-        if let Some(message) = from_server(guard, message).await {
-            out.push(message);
-        }
-    }
-    let body = wire::messages_body(&out, batch || out.len() > 1);
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, body.len().into());
-    Response::from_parts(parts, Body::from(body))
+/// The layer's side of one answer of the service.
+struct LayerDoor<S> {
+    settings: Arc<Settings>,
+    identity: Identity,
+    session: Option<String>,
+    conversation: Arc<Conversation>,
+    /// The service, to answer the server requests the pipeline refuses (locked only to clone it).
+    inner: Mutex<S>,
+    /// The client's protocol version, which those answers carry too.
+    protocol_version: Option<HeaderValue>,
+    /// When the client's request went to the service.
+    sent: Option<Instant>,
 }
 
-/// One message from the service: what the client gets in its place, if anything.
-async fn from_server(guard: &StreamGuard, message: Message) -> Option<Message> {
-    match guard.from_server(message).await.action {
-        Action::Forward(message) => Some(message),
-        Action::Reply(_) => {
-            tracing::warn!("dropped a server request the pipeline refused");
-            None
-        }
-        Action::Drop => None,
+impl<S> Door for LayerDoor<S>
+where
+    S: Service<Request<Body>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: IntoResponse,
+{
+    async fn decide(&self, message: Message) -> Handled {
+        Exchange::new(
+            &self.settings.pipeline,
+            &self.identity,
+            &self.conversation,
+            &self.settings.recorder,
+        )
+        .with_session(self.session.as_deref())
+        .with_upstream(None, self.sent)
+        .from_server(message)
+        .await
     }
-}
 
-/// Passes an event stream on, each event's message through the pipeline as it arrives.
-async fn relay_events(
-    guard: Arc<StreamGuard>,
-    body: Body,
-    replies: Vec<Message>,
-    sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
-) {
-    for reply in replies {
-        let event = SseEvent::message(String::from_utf8_lossy(&reply.to_bytes()).into_owned());
-        if sender.send(Ok(event.encode())).await.is_err() {
-            return;
+    fn answer_server(&self, answer: Message) -> impl Future<Output = ()> + Send {
+        let service = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut request = Request::post("/");
+        if let Some(session) = self.session.as_deref() {
+            request = request.header(SESSION_HEADER, session);
         }
-    }
-    let mut decoder = SseDecoder::new();
-    let mut chunks = body.into_data_stream();
-    loop {
-        let events = match chunks.next().await {
-            Some(Ok(chunk)) => decoder.push(&chunk),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "the MCP service's event stream broke off");
+        if let Some(version) = &self.protocol_version {
+            request = request.header(VERSION_HEADER, version.clone());
+        }
+        let request = request
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .body(Body::from(answer.to_bytes()));
+        async move {
+            let Ok(request) = request else {
+                tracing::warn!("could not answer a refused server request: a header is invalid");
                 return;
-            }
-            None => {
-                let events = decoder.finish().into_iter().collect();
-                for event in govern_events(&guard, events).await {
-                    let _ = sender.send(Ok(event)).await;
-                }
-                return;
-            }
-        };
-        let Ok(events) = events else {
-            tracing::warn!("the MCP service sent an event too large to check: stream ended");
-            return;
-        };
-        for event in govern_events(&guard, events).await {
-            if sender.send(Ok(event)).await.is_err() {
-                return;
+            };
+            let exchange = async {
+                let response = service.oneshot(request).await.ok()?.into_response();
+                response.into_body().collect().await.ok()
+            };
+            match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
+                Ok(Some(_)) => {}
+                Ok(None) => tracing::warn!(
+                    "the MCP service did not take the answer to a refused server request"
+                ),
+                Err(_) => tracing::warn!(
+                    "the MCP service did not take the answer to a refused server request in time"
+                ),
             }
         }
     }
-}
 
-/// Each event with its message checked: unchanged events keep their bytes, refused ones keep only
-/// their id (so that resumption still works), unparseable ones are not passed on.
-async fn govern_events(guard: &StreamGuard, events: Vec<SseEvent>) -> Vec<Bytes> {
-    let mut out = Vec::with_capacity(events.len());
-    for mut event in events {
-        let data = event.data.clone().unwrap_or_default();
-        if data.is_empty() {
-            out.push(event.encode());
-            continue;
-        }
-        let Ok(message) = Message::parse_text(data) else {
-            tracing::warn!("dropped an event that is not a JSON-RPC message");
-            out.push(SseEvent::placeholder(event.id.clone()).encode());
-            continue;
-        };
-        match from_server(guard, message).await {
-            Some(message) if !message.is_modified() => out.push(event.encode()),
-            Some(message) => {
-                event.set_data(String::from_utf8_lossy(&message.to_bytes()).into_owned());
-                out.push(event.encode());
-            }
-            None => out.push(SseEvent::placeholder(event.id.clone()).encode()),
-        }
+    fn forget(&self, unanswered: &Unanswered) {
+        self.conversation.forget_client_requests(unanswered);
     }
-    out
 }
 
 #[cfg(test)]
@@ -488,5 +534,116 @@ mod tests {
         .await;
         assert_eq!((status, calls.load(Ordering::SeqCst)), (StatusCode::OK, 1));
         assert!(body.contains(r#""name":"echo""#), "{body}");
+    }
+
+    /// What the service received: each POST's session and body.
+    type Received = Arc<std::sync::Mutex<Vec<(Option<String>, String)>>>;
+
+    /// A service standing for an MCP server: a `tools/call` is answered on an event stream that
+    /// first asks the client two things, one of which (it carries an SSN) the policy refuses; every
+    /// other POST (the client's answers) is recorded and accepted.
+    fn asking_server(
+        received: Received,
+    ) -> impl Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static {
+        tower::service_fn(move |request: Request<Body>| {
+            let received = Arc::clone(&received);
+            async move {
+                let session = header_text(request.headers(), &SESSION_HEADER);
+                let body = axum::body::to_bytes(request.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                let body = String::from_utf8(body.to_vec()).unwrap();
+                if !body.contains("tools/call") {
+                    received.lock().unwrap().push((session, body));
+                    let mut accepted = Response::new(Body::empty());
+                    *accepted.status_mut() = StatusCode::ACCEPTED;
+                    return Ok(accepted);
+                }
+                let events = [
+                    r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage","params":{"messages":[{"role":"user","content":{"type":"text","text":"SSN 536-22-8174"}}]}}"#,
+                    r#"{"jsonrpc":"2.0","id":8,"method":"roots/list"}"#,
+                    r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+                ]
+                .map(|data| format!("event: message\ndata: {data}\n\n"))
+                .concat();
+                let mut response = Response::new(Body::from(events));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                );
+                Ok(response)
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn server_requests_are_answered_when_refused_and_known_when_the_client_answers() {
+        let policy = cerberus_core::PolicyDocument::from_json(
+            r#"{"guardrails": [{"type": "pii_ssn", "action": "block", "direction": "both"}]}"#,
+        )
+        .unwrap();
+        let pipeline = cerberus_core::GuardrailRegistry::default()
+            .build(&cerberus_core::EffectivePolicy::single(&policy))
+            .unwrap();
+        let audit = Arc::new(cerberus_core::audit::MemoryAuditSink::new());
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut service = GovernanceLayer::new(pipeline)
+            .audit(audit.clone())
+            .layer(asking_server(Arc::clone(&received)));
+        let post = |body: &str| {
+            Request::post("/mcp")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(SESSION_HEADER, "session-1")
+                .body(Body::from(body.to_owned()))
+                .unwrap()
+        };
+
+        let call = post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#);
+        let response = service.call(call).await.unwrap();
+        let stream = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let stream = String::from_utf8_lossy(&stream);
+        assert!(
+            !stream.contains("8174"),
+            "the refused request never reaches the client"
+        );
+        assert!(
+            stream.contains("roots/list") && stream.contains(r#""result""#),
+            "{stream}"
+        );
+
+        // The refused request was answered to the server in the client's place, in its session.
+        let answers = received.lock().unwrap().clone();
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        let (session, answer) = &answers[0];
+        assert_eq!(session.as_deref(), Some("session-1"));
+        let answer: serde_json::Value = serde_json::from_str(answer).unwrap();
+        assert_eq!(answer["id"], 7);
+        assert_eq!(answer["error"]["code"], wire::BLOCKED);
+
+        // The client answers the other request in a later POST of the session: the layer knows what
+        // it answers.
+        let response = service
+            .call(post(r#"{"jsonrpc":"2.0","id":8,"result":{"roots":[]}}"#))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let events = audit.events();
+        let answer = events.last().unwrap();
+        assert_eq!(answer.method.as_deref(), Some("roots/list"));
+        assert_eq!(answer.session.as_deref(), Some("session-1"));
+        assert_eq!(
+            received.lock().unwrap().len(),
+            2,
+            "the answer reached the server"
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod layer;
+mod relay;
 pub mod sse;
 pub mod wire;
 

@@ -27,7 +27,8 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cerberus_core::audit::AuditEvent;
-use cerberus_core::{DecisionKind, Direction, Trace, TraceEntry};
+use cerberus_core::exchange::{Observation, Observer};
+use cerberus_core::{DecisionKind, Direction, Envelope, Message, Trace, TraceEntry};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -37,6 +38,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::audit::BatchedAuditSink;
 use crate::proxy::stdio::StdioSessions;
+use crate::telemetry;
 
 /// Upper bounds of the overhead histogram, in seconds: 10 µs to 100 ms.
 const OVERHEAD_BUCKETS: [f64; 13] = [
@@ -234,7 +236,7 @@ impl Metrics {
     }
 
     /// Counts one message's decisions and times, from its audit event.
-    pub fn observe(&self, event: &AuditEvent) {
+    pub fn observe_event(&self, event: &AuditEvent) {
         self.observe_message(
             event.direction,
             event.decision,
@@ -410,6 +412,25 @@ impl prometheus_client::collector::Collector for Sources {
     }
 }
 
+/// Every message through the gateway's pipelines is counted here, and runs in its span when spans
+/// are exported.
+impl Observer for Metrics {
+    fn span(&self, envelope: &Envelope<'_>, message: &Message) -> tracing::Span {
+        telemetry::pipeline_span(envelope, message)
+    }
+
+    fn observe(&self, observation: &Observation<'_>) {
+        telemetry::record_decision(observation.span, observation.decision);
+        self.observe_message(
+            observation.envelope.direction,
+            observation.decision.kind(),
+            observation.trace,
+            observation.elapsed,
+            observation.upstream,
+        );
+    }
+}
+
 /// Counts every HTTP request by route and status (a middleware for the whole router).
 pub async fn count_requests(
     State(metrics): State<Arc<Metrics>>,
@@ -483,14 +504,14 @@ mod tests {
             PolicyLevel::Agent,
             DecisionKind::Modify,
         ));
-        metrics.observe(&event(Direction::Response, DecisionKind::Modify, trace));
+        metrics.observe_event(&event(Direction::Response, DecisionKind::Modify, trace));
         let mut trace = Trace::default();
         trace.push(TraceEntry::new(
             "rbac",
             PolicyLevel::Organisation,
             DecisionKind::Block,
         ));
-        metrics.observe(&event(Direction::Request, DecisionKind::Block, trace));
+        metrics.observe_event(&event(Direction::Request, DecisionKind::Block, trace));
         let text = metrics.render();
         for line in [
             r#"cerberus_messages_total{direction="response",decision="modify"} 1"#,
@@ -532,7 +553,7 @@ mod tests {
                 PolicyLevel::Agent,
                 DecisionKind::Allow,
             ));
-            metrics.observe(&event(Direction::Request, DecisionKind::Allow, trace));
+            metrics.observe_event(&event(Direction::Request, DecisionKind::Allow, trace));
         }
         let text = metrics.render();
         for line in [

@@ -315,7 +315,7 @@ pub async fn run(
     gateway.stdio.shutdown().await;
     // Every event the proxy recorded is stored before the process ends, unless the store stays
     // unreachable for longer than a shutdown may reasonably take.
-    if tokio::time::timeout(AUDIT_FLUSH_LIMIT, gateway.audit.flush())
+    if tokio::time::timeout(AUDIT_FLUSH_LIMIT, gateway.audit().flush())
         .await
         .is_err()
     {

@@ -278,7 +278,8 @@ async fn pump(
         let sent = match handled.action {
             Action::Forward(message) => onward.send(message.to_bytes()).await,
             Action::Reply(message) => back.send(message.to_bytes()).await,
-            Action::Drop => Ok(()),
+            // A refused notification, or an action this build does not know: nothing passes.
+            _ => Ok(()),
         };
         if sent.is_err() {
             return;

@@ -28,19 +28,6 @@ pub(crate) fn split_once_ascii(text: &str, delimiter: u8) -> Option<(&str, &str)
     Some((text.get(..at)?, text.get(at + 1..)?))
 }
 
-/// The parts of `text` between ASCII `delimiter`s, as `str::split` gives them.
-#[cfg(feature = "gateway")]
-pub(crate) fn split_ascii(text: &str, delimiter: u8) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
-    std::iter::from_fn(move || {
-        let list = rest?;
-        let (part, tail) =
-            split_once_ascii(list, delimiter).map_or((list, None), |(p, t)| (p, Some(t)));
-        rest = tail;
-        Some(part)
-    })
-}
-
 /// A media type without its parameters, trimmed: `application/json` of `application/json; charset=utf-8`.
 pub(crate) fn essence(media: &str) -> &str {
     split_once_ascii(media, b';')
@@ -116,10 +103,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn byte_splits_agree_with_the_standard_ones(text in "[a-cé,;: ]{0,24}") {
+        fn a_byte_split_agrees_with_the_standard_one(text in "[a-cé,;: ]{0,24}") {
             for delimiter in [b',', b';', b':', b' '] {
-                let standard: Vec<&str> = text.split(char::from(delimiter)).collect();
-                prop_assert_eq!(split_ascii(&text, delimiter).collect::<Vec<_>>(), standard);
                 prop_assert_eq!(
                     split_once_ascii(&text, delimiter),
                     text.split_once(char::from(delimiter))

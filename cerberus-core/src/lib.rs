@@ -6,6 +6,7 @@
 mod identity;
 
 pub mod audit;
+pub mod exchange;
 pub mod guardrails;
 pub mod rate_limit;
 pub mod refusal;
@@ -22,7 +23,9 @@ mod trace;
 
 pub use guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult, SyncGuardrail};
 pub use identity::{AgentId, Identity, OrganisationId, WorkspaceId};
-pub use message::{Items, JsonRef, Members, Message, MessageError, MessageKind, Part, methods};
+pub use message::{
+    Items, JsonRef, Members, Message, MessageError, MessageKind, Part, RequestId, methods,
+};
 pub use pipeline::{Decision, Envelope, Pipeline, PipelineOutcome};
 pub use policy::{
     EffectiveEntry, EffectivePolicy, GuardrailSpec, IgnoredOverride, PolicyDocument, PolicyError,

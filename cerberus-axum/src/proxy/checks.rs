@@ -102,7 +102,7 @@ pub(super) fn post_headers(headers: &HeaderMap) -> Result<(), Refusal> {
         .unwrap_or_default();
     // One pass over the list for both types.
     let (mut json, mut event_stream) = (false, false);
-    for part in wire::split_ascii(accept, b',') {
+    for part in split_ascii(accept, b',') {
         let media = wire::essence(part);
         let any = media == "*/*";
         json |= any || media.eq_ignore_ascii_case("application/json");
@@ -116,6 +116,18 @@ pub(super) fn post_headers(headers: &HeaderMap) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// The parts of `text` between ASCII `delimiter`s, as `str::split` gives them.
+fn split_ascii(text: &str, delimiter: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let list = rest?;
+        let (part, tail) =
+            wire::split_once_ascii(list, delimiter).map_or((list, None), |(p, t)| (p, Some(t)));
+        rest = tail;
+        Some(part)
+    })
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -161,7 +173,19 @@ fn host_allowed(gateway: &Gateway, host: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn byte_splits_agree_with_the_standard_ones(text in "[a-cé,;: ]{0,24}") {
+            for delimiter in [b',', b';', b':', b' '] {
+                let standard: Vec<&str> = text.split(char::from(delimiter)).collect();
+                prop_assert_eq!(split_ascii(&text, delimiter).collect::<Vec<_>>(), standard);
+            }
+        }
+    }
 
     #[test]
     fn splits_host_and_port() {

@@ -7,16 +7,18 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use cerberus_core::exchange::Conversation;
 use cerberus_core::session::SessionRecord;
-use cerberus_core::{Decision, Direction, Envelope, Message, MessageError, MessageKind, methods};
+use cerberus_core::{Message, MessageKind, methods};
 use rand::RngCore;
 
 use super::intermediary::Mirrors;
-use super::relay::{self, RelayContext, RequestMethods, UpstreamLink};
-use super::request_id::RequestId;
+use super::relay::{self, Answering, ProxyDoor, UpstreamLink};
 use super::stdio::SpawnError;
 use super::{SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER};
 use crate::gateway::{Caller, Gateway};
+use crate::relay::Unanswered;
+use crate::relay::requests::{self, Decided};
 use crate::upstream::{HttpUpstream, StdioUpstream, Upstream};
 use crate::upstream_client::UpstreamResponse;
 use crate::wire;
@@ -141,24 +143,11 @@ pub(super) async fn post(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let messages = match Message::parse_batch(body.clone()) {
-        Ok(messages) => messages,
-        Err(MessageError::Json(e)) => {
-            return wire::http_error(
-                StatusCode::BAD_REQUEST,
-                wire::PARSE_ERROR,
-                &format!("the body is not valid JSON: {e}"),
-            );
-        }
-        Err(e) => {
-            return wire::http_error(
-                StatusCode::BAD_REQUEST,
-                wire::INVALID_REQUEST,
-                &format!("not a JSON-RPC message: {e}"),
-            );
-        }
+    let posted = match requests::parse(body) {
+        Ok(posted) => posted,
+        Err(response) => return *response,
     };
+    let is_batch = posted.batch;
     let version = header(headers, &VERSION_HEADER);
     if is_batch && version.is_some_and(|v| v != "2025-03-26") {
         return wire::http_error(
@@ -168,7 +157,7 @@ pub(super) async fn post(
         );
     }
     // Batches (2025-03-26 only) predate the intermediary headers: a batch's are not passed on.
-    let mirrors = match messages.as_slice() {
+    let mirrors = match posted.messages.as_slice() {
         [message] => match Mirrors::read(headers, message) {
             Ok(mirrors) => mirrors,
             Err(why) => {
@@ -177,7 +166,8 @@ pub(super) async fn post(
         },
         _ => Mirrors::default(),
     };
-    let initialize = messages
+    let initialize = posted
+        .messages
         .iter()
         .any(|m| m.kind() == MessageKind::Request && m.method() == Some(methods::INITIALIZE));
     let session = match session(gateway, caller, headers).await {
@@ -192,55 +182,18 @@ pub(super) async fn post(
         );
     }
     let session_id = session.as_ref().map(|(id, _)| id.as_str());
-    let identity = caller.route.identity;
+    let conversation = gateway.conversation(caller, session_id);
+    let governed = requests::govern(
+        &gateway.exchange(caller, &conversation, session_id),
+        posted.messages,
+    )
+    .await;
 
-    let mut forwarded = Vec::with_capacity(messages.len());
-    let mut answers = Vec::new();
-    let mut request_methods =
-        RequestMethods::with_capacity_and_hasher(messages.len(), Default::default());
-    let mut throttled_notification = None;
-    let message_count = messages.len();
-    for message in messages {
-        let kind = message.kind();
-        let id = message.id().cloned();
-        let answered = match (kind, session_id, &id) {
-            (MessageKind::Response | MessageKind::Error, Some(session), Some(id)) => {
-                gateway.take_server_request(session, id)
-            }
-            _ => None,
-        };
-        let envelope = Envelope::new(Direction::Request, &identity)
-            .with_session(session_id)
-            .answering(answered.as_deref());
-        let outcome = gateway.evaluate(caller, envelope, message, None).await;
-        if outcome.decision.passes() {
-            if let (MessageKind::Request, Some(id), Some(method)) =
-                (kind, &id, outcome.message.method())
-            {
-                request_methods.insert(RequestId::of(id), method.to_owned());
-            }
-            forwarded.push(outcome.message);
-            continue;
+    if governed.forwarded.is_empty() {
+        if !governed.answers.is_empty() {
+            return json_response(StatusCode::OK, &governed.answers, is_batch, None);
         }
-        match kind {
-            MessageKind::Request => answers.extend(wire::refusal(id.as_ref(), &outcome.decision)),
-            // The server is waiting for this answer: it gets an error instead of the refused content.
-            MessageKind::Response | MessageKind::Error => {
-                forwarded.extend(wire::refusal(id.as_ref(), &outcome.decision))
-            }
-            MessageKind::Notification => {
-                if let Decision::Throttle { retry_after, .. } = &outcome.decision {
-                    throttled_notification = Some(*retry_after);
-                }
-            }
-        }
-    }
-
-    if forwarded.is_empty() {
-        if !answers.is_empty() {
-            return json_response(StatusCode::OK, &answers, is_batch, None);
-        }
-        if let Some(retry_after) = throttled_notification {
+        if let Some(retry_after) = governed.throttled_notification {
             let mut response = wire::http_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 wire::THROTTLED,
@@ -259,27 +212,23 @@ pub(super) async fn post(
         Upstream::Http(http) => http,
         Upstream::Stdio(stdio) => {
             let exchange = StdioExchange {
-                protocol_version: initialize_version(&forwarded),
+                protocol_version: initialize_version(&governed.forwarded),
                 session,
-                forwarded,
-                answers,
-                request_methods,
+                conversation,
+                governed,
                 initialize,
                 batch: is_batch,
             };
             return post_stdio(gateway, caller, stdio, exchange).await;
         }
     };
-    let changed = forwarded.len() != message_count || forwarded.iter().any(Message::is_modified);
-    let upstream_body = if changed {
-        wire::messages_body(&forwarded, is_batch)
-    } else {
-        body
-    };
-    let mirrored = match mirrors.for_upstream(forwarded.first().filter(|_| !is_batch)) {
+    let upstream_body = governed.body(posted.body, is_batch);
+    let mirrored = match mirrors.for_upstream(governed.forwarded.first().filter(|_| !is_batch)) {
         Ok(mirrored) => mirrored,
         Err(why) => {
-            let errors: Vec<Message> = forwarded
+            conversation.forget_client_requests(&governed.requests);
+            let errors: Vec<Message> = governed
+                .forwarded
                 .iter()
                 .filter_map(|m| wire::error_message(m.id(), wire::HEADER_MISMATCH, &why, None))
                 .collect();
@@ -301,11 +250,13 @@ pub(super) async fn post(
     let upstream = match send(gateway, request).await {
         Ok(upstream) => upstream,
         Err((code, message)) => {
-            let errors: Vec<Message> = forwarded
+            conversation.forget_client_requests(&governed.requests);
+            let errors: Vec<Message> = governed
+                .forwarded
                 .iter()
                 .filter(|m| m.kind() == MessageKind::Request)
                 .filter_map(|m| wire::error_message(m.id(), code, &message, None))
-                .chain(answers)
+                .chain(governed.answers)
                 .collect();
             if errors.is_empty() {
                 return wire::http_error(StatusCode::BAD_GATEWAY, code, &message);
@@ -319,13 +270,13 @@ pub(super) async fn post(
     let gateway_session = if initialize && upstream.status().is_success() {
         let id = new_session_id();
         let record = SessionRecord {
-            identity,
+            identity: caller.route.identity,
             upstream_session: upstream
                 .headers()
                 .get(&SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-            protocol_version: initialize_version(&forwarded),
+            protocol_version: initialize_version(&governed.forwarded),
             served_by: None,
         };
         if let Err(e) = gateway.sessions.insert(&id, record).await {
@@ -342,20 +293,25 @@ pub(super) async fn post(
         session_id.map(str::to_owned)
     };
 
-    let context = RelayContext {
+    let door = ProxyDoor {
+        gateway: Arc::clone(gateway),
+        caller: caller.clone(),
         session: gateway_session,
+        conversation,
         link: UpstreamLink::Http {
             session: upstream_session,
         },
-        request_methods,
-        answers,
-        batch: is_batch,
-        new_session,
         upstream_sent: Some(sent),
         upstream_status: None,
         span: crate::telemetry::current_span(),
     };
-    relay::response(Arc::clone(gateway), caller.clone(), context, upstream).await
+    let answering = Answering {
+        requests: governed.requests,
+        answers: governed.answers,
+        batch: is_batch,
+        new_session,
+    };
+    relay::response(door, answering, upstream).await
 }
 
 /// Sends an upstream request, turning failures and time-outs into a JSON-RPC error code and message.
@@ -411,18 +367,17 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
             let Some(process) = gateway.stdio.get(&session_id) else {
                 return session_not_served_here(gateway, &session_id, &record).await;
             };
-            let context = RelayContext {
+            let door = ProxyDoor {
+                gateway: Arc::clone(gateway),
+                caller: caller.clone(),
+                conversation: gateway.conversation(caller, Some(&session_id)),
                 session: Some(session_id),
                 link: UpstreamLink::Stdio(Arc::clone(&process)),
-                request_methods: RequestMethods::default(),
-                answers: Vec::new(),
-                batch: false,
-                new_session: None,
                 upstream_sent: None,
                 upstream_status: None,
                 span: crate::telemetry::current_span(),
             };
-            return relay::stdio_listen(Arc::clone(gateway), caller.clone(), context, &process);
+            return relay::stdio_listen(door, &process);
         }
     };
     let request = upstream_request(
@@ -437,20 +392,25 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         Ok(upstream) => upstream,
         Err((code, message)) => return wire::http_error(StatusCode::BAD_GATEWAY, code, &message),
     };
-    let context = RelayContext {
+    let door = ProxyDoor {
+        gateway: Arc::clone(gateway),
+        caller: caller.clone(),
+        conversation: gateway.conversation(caller, Some(&session_id)),
         session: Some(session_id),
         link: UpstreamLink::Http {
             session: record.upstream_session,
         },
-        request_methods: RequestMethods::default(),
-        answers: Vec::new(),
-        batch: false,
-        new_session: None,
         upstream_sent: None,
         upstream_status: None,
         span: crate::telemetry::current_span(),
     };
-    relay::response(Arc::clone(gateway), caller.clone(), context, upstream).await
+    let listening = Answering {
+        requests: Unanswered::default(),
+        answers: Vec::new(),
+        batch: false,
+        new_session: None,
+    };
+    relay::response(door, listening, upstream).await
 }
 
 /// DELETE: ends a session here and upstream.
@@ -485,6 +445,9 @@ pub(super) async fn delete(
         }
         (Upstream::Http(_), None) => StatusCode::NO_CONTENT,
     };
+    gateway
+        .conversations
+        .end(&session_id, &caller.route.identity);
     if let Err(e) = gateway.sessions.remove(&session_id).await {
         tracing::error!(error = %e, "cannot remove a session");
         return wire::http_error(
@@ -554,9 +517,8 @@ async fn session_ended(gateway: &Gateway, session_id: &str) -> Response {
 /// What a POST hands to a stdio upstream.
 struct StdioExchange {
     session: Option<(String, SessionRecord)>,
-    forwarded: Vec<Message>,
-    answers: Vec<Message>,
-    request_methods: RequestMethods,
+    conversation: Arc<Conversation>,
+    governed: Decided,
     initialize: bool,
     batch: bool,
     protocol_version: Option<String>,
@@ -571,13 +533,13 @@ async fn post_stdio(
 ) -> Response {
     let StdioExchange {
         session,
-        forwarded,
-        answers,
-        request_methods,
+        conversation,
+        governed,
         initialize,
         batch,
         protocol_version,
     } = exchange;
+    let forwarded = &governed.forwarded;
     let (session_id, process, new_session) = if initialize {
         let id = new_session_id();
         let process = match gateway.stdio.spawn(&id, upstream, &caller.route.name).await {
@@ -644,46 +606,40 @@ async fn post_stdio(
         }
     };
 
-    let requests: Vec<serde_json::Value> = forwarded
-        .iter()
-        .filter(|m| m.kind() == MessageKind::Request)
-        .filter_map(|m| m.id().cloned())
-        .collect();
     let sent = std::time::Instant::now();
     let (to_post, from_process) = tokio::sync::mpsc::channel(64);
-    let routes = process.register(&forwarded, &to_post);
+    let routes = process.register(forwarded, &to_post);
     // Only the routes hold a sender now, so the stream ends when the process does.
     drop(to_post);
-    for message in &forwarded {
+    for message in forwarded {
         if !process.send(message).await {
             process.release(&routes);
+            conversation.forget_client_requests(&governed.requests);
             return session_ended(gateway, &session_id).await;
         }
     }
-    if requests.is_empty() {
+    if governed.requests.is_empty() {
         process.release(&routes);
-        if answers.is_empty() {
+        if governed.answers.is_empty() {
             return StatusCode::ACCEPTED.into_response();
         }
-        return json_response(StatusCode::OK, &answers, batch, None);
+        return json_response(StatusCode::OK, &governed.answers, batch, None);
     }
-    let context = RelayContext {
+    let door = ProxyDoor {
+        gateway: Arc::clone(gateway),
+        caller: caller.clone(),
         session: Some(session_id),
+        conversation,
         link: UpstreamLink::Stdio(process),
-        request_methods,
-        answers,
-        batch,
-        new_session,
         upstream_sent: Some(sent),
         upstream_status: None,
         span: crate::telemetry::current_span(),
     };
-    relay::stdio_stream(
-        Arc::clone(gateway),
-        caller.clone(),
-        context,
-        routes,
-        from_process,
-        requests,
-    )
+    let answering = Answering {
+        requests: governed.requests,
+        answers: governed.answers,
+        batch,
+        new_session,
+    };
+    relay::stdio_stream(door, answering, routes, from_process)
 }

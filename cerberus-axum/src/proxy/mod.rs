@@ -9,7 +9,6 @@ mod checks;
 mod forward;
 mod intermediary;
 mod relay;
-mod request_id;
 pub mod stdio;
 
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 //! A parsed message is held as a [`tape`](self::tape) that [`JsonRef`] reads; its `serde_json` object is
 //! built on first use only, so a message that only guardrails read is never copied into one.
 
+mod request_id;
 mod tape;
 
 use std::sync::OnceLock;
@@ -14,6 +15,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+pub use self::request_id::RequestId;
 use self::tape::Tape;
 pub use self::tape::{Items, JsonRef, Members, Part};
 

@@ -7,14 +7,22 @@
 //! ```sh
 //! cerberus-example-server                      # stdio
 //! cerberus-example-server --http 127.0.0.1:3901  # http://127.0.0.1:3901/mcp
+//! cerberus-example-server --http 127.0.0.1:3901 --policy policy.json   # behind the tower layer
 //! ```
+//!
+//! With `--policy`, the HTTP server governs itself: Cerberus's tower layer (`cerberus-axum` without
+//! its default features) runs the policy in front of it, as an MCP server of your own would embed it.
 
 mod server;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
+use cerberus_axum::audit::JsonLinesAuditSink;
+use cerberus_axum::layer::GovernanceLayer;
+use cerberus_core::{EffectivePolicy, GuardrailRegistry, PolicyDocument, PolicyFormat};
 use clap::Parser;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -27,6 +35,10 @@ struct Args {
     /// Serve Streamable HTTP on this address (at `/mcp`) instead of stdio.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// With --http: put Cerberus's tower layer in front, running this policy (JSON, or TOML when
+    /// the file ends in .toml) and auditing every message as a JSON line on standard error.
+    #[arg(long, value_name = "FILE", requires = "http")]
+    policy: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -54,7 +66,24 @@ async fn main() -> anyhow::Result<()> {
                 Arc::new(LocalSessionManager::default()),
                 config,
             );
-            let router = axum::Router::new().nest_service("/mcp", service);
+            let router = match &args.policy {
+                None => axum::Router::new().nest_service("/mcp", service),
+                Some(policy) => {
+                    let text = std::fs::read_to_string(policy)?;
+                    let policy = PolicyDocument::parse(&text, PolicyFormat::from_path(policy))?;
+                    let pipeline =
+                        GuardrailRegistry::default().build(&EffectivePolicy::single(&policy))?;
+                    let governance = GovernanceLayer::new(pipeline).audit(Arc::new(
+                        JsonLinesAuditSink::new(Box::new(std::io::stderr())),
+                    ));
+                    axum::Router::new().nest_service(
+                        "/mcp",
+                        tower::ServiceBuilder::new()
+                            .layer(governance)
+                            .service(service),
+                    )
+                }
+            };
             let listener = tokio::net::TcpListener::bind(address).await?;
             eprintln!(
                 "cerberus-example-server: serving MCP on http://{}/mcp",

@@ -2,12 +2,13 @@
 
 use serde_json::Value;
 
-/// A JSON-RPC id as a hash-map key: the proxy matches every answer to its request by one.
+/// A JSON-RPC id as a hash-map key: every door matches an answer to its request by one.
 ///
 /// Integer and string ids (all that the protocol allows in practice) are keys as they are, without
 /// formatting them as JSON text; an id `1` and an id `"1"` stay apart, as do `1` and `1.0`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum RequestId {
+#[non_exhaustive]
+pub enum RequestId {
     /// A non-negative integer id.
     Unsigned(u64),
     /// A negative integer id.
@@ -20,7 +21,7 @@ pub(crate) enum RequestId {
 
 impl RequestId {
     /// The key of `id`.
-    pub(crate) fn of(id: &Value) -> Self {
+    pub fn of(id: &Value) -> Self {
         match id {
             Value::String(text) => Self::Text(text.as_str().into()),
             Value::Number(n) => match (n.as_u64(), n.as_i64()) {
@@ -33,7 +34,7 @@ impl RequestId {
     }
 
     /// The id as JSON again.
-    pub(crate) fn to_value(&self) -> Value {
+    pub fn to_value(&self) -> Value {
         match self {
             Self::Unsigned(n) => Value::from(*n),
             Self::Negative(n) => Value::from(*n),

@@ -1,0 +1,197 @@
+use std::sync::Mutex;
+
+use super::*;
+use crate::audit::MemoryAuditSink;
+use crate::{DecisionKind, EffectivePolicy, GuardrailRegistry, PolicyDocument};
+
+fn pipeline(policy: &str) -> Pipeline {
+    let document = PolicyDocument::from_json(policy).unwrap();
+    GuardrailRegistry::default()
+        .build(&EffectivePolicy::single(&document))
+        .unwrap()
+}
+
+fn message(text: &str) -> Message {
+    Message::parse(text.to_owned()).unwrap()
+}
+
+/// Counts what it observes, by direction and decision.
+#[derive(Debug, Default)]
+struct Counting(Mutex<Vec<(Direction, DecisionKind, Option<Duration>)>>);
+
+impl Observer for Counting {
+    fn observe(&self, observation: &Observation<'_>) {
+        self.0.lock().unwrap().push((
+            observation.envelope.direction,
+            observation.decision.kind(),
+            observation.upstream,
+        ));
+    }
+}
+
+#[tokio::test]
+async fn answers_are_checked_knowing_the_request_and_audited_naming_it() {
+    let pipeline = pipeline(r#"{"guardrails": [{"type": "rbac", "allow": ["echo"]}]}"#);
+    let identity = Identity::new_random();
+    let conversation = Conversation::new();
+    let audit = Arc::new(MemoryAuditSink::new());
+    let recorder = Recorder::new(audit.clone());
+    let exchange = Exchange::new(&pipeline, &identity, &conversation, &recorder)
+        .with_session(Some("s1"))
+        .with_key_prefix(Some("cbk_abcd"));
+
+    let list = message(r#"{"jsonrpc":"2.0","id":"a","method":"tools/list"}"#);
+    assert!(matches!(
+        exchange.from_client(list).await.action,
+        Action::Forward(_)
+    ));
+    let tools =
+        message(r#"{"jsonrpc":"2.0","id":"a","result":{"tools":[{"name":"echo"},{"name":"rm"}]}}"#);
+    let handled = exchange.from_server(tools).await;
+    assert_eq!(handled.decision, Decision::Modify);
+    let Action::Forward(filtered) = handled.action else {
+        panic!("expected the filtered list")
+    };
+    assert_eq!(
+        filtered.result().unwrap()["tools"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let call =
+        message(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}"#);
+    exchange.from_client(call).await;
+    let result = message(r#"{"jsonrpc":"2.0","id":3,"result":{"content":[]}}"#);
+    exchange.from_server(result).await;
+    assert_eq!(conversation.pending(), (0, 0), "every answer came");
+
+    let events = audit.events();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[1].method.as_deref(), Some("tools/list"));
+    assert!(
+        events[1].upstream_us.is_some(),
+        "the server's time is measured"
+    );
+    assert_eq!(events[1].session.as_deref(), Some("s1"));
+    assert_eq!(events[1].key_prefix.as_deref(), Some("cbk_abcd"));
+    assert_eq!(
+        events[3].target.as_deref(),
+        Some("echo"),
+        "a result names the tool its call named"
+    );
+    assert_eq!(
+        events[0].upstream_us, None,
+        "a request has no upstream time"
+    );
+}
+
+#[tokio::test]
+async fn refusals_go_back_to_the_sender_or_stand_in_for_the_answer() {
+    let pipeline = pipeline(
+        r#"{"guardrails": [{"type": "rbac", "allow": ["echo"]}, {"type": "pii_ssn", "action": "block", "direction": "both"}]}"#,
+    );
+    let identity = Identity::new_random();
+    let conversation = Conversation::new();
+    let recorder = Recorder::none();
+    let exchange = Exchange::new(&pipeline, &identity, &conversation, &recorder);
+    // A refused client request is answered in the server's place, and is not pending.
+    let denied =
+        message(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm"}}"#);
+    let Action::Reply(error) = exchange.from_client(denied).await.action else {
+        panic!("expected a reply")
+    };
+    assert_eq!(error.id(), Some(&serde_json::json!(1)));
+    assert_eq!(conversation.pending(), (0, 0));
+    // A refused server answer becomes an error the client receives instead.
+    let call =
+        message(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}"#);
+    exchange.from_client(call).await;
+    let leak = message(
+        r#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"SSN 536-22-8174"}]}}"#,
+    );
+    let Action::Forward(error) = exchange.from_server(leak).await.action else {
+        panic!("expected the error in the answer's place")
+    };
+    assert_eq!(error.error().unwrap()["code"], refusal::BLOCKED);
+    assert!(!String::from_utf8_lossy(&error.to_bytes()).contains("8174"));
+    // A refused server request is answered back to the server; a refused notification is dropped.
+    let ask = message(
+        r#"{"jsonrpc":"2.0","id":9,"method":"sampling/createMessage","params":{"note":"536-22-8174"}}"#,
+    );
+    let Action::Reply(answer) = exchange.from_server(ask).await.action else {
+        panic!("expected the server to be answered")
+    };
+    assert_eq!(answer.id(), Some(&serde_json::json!(9)));
+    assert_eq!(
+        conversation.pending(),
+        (0, 0),
+        "a refused request awaits nothing"
+    );
+    let note = message(
+        r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"536-22-8174"}}"#,
+    );
+    assert_eq!(exchange.from_server(note).await.action, Action::Drop);
+}
+
+#[tokio::test]
+async fn a_client_answers_a_server_request_made_in_another_exchange_of_its_conversation() {
+    let pipeline = pipeline(r#"{"guardrails": []}"#);
+    let identity = Identity::new_random();
+    let conversation = Conversation::new();
+    let audit = Arc::new(MemoryAuditSink::new());
+    let recorder = Recorder::new(audit.clone());
+    // The server's request arrives on one HTTP exchange (a GET stream, say)…
+    let ask = message(r#"{"jsonrpc":"2.0","id":5,"method":"roots/list"}"#);
+    Exchange::new(&pipeline, &identity, &conversation, &recorder)
+        .from_server(ask)
+        .await;
+    // …and the client's answer on another (a later POST) of the same conversation.
+    let answer = message(r#"{"jsonrpc":"2.0","id":5,"result":{"roots":[]}}"#);
+    Exchange::new(&pipeline, &identity, &conversation, &recorder)
+        .from_client(answer)
+        .await;
+    let events = audit.events();
+    assert_eq!(events[1].method.as_deref(), Some("roots/list"));
+    assert_eq!(
+        events[1].upstream_us, None,
+        "a client answer has no upstream time"
+    );
+}
+
+#[tokio::test]
+async fn the_observer_sees_every_run_and_the_doors_upstream_time() {
+    let pipeline = pipeline(r#"{"guardrails": [{"type": "rbac", "allow": ["echo"]}]}"#);
+    let identity = Identity::new_random();
+    let conversation = Conversation::new();
+    let observer = Arc::new(Counting::default());
+    let audit = Arc::new(MemoryAuditSink::new());
+    let recorder = Recorder::new(audit.clone()).with_observer(observer.clone());
+    let exchange = Exchange::new(&pipeline, &identity, &conversation, &recorder);
+    let denied =
+        message(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm"}}"#);
+    exchange.from_client(denied).await;
+    // A notification on the answer to an HTTP request the door sent: timed from that request.
+    let sent = Instant::now();
+    let progress = message(
+        r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#,
+    );
+    exchange
+        .with_upstream(Some(200), Some(sent))
+        .from_server(progress)
+        .await;
+    let seen = observer.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        (seen[0].0, seen[0].1, seen[0].2),
+        (Direction::Request, DecisionKind::Block, None)
+    );
+    assert_eq!(
+        (seen[1].0, seen[1].1),
+        (Direction::Response, DecisionKind::Allow)
+    );
+    assert!(seen[1].2.is_some());
+    let events = audit.events();
+    assert_eq!(events[1].upstream_status, Some(200));
+    assert!(events[1].upstream_us.is_some());
+}
