@@ -63,17 +63,8 @@ count() { # TARGET CALLS
     pid="$(cat "$work/$COUNT.pid")"
     callgrind_control -d "$pid" >/dev/null 2>&1
     kill "$pid" 2>/dev/null || true
-    local total calibration
-    total=$(awk '/^summary:/ { print $2; exit }' "$work/$COUNT.out.1")
-    # The monotonic clock the rate limiter reads (quanta) calibrates itself once at start-up by reading
-    # the system clock for a stretch of wall-clock time: under Valgrind that is millions of instructions,
-    # a different number in every run. It is not per-call work, so it is left out. With link-time
-    # optimisation the calibration is inlined into the lazy initialisation that runs it (once_cell's),
-    # which is one-time work too.
-    calibration=$(callgrind_annotate --inclusive=yes --threshold=100 "$work/$COUNT.out.1" 2>/dev/null \
-        | awk '/<quanta::Clock as core::default::Default>::default / { gsub(",", "", $1); print $1; exit }
-               /once_cell::imp::OnceCell<T>::initialize / { gsub(",", "", $1); print $1; exit }')
-    echo $((total - ${calibration:-0}))
+    # Start-up and warm-up are the same in both runs, and leave with the difference below.
+    awk '/^summary:/ { print $2; exit }' "$work/$COUNT.out.1"
 }
 
 for target in ${TARGETS:-gateway floor}; do

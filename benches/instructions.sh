@@ -13,17 +13,11 @@ done
 cargo build --quiet --release --locked -p cerberus-benches --bin pipeline-instructions
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-# Instructions the whole run took, less the rate limiter's clock (quanta) calibrating itself at start-up:
-# it reads the system clock for a stretch of wall-clock time, a different number of instructions in
-# every run, which is not per-call work.
+# Instructions the whole run took; the run with no call is the set-up, left out below.
 count() {
     valgrind --tool=callgrind --callgrind-out-file="$work/$1.out" \
         target/release/pipeline-instructions "$1" >/dev/null 2>&1
-    local total calibration
-    total=$(awk '/^summary:/ { print $2; exit }' "$work/$1.out")
-    calibration=$(callgrind_annotate --inclusive=yes --threshold=100 "$work/$1.out" 2>/dev/null \
-        | awk '/<quanta::Clock as core::default::Default>::default / { gsub(",", "", $1); print $1; exit }')
-    echo $((total - ${calibration:-0}))
+    awk '/^summary:/ { print $2; exit }' "$work/$1.out"
 }
 setup=$(count 0)
 total=$(count "$calls")

@@ -271,9 +271,9 @@ fn conclude(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rate_limit::ManualClock;
     use crate::rate_limit::{LocalRateLimiter, MemoryRateLimiter, RateLimitError};
     use crate::{DecisionKind, Identity, Message};
-    use governor::clock::FakeRelativeClock;
     use serde_json::json;
 
     fn rule(period: RateLimitPeriod, settings: serde_json::Value) -> RateLimitRule {
@@ -307,8 +307,8 @@ mod tests {
         (result, trace)
     }
 
-    fn memory() -> (FakeRelativeClock, Arc<MemoryRateLimiter<FakeRelativeClock>>) {
-        let clock = FakeRelativeClock::default();
+    fn memory() -> (ManualClock, Arc<MemoryRateLimiter<ManualClock>>) {
+        let clock = ManualClock::new();
         (
             clock.clone(),
             Arc::new(MemoryRateLimiter::with_clock(clock)),
@@ -354,7 +354,7 @@ mod tests {
 
     /// A limiter that can only be awaited, as a shared store is.
     #[derive(Debug)]
-    struct AwaitedOnly(MemoryRateLimiter<FakeRelativeClock>);
+    struct AwaitedOnly(MemoryRateLimiter<ManualClock>);
 
     #[async_trait]
     impl RateLimiter for AwaitedOnly {
@@ -399,7 +399,7 @@ mod tests {
     #[tokio::test]
     async fn a_limiter_that_must_be_awaited_is_not_asked_to_decide_now() {
         let limiter = Arc::new(AwaitedOnly(MemoryRateLimiter::with_clock(
-            FakeRelativeClock::default(),
+            ManualClock::new(),
         )));
         let guardrail = RateLimitGuardrail::new(
             vec![rule(RateLimitPeriod::Minute, json!({"limit": 1}))],

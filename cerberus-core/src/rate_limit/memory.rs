@@ -1,19 +1,20 @@
 //! The in-memory limiter: GCRA state per key in one map, checked and updated under one short lock.
 //!
-//! governor's own keyed limiter checks one quota at a time and cannot refund, so checking a minute and an
-//! hour window with it would spend the minute quota on calls the hour window refuses. This limiter keeps
-//! governor's clocks (so tests drive time with `FakeRelativeClock`) and applies GCRA to all windows of a
-//! call atomically.
+//! governor's keyed limiter checks one quota at a time and cannot refund, so checking a minute and an
+//! hour window with it would spend the minute quota on calls the hour window refuses. This limiter
+//! applies GCRA to all windows of a call atomically, on an injected [`Clock`] (tests drive time with
+//! [`ManualClock`](super::ManualClock)).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::{
+    Clock, LocalRateLimiter, RateLimitDecision, RateLimitError, RateLimitWindow, RateLimiter,
+    SystemClock,
+};
 use async_trait::async_trait;
-use governor::clock::{Clock, DefaultClock, Reference};
-
-use super::{LocalRateLimiter, RateLimitDecision, RateLimitError, RateLimitWindow, RateLimiter};
 
 /// How many calls pass between sweeps of expired keys.
 const SWEEP_EVERY: u64 = 4096;
@@ -22,10 +23,9 @@ const SWEEP_EVERY: u64 = 4096;
 ///
 /// ```
 /// use std::{num::NonZeroU32, time::Duration};
-/// use cerberus_core::rate_limit::{MemoryRateLimiter, RateLimitDecision, RateLimitWindow, RateLimiter};
-/// use governor::clock::FakeRelativeClock;
+/// use cerberus_core::rate_limit::{ManualClock, MemoryRateLimiter, RateLimitDecision, RateLimitWindow, RateLimiter};
 ///
-/// let clock = FakeRelativeClock::default();
+/// let clock = ManualClock::new();
 /// let limiter = MemoryRateLimiter::with_clock(clock.clone());
 /// let minute = [RateLimitWindow { key: "agent".into(), limit: NonZeroU32::new(2).unwrap(), period: Duration::from_secs(60) }];
 /// let acquire = || futures::executor::block_on(limiter.acquire(&minute)).unwrap();
@@ -36,10 +36,9 @@ const SWEEP_EVERY: u64 = 4096;
 /// assert_eq!(acquire(), RateLimitDecision::Allowed);
 /// ```
 #[derive(Debug)]
-pub struct MemoryRateLimiter<C: Clock = DefaultClock> {
+pub struct MemoryRateLimiter<C: Clock = SystemClock> {
     clock: C,
-    start: C::Instant,
-    /// Theoretical arrival time of the next call per key, in nanoseconds since `start`.
+    /// Theoretical arrival time of the next call per key, in nanoseconds of the clock.
     tats: Mutex<HashMap<String, u64, foldhash::fast::RandomState>>,
     calls: AtomicU64,
 }
@@ -47,7 +46,7 @@ pub struct MemoryRateLimiter<C: Clock = DefaultClock> {
 impl MemoryRateLimiter {
     /// A limiter on the monotonic system clock.
     pub fn new() -> Self {
-        Self::with_clock(DefaultClock::default())
+        Self::with_clock(SystemClock::default())
     }
 }
 
@@ -60,10 +59,8 @@ impl Default for MemoryRateLimiter {
 impl<C: Clock> MemoryRateLimiter<C> {
     /// A limiter on `clock`.
     pub fn with_clock(clock: C) -> Self {
-        let start = clock.now();
         Self {
             clock,
-            start,
             tats: Mutex::new(HashMap::default()),
             calls: AtomicU64::new(0),
         }
@@ -75,7 +72,7 @@ impl<C: Clock> MemoryRateLimiter<C> {
     }
 
     fn now_nanos(&self) -> u64 {
-        self.clock.now().duration_since(self.start).as_u64()
+        nanos(self.clock.now())
     }
 }
 
@@ -84,10 +81,7 @@ fn nanos(duration: Duration) -> u64 {
 }
 
 #[async_trait]
-impl<C: Clock + Send + Sync + std::fmt::Debug> RateLimiter for MemoryRateLimiter<C>
-where
-    C::Instant: Send + Sync,
-{
+impl<C: Clock> RateLimiter for MemoryRateLimiter<C> {
     async fn acquire(
         &self,
         windows: &[RateLimitWindow],
@@ -100,10 +94,7 @@ where
     }
 }
 
-impl<C: Clock + Send + Sync> LocalRateLimiter for MemoryRateLimiter<C>
-where
-    C::Instant: Send + Sync,
-{
+impl<C: Clock> LocalRateLimiter for MemoryRateLimiter<C> {
     /// Decides and, when every window admits the call, records it.
     fn acquire_now(
         &self,
@@ -156,7 +147,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use governor::clock::FakeRelativeClock;
+    use crate::rate_limit::ManualClock;
     use std::num::NonZeroU32;
     use std::sync::Arc;
 
@@ -168,13 +159,13 @@ mod tests {
         }
     }
 
-    fn limiter() -> (FakeRelativeClock, MemoryRateLimiter<FakeRelativeClock>) {
-        let clock = FakeRelativeClock::default();
+    fn limiter() -> (ManualClock, MemoryRateLimiter<ManualClock>) {
+        let clock = ManualClock::new();
         (clock.clone(), MemoryRateLimiter::with_clock(clock))
     }
 
     fn admitted(
-        limiter: &MemoryRateLimiter<FakeRelativeClock>,
+        limiter: &MemoryRateLimiter<ManualClock>,
         windows: &[RateLimitWindow],
         n: usize,
     ) -> usize {
@@ -267,7 +258,7 @@ mod tests {
 
     #[test]
     fn concurrent_callers_never_exceed_the_limit() {
-        let limiter = Arc::new(MemoryRateLimiter::with_clock(FakeRelativeClock::default()));
+        let limiter = Arc::new(MemoryRateLimiter::with_clock(ManualClock::new()));
         let w = [window("shared", 500, 60)];
         let handles: Vec<_> = (0..8)
             .map(|_| {

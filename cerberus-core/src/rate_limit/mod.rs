@@ -5,6 +5,7 @@
 //! window is exhausted do not spend another window's quota. Both implementations use GCRA with a burst
 //! equal to the limit: `limit` calls may come at once, then one more every `period / limit`.
 
+mod clock;
 mod memory;
 
 use std::fmt;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::MemoryRateLimiter;
 
 /// One window a call is counted in.
