@@ -15,8 +15,7 @@ use std::sync::Arc;
 use cerberus_axum::audit::JsonLinesAuditSink;
 use cerberus_axum::layer::GovernanceLayer;
 use cerberus_core::{
-    AgentId, EffectivePolicy, GuardrailRegistry, Identity, OrganisationId, PolicyDocument,
-    PolicyLevel, WorkspaceId,
+    AgentId, EffectivePolicy, GuardrailRegistry, Identity, PolicyDocument, PolicyLevel,
 };
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{ServerCapabilities, ServerConfig};
@@ -110,11 +109,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// A stable identity per credential (never the credential itself), so that each caller has its own
 /// rate limit and audit trail.
 fn caller_identity(credential: &[u8]) -> Identity {
-    let namespace = uuid::Uuid::from_u128(0x656d_6265_645f_726d_6370_0000_0000_0001);
-    let id = uuid::Uuid::new_v5(&namespace, credential);
-    Identity {
-        organisation: OrganisationId(namespace),
-        workspace: WorkspaceId(namespace),
-        agent: AgentId(id),
-    }
+    Identity::standalone(AgentId::from_name(credential))
 }

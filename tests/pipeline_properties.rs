@@ -119,6 +119,7 @@ proptest! {
             Decision::Modify => prop_assert!(outcome.message.is_modified()),
             Decision::Block { code, .. } => prop_assert!(!code.is_empty()),
             Decision::Throttle { .. } => prop_assert!(false, "the limits are far away"),
+            other => prop_assert!(false, "a decision this test does not know: {:?}", other),
         }
         // Whatever happened, the outgoing bytes are one valid JSON-RPC message of the same kind.
         let again = Message::parse(outcome.message.to_bytes()).unwrap();

@@ -12,13 +12,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use cerberus_core::store::{ControlStore, ResolvedAgent};
-use cerberus_core::{EffectivePolicy, GuardrailRegistry, PolicyDocument, PolicyLevel};
+use cerberus_core::store::{ControlStore, ResolvedAgent, StoreError};
+use cerberus_core::{
+    AgentId, EffectivePolicy, GuardrailRegistry, PolicyDocument, PolicyError, PolicyLevel,
+    WorkspaceId,
+};
 use subtle::ConstantTimeEq;
 
 use crate::auth::{KeyHash, KeyIndex};
 use crate::gateway::AgentRoute;
-use crate::upstream::Upstream;
+use crate::upstream::{InvalidUpstream, Upstream};
 
 /// The most answers cached at once; past it the cache starts afresh (a flood of wrong keys must not
 /// grow memory without bound).
@@ -26,8 +29,30 @@ const MAX_CACHED: usize = 100_000;
 
 /// The key lookup could not be made: the proxy refuses the call (fails closed).
 #[derive(Debug, thiserror::Error)]
-#[error("the agent directory is unavailable: {0}")]
-pub struct DirectoryError(pub String);
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// The control-plane database failed.
+    #[error("the agent directory is unavailable: {0}")]
+    Store(#[source] StoreError),
+    /// A stored policy of the agent cannot be read or built.
+    #[error("the policy of agent {agent}: {source}")]
+    Policy {
+        /// The agent.
+        agent: AgentId,
+        /// What is wrong with it.
+        #[source]
+        source: PolicyError,
+    },
+    /// The agent's workspace has an upstream the gateway cannot use.
+    #[error("the upstream of workspace {workspace}: {source}")]
+    Upstream {
+        /// The workspace.
+        workspace: WorkspaceId,
+        /// What is wrong with it.
+        #[source]
+        source: InvalidUpstream,
+    },
+}
 
 /// Where keys are looked up.
 #[derive(Debug)]
@@ -118,7 +143,7 @@ impl StoredAgents {
             .store
             .resolve_key(hash.0, SystemTime::now())
             .await
-            .map_err(|e| DirectoryError(e.to_string()))?;
+            .map_err(DirectoryError::Store)?;
         let route = match resolved {
             // The database matched the hash; compare it again in constant time before trusting it.
             Some((agent, matched)) if bool::from(matched.ct_eq(&hash.0)) => {
@@ -142,11 +167,15 @@ impl StoredAgents {
             workspace,
             policies,
         } = resolved;
+        let policy_error = |source| DirectoryError::Policy {
+            agent: agent.id,
+            source,
+        };
         let parse = |document: Option<serde_json::Value>| {
             document
                 .map(PolicyDocument::from_value)
                 .transpose()
-                .map_err(|e| DirectoryError(format!("a stored policy of agent {}: {e}", agent.id)))
+                .map_err(policy_error)
         };
         let levels = [
             (PolicyLevel::Organisation, parse(policies.organisation)?),
@@ -158,13 +187,14 @@ impl StoredAgents {
                 .iter()
                 .filter_map(|(level, document)| Some((*level, document.as_ref()?))),
         );
-        let pipeline = self
-            .registry
-            .build(&policy)
-            .map_err(|e| DirectoryError(format!("the policy of agent {}: {e}", agent.id)))?;
-        let upstream = Upstream::from_definition(&workspace.upstream, &self.base).map_err(|e| {
-            DirectoryError(format!("the upstream of workspace {}: {e}", workspace.id))
-        })?;
+        let pipeline = self.registry.build(&policy).map_err(policy_error)?;
+        let upstream =
+            Upstream::from_definition(&workspace.upstream, &self.base).map_err(|source| {
+                DirectoryError::Upstream {
+                    workspace: workspace.id,
+                    source,
+                }
+            })?;
         Ok(AgentRoute {
             identity: agent.identity(),
             name: agent.name,

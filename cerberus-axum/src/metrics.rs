@@ -66,26 +66,12 @@ struct GuardrailLabels {
 }
 
 const DIRECTIONS: [Direction; 2] = [Direction::Request, Direction::Response];
-const DECISIONS: [DecisionKind; 4] = [
-    DecisionKind::Allow,
-    DecisionKind::Modify,
-    DecisionKind::Block,
-    DecisionKind::Throttle,
-];
+const DECISIONS: [DecisionKind; DecisionKind::ALL.len()] = DecisionKind::ALL;
 
 fn direction_index(direction: Direction) -> usize {
     match direction {
         Direction::Request => 0,
         Direction::Response => 1,
-    }
-}
-
-fn decision_index(decision: DecisionKind) -> usize {
-    match decision {
-        DecisionKind::Allow => 0,
-        DecisionKind::Modify => 1,
-        DecisionKind::Block => 2,
-        DecisionKind::Throttle => 3,
     }
 }
 
@@ -96,7 +82,7 @@ pub struct Metrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     /// By direction, then decision.
-    messages: [[Counter; 4]; 2],
+    messages: [[Counter; DecisionKind::ALL.len()]; 2],
     guardrails: Family<GuardrailLabels, Counter>,
     /// The counters of `guardrails` by type name, so that counting looks up a name and allocates
     /// nothing once a series exists.
@@ -108,7 +94,7 @@ pub struct Metrics {
 }
 
 /// One guardrail type's counters by direction, then decision, each made on first use.
-type GuardrailCounters = [[OnceLock<Counter>; 4]; 2];
+type GuardrailCounters = [[OnceLock<Counter>; DecisionKind::ALL.len()]; 2];
 
 /// Guardrail types' counters, by name.
 #[derive(Debug, Default)]
@@ -261,7 +247,7 @@ impl Metrics {
         if let Some(counter) = self
             .messages
             .get(index)
-            .and_then(|row| row.get(decision_index(decision)))
+            .and_then(|row| row.get(decision.index()))
         {
             counter.inc();
         }
@@ -296,7 +282,7 @@ impl Metrics {
     fn count(&self, counters: &GuardrailCounters, direction: Direction, entry: &TraceEntry) {
         let Some(cell) = counters
             .get(direction_index(direction))
-            .and_then(|row| row.get(decision_index(entry.decision)))
+            .and_then(|row| row.get(entry.decision.index()))
         else {
             return;
         };

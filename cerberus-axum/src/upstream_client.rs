@@ -23,6 +23,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cerberus_core::Cause;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body::{Body, Frame, SizeHint};
@@ -50,13 +51,13 @@ type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 pub enum UpstreamError {
     /// The request's URL does not name an upstream (it needs a scheme and a host).
     #[error("not an upstream URL: {0}")]
-    Url(String),
+    Url(#[source] Cause),
     /// The certificate authorities to trust cannot be used.
     #[error("certificate authorities: {0}")]
-    Tls(String),
+    Tls(#[source] Cause),
     /// No connection to the upstream could be made.
     #[error("cannot connect: {0}")]
-    Connect(Box<dyn std::error::Error + Send + Sync>),
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The HTTP exchange failed.
     #[error(transparent)]
     Http(#[from] hyper::Error),
@@ -91,21 +92,23 @@ impl UpstreamClient {
         if let Some(pem) = extra_ca_pem {
             let mut added = 0;
             for certificate in CertificateDer::pem_slice_iter(pem) {
-                let certificate = certificate.map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                let certificate = certificate.map_err(|e| UpstreamError::Tls(Cause::new(e)))?;
                 roots
                     .add(certificate)
-                    .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                    .map_err(|e| UpstreamError::Tls(Cause::new(e)))?;
                 added += 1;
             }
             if added == 0 {
-                return Err(UpstreamError::Tls("no PEM certificate in it".into()));
+                return Err(UpstreamError::Tls(Cause::message(
+                    "no PEM certificate in it",
+                )));
             }
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(|e| UpstreamError::Tls(e.to_string()))?
+        .map_err(|e| UpstreamError::Tls(Cause::new(e)))?
         .with_root_certificates(roots)
         .with_no_client_auth();
         let mut http = HttpConnector::new();
@@ -169,7 +172,7 @@ impl UpstreamClient {
             .authority(origin.authority.clone())
             .path_and_query("/")
             .build()
-            .map_err(|e| UpstreamError::Url(e.to_string()))?;
+            .map_err(|e| UpstreamError::Url(Cause::new(e)))?;
         let stream = self
             .connector
             .clone()
@@ -199,16 +202,16 @@ fn origin_form(request: Request<Bytes>) -> Result<(Origin, Request<Bytes>), Upst
     let (mut head, body) = request.into_parts();
     let uri = std::mem::take(&mut head.uri).into_parts();
     let (Some(scheme), Some(authority)) = (uri.scheme, uri.authority) else {
-        return Err(UpstreamError::Url(
-            "an upstream URL needs a scheme and a host".into(),
-        ));
+        return Err(UpstreamError::Url(Cause::message(
+            "an upstream URL needs a scheme and a host",
+        )));
     };
     head.uri = uri
         .path_and_query
         .map_or_else(|| Uri::from_static("/"), Uri::from);
     if !head.headers.contains_key(header::HOST) {
         let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|e| UpstreamError::Url(e.to_string()))?;
+            .map_err(|e| UpstreamError::Url(Cause::new(e)))?;
         head.headers.insert(header::HOST, host);
     }
     Ok((

@@ -40,6 +40,7 @@ impl fmt::Display for Direction {
 
 /// Everything a guardrail may look at to decide about one message.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct GuardrailContext<'a> {
     /// Which way the message travels.
     pub direction: Direction,
@@ -74,6 +75,7 @@ impl<'a> GuardrailContext<'a> {
 
 /// What one guardrail decided about one message.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum GuardrailResult {
     /// Let the message through unchanged.
     Allow,

@@ -5,6 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The namespace of ids derived from names ([`AgentId::from_name`] and its siblings).
+pub(crate) const NAMES: Uuid = Uuid::from_u128(0x6365_7262_6572_7573_2d6e_616d_6573_0001);
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -17,6 +20,17 @@ macro_rules! id_type {
             /// A new random identifier.
             pub fn new_random() -> Self {
                 Self(Uuid::new_v4())
+            }
+
+            /// A stable identifier for `name` (a user, a client, a credential's fingerprint): the
+            /// same name gives the same id in every process, and ids of different kinds never meet.
+            pub fn from_name(name: impl AsRef<[u8]>) -> Self {
+                let kind = stringify!($name).as_bytes();
+                let mut text = Vec::with_capacity(kind.len() + 1 + name.as_ref().len());
+                text.extend_from_slice(kind);
+                text.push(b':');
+                text.extend_from_slice(name.as_ref());
+                Self(Uuid::new_v5(&$crate::identity::NAMES, &text))
             }
         }
 
@@ -59,6 +73,30 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The organisation and workspace of every [`Identity::standalone`] caller: the nil id.
+    pub const STANDALONE: (OrganisationId, WorkspaceId) =
+        (OrganisationId(Uuid::nil()), WorkspaceId(Uuid::nil()));
+
+    /// A caller of a server that has no organisations or workspaces of its own (an MCP server that
+    /// embeds the tower layer, say): `agent` alone tells callers apart, for rate limits, sessions and
+    /// audit records; the organisation and workspace are [`Identity::STANDALONE`]'s.
+    ///
+    /// ```
+    /// use cerberus_core::{AgentId, Identity};
+    ///
+    /// let alice = Identity::standalone(AgentId::from_name("alice@example.com"));
+    /// assert_eq!(alice, Identity::standalone(AgentId::from_name("alice@example.com")));
+    /// assert_ne!(alice, Identity::standalone(AgentId::from_name("bob@example.com")));
+    /// ```
+    pub fn standalone(agent: AgentId) -> Self {
+        let (organisation, workspace) = Self::STANDALONE;
+        Self {
+            organisation,
+            workspace,
+            agent,
+        }
+    }
+
     /// An identity of three fresh random ids, for dry runs and tests.
     pub fn new_random() -> Self {
         Self {

@@ -14,6 +14,7 @@ pub mod session;
 pub mod store;
 pub mod stream;
 
+mod cause;
 mod guardrail;
 mod message;
 mod pipeline;
@@ -21,6 +22,7 @@ mod policy;
 mod registry;
 mod trace;
 
+pub use cause::Cause;
 pub use guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult, SyncGuardrail};
 pub use identity::{AgentId, Identity, OrganisationId, WorkspaceId};
 pub use message::{

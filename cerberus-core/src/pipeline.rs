@@ -15,6 +15,7 @@ use crate::trace::{DecisionKind, Trace, millis};
 
 /// Who a message is for and which way it travels: everything about a message but the message.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct Envelope<'a> {
     /// Which way the message travels.
     pub direction: Direction,
@@ -64,6 +65,7 @@ impl<'a> Envelope<'a> {
 /// The decision of a whole pipeline run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Decision {
     /// Every guardrail allowed the message unchanged.
     Allow,
@@ -113,6 +115,7 @@ fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S
 
 /// What a pipeline run produced.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct PipelineOutcome {
     /// The final decision.
     pub decision: Decision,

@@ -29,9 +29,9 @@ pub struct SessionRecord {
 }
 
 /// A session store could not be reached.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("session store unavailable: {0}")]
-pub struct SessionStoreError(pub String);
+pub struct SessionStoreError(#[source] pub crate::Cause);
 
 /// Where gateway sessions live.
 #[async_trait]
@@ -69,9 +69,11 @@ impl MemorySessionStore {
     fn lock(
         &self,
     ) -> Result<std::sync::MutexGuard<'_, HashMap<String, SessionRecord>>, SessionStoreError> {
-        self.sessions
-            .lock()
-            .map_err(|_| SessionStoreError("the session map was poisoned by a panic".into()))
+        self.sessions.lock().map_err(|_| {
+            SessionStoreError(crate::Cause::message(
+                "the session map was poisoned by a panic",
+            ))
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use crate::policy::PolicyLevel;
 /// The kind of a decision, without its payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum DecisionKind {
     /// Passed unchanged.
     Allow,
@@ -25,6 +26,19 @@ pub enum DecisionKind {
 }
 
 impl DecisionKind {
+    /// Every kind, in the order of [`DecisionKind::index`].
+    pub const ALL: [Self; 4] = [Self::Allow, Self::Modify, Self::Block, Self::Throttle];
+
+    /// The kind's place in [`DecisionKind::ALL`], for tables indexed by kind.
+    pub fn index(self) -> usize {
+        match self {
+            Self::Allow => 0,
+            Self::Modify => 1,
+            Self::Block => 2,
+            Self::Throttle => 3,
+        }
+    }
+
     /// The lowercase name used on the wire and in the audit log.
     pub fn as_str(self) -> &'static str {
         match self {

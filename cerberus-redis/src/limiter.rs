@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cerberus_core::Cause;
 use cerberus_core::rate_limit::{
     LocalRateLimiter, MemoryRateLimiter, RateLimitDecision, RateLimitError, RateLimitWindow,
     RateLimiter,
@@ -147,16 +148,14 @@ impl RateLimiter for RedisRateLimiter {
                             "Redis cannot count rate limits: the breaker opens"
                         );
                     }
-                    e.to_string()
+                    Cause::new(e)
                 }
             }
         } else {
-            "the breaker is open".to_owned()
+            Cause::message("the breaker is open after Redis failed")
         };
         match self.settings.failure_mode {
-            FailureMode::FailClosed => Err(RateLimitError(format!(
-                "Redis cannot count rate limits: {failure}"
-            ))),
+            FailureMode::FailClosed => Err(RateLimitError(failure)),
             FailureMode::FailOpen => Ok(RateLimitDecision::Allowed),
             FailureMode::LocalFallback => self.fallback.acquire_now(windows),
         }

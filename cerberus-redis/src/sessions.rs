@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cerberus_core::Cause;
 use cerberus_core::session::{SessionRecord, SessionStore, SessionStoreError};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -16,8 +17,8 @@ pub struct RedisSessionStore {
     idle: Duration,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> SessionStoreError {
-    SessionStoreError(e.to_string())
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> SessionStoreError {
+    SessionStoreError(Cause::new(e))
 }
 
 impl RedisSessionStore {
@@ -40,8 +41,11 @@ impl RedisSessionStore {
 
     fn decode(text: Option<String>) -> Result<Option<SessionRecord>, SessionStoreError> {
         text.map(|text| {
-            serde_json::from_str(&text)
-                .map_err(|e| unavailable(format!("a stored session is unreadable: {e}")))
+            serde_json::from_str(&text).map_err(|e| {
+                SessionStoreError(Cause::message(format!(
+                    "a stored session is unreadable: {e}"
+                )))
+            })
         })
         .transpose()
     }

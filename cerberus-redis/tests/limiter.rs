@@ -273,7 +273,10 @@ async fn the_script_survives_a_flushed_cache_and_a_restarted_server() {
     while admitted == 0 {
         assert!(Instant::now() < deadline, "the limiter never came back");
         tokio::time::sleep(Duration::from_millis(60)).await;
-        if limiter.acquire(&minute).await == Ok(RateLimitDecision::Allowed) {
+        if matches!(
+            limiter.acquire(&minute).await,
+            Ok(RateLimitDecision::Allowed)
+        ) {
             admitted += 1;
         }
     }

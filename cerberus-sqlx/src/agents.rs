@@ -7,7 +7,7 @@ use cerberus_core::store::{
     AgentAccess, AgentAccessStore, Page, ResolvedAgent, ResolvedPolicies, StoreError, StoredKey,
     WorkspaceStore,
 };
-use cerberus_core::{AgentId, OrganisationId, WorkspaceId};
+use cerberus_core::{AgentId, Cause, OrganisationId, WorkspaceId};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -196,7 +196,7 @@ impl AgentAccessStore for SqlStore {
             let level: String = row.try_get("level").map_err(store_error)?;
             let text: String = row.try_get("document").map_err(store_error)?;
             let document = serde_json::from_str(&text).map_err(|e| {
-                StoreError::Unavailable(format!("stored policy is unreadable: {e}"))
+                StoreError::Unavailable(Cause::message(format!("stored policy is unreadable: {e}")))
             })?;
             match level.as_str() {
                 "organisation" => policies.organisation = Some(document),

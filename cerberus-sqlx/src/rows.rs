@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cerberus_core::store::{
     AgentAccess, Organisation, PolicyTarget, StoreError, StoredPolicy, User, Workspace,
 };
-use cerberus_core::{AgentId, OrganisationId, WorkspaceId};
+use cerberus_core::{AgentId, Cause, OrganisationId, WorkspaceId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
@@ -53,7 +53,7 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     {
         return StoreError::Conflict("a row with that unique value".into());
     }
-    StoreError::Unavailable(error.to_string())
+    StoreError::Unavailable(Cause::new(error))
 }
 
 /// A unique violation named for what it means to the caller.
@@ -65,7 +65,9 @@ pub(crate) fn conflict(what: &str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
 }
 
 fn corrupt(column: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("stored {column} is unreadable: {error}"))
+    StoreError::Unavailable(Cause::message(format!(
+        "stored {column} is unreadable: {error}"
+    )))
 }
 
 fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {

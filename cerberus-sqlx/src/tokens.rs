@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use cerberus_core::Cause;
 use cerberus_core::store::{
     RefreshOutcome, RefreshTokenRecord, RefreshTokenStore, StoreError, UserId,
 };
@@ -54,7 +55,7 @@ impl RefreshTokenStore for SqlStore {
         if let Some(row) = spent {
             let id = |column: &str| -> Result<Uuid, StoreError> {
                 let text: String = row.try_get(column).map_err(store_error)?;
-                Uuid::parse_str(&text).map_err(|e| StoreError::Unavailable(e.to_string()))
+                Uuid::parse_str(&text).map_err(|e| StoreError::Unavailable(Cause::new(e)))
             };
             return Ok(RefreshOutcome::Spent(RefreshTokenRecord {
                 user: UserId(id("user_id")?),
@@ -79,7 +80,7 @@ impl RefreshTokenStore for SqlStore {
         }
         let family: String = row.try_get("family").map_err(store_error)?;
         let family =
-            Uuid::parse_str(&family).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            Uuid::parse_str(&family).map_err(|e| StoreError::Unavailable(Cause::new(e)))?;
         self.revoke_refresh_family(family).await?;
         Ok(RefreshOutcome::Reused)
     }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use cerberus_core::store::{
     NewWorkspace, Page, StoreError, Workspace, WorkspaceChanges, WorkspaceStore,
 };
-use cerberus_core::{OrganisationId, WorkspaceId};
+use cerberus_core::{Cause, OrganisationId, WorkspaceId};
 use uuid::Uuid;
 
 use crate::SqlStore;
@@ -16,7 +16,7 @@ const NAME_TAKEN: &str = "a workspace with that name";
 fn upstream_text(
     upstream: &cerberus_core::store::UpstreamDefinition,
 ) -> Result<String, StoreError> {
-    serde_json::to_string(upstream).map_err(|e| StoreError::Unavailable(e.to_string()))
+    serde_json::to_string(upstream).map_err(|e| StoreError::Unavailable(Cause::new(e)))
 }
 
 #[async_trait]

@@ -68,6 +68,12 @@ pub async fn create(
         PolicyLevel::Organisation => PolicyTarget::Organisation(OrganisationId(new.target_id)),
         PolicyLevel::Workspace => PolicyTarget::Workspace(WorkspaceId(new.target_id)),
         PolicyLevel::Agent => PolicyTarget::Agent(AgentId(new.target_id)),
+        other => {
+            return Err(ApiError::invalid(
+                "level",
+                format!("policies cannot be attached at the {other} level"),
+            ));
+        }
     };
     let policy = state
         .store

@@ -272,7 +272,9 @@ mod tests {
         async fn append(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
             self.attempts.fetch_add(1, Ordering::Relaxed);
             if self.down.load(Ordering::Relaxed) {
-                return Err(StoreError::Unavailable("down".into()));
+                return Err(StoreError::Unavailable(cerberus_core::Cause::message(
+                    "down",
+                )));
             }
             self.rows.lock().unwrap().extend_from_slice(events);
             Ok(())
@@ -294,7 +296,9 @@ mod tests {
             _: cerberus_core::OrganisationId,
             _: &cerberus_core::audit::AnalyticsQuery,
         ) -> Result<cerberus_core::audit::AuditAnalytics, StoreError> {
-            Err(StoreError::Unavailable("not aggregated here".into()))
+            Err(StoreError::Unavailable(cerberus_core::Cause::message(
+                "not aggregated here",
+            )))
         }
 
         async fn delete_audit_before(&self, before: SystemTime) -> Result<u64, StoreError> {

@@ -544,7 +544,7 @@ mod tests {
             &self,
             _: &[RateLimitWindow],
         ) -> Result<RateLimitDecision, RateLimitError> {
-            Err(RateLimitError("connection refused".into()))
+            Err(RateLimitError(crate::Cause::message("connection refused")))
         }
     }
 

@@ -13,6 +13,7 @@ use super::{GuardrailSpec, PolicyDocument, PolicyLevel};
 
 /// One guardrail of an effective policy.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct EffectiveEntry {
     /// The entry whose settings apply.
     #[serde(flatten, serialize_with = "serialize_spec")]
@@ -23,6 +24,7 @@ pub struct EffectiveEntry {
 
 /// A lower-level entry that could not apply because a higher level made that guardrail mandatory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct IgnoredOverride {
     /// The guardrail type.
     pub guardrail: String,
@@ -34,6 +36,7 @@ pub struct IgnoredOverride {
 
 /// The guardrails that apply to one agent, in order, each with the level its settings came from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct EffectivePolicy {
     /// The enabled guardrails, in the order they run.
     pub entries: Vec<EffectiveEntry>,

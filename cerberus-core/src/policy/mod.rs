@@ -18,6 +18,7 @@ pub use hierarchy::{EffectiveEntry, EffectivePolicy, IgnoredOverride};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum PolicyLevel {
     /// Applies to every workspace and agent of the organisation.
     Organisation,
@@ -50,6 +51,7 @@ impl fmt::Display for PolicyLevel {
 /// A policy document that cannot be used, with the path of the offending field.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
+#[non_exhaustive]
 pub struct PolicyError {
     /// Where in the document, for example `guardrails[2].limit`.
     pub path: String,

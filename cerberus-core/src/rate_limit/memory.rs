@@ -101,10 +101,11 @@ impl<C: Clock> LocalRateLimiter for MemoryRateLimiter<C> {
         windows: &[RateLimitWindow],
     ) -> Result<RateLimitDecision, RateLimitError> {
         let now = self.now_nanos();
-        let mut tats = self
-            .tats
-            .lock()
-            .map_err(|_| RateLimitError("the limiter's state was poisoned by a panic".into()))?;
+        let mut tats = self.tats.lock().map_err(|_| {
+            RateLimitError(crate::Cause::message(
+                "the limiter's state was poisoned by a panic",
+            ))
+        })?;
         let mut new_tats = Vec::with_capacity(windows.len());
         let mut denied: Option<(usize, u64)> = None;
         for (index, window) in windows.iter().enumerate() {

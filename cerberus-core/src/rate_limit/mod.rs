@@ -37,6 +37,7 @@ impl RateLimitWindow {
 
 /// Whether a call was admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RateLimitDecision {
     /// Admitted and counted in every window.
     Allowed,
@@ -50,9 +51,9 @@ pub enum RateLimitDecision {
 }
 
 /// The limiter could not decide (its backend is unreachable).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("rate limiter unavailable: {0}")]
-pub struct RateLimitError(pub String);
+pub struct RateLimitError(#[source] pub crate::Cause);
 
 /// Counts calls in windows.
 #[async_trait]

@@ -22,15 +22,16 @@ pub use model::{
 use crate::identity::{AgentId, OrganisationId, WorkspaceId};
 
 /// A storage operation that failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A live row already has that unique value (a name, an email, a policy for that target).
     #[error("{0} already exists")]
     Conflict(String),
-    /// The database could not be reached or failed; the text is for logs, never for API clients.
+    /// The database could not be reached or failed, or holds what cannot be read; the cause is for
+    /// logs, never for API clients.
     #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::Cause),
 }
 
 /// Which slice of a list to return.

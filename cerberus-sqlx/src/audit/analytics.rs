@@ -8,7 +8,7 @@ use cerberus_core::audit::{
     Percentiles,
 };
 use cerberus_core::store::StoreError;
-use cerberus_core::{DecisionKind, Direction, OrganisationId};
+use cerberus_core::{Cause, DecisionKind, Direction, OrganisationId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
@@ -50,7 +50,9 @@ fn directed(organisation: OrganisationId, query: &AnalyticsQuery) -> Conditions 
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("stored audit {what} is unreadable: {e}"))
+    StoreError::Unavailable(Cause::message(format!(
+        "stored audit {what} is unreadable: {e}"
+    )))
 }
 
 fn number(row: &AnyRow, index: usize) -> Result<u64, StoreError> {

@@ -12,7 +12,7 @@ use cerberus_core::audit::{
     AnalyticsQuery, AuditAnalytics, AuditCursor, AuditEvent, AuditFilter, AuditStore,
 };
 use cerberus_core::store::StoreError;
-use cerberus_core::{AgentId, Identity, OrganisationId, WorkspaceId};
+use cerberus_core::{AgentId, Cause, Identity, OrganisationId, WorkspaceId};
 use cerberus_core::{DecisionKind, TraceEntry};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -97,7 +97,9 @@ const READ_COLUMNS: &str = "id, occurred_at, organisation_id, workspace_id, agen
 
 fn record(row: &AnyRow) -> Result<AuditEvent, StoreError> {
     let corrupt = |column: &str, e: &dyn std::fmt::Display| {
-        StoreError::Unavailable(format!("stored audit {column} is unreadable: {e}"))
+        StoreError::Unavailable(Cause::message(format!(
+            "stored audit {column} is unreadable: {e}"
+        )))
     };
     let text = |column: &str| -> Result<String, StoreError> {
         row.try_get::<String, _>(column)
@@ -272,7 +274,7 @@ impl AuditStore for SqlStore {
             let mut query = sqlx::query(&sql);
             for event in chunk {
                 let trace = trace_text::encode(&event.trace)
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    .map_err(|e| StoreError::Unavailable(Cause::new(e)))?;
                 query = query
                     .bind(event.id.to_string())
                     .bind(millis(event.time))
