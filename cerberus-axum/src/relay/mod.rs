@@ -87,7 +87,8 @@ pub(crate) async fn server_message<D: Door>(door: &D, message: Message) -> Optio
     match door.decide(message).await.action {
         Action::Forward(message) => Some(message),
         Action::Reply(answer) => {
-            door.answer_server(answer).await;
+            // Rare, and a request of its own: boxed, so that every message's future stays small.
+            Box::pin(door.answer_server(answer)).await;
             None
         }
         _ => None,

@@ -263,26 +263,26 @@ impl<'a> Exchange<'a> {
                 .or_target(answered.as_ref().and_then(|p| p.target.as_deref()))
         });
         let started = Instant::now();
-        let mut outcome = match &self.recorder.observer {
-            None => self.pipeline.run(envelope, message).await,
-            Some(observer) => {
-                let span = observer.span(&envelope, &message);
-                let outcome = self
-                    .pipeline
-                    .run(envelope, message)
-                    .instrument(span.clone())
-                    .await;
-                observer.observe(&Observation {
-                    envelope,
-                    decision: &outcome.decision,
-                    trace: &outcome.trace,
-                    elapsed: started.elapsed(),
-                    upstream,
-                    span: &span,
-                });
-                outcome
-            }
+        // One future for the run, in a span or not: two arms would each hold a pipeline's future.
+        let span = match &self.recorder.observer {
+            Some(observer) => observer.span(&envelope, &message),
+            None => Span::none(),
         };
+        let mut outcome = self
+            .pipeline
+            .run(envelope, message)
+            .instrument(span.clone())
+            .await;
+        if let Some(observer) = &self.recorder.observer {
+            observer.observe(&Observation {
+                envelope,
+                decision: &outcome.decision,
+                trace: &outcome.trace,
+                elapsed: started.elapsed(),
+                upstream,
+                span: &span,
+            });
+        }
         if let Some(draft) = draft {
             let timing = upstream.map(|elapsed| UpstreamTiming {
                 status: self.upstream_status,
