@@ -49,16 +49,21 @@ const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6365_7262_6572_7573_2d69_6473_2d76_
 /// A configuration that cannot be used, with the field named.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
+#[non_exhaustive]
 pub struct ConfigError {
     /// Where: the file, then the field.
     pub path: String,
     /// What is wrong.
     pub message: String,
+    /// What failed underneath, when something did (a file that cannot be read).
+    #[source]
+    pub source: Option<std::io::Error>,
 }
 
 impl ConfigError {
     fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
+            source: None,
             path: path.into(),
             message: message.into(),
         }
@@ -380,15 +385,20 @@ impl GatewayConfig {
         registry: &GuardrailRegistry,
         overrides: &[(String, String)],
     ) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            message: format!("cannot read: {e}"),
+            source: Some(e),
+            path: path.display().to_string(),
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         Self::parse_with_overrides(&text, base, registry, overrides).map_err(|e| {
             if e.path.starts_with(ENV_PREFIX) {
                 e
             } else {
-                ConfigError::new(format!("{}: {}", path.display(), e.path), e.message)
+                ConfigError {
+                    path: format!("{}: {}", path.display(), e.path),
+                    ..e
+                }
             }
         })
     }
@@ -436,8 +446,10 @@ impl GatewayConfig {
             let document = match source {
                 PolicySource::Path(file) => {
                     let file = base.join(file);
-                    let text = std::fs::read_to_string(&file).map_err(|e| {
-                        ConfigError::new(&path, format!("cannot read {}: {e}", file.display()))
+                    let text = std::fs::read_to_string(&file).map_err(|e| ConfigError {
+                        message: format!("cannot read {}: {e}", file.display()),
+                        source: Some(e),
+                        path: path.clone(),
                     })?;
                     PolicyDocument::parse(&text, PolicyFormat::from_path(&file))
                 }
