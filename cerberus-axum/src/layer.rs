@@ -272,7 +272,7 @@ where
     .with_session(session.as_deref());
     let governed = requests::govern(&exchange, posted.messages).await;
     if governed.forwarded.is_empty() {
-        return Ok(refused_only(&governed, posted.batch));
+        return Ok(governed.refused_only(posted.batch));
     }
     let body = governed.body(posted.body, posted.batch);
     parts
@@ -290,27 +290,6 @@ where
         }
     };
     Ok(govern_response(door, response, governed, posted.batch).await)
-}
-
-/// The answer to a POST none of whose messages reached the service: the layer's own answers to
-/// refused requests, 429 when all it carried was a throttled notification, else 202.
-fn refused_only(governed: &Decided, batch: bool) -> Response<Body> {
-    if !governed.answers.is_empty() {
-        return wire::json_response(StatusCode::OK, &governed.answers, batch);
-    }
-    if let Some(retry_after) = governed.throttled_notification {
-        let mut response = wire::http_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            wire::THROTTLED,
-            "rate limit exceeded",
-        );
-        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, seconds.into());
-        return response;
-    }
-    StatusCode::ACCEPTED.into_response()
 }
 
 /// The service's answer, each message through the pipeline, with the layer's own answers first.

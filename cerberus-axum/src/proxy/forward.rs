@@ -190,22 +190,7 @@ pub(super) async fn post(
     .await;
 
     if governed.forwarded.is_empty() {
-        if !governed.answers.is_empty() {
-            return json_response(StatusCode::OK, &governed.answers, is_batch, None);
-        }
-        if let Some(retry_after) = governed.throttled_notification {
-            let mut response = wire::http_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                wire::THROTTLED,
-                "rate limit exceeded",
-            );
-            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return response;
-        }
-        return StatusCode::ACCEPTED.into_response();
+        return governed.refused_only(is_batch);
     }
 
     let http = match &caller.route.upstream {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use cerberus_core::exchange::{Action, Exchange};
 use cerberus_core::{Decision, Message, MessageError, MessageKind, RequestId};
@@ -73,6 +73,28 @@ impl Decided {
             throttled_notification: None,
             changed: false,
         }
+    }
+
+    /// The answer to a POST none of whose messages goes to the server: the door's answers to its
+    /// refused requests; 429 with `Retry-After` when all it carried was a throttled notification;
+    /// else 202.
+    pub(crate) fn refused_only(&self, batch: bool) -> Response {
+        if !self.answers.is_empty() {
+            return wire::json_response(StatusCode::OK, &self.answers, batch);
+        }
+        if let Some(retry_after) = self.throttled_notification {
+            let mut response = wire::http_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                wire::THROTTLED,
+                "rate limit exceeded",
+            );
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+            return response;
+        }
+        StatusCode::ACCEPTED.into_response()
     }
 
     /// The body for the server: the bytes as they came when nothing changed, re-serialised
