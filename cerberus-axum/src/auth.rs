@@ -26,11 +26,11 @@ impl KeyHash {
     }
 
     /// Parses a hash written as 64 hexadecimal digits.
-    pub fn from_hex(hex_text: &str) -> Result<Self, String> {
-        let bytes = hex::decode(hex_text.trim()).map_err(|e| format!("not hexadecimal: {e}"))?;
+    pub fn from_hex(hex_text: &str) -> Result<Self, InvalidKeyHash> {
+        let bytes = hex::decode(hex_text.trim()).map_err(InvalidKeyHash::NotHex)?;
         let bytes: [u8; 32] = bytes
             .try_into()
-            .map_err(|_| "a SHA-256 hash has 64 hexadecimal digits".to_owned())?;
+            .map_err(|bytes: Vec<u8>| InvalidKeyHash::Length(bytes.len()))?;
         Ok(Self(bytes))
     }
 
@@ -38,6 +38,18 @@ impl KeyHash {
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
+}
+
+/// Text that is not a key's SHA-256 hash.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidKeyHash {
+    /// It is not hexadecimal.
+    #[error("not hexadecimal: {0}")]
+    NotHex(#[source] hex::FromHexError),
+    /// It has another number of bytes than 32.
+    #[error("a SHA-256 hash has 64 hexadecimal digits, not {}", .0 * 2)]
+    Length(usize),
 }
 
 impl fmt::Debug for KeyHash {

@@ -546,7 +546,7 @@ impl GatewayConfig {
                 ));
             }
             let key_hash = KeyHash::from_hex(&agent.key_sha256)
-                .map_err(|e| ConfigError::new(format!("{path}.key_sha256"), e))?;
+                .map_err(|e| ConfigError::new(format!("{path}.key_sha256"), e.to_string()))?;
             if !hashes.insert(key_hash) {
                 return Err(ConfigError::new(
                     format!("{path}.key_sha256"),

@@ -103,9 +103,7 @@ impl Distributed {
     }
 
     /// Whether Redis answers.
-    pub async fn ping(&self) -> Result<(), String> {
-        cerberus_redis::ping(&self.connection)
-            .await
-            .map_err(|e| e.to_string())
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        cerberus_redis::ping(&self.connection).await
     }
 }

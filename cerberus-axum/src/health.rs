@@ -90,7 +90,10 @@ impl Readiness {
             Some(bounded(async { store.ping().await.map_err(|e| e.to_string()) }).await)
         };
         #[cfg(feature = "redis")]
-        let redis = async { Some(bounded(self.redis.as_ref()?.ping()).await) };
+        let redis = async {
+            let redis = self.redis.as_ref()?;
+            Some(bounded(async { redis.ping().await.map_err(|e| e.to_string()) }).await)
+        };
         #[cfg(not(feature = "redis"))]
         let redis = async { None::<Check> };
         let upstreams = futures::future::join_all(
