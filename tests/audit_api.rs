@@ -115,6 +115,11 @@ async fn the_audit_log_is_filtered_paged_and_exported_per_organisation() {
             )
             .await;
         assert_eq!(modified["items"].as_array().unwrap().len(), 1);
+        // A filter no database could hold as it is (a NUL) finds nothing, and fails nothing.
+        let nothing = owner
+            .expect(StatusCode::OK, "GET", &format!("{logs}?tool=ec%00ho"), None)
+            .await;
+        assert_eq!(nothing["items"].as_array().unwrap().len(), 0);
         let by_agent = owner
             .expect(
                 StatusCode::OK,

@@ -802,3 +802,75 @@ async fn redacted_payloads_hold_no_personal_data_of_any_kind() {
         database.drop_database().await;
     }
 }
+
+/// A NUL character in a message's text (here the tool's name) is stored as its JSON escape on both
+/// backends; PostgreSQL cannot hold the character itself, and used to refuse the batch, which the
+/// writer then retried for ever while everything behind it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_neither_stops_the_audit_nor_the_calls_behind_it() {
+    for backend in BACKENDS {
+        println!("{backend:?}");
+        let database = TestDatabase::create(backend).await;
+        let store = Arc::new(database.store().await);
+        let upstream = support::start_upstream().await;
+        let gateway = start(&store, &upstream).await;
+        let (session, _) = post(
+            &gateway.url,
+            None,
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "audit", "version": "1"}}}),
+        )
+        .await;
+        let session = session.expect("a session");
+        // More events than the queue holds (16) come after the poisoned one, and fewer calls than
+        // the rate limit (30 a minute): they must not wait on it.
+        for n in 1..=20_i64 {
+            let tool = if n == 1 { "ec\u{0}ho" } else { "echo" };
+            let (_, answer) = post(
+                &gateway.url,
+                Some(&session),
+                json!({"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                       "params": {"name": tool, "arguments": {"text": "hello"}}}),
+            )
+            .await;
+            let answer = answer.expect("an answer");
+            assert_eq!(answer["id"], n, "{answer}");
+        }
+        gateway.sink.flush().await;
+        assert_eq!(gateway.sink.rejected(), 0, "{backend:?}");
+        // The initialize's two records, and each call's request and answer (the denied one: its
+        // request only).
+        assert_eq!(
+            count(&store, "audit_logs").await,
+            2 + 1 + 19 * 2,
+            "{backend:?}"
+        );
+        let targets: Vec<String> = sqlx::query_scalar(
+            "SELECT target FROM audit_logs WHERE target LIKE 'ec%' AND target <> 'echo'",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(targets, ["ec\\u0000ho"], "{backend:?}");
+        // Searching for the name as the client wrote it finds the record.
+        let organisation: String =
+            sqlx::query_scalar("SELECT organisation_id FROM audit_logs LIMIT 1")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        let organisation =
+            cerberus_core::OrganisationId(uuid::Uuid::parse_str(&organisation).unwrap());
+        let filter = cerberus_core::audit::AuditFilter {
+            target: Some("ec\u{0}ho".into()),
+            ..Default::default()
+        };
+        let found = store
+            .audit_records(organisation, &filter, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "{backend:?}");
+        assert_eq!(found[0].target.as_deref(), Some("ec\\u0000ho"));
+        store.pool().close().await;
+        database.drop_database().await;
+    }
+}

@@ -10,6 +10,7 @@
 //! | `cerberus_audit_queue_depth` | gauge | events waiting for the database writer |
 //! | `cerberus_audit_events_stored_total` | counter | events the database writer stored |
 //! | `cerberus_audit_events_dropped_total` | counter | events lost because the queue was full (`overflow = "drop"`) |
+//! | `cerberus_audit_events_rejected_total` | counter | events the database refused even in their plain form (each logged by id) |
 //! | `cerberus_rate_limiter_backend_errors_total` | counter | Redis failures of the distributed rate limiter |
 //! | `cerberus_rate_limiter_breaker_open` | gauge | 1 while the limiter's circuit breaker is open |
 //! | `cerberus_stdio_sessions` | gauge | stdio upstream processes running |
@@ -369,6 +370,12 @@ impl prometheus_client::collector::Collector for Sources {
                 "audit_events_dropped",
                 "Audit events lost because the queue was full",
                 audit.dropped(),
+            )?;
+            counter(
+                &mut encoder,
+                "audit_events_rejected",
+                "Audit events the database refused even without their payload and texts",
+                audit.rejected(),
             )?;
         }
         #[cfg(feature = "redis")]

@@ -46,14 +46,35 @@ pub(crate) fn hash_text(hash: [u8; 32]) -> String {
     hex::encode(hash)
 }
 
-/// A database error, as the store reports it.
+/// A database error, as the store reports it: a unique violation is a conflict; a data exception
+/// (SQLSTATE class 22, such as a byte sequence the encoding cannot hold) is a refusal that trying
+/// again will not mend; anything else makes the store unavailable.
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(e) = &error
-        && e.is_unique_violation()
-    {
-        return StoreError::Conflict("a row with that unique value".into());
+    if let sqlx::Error::Database(e) = &error {
+        if e.is_unique_violation() {
+            return StoreError::Conflict("a row with that unique value".into());
+        }
+        // PostgreSQL's five-character SQLSTATE; SQLite's codes are numbers of up to four digits.
+        if e.code()
+            .is_some_and(|code| code.len() == 5 && code.starts_with("22"))
+        {
+            return StoreError::Rejected(Cause::new(error));
+        }
     }
     StoreError::Unavailable(Cause::new(error))
+}
+
+/// Text as stored: what both PostgreSQL and SQLite can hold. PostgreSQL's `text` cannot hold a NUL
+/// character, which a client may put in any string of a message (a tool name, a method): each is
+/// stored as the six characters `\u0000`, as JSON writes it. Text without one is borrowed as it is.
+/// Every text that comes from outside goes through here on its way in, whether it is stored or
+/// searched for, so that a search finds what was stored.
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\\u0000"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 /// A unique violation named for what it means to the caller.
@@ -183,4 +204,16 @@ pub(crate) fn page(page: cerberus_core::store::Page) -> (i64, i64) {
         i64::from(page.limit.min(1000)),
         i64::try_from(page.offset).unwrap_or(i64::MAX),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_stored_as_their_json_escape() {
+        assert_eq!(storable("tools/call"), "tools/call");
+        assert!(matches!(storable("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(storable("a\0b\0"), "a\\u0000b\\u0000");
+    }
 }

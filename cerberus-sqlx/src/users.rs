@@ -81,7 +81,8 @@ impl UserStore for SqlStore {
              FROM users u JOIN organisations o ON o.id = u.organisation_id \
              WHERE lower(u.email) = lower($1) AND u.deleted_at IS NULL AND o.deleted_at IS NULL",
         )
-        .bind(email)
+        // A login may name any text; no stored email holds a NUL (they are checked on the way in).
+        .bind(rows::storable(email).into_owned())
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;

@@ -91,6 +91,12 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Conflict(what) => Self::Conflict(what),
+            // The database cannot hold a value the request carried: the request's fault, and trying
+            // again will not help. The database's words stay in the log.
+            StoreError::Rejected(cause) => {
+                tracing::warn!(error = %cause, "the database refused a value an admin request carried");
+                Self::BadRequest("the request holds a value that cannot be stored".into())
+            }
             other => Self::Unavailable(other.to_string()),
         }
     }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cerberus_core::audit::{AuditEvent, AuditSink, AuditStore, PayloadMode};
+use cerberus_core::store::StoreError;
+use cerberus_core::{Trace, TraceEntry};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc, watch};
 
@@ -101,6 +103,7 @@ pub struct BatchedAuditSink {
     overflow: Overflow,
     dropped: Arc<AtomicU64>,
     stored: Arc<AtomicU64>,
+    rejected: Arc<AtomicU64>,
     closing: watch::Sender<bool>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -111,6 +114,7 @@ impl BatchedAuditSink {
         let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
         let (closing, closed) = watch::channel(false);
         let stored = Arc::new(AtomicU64::new(0));
+        let rejected = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             store,
             receiver,
@@ -119,12 +123,14 @@ impl BatchedAuditSink {
             max_retry: Duration::from_millis(settings.max_retry_interval_ms.max(1)),
             linger: Duration::from_millis(settings.linger_ms),
             stored: Arc::clone(&stored),
+            rejected: Arc::clone(&rejected),
         };
         Self {
             sender,
             overflow: settings.overflow,
             dropped: Arc::new(AtomicU64::new(0)),
             stored,
+            rejected,
             closing,
             writer: Mutex::new(Some(tokio::spawn(writer.run()))),
         }
@@ -133,6 +139,11 @@ impl BatchedAuditSink {
     /// How many events were dropped because the queue was full (with [`Overflow::Drop`]).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many events the store refused, even in their plain form: lost, each logged by its id.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
     }
 
     /// How many events have been stored.
@@ -190,6 +201,7 @@ struct Writer {
     max_retry: Duration,
     linger: Duration,
     stored: Arc<AtomicU64>,
+    rejected: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -227,24 +239,89 @@ impl Writer {
         }
     }
 
-    /// Stores `batch`, trying again until it is stored; then empties it.
+    /// Stores `batch`, then empties it.
+    ///
+    /// While the store is unavailable, the batch is tried again with a growing pause: nothing is
+    /// lost. When the store refuses a batch for what it holds ([`StoreError::Rejected`]), the batch
+    /// is split in halves until the events it refuses are found: the others are stored, and each
+    /// refused one is stored once more in its plain form ([`plain`]), or else counted as rejected
+    /// and logged by its id. A refused event never holds back the events behind it.
     async fn store_batch(&mut self, batch: &mut Vec<AuditEvent>) {
+        let mut work = vec![std::mem::take(batch)];
+        while let Some(mut events) = work.pop() {
+            match self.store_until_answered(&events).await {
+                Ok(()) => self.count_stored(events.len()),
+                Err(_) if events.len() > 1 => {
+                    let second = events.split_off(events.len() / 2);
+                    work.push(second);
+                    work.push(events);
+                }
+                Err(refusal) => {
+                    let Some(event) = events.first() else {
+                        continue;
+                    };
+                    match self.store_until_answered(&[plain(event)]).await {
+                        Ok(()) => {
+                            tracing::warn!(event = %event.id, error = %refusal, "the audit store refused an event; it was stored without its payload and texts");
+                            self.count_stored(1);
+                        }
+                        Err(e) => {
+                            self.rejected.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(event = %event.id, error = %e, "the audit store refused an event even in its plain form; it is lost");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends `events`, trying again while the store is unavailable; the store's refusal, when it
+    /// refuses them for what they hold.
+    async fn store_until_answered(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         let mut pause = Duration::from_millis(50);
         loop {
-            match self.store.append(batch).await {
-                Ok(()) => {
-                    self.stored
-                        .fetch_add(u64::try_from(batch.len()).unwrap_or(0), Ordering::Relaxed);
-                    batch.clear();
-                    return;
-                }
+            match self.store.append(events).await {
+                Ok(()) => return Ok(()),
+                Err(refusal @ StoreError::Rejected(_)) => return Err(refusal),
                 Err(e) => {
-                    tracing::warn!(error = %e, events = batch.len(), retry_in = ?pause, "cannot store audit events; holding them");
+                    tracing::warn!(error = %e, events = events.len(), retry_in = ?pause, "cannot store audit events; holding them");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(self.max_retry);
                 }
             }
         }
+    }
+
+    fn count_stored(&self, events: usize) {
+        self.stored
+            .fetch_add(u64::try_from(events).unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
+/// What is kept of an event its store refused: who, when, which way, the decision and the
+/// guardrails' decisions, the sizes and times; not its payload, its reasons, nor any text that came
+/// from the message (the method and target keep only their printable ASCII, the rest shown as `?`).
+fn plain(event: &AuditEvent) -> AuditEvent {
+    let printable = |text: &String| {
+        text.chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect::<String>()
+    };
+    let mut trace = Trace::with_capacity(event.trace.len());
+    for entry in event.trace.entries() {
+        trace.push(TraceEntry::new(
+            entry.guardrail.clone(),
+            entry.level,
+            entry.decision,
+        ));
+    }
+    AuditEvent {
+        jsonrpc_id: None,
+        method: event.method.as_ref().map(printable),
+        target: event.target.as_ref().map(printable),
+        trace,
+        payload: None,
+        ..event.clone()
     }
 }
 
@@ -259,10 +336,12 @@ mod tests {
 
     use super::*;
 
-    /// A store that can be switched off, and remembers what it stored.
+    /// A store that can be switched off, refuses batches holding any of `refuse` in a method or a
+    /// target (as PostgreSQL refuses a NUL), and remembers what it stored.
     #[derive(Debug, Default)]
     struct FlakyStore {
         down: AtomicBool,
+        refuse: StdMutex<Vec<String>>,
         rows: StdMutex<Vec<AuditEvent>>,
         attempts: AtomicU64,
     }
@@ -274,6 +353,16 @@ mod tests {
             if self.down.load(Ordering::Relaxed) {
                 return Err(StoreError::Unavailable(cerberus_core::Cause::message(
                     "down",
+                )));
+            }
+            let refused = self.refuse.lock().unwrap().clone();
+            let holds = |text: &Option<String>| {
+                text.as_deref()
+                    .is_some_and(|text| refused.iter().any(|r| text.contains(r.as_str())))
+            };
+            if events.iter().any(|e| holds(&e.method) || holds(&e.target)) {
+                return Err(StoreError::Rejected(cerberus_core::Cause::message(
+                    "invalid byte sequence for encoding \"UTF8\": 0x00",
                 )));
             }
             self.rows.lock().unwrap().extend_from_slice(events);
@@ -402,5 +491,44 @@ mod tests {
             "every event is stored or counted as dropped"
         );
         assert!(sink.dropped() > 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_event_is_stored_plain_or_counted_and_holds_nothing_back() {
+        let store = Arc::new(FlakyStore::default());
+        *store.refuse.lock().unwrap() = vec!["\0".into(), "never".into()];
+        let sink = BatchedAuditSink::start(store.clone(), &settings(8, Overflow::Block));
+        for n in 0..40 {
+            let mut event = event(n);
+            if n == 5 {
+                event.method = Some("tools/\0call".into());
+                event.payload = Some(serde_json::json!({"text": "kept nowhere"}));
+            }
+            if n == 20 {
+                event.target = Some("never".into());
+            }
+            sink.record(event).await;
+        }
+        sink.flush().await;
+        let rows = store.rows.lock().unwrap();
+        assert_eq!((sink.stored(), sink.rejected()), (39, 1));
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|e| e.jsonrpc_id.clone().unwrap_or_else(|| "plain".into()))
+            .collect();
+        let expected: Vec<String> = (0..40)
+            .filter(|n| *n != 20)
+            .map(|n| {
+                if n == 5 {
+                    "plain".into()
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect();
+        assert_eq!(ids, expected, "the rest is stored, in order");
+        let plain = rows.iter().find(|e| e.jsonrpc_id.is_none()).unwrap();
+        assert_eq!(plain.method.as_deref(), Some("tools/?call"));
+        assert_eq!(plain.payload, None);
     }
 }

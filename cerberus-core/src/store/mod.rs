@@ -29,9 +29,13 @@ pub enum StoreError {
     #[error("{0} already exists")]
     Conflict(String),
     /// The database could not be reached or failed, or holds what cannot be read; the cause is for
-    /// logs, never for API clients.
+    /// logs, never for API clients. Trying again later may succeed.
     #[error("storage unavailable: {0}")]
     Unavailable(#[source] crate::Cause),
+    /// The database refused what it was given for its content (a value it cannot hold): trying the
+    /// same again will fail the same way.
+    #[error("storage refused the data: {0}")]
+    Rejected(#[source] crate::Cause),
 }
 
 /// Which slice of a list to return.

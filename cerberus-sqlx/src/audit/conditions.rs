@@ -4,6 +4,8 @@ use sqlx::Any;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
+use crate::rows::storable;
+
 /// One bound value.
 #[derive(Debug)]
 enum Param {
@@ -24,11 +26,13 @@ impl Conditions {
         self.params.len() + 1
     }
 
-    /// Adds `clause`, in which `$?` stands for a text parameter's number.
+    /// Adds `clause`, in which `$?` stands for a text parameter's number; the text is searched for as
+    /// it is stored ([`storable`]).
     pub(crate) fn text(&mut self, clause: &str, value: impl Into<String>) -> &mut Self {
         self.clauses
             .push(clause.replace("$?", &format!("${}", self.next())));
-        self.params.push(Param::Text(value.into()));
+        self.params
+            .push(Param::Text(storable(&value.into()).into_owned()));
         self
     }
 
@@ -51,7 +55,8 @@ impl Conditions {
         let n = self.next();
         self.clauses.push(make(n, n + 1));
         self.params.push(Param::Number(number));
-        self.params.push(Param::Text(text.into()));
+        self.params
+            .push(Param::Text(storable(&text.into()).into_owned()));
         self
     }
 

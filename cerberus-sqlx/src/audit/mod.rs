@@ -18,7 +18,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use crate::rows::{millis, store_error, time};
+use crate::rows::{millis, storable, store_error, time};
 use crate::{Backend, SqlStore};
 use conditions::Conditions;
 
@@ -281,12 +281,12 @@ impl AuditStore for SqlStore {
                     .bind(event.identity.organisation.to_string())
                     .bind(event.identity.workspace.to_string())
                     .bind(event.identity.agent.to_string())
-                    .bind(event.key_prefix.as_deref())
-                    .bind(event.session.as_deref())
-                    .bind(event.jsonrpc_id.as_deref())
+                    .bind(event.key_prefix.as_deref().map(text))
+                    .bind(event.session.as_deref().map(text))
+                    .bind(event.jsonrpc_id.as_deref().map(text))
                     .bind(event.direction.as_str())
-                    .bind(event.method.as_deref())
-                    .bind(event.target.as_deref())
+                    .bind(event.method.as_deref().map(text))
+                    .bind(event.target.as_deref().map(text))
                     .bind(event.decision.as_str())
                     .bind(trace)
                     .bind(int(event.size_bytes))
@@ -337,6 +337,11 @@ impl AuditStore for SqlStore {
         }
         transaction.commit().await.map_err(store_error)
     }
+}
+
+/// A message's text as a column holds it (see [`storable`]).
+fn text(value: &str) -> String {
+    storable(value).into_owned()
 }
 
 #[cfg(test)]
