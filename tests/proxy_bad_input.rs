@@ -69,6 +69,22 @@ async fn refuses_bad_requests_with_clear_errors() {
             Some(-32600),
         ),
         (
+            // Judged on the last copy and forwarded byte for byte, an upstream that keeps the first
+            // would run the other tool.
+            "a member named twice in params",
+            post(url).body(
+                r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_customer","name":"echo"}}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            Some(-32600),
+        ),
+        (
+            "a request and an answer at once",
+            post(url).body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","result":{}}"#),
+            StatusCode::BAD_REQUEST,
+            Some(-32600),
+        ),
+        (
             "wrong content type",
             post_as(url, "text/plain", ACCEPT).body(initialize().to_string()),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -216,6 +232,21 @@ async fn refuses_bad_requests_with_clear_errors() {
                 .is_some_and(|m| !m.is_empty()),
             "{name}: a message says why"
         );
+    }
+    // Refused for what the message is, before anything else is looked at (a session, say).
+    for (body, says) in [
+        (
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_customer","name":"echo"}}"#,
+            "`params.name` is named twice",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","result":{}}"#,
+            "cannot carry `method` beside `result`",
+        ),
+    ] {
+        let (_, _, answer) = outcome(post(url).body(body)).await;
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{message}");
     }
     let (status, _, _) = outcome(
         post(url)

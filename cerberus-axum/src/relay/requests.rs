@@ -98,9 +98,10 @@ impl Decided {
     }
 
     /// The body for the server: the bytes as they came when nothing changed, re-serialised
-    /// otherwise.
+    /// otherwise. A batch is always re-serialised: its messages were read into JSON objects, which
+    /// keep one copy of a member named twice, so the server gets what was judged.
     pub(crate) fn body(&self, posted: Bytes, batch: bool) -> Bytes {
-        if self.changed {
+        if self.changed || batch {
             wire::messages_body(&self.forwarded, batch)
         } else {
             posted

@@ -85,6 +85,14 @@ pub enum MessageError {
     /// A batch (JSON array) holds no message.
     #[error("a batch must hold at least one message")]
     EmptyBatch,
+    /// A message carries `method` beside `result` or `error`: a request and an answer at once.
+    #[error("a message cannot carry `method` beside `result` or `error`")]
+    MethodAndAnswer,
+    /// A member of the envelope or of `params` is named twice. Readers disagree on which copy
+    /// counts (the last for the gateway's parser, the first for others), so the message could be
+    /// judged on one copy and acted on by the other.
+    #[error("`{0}` is named twice: a message names each member once")]
+    Repeated(String),
 }
 
 /// One JSON-RPC 2.0 message: a typed view over its JSON object that keeps every member.
@@ -202,8 +210,14 @@ impl Message {
             };
             *slot = Some(index);
             if let Some(member) = envelope.slot(name) {
+                if member.is_some() {
+                    return Err(MessageError::Repeated(name.to_owned()));
+                }
                 *member = Some(tape.at(index));
             }
+        }
+        if let Some(params) = slots.params {
+            unique_members(&tape, params)?;
         }
         let (kind, id) = classify(envelope)?;
         let id = id.map(JsonRef::to_value);
@@ -455,6 +469,36 @@ impl Message {
 const PAYLOAD_MEMBERS: [&str; 3] = ["params", "result", "error"];
 
 /// The kind of message `envelope` makes, and its id.
+/// Refuses an object of `tape` (`params`) that names a member twice.
+fn unique_members(tape: &Tape, object: u32) -> Result<(), MessageError> {
+    /// Up to this many members, comparing each name with those before it costs less than a set.
+    const SMALL: usize = 16;
+    let repeated = |name: &str| Err(MessageError::Repeated(format!("params.{name}")));
+    let count = tape.members_of(object).count();
+    if count <= SMALL {
+        for (i, (name, _)) in tape.members_of(object).enumerate() {
+            if tape
+                .members_of(object)
+                .take(i)
+                .any(|(seen, _)| seen == name)
+            {
+                return repeated(name);
+            }
+        }
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+        count,
+        foldhash::fast::RandomState::default(),
+    );
+    for (name, _) in tape.members_of(object) {
+        if !seen.insert(name) {
+            return repeated(name);
+        }
+    }
+    Ok(())
+}
+
 fn classify(envelope: Envelope<'_>) -> Result<(MessageKind, Option<JsonRef<'_>>), MessageError> {
     let Envelope {
         jsonrpc,
@@ -475,6 +519,9 @@ fn classify(envelope: Envelope<'_>) -> Result<(MessageKind, Option<JsonRef<'_>>)
     let kind = if let Some(method) = method {
         if method.as_str().is_none() {
             return Err(MessageError::Method);
+        }
+        if result.is_some() || error.is_some() {
+            return Err(MessageError::MethodAndAnswer);
         }
         match &id {
             None => MessageKind::Notification,
@@ -583,6 +630,27 @@ mod tests {
             (r#"{"jsonrpc":"2.0","id":1}"#, "a message needs"),
             (r#"{"jsonrpc":"2.0","result":{}}"#, "a message needs"),
             (r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#, "both"),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","result":{}}"#,
+                "cannot carry `method` beside `result`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/x","error":{}}"#,
+                "cannot carry `method` beside `result` or `error`",
+            ),
+            // A reader that keeps the first copy would run `delete_customer`; the gateway judged `ok`.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_customer","name":"ok"}}"#,
+                "`params.name` is named twice",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping"}"#,
+                "`method` is named twice",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+                "`id` is named twice",
+            ),
         ];
         for (text, expected) in cases {
             let err = Message::parse(text).unwrap_err().to_string();
@@ -592,6 +660,28 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_repeated_member_is_found_among_many_params() {
+        let mut params: Vec<String> = (0..40).map(|n| format!(r#""p{n}":{n}"#)).collect();
+        let text = |params: &[String]| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{{}}}}}"#,
+                params.join(",")
+            )
+        };
+        assert!(Message::parse(text(&params)).is_ok());
+        params.push(r#""p7":"again""#.to_owned());
+        let err = Message::parse(text(&params)).unwrap_err().to_string();
+        assert!(err.contains("`params.p7` is named twice"), "{err}");
+        // Members named twice deeper in are read in every copy by the guardrails, and pass.
+        assert!(
+            Message::parse(
+                r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"arguments":{"a":1,"a":2}}}"#
+            )
+            .is_ok()
+        );
     }
 
     #[test]
