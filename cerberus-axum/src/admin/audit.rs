@@ -257,10 +257,10 @@ impl Pages {
 
 const CSV_HEADER: &str = "id,time,organisation_id,workspace_id,agent_id,key_prefix,session_id,jsonrpc_id,direction,method,target,decision,size_bytes,overhead_us,upstream_status,upstream_us,trace,payload\r\n";
 
-/// One CSV field: quoted where it must be, and a leading `=`, `+`, `-` or `@` defused so that a
-/// spreadsheet does not run it as a formula.
+/// One CSV field: quoted where it must be, and a leading `=`, `+`, `-`, `@`, tab or carriage return
+/// defused (OWASP's list) so that a spreadsheet does not run it as a formula.
 fn csv_field(out: &mut String, value: &str) {
-    let defused = value.starts_with(['=', '+', '-', '@']);
+    let defused = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let quoted = defused || value.contains([',', '"', '\r', '\n']);
     if quoted {
         out.push('"');
@@ -347,13 +347,15 @@ mod tests {
             "=SUM(A1)",
             "-1",
             "line\nbreak",
+            "\t=SUM(A1)",
+            "\r=1+1",
         ] {
             csv_field(&mut out, value);
             out.push('|');
         }
         assert_eq!(
             out,
-            "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"'=SUM(A1)\"|\"'-1\"|\"line\nbreak\"|"
+            "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"'=SUM(A1)\"|\"'-1\"|\"line\nbreak\"|\"'\t=SUM(A1)\"|\"'\r=1+1\"|"
         );
     }
 }

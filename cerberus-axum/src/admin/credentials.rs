@@ -64,6 +64,10 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
     known && matches
 }
 
+/// How far apart the clocks of the instance that issued a token and the one that checks it may be,
+/// in seconds.
+const LEEWAY: u64 = 5;
+
 /// What an access token says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -71,8 +75,11 @@ pub struct Claims {
     pub sub: Uuid,
     /// The user's organisation: every query of the request is scoped to it.
     pub org: Uuid,
-    /// Issued at (seconds since the epoch).
+    /// Issued at (seconds since the epoch): a token issued in the future is refused.
     pub iat: u64,
+    /// Not valid before (seconds since the epoch), when the token says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Expires at (seconds since the epoch).
     pub exp: u64,
 }
@@ -164,25 +171,33 @@ impl TokenIssuer {
             sub: user.id.0,
             org: user.organisation.0,
             iat: seconds(now),
+            nbf: None,
             exp: seconds(now + self.access_ttl),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.0)
             .map_err(|e| ApiError::Unavailable(format!("cannot sign a token: {e}")))
     }
 
-    /// The claims of a valid, unexpired token signed by this issuer.
+    /// The claims of a valid token signed by this issuer: unexpired, issued in the past, and valid
+    /// now if it says from when (`nbf`), each with [`LEEWAY`] for clocks that differ between
+    /// instances.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.keys.1, &validation)
+        validation.leeway = LEEWAY;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.keys.1, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     ApiError::Unauthorized("the access token has expired: refresh it")
                 }
                 _ => ApiError::Unauthorized("invalid access token"),
-            })
+            })?;
+        if claims.iat > seconds(SystemTime::now()).saturating_add(LEEWAY) {
+            return Err(ApiError::Unauthorized("invalid access token"));
+        }
+        Ok(claims)
     }
 }
 
@@ -246,6 +261,31 @@ mod tests {
             token.split('.').nth(1).unwrap()
         );
         assert!(issuer.verify(&unsigned).is_err(), "alg none is refused");
+
+        // Signed with the right secret, but from the future: issued there, or valid only later.
+        let sign = |claims: &Claims| {
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &issuer.keys.0).unwrap()
+        };
+        let now = seconds(SystemTime::now());
+        let fresh = Claims {
+            sub: user.id.0,
+            org: user.organisation.0,
+            iat: now,
+            nbf: None,
+            exp: now + 60,
+        };
+        assert!(issuer.verify(&sign(&fresh)).is_ok());
+        let issued_later = Claims {
+            iat: now + 3600,
+            exp: now + 7200,
+            ..fresh.clone()
+        };
+        assert!(issuer.verify(&sign(&issued_later)).is_err());
+        let valid_later = Claims {
+            nbf: Some(now + 3600),
+            ..fresh
+        };
+        assert!(issuer.verify(&sign(&valid_later)).is_err());
     }
 
     #[test]

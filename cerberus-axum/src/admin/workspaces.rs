@@ -4,6 +4,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use std::collections::BTreeMap;
+
 use cerberus_core::WorkspaceId;
 use cerberus_core::store::{
     Environment, NewWorkspace, UpstreamDefinition, Workspace, WorkspaceChanges,
@@ -50,6 +52,47 @@ pub fn shown(mut workspace: Workspace) -> Workspace {
         UpstreamDefinition::Stdio { env, .. } => env.values_mut().for_each(|v| *v = MASK.into()),
     }
     workspace
+}
+
+/// The secret values of an upstream: its headers (HTTP) or its environment (stdio), with the
+/// field's name.
+fn secrets(upstream: &UpstreamDefinition) -> (&'static str, &BTreeMap<String, String>) {
+    match upstream {
+        UpstreamDefinition::Http { headers, .. } => ("headers", headers),
+        UpstreamDefinition::Stdio { env, .. } => ("env", env),
+    }
+}
+
+/// Whether `upstream` carries a value as the API shows it masked.
+fn masks_any(upstream: &UpstreamDefinition) -> bool {
+    secrets(upstream).1.values().any(|v| v == MASK)
+}
+
+/// Puts back the stored value of each secret `upstream` carries masked, as a client that read a
+/// workspace and wrote it back sends it: the mask stands for "keep it". A mask with no stored value
+/// of the same name behind it is refused, rather than stored as the secret.
+fn unmask(upstream: &mut UpstreamDefinition, stored: &UpstreamDefinition) -> Result<(), ApiError> {
+    let field = secrets(upstream).0;
+    let stored = secrets(stored).1;
+    let values = match upstream {
+        UpstreamDefinition::Http { headers, .. } => headers,
+        UpstreamDefinition::Stdio { env, .. } => env,
+    };
+    for (name, value) in values.iter_mut() {
+        if value != MASK {
+            continue;
+        }
+        match stored.get(name) {
+            Some(kept) => value.clone_from(kept),
+            None => {
+                return Err(ApiError::invalid(
+                    format!("upstream.{field}.{name}"),
+                    format!("`{MASK}` stands for a stored value, and this workspace has none"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks an upstream the way the proxy will use it.
@@ -150,9 +193,17 @@ pub async fn update(
         .as_deref()
         .map(|n| validate::name("name", n))
         .transpose()?;
-    if let Some(upstream) = &changes.upstream {
-        check_upstream(&state, upstream)?;
-    }
+    let upstream = match changes.upstream {
+        Some(mut upstream) => {
+            if masks_any(&upstream) {
+                let stored = caller_workspace(&state, &caller, WorkspaceId(workspace)).await?;
+                unmask(&mut upstream, &stored.upstream)?;
+            }
+            check_upstream(&state, &upstream)?;
+            Some(upstream)
+        }
+        None => None,
+    };
     let updated = state
         .store
         .update_workspace(
@@ -161,7 +212,7 @@ pub async fn update(
             WorkspaceChanges {
                 name,
                 environment: changes.environment,
-                upstream: changes.upstream,
+                upstream,
             },
         )
         .await?
@@ -189,4 +240,38 @@ pub async fn delete(
     }
     state.changed();
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(headers: &[(&str, &str)]) -> UpstreamDefinition {
+        UpstreamDefinition::Http {
+            url: "https://mcp.example.com/mcp".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_masked_value_written_back_keeps_the_stored_secret() {
+        let stored = http(&[("Authorization", "Bearer up-secret"), ("X-Tenant", "acme")]);
+        let mut written = http(&[("Authorization", MASK), ("X-Tenant", "other")]);
+        assert!(masks_any(&written));
+        unmask(&mut written, &stored).unwrap();
+        assert_eq!(
+            written,
+            http(&[("Authorization", "Bearer up-secret"), ("X-Tenant", "other")])
+        );
+        // A mask that stands for nothing is refused, not stored as the secret.
+        let mut invented = http(&[("X-Key", MASK)]);
+        let error = unmask(&mut invented, &stored).unwrap_err();
+        assert!(
+            error.to_string().starts_with("upstream.headers.X-Key"),
+            "{error}"
+        );
+    }
 }
