@@ -110,6 +110,7 @@ pub fn build_with_store(
         Arc::clone(&parts.registry),
         config.base.clone(),
         ttl,
+        crate::directory::MAX_CACHED,
     );
     let gateway = Arc::new(parts.gateway);
     let local: Arc<dyn Fn() + Send + Sync> = {
