@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cerberus_core::audit::{AuditSink, PayloadMode, PayloadRedactor};
 use cerberus_core::exchange::{Conversation, Conversations, Exchange, Observer, Recorder};
-use cerberus_core::session::SessionStore;
+use cerberus_core::session::{SessionLimits, SessionStore};
 use cerberus_core::{Identity, Pipeline};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,13 @@ pub struct ServerSettings {
     /// A PEM file of certificate authorities trusted for `https` upstreams besides the public ones
     /// (an organisation's own authority); a relative path is relative to the configuration file.
     pub upstream_ca_file: Option<PathBuf>,
+    /// The most gateway sessions kept in this instance's memory (without `[redis]`); past it, new
+    /// sessions are refused (503) until idle ones end.
+    pub max_sessions: usize,
+    /// The most sessions one agent keeps open; its session idle longest ends to make room.
+    pub max_sessions_per_agent: usize,
+    /// How long a session kept in memory may go unused before it ends, in seconds.
+    pub session_idle_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -54,11 +61,23 @@ impl Default for ServerSettings {
             stdio_idle_timeout_secs: 30 * 60,
             max_stdio_sessions: 64,
             upstream_ca_file: None,
+            max_sessions: 100_000,
+            max_sessions_per_agent: 1_000,
+            session_idle_secs: 3600,
         }
     }
 }
 
 impl ServerSettings {
+    /// The limits of sessions kept in memory.
+    pub fn session_limits(&self) -> SessionLimits {
+        let mut limits = SessionLimits::default();
+        limits.max_sessions = self.max_sessions;
+        limits.max_per_agent = self.max_sessions_per_agent;
+        limits.idle = Duration::from_secs(self.session_idle_secs);
+        limits
+    }
+
     /// The upstream timeout.
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_timeout_secs)

@@ -14,6 +14,7 @@
 //! | `cerberus_rate_limiter_backend_errors_total` | counter | Redis failures of the distributed rate limiter |
 //! | `cerberus_rate_limiter_breaker_open` | gauge | 1 while the limiter's circuit breaker is open |
 //! | `cerberus_stdio_sessions` | gauge | stdio upstream processes running |
+//! | `cerberus_sessions_open` | gauge | gateway sessions kept in memory (without `[redis]`) |
 //!
 //! Labels hold only bounded sets (directions, decisions, guardrail types, routes, status codes):
 //! never a tenant, agent, tool or key.
@@ -29,6 +30,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cerberus_core::audit::AuditEvent;
 use cerberus_core::exchange::{Observation, Observer};
+use cerberus_core::session::MemorySessionStore;
 use cerberus_core::{DecisionKind, Direction, Envelope, Message, Trace, TraceEntry};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -146,6 +148,7 @@ struct Sources {
     #[cfg(feature = "redis")]
     limiter: OnceLock<Arc<cerberus_redis::RedisRateLimiter>>,
     stdio: OnceLock<Arc<StdioSessions>>,
+    sessions: OnceLock<Arc<MemorySessionStore>>,
 }
 
 impl Default for Metrics {
@@ -317,6 +320,11 @@ impl Metrics {
         let _ = self.sources.limiter.set(limiter);
     }
 
+    /// Reads the number of sessions kept in memory at each scrape.
+    pub fn watch_sessions(&self, sessions: Arc<MemorySessionStore>) {
+        let _ = self.sources.sessions.set(sessions);
+    }
+
     /// Reads the number of stdio upstream processes at each scrape.
     pub fn watch_stdio(&self, sessions: Arc<StdioSessions>) {
         let _ = self.sources.stdio.set(sessions);
@@ -391,6 +399,14 @@ impl prometheus_client::collector::Collector for Sources {
                 "rate_limiter_breaker_open",
                 "1 while the rate limiter's circuit breaker keeps calls away from Redis",
                 i64::from(limiter.breaker_open()),
+            )?;
+        }
+        if let Some(sessions) = self.sessions.get() {
+            gauge(
+                &mut encoder,
+                "sessions_open",
+                "Gateway sessions kept in this instance's memory",
+                i64::try_from(sessions.len()).unwrap_or(i64::MAX),
             )?;
         }
         if let Some(stdio) = self.stdio.get() {
@@ -523,6 +539,30 @@ mod tests {
         assert!(
             !text.contains("secret_tool_name"),
             "no tool names in labels"
+        );
+    }
+
+    #[tokio::test]
+    async fn counts_the_sessions_kept_in_memory() {
+        use cerberus_core::session::{SessionRecord, SessionStore};
+        let metrics = Metrics::new();
+        assert!(!metrics.render().contains("cerberus_sessions_open"));
+        let sessions = Arc::new(MemorySessionStore::new());
+        metrics.watch_sessions(Arc::clone(&sessions));
+        for id in ["a", "b"] {
+            let record = SessionRecord {
+                identity: cerberus_core::Identity::new_random(),
+                upstream_session: None,
+                protocol_version: None,
+                served_by: None,
+            };
+            sessions.insert(id, record).await.unwrap();
+        }
+        assert!(
+            metrics
+                .render()
+                .lines()
+                .any(|l| l == "cerberus_sessions_open 2")
         );
     }
 

@@ -176,6 +176,9 @@ impl Parts {
         registry: GuardrailRegistry,
         audit: Arc<dyn AuditSink>,
     ) -> Result<Self, ServeError> {
+        let in_memory = Arc::new(MemorySessionStore::with_limits(
+            config.server.session_limits(),
+        ));
         #[cfg(feature = "redis")]
         let distributed = Distributed::from_settings(&config.redis)?;
         #[cfg(feature = "redis")]
@@ -184,10 +187,10 @@ impl Parts {
                 registry.with_rate_limiter(Arc::clone(&shared.limiter) as _),
                 Arc::clone(&shared.sessions) as _,
             ),
-            None => (registry, Arc::new(MemorySessionStore::new()) as _),
+            None => (registry, Arc::clone(&in_memory) as _),
         };
         #[cfg(not(feature = "redis"))]
-        let sessions: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::new());
+        let sessions: Arc<dyn SessionStore> = Arc::clone(&in_memory) as _;
         let gateway = Gateway::new(
             config.server.clone(),
             config.routes(&registry)?,
@@ -198,6 +201,13 @@ impl Parts {
         #[cfg(feature = "redis")]
         if let Some(shared) = &distributed {
             gateway.metrics.watch_limiter(Arc::clone(&shared.limiter));
+        }
+        #[cfg(feature = "redis")]
+        let sessions_in_memory = distributed.is_none();
+        #[cfg(not(feature = "redis"))]
+        let sessions_in_memory = true;
+        if sessions_in_memory {
+            gateway.metrics.watch_sessions(in_memory);
         }
         Ok(Self {
             gateway,

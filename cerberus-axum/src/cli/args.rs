@@ -51,6 +51,9 @@ with the file's field or the variable named.
   CERBERUS_SERVER__MAX_STDIO_SESSIONS       stdio upstream processes at once (64)
   CERBERUS_SERVER__UPSTREAM_CA_FILE         PEM certificate authorities trusted for https upstreams
                                             besides the public ones (none)
+  CERBERUS_SERVER__MAX_SESSIONS             sessions kept in memory without Redis (100000)
+  CERBERUS_SERVER__MAX_SESSIONS_PER_AGENT   sessions one agent keeps; its idlest makes room (1000)
+  CERBERUS_SERVER__SESSION_IDLE_SECS        unused time before a session kept in memory ends (3600)
   CERBERUS_DATABASE__URL                    sqlite://cerberus.db?mode=rwc, sqlite::memory: or postgres://...
   CERBERUS_DATABASE__MIGRATE                apply missing migrations at start-up (true)
   CERBERUS_DATABASE__CACHE_TTL_MS           how long a looked-up key and policy are trusted (500)
