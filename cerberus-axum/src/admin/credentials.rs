@@ -179,8 +179,8 @@ impl TokenIssuer {
     }
 
     /// The claims of a valid token signed by this issuer: unexpired, issued in the past, and valid
-    /// now if it says from when (`nbf`), each with [`LEEWAY`] for clocks that differ between
-    /// instances.
+    /// now if it says from when (`nbf`), each with a leeway of five seconds for clocks that differ
+    /// between instances.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY;
