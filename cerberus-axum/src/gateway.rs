@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{KeyIndex, display_prefix};
 use crate::directory::{AgentDirectory, DirectoryError};
+use crate::listener::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::proxy::stdio::StdioSessions;
 use crate::upstream::Upstream;
@@ -48,6 +49,15 @@ pub struct ServerSettings {
     pub max_sessions_per_agent: usize,
     /// How long a session kept in memory may go unused before it ends, in seconds.
     pub session_idle_secs: u64,
+    /// The most client connections served at once; past it, new ones wait to be accepted.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's head, or stay idle before its next
+    /// request, in seconds; then it is closed.
+    pub header_read_timeout_secs: u64,
+    /// The largest request head (request line and headers), in bytes; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// How long a request's body may take to arrive, in seconds; a slower one gets 408.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -64,11 +74,29 @@ impl Default for ServerSettings {
             max_sessions: 100_000,
             max_sessions_per_agent: 1_000,
             session_idle_secs: 3600,
+            max_connections: 10_000,
+            header_read_timeout_secs: 30,
+            max_header_bytes: 64 * 1024,
+            body_read_timeout_secs: 30,
         }
     }
 }
 
 impl ServerSettings {
+    /// How the HTTP server treats connections.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            max_header_bytes: self.max_header_bytes,
+        }
+    }
+
+    /// How long a request's body may take to arrive.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
+    }
+
     /// The limits of sessions kept in memory.
     pub fn session_limits(&self) -> SessionLimits {
         let mut limits = SessionLimits::default();

@@ -19,6 +19,8 @@ pub mod gateway;
 #[cfg(feature = "gateway")]
 pub mod health;
 #[cfg(feature = "gateway")]
+pub mod listener;
+#[cfg(feature = "gateway")]
 pub mod metrics;
 #[cfg(feature = "gateway")]
 pub mod proxy;

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use cerberus_core::GuardrailRegistry;
 use cerberus_core::audit::{AuditSink, FanoutAuditSink, NullAuditSink};
 use cerberus_core::session::{MemorySessionStore, SessionStore};
@@ -311,17 +310,13 @@ pub async fn run(
     if database {
         println!("Admin API: http://{address}/api/v1");
     }
-    // Small SSE writes must leave at once: without TCP_NODELAY, Nagle's algorithm and the client's
-    // delayed acknowledgements add some 40 ms to every streamed answer.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)?;
+    crate::listener::serve(
+        listener,
+        router,
+        config.server.connection_limits(),
+        shutdown_signal(),
+    )
+    .await;
     // Stop stdio upstreams cleanly rather than leaving it to the runtime's teardown.
     gateway.stdio.shutdown().await;
     // Every event the proxy recorded is stored before the process ends, unless the store stays

@@ -203,7 +203,7 @@ fn cargo_build(package: &str, kind: &str, name: &str) -> std::path::PathBuf {
 pub async fn start_gateway_for(upstream: &str, policy: &str) -> TestGateway {
     let hash = cerberus_axum::auth::KeyHash::of(KEY).to_hex();
     let config = format!(
-        "[server]\nmax_body_bytes = 65536\nupstream_timeout_secs = 5\n\n\
+        "[server]\nmax_body_bytes = 65536\nupstream_timeout_secs = 5\nbody_read_timeout_secs = 2\n\n\
          [[organisations]]\nname = \"acme\"\npolicy = {policy}\n\n\
          [[workspaces]]\nname = \"tools\"\norganisation = \"acme\"\nupstream = {upstream}\n\n\
          [[agents]]\nname = \"bot\"\nworkspace = \"tools\"\nkey_sha256 = \"{hash}\"\n"

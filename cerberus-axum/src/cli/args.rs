@@ -44,6 +44,11 @@ with the file's field or the variable named.
 
   CERBERUS_SERVER__LISTEN                   address to listen on (127.0.0.1:8080)
   CERBERUS_SERVER__MAX_BODY_BYTES           largest request body; larger ones get 413 (4194304)
+  CERBERUS_SERVER__BODY_READ_TIMEOUT_SECS   how long a request body may take; then 408 (30)
+  CERBERUS_SERVER__MAX_HEADER_BYTES         largest request head; larger ones get 431 (65536)
+  CERBERUS_SERVER__HEADER_READ_TIMEOUT_SECS how long a request head may take, or a connection idle
+                                            between requests; then it is closed (30)
+  CERBERUS_SERVER__MAX_CONNECTIONS          client connections served at once (10000)
   CERBERUS_SERVER__UPSTREAM_TIMEOUT_SECS    how long an upstream may take to start answering (120)
   CERBERUS_SERVER__ALLOWED_ORIGINS          origins allowed besides loopback ones ([])
   CERBERUS_SERVER__ALLOWED_HOSTS            Host header names allowed ([]: loopback names on loopback)

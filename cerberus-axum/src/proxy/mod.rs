@@ -60,12 +60,24 @@ async fn post_message(State(gateway): State<Arc<Gateway>>, request: Request) -> 
             let caller = checks::caller(&gateway, &headers).await?;
             checks::post_headers(&headers)?;
             let limit = gateway.settings.max_body_bytes;
-            let Ok(body) = axum::body::to_bytes(body, limit).await else {
-                return Err(Box::new(wire::http_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    wire::INVALID_REQUEST,
-                    &format!("the request body exceeds {limit} bytes"),
-                )));
+            let read = axum::body::to_bytes(body, limit);
+            let body = match tokio::time::timeout(gateway.settings.body_read_timeout(), read).await
+            {
+                Ok(Ok(body)) => body,
+                Ok(Err(_)) => {
+                    return Err(Box::new(wire::http_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        wire::INVALID_REQUEST,
+                        &format!("the request body exceeds {limit} bytes"),
+                    )));
+                }
+                Err(_) => {
+                    return Err(Box::new(wire::http_error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        wire::INVALID_REQUEST,
+                        "the request body did not arrive in time",
+                    )));
+                }
             };
             Ok(forward::post(&gateway, &caller, &headers, body).await)
         }),
