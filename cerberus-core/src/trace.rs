@@ -169,6 +169,11 @@ impl Trace {
         &self.entries
     }
 
+    /// The entries, to change in place (the audit redacts their reasons).
+    pub(crate) fn entries_mut(&mut self) -> &mut [TraceEntry] {
+        &mut self.entries
+    }
+
     /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -67,7 +67,9 @@ impl EventDraft {
 
     /// The event for `outcome`. The trace moves into the event (the outcome keeps an empty one): the
     /// caller acts on the decision and the message, the trace is the audit's. With `payloads`, the
-    /// event keeps the resulting message, redacted.
+    /// event keeps the resulting message, redacted. Whatever `payloads` says, personal data in the
+    /// event's id, method, target and trace reasons (which the client or upstream chose, and which a
+    /// refusal may quote) is replaced by `[REDACTED:kind]`.
     pub fn finish(
         self,
         envelope: Envelope<'_>,
@@ -77,6 +79,21 @@ impl EventDraft {
         payloads: Option<&PayloadRedactor>,
     ) -> AuditEvent {
         let overhead_us = micros(self.started.elapsed());
+        let fields = PayloadRedactor::for_fields();
+        let mut trace = std::mem::take(&mut outcome.trace);
+        for reason in trace
+            .entries_mut()
+            .iter_mut()
+            .filter_map(|e| e.reason.as_mut())
+        {
+            fields.redact_text(reason);
+        }
+        let redacted = |text: Option<String>| {
+            text.map(|mut text| {
+                fields.redact_text(&mut text);
+                text
+            })
+        };
         AuditEvent {
             id: uuid::Uuid::now_v7(),
             time: SystemTime::now(),
@@ -85,10 +102,10 @@ impl EventDraft {
             session: envelope.session.map(str::to_owned),
             jsonrpc_id: self.jsonrpc_id,
             direction: envelope.direction,
-            method: self.method,
-            target: self.target,
+            method: redacted(self.method),
+            target: redacted(self.target),
             decision: outcome.decision.kind(),
-            trace: std::mem::take(&mut outcome.trace),
+            trace,
             size_bytes: self.size_bytes,
             overhead_us,
             upstream_status: upstream.and_then(|u| u.status),
@@ -98,11 +115,25 @@ impl EventDraft {
     }
 }
 
-/// An id as JSON text: `7`, `"a"` or `null`. A number, the usual id, is written straight out rather
-/// than through the JSON serialiser.
+/// An id as JSON text: `7`, `"a"` or `null`, with any personal data in it redacted (a number that is
+/// one becomes a string: `"[REDACTED:CREDIT_CARD]"`). A number, the usual id, is written straight out
+/// rather than through the JSON serialiser.
 fn id_text(id: &serde_json::Value) -> String {
+    let fields = PayloadRedactor::for_fields();
     match id {
-        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Number(n) => {
+            let mut text = n.to_string();
+            if fields.redact_text(&mut text) {
+                serde_json::Value::String(text).to_string()
+            } else {
+                text
+            }
+        }
+        serde_json::Value::String(s) => {
+            let mut text = s.clone();
+            fields.redact_text(&mut text);
+            serde_json::Value::String(text).to_string()
+        }
         other => other.to_string(),
     }
 }

@@ -1,5 +1,11 @@
 //! What of a message the audit log keeps: nothing by default, or the message after the pipeline with
 //! every kind of personal data redacted, whatever the policy said. Never the raw message.
+//!
+//! The fields every record keeps whatever the mode (the JSON-RPC id, method, target and the trace's
+//! reasons) come from the client or the upstream too, so they are redacted the same way before an
+//! event is stored: see [`PayloadRedactor::redact_text`].
+
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -69,6 +75,30 @@ impl PayloadRedactor {
         let whole = message.to_value();
         self.pii.redact(direction, &whole).unwrap_or(whole)
     }
+
+    /// Replaces every piece of personal data in `text` with `[REDACTED:kind]`, in place; says whether
+    /// anything was replaced. A text with none is neither copied nor changed.
+    pub fn redact_text(&self, text: &mut String) -> bool {
+        let value = Value::String(std::mem::take(text));
+        match self.pii.redact(Direction::Request, &value) {
+            Some(Value::String(redacted)) => {
+                *text = redacted;
+                true
+            }
+            _ => {
+                if let Value::String(original) = value {
+                    *text = original;
+                }
+                false
+            }
+        }
+    }
+
+    /// The redactor every audit event's own fields go through: built on first use, then shared.
+    pub(crate) fn for_fields() -> &'static Self {
+        static FIELDS: LazyLock<PayloadRedactor> = LazyLock::new(PayloadRedactor::new);
+        &FIELDS
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +137,23 @@ mod tests {
         for kept in ["kept as it is", "tools/call", "\"send\"", "[REDACTED:"] {
             assert!(stored.contains(kept), "{kept} missing from {stored}");
         }
+    }
+
+    #[test]
+    fn texts_are_redacted_in_place_and_clean_ones_kept() {
+        let redactor = PayloadRedactor::new();
+        let mut text = "tool `mail jane.doe@example.com` from 203.0.113.9".to_owned();
+        assert!(redactor.redact_text(&mut text));
+        assert_eq!(
+            text,
+            "tool `mail [REDACTED:EMAIL]` from [REDACTED:IP_ADDRESS]"
+        );
+        let mut clean = "tools/call".to_owned();
+        assert!(!redactor.redact_text(&mut clean));
+        assert_eq!(clean, "tools/call");
+        let mut empty = String::new();
+        assert!(!redactor.redact_text(&mut empty));
+        assert_eq!(empty, "");
     }
 
     #[test]

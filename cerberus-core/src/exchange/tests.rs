@@ -195,3 +195,57 @@ async fn the_observer_sees_every_run_and_the_doors_upstream_time() {
     assert_eq!(events[1].upstream_status, Some(200));
     assert!(events[1].upstream_us.is_some());
 }
+
+#[tokio::test]
+async fn events_keep_no_personal_data_in_their_id_target_or_reasons() {
+    let pipeline = pipeline(
+        r#"{"guardrails": [{"type": "rbac", "allow": ["echo"], "resources": {"allow": ["test://static/*"]}}]}"#,
+    );
+    let identity = Identity::new_random();
+    let conversation = Conversation::new();
+    let audit = Arc::new(MemoryAuditSink::new());
+    let recorder = Recorder::new(audit.clone());
+    let exchange = Exchange::new(&pipeline, &identity, &conversation, &recorder);
+
+    let read = message(
+        r#"{"jsonrpc":"2.0","id":"jane.doe@example.com","method":"resources/read",
+            "params":{"uri":"test://template/jane.doe@example.com/data"}}"#,
+    );
+    let handled = exchange.from_client(read).await;
+    let Action::Reply(refusal) = handled.action else {
+        panic!("the resource is not allowed")
+    };
+    assert_eq!(
+        refusal.id().unwrap(),
+        &serde_json::json!("jane.doe@example.com"),
+        "the caller gets its own id back"
+    );
+    let call = message(
+        r#"{"jsonrpc":"2.0","id":4111111111111111,"method":"tools/call","params":{"name":"call +1 (555) 234-5678"}}"#,
+    );
+    exchange.from_client(call).await;
+
+    let events = audit.events();
+    assert_eq!(events.len(), 2);
+    let stored = serde_json::to_string(&events).unwrap();
+    for raw in ["jane.doe@example.com", "555) 234-5678", "4111111111111111"] {
+        assert!(!stored.contains(raw), "{raw} kept in {stored}");
+    }
+    assert_eq!(
+        events[0].jsonrpc_id.as_deref(),
+        Some(r#""[REDACTED:EMAIL]""#)
+    );
+    assert_eq!(
+        events[0].target.as_deref(),
+        Some("test://template/[REDACTED:EMAIL]/data")
+    );
+    assert_eq!(events[0].method.as_deref(), Some("resources/read"));
+    let reason = events[0].trace.entries()[0].reason.as_deref().unwrap();
+    assert!(reason.contains("[REDACTED:EMAIL]"), "{reason}");
+    assert_eq!(
+        events[1].jsonrpc_id.as_deref(),
+        Some(r#""[REDACTED:CREDIT_CARD]""#),
+        "a number that is personal data is stored as a redacted string"
+    );
+    assert_eq!(events[1].decision, DecisionKind::Block);
+}
