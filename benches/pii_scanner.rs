@@ -1,4 +1,5 @@
-//! PII scanner throughput on mixed text, all five kinds in one pass.
+//! PII scanner throughput on mixed text, all five kinds in one pass, and on hostile text where a
+//! candidate starts, and fails, at nearly every byte.
 //!
 //! `cargo bench -p cerberus-benches --bench pii_scanner`
 
@@ -22,6 +23,18 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function(format!("email_only/{name}"), |b| {
             b.iter(|| email.find_all(black_box(&text)).len())
+        });
+    }
+    for (name, unit) in [
+        ("hostile_1mb_colons", "a:"),
+        ("hostile_1mb_dotted_numbers", "1.1."),
+        ("hostile_1mb_at_signs", "a@"),
+        ("hostile_1mb_card_groups", "4111 "),
+    ] {
+        let text = unit.repeat((1 << 20) / unit.len());
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(format!("all_kinds/{name}"), |b| {
+            b.iter(|| all.find_all(black_box(&text)).len())
         });
     }
     group.finish();

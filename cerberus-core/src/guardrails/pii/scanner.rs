@@ -1,9 +1,19 @@
 //! One pass over a text for every enabled kind of personal data.
 //!
-//! All candidate patterns of the enabled kinds are compiled into one `regex-automata` meta regex with ASCII
+//! The candidate patterns of the enabled kinds are compiled into `regex-automata` meta regexes with ASCII
 //! classes only, so a text is read once whatever the number of kinds. Each candidate then goes through the
 //! checks in [`validate`](super::validate); when a candidate fails them, the other patterns are tried
 //! anchored at the same position before the search moves on.
+//!
+//! The cost stays linear with a small constant on hostile input (`a:a:a:…`, `1.1.1.…`, `::::…`), where
+//! every position starts a candidate that fails. Two things see to it:
+//! - After a failure, the search moves on to the next position where some candidate can pass its
+//!   checks, judged by its first byte and the byte before it ([`Candidate::may_start`]), so runs of
+//!   such positions are passed over without running the regex.
+//! - IPv6 has a regex of its own. Its candidates are long (up to 41 bytes) and start at almost any
+//!   hex digit or colon; in one regex with the others, a failed IPv6 candidate at every other byte
+//!   would have the regex read each byte about twenty times. Alone, a failed one is passed over in
+//!   one step, and the two regexes' first findings are merged by position and priority.
 //!
 //! A long text is not read whole by the regex: every match holds a byte it needs (an `@` for an email,
 //! a colon for IPv6, four digits close together for the rest), so a fast multi-byte search for those
@@ -15,7 +25,7 @@ use std::ops::Range;
 
 use regex_automata::meta::Regex;
 use regex_automata::util::prefilter::Prefilter;
-use regex_automata::{Anchored, Input, MatchKind, PatternID, Span};
+use regex_automata::{Anchored, Input, MatchKind, PatternID, PatternSet, Span};
 
 use super::validate::{self, PhoneShape};
 use super::{PiiKind, PiiKinds};
@@ -82,6 +92,36 @@ impl Candidate {
             // Groups are separated, so that a digit run is never split (which would leave a digit behind).
             Self::Phone(PhoneShape::National) => {
                 r"\(0[1-9][0-9]{0,4}\) ?[0-9]{2,8}(?:[ .\-][0-9]{2,8}){0,3}|0[1-9][0-9]{0,4}(?:[ .\-][0-9]{2,8}){1,4}"
+            }
+        }
+    }
+
+    /// Where this candidate stands among those that match at one position: lower wins.
+    fn priority(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|c| *c == self)
+            .unwrap_or(Self::ALL.len())
+    }
+
+    /// Whether a match of this candidate starting at `start` could pass its checks, judged by its
+    /// first byte and the byte before it. Never false where [`validate`](Self::validate) would accept:
+    /// the first bytes are checked against the patterns, and the rest is the validators' own test.
+    fn may_start(self, bytes: &[u8], start: usize) -> bool {
+        let Some(&first) = bytes.get(start) else {
+            return false;
+        };
+        match self {
+            Self::Email => validate::is_local_part(first) && validate::email_left_ok(bytes, start),
+            Self::Card | Self::CardAmex | Self::Ssn => {
+                first.is_ascii_digit() && validate::numeric_left_ok(bytes, start)
+            }
+            Self::Ipv4 => first.is_ascii_digit() && validate::ipv4_left_ok(bytes, start),
+            Self::Ipv6 => {
+                (first.is_ascii_hexdigit() || first == b':') && validate::ipv6_left_ok(bytes, start)
+            }
+            Self::Phone(_) => {
+                matches!(first, b'0'..=b'9' | b'+' | b'(') && validate::phone_left_ok(bytes, start)
             }
         }
     }
@@ -157,10 +197,8 @@ fn resume_after_failure(bytes: &[u8], start: usize) -> usize {
 #[derive(Clone)]
 pub struct PiiScanner {
     kinds: PiiKinds,
-    /// `None` when no kind is enabled.
-    regex: Option<Regex>,
-    /// The candidate behind each pattern id.
-    candidates: Vec<Candidate>,
+    /// IPv6 apart, then the other candidates; `None` where no kind of the group is enabled.
+    streams: [Option<Stream>; 2],
     /// The bytes of which every match holds at least one (see [`Candidate::needs`]): a text without
     /// them is passed over without running the regex, as most keys and short values are.
     needed: [bool; 256],
@@ -183,15 +221,10 @@ impl PiiScanner {
             .into_iter()
             .filter(|c| kinds.contains(c.kind()))
             .collect();
-        let regex = (!candidates.is_empty()).then(|| {
-            let patterns: Vec<&str> = candidates.iter().map(|c| c.pattern()).collect();
-            #[expect(
-                clippy::expect_used,
-                reason = "the patterns are constants, and every combination is compiled by the tests"
-            )]
-            Regex::new_many(&patterns)
-                .expect("the PII patterns compile")
-        });
+        let (ipv6, others): (Vec<Candidate>, Vec<Candidate>) = candidates
+            .iter()
+            .partition(|c| matches!(c, Candidate::Ipv6));
+        let streams = [Stream::new(ipv6), Stream::new(others)];
         let needed = std::array::from_fn(|byte| {
             u8::try_from(byte).is_ok_and(|byte| candidates.iter().any(|c| c.needs(byte)))
         });
@@ -202,8 +235,7 @@ impl PiiScanner {
         let triggers = Prefilter::new(MatchKind::LeftmostFirst, &needles);
         Self {
             kinds,
-            regex,
-            candidates,
+            streams,
             needed,
             triggers,
         }
@@ -216,17 +248,16 @@ impl PiiScanner {
 
     /// Calls `found` for every piece of personal data in `text`, left to right, without overlaps.
     pub fn scan(&self, text: &str, mut found: impl FnMut(Finding)) {
-        let Some(regex) = &self.regex else { return };
         let bytes = text.as_bytes();
         let Some(triggers) = self.triggers.as_ref().filter(|_| bytes.len() > SHORT_TEXT) else {
             if self.may_match(text) {
-                self.scan_range(regex, bytes, 0..bytes.len(), &mut found);
+                self.scan_range(bytes, 0..bytes.len(), &mut found);
             }
             return;
         };
         let mut at = 0;
         for window in Windows::new(triggers, bytes) {
-            at = self.scan_range(regex, bytes, at.max(window.start)..window.end, &mut found);
+            at = self.scan_range(bytes, at.max(window.start)..window.end, &mut found);
         }
     }
 
@@ -239,64 +270,55 @@ impl PiiScanner {
     /// [`scan`](Self::scan) reading the whole text, without the check for needed bytes or windows.
     #[cfg(test)]
     fn scan_unfiltered(&self, text: &str, mut found: impl FnMut(Finding)) {
-        if let Some(regex) = &self.regex {
-            self.scan_range(regex, text.as_bytes(), 0..text.len(), &mut found);
-        }
+        self.scan_range(text.as_bytes(), 0..text.len(), &mut found);
     }
 
     /// Reports the findings that start in `range` and end by its end, and returns where the search
-    /// would go on (which may be past the range). Validators look at the bytes around a match, outside
-    /// the range too.
+    /// would go on. Validators look at the bytes around a match, outside the range too.
+    ///
+    /// Each stream's first finding from the current position is kept until a finding before it moves
+    /// the position past its start, so each stream reads the range about once.
     fn scan_range(
         &self,
-        regex: &Regex,
         bytes: &[u8],
         range: Range<usize>,
         found: &mut impl FnMut(Finding),
     ) -> usize {
         let mut at = range.start;
-        while at < range.end {
-            let Some(m) = regex.search(&Input::new(bytes).range(at..range.end)) else {
-                return range.end;
-            };
-            let start = m.start();
-            let first = self.candidates.get(m.pattern().as_usize());
-            let validated = first
-                .and_then(|c| Some((*c, c.validate(bytes, m.range())?)))
-                .or_else(|| self.retry_at(regex, bytes, start, m.pattern()));
-            match validated {
-                Some((candidate, span)) => {
-                    at = span.end.max(start + 1);
-                    found(Finding {
-                        kind: candidate.kind(),
-                        span,
-                    });
+        let mut next: [Next; 2] = [Next::Unknown, Next::Unknown];
+        loop {
+            for (stream, next) in self.streams.iter().zip(next.iter_mut()) {
+                let Some(stream) = stream else {
+                    *next = Next::Exhausted;
+                    continue;
+                };
+                let stale = match next {
+                    Next::Unknown => true,
+                    Next::At(hit) => hit.start < at,
+                    Next::Exhausted => false,
+                };
+                if stale {
+                    *next = stream
+                        .first(bytes, at..range.end)
+                        .map_or(Next::Exhausted, Next::At);
                 }
-                None => at = resume_after_failure(bytes, start),
             }
+            let best = next
+                .iter()
+                .filter_map(|n| match n {
+                    Next::At(hit) => Some(hit),
+                    Next::Unknown | Next::Exhausted => None,
+                })
+                .min_by_key(|hit| (hit.start, hit.candidate.priority()));
+            let Some(hit) = best else {
+                return at.max(range.end);
+            };
+            at = hit.span.end.max(hit.start + 1);
+            found(Finding {
+                kind: hit.candidate.kind(),
+                span: hit.span.clone(),
+            });
         }
-        at
-    }
-
-    /// Tries every other pattern anchored at `start`, in priority order.
-    fn retry_at(
-        &self,
-        regex: &Regex,
-        bytes: &[u8],
-        start: usize,
-        tried: PatternID,
-    ) -> Option<(Candidate, Range<usize>)> {
-        self.candidates
-            .iter()
-            .enumerate()
-            .find_map(|(index, candidate)| {
-                let pattern = PatternID::new(index).ok().filter(|p| *p != tried)?;
-                let input = Input::new(bytes)
-                    .range(start..)
-                    .anchored(Anchored::Pattern(pattern));
-                let m = regex.search(&input)?;
-                Some((*candidate, candidate.validate(bytes, m.range())?))
-            })
     }
 
     /// Every finding in `text`.
@@ -311,6 +333,127 @@ impl PiiScanner {
         let mut any = false;
         self.scan(text, |_| any = true);
         any
+    }
+}
+
+/// A stream's first finding from the current position, as far as it is known.
+enum Next {
+    /// Not searched for yet.
+    Unknown,
+    /// The first candidate from the position on that passed its checks.
+    At(Hit),
+    /// None in the rest of the range.
+    Exhausted,
+}
+
+/// A candidate that passed its checks.
+#[derive(Clone, Debug)]
+struct Hit {
+    /// Where its match starts (the finding may start later: an email's leading dots are left out).
+    start: usize,
+    candidate: Candidate,
+    span: Range<usize>,
+}
+
+/// One regex over a group of candidates, and the search for their first finding.
+#[derive(Clone)]
+struct Stream {
+    /// Leftmost-first: finds a candidate and its span.
+    regex: Regex,
+    /// The same patterns reporting every match: which others match where one failed.
+    every: Regex,
+    /// The candidate behind each pattern id, in priority order.
+    candidates: Vec<Candidate>,
+}
+
+impl Stream {
+    /// A stream for `candidates`; `None` when there are none.
+    fn new(candidates: Vec<Candidate>) -> Option<Self> {
+        if candidates.is_empty() {
+            return None;
+        }
+        let patterns: Vec<&str> = candidates.iter().map(|c| c.pattern()).collect();
+        #[expect(
+            clippy::expect_used,
+            reason = "the patterns are constants, and every combination is compiled by the tests"
+        )]
+        let (regex, every) = (
+            Regex::new_many(&patterns).expect("the PII patterns compile"),
+            Regex::builder()
+                .configure(Regex::config().match_kind(MatchKind::All))
+                .build_many(&patterns)
+                .expect("the PII patterns compile"),
+        );
+        Some(Self {
+            regex,
+            every,
+            candidates,
+        })
+    }
+
+    /// The first candidate in `range` that passes its checks, ending by the range's end.
+    fn first(&self, bytes: &[u8], range: Range<usize>) -> Option<Hit> {
+        let mut at = range.start;
+        while at < range.end {
+            let m = self.regex.search(&Input::new(bytes).range(at..range.end))?;
+            #[cfg(test)]
+            tests::READ.with(|read| read.set(read.get() + (m.end() - at)));
+            let start = m.start();
+            let first = self.candidates.get(m.pattern().as_usize());
+            let validated = first
+                .and_then(|c| Some((*c, c.validate(bytes, m.range())?)))
+                .or_else(|| self.retry_at(bytes, start, m.pattern()));
+            if let Some((candidate, span)) = validated {
+                return Some(Hit {
+                    start,
+                    candidate,
+                    span,
+                });
+            }
+            at = self.next_possible_start(bytes, resume_after_failure(bytes, start), range.end);
+        }
+        None
+    }
+
+    /// Tries the other patterns that match at `start`, in priority order.
+    fn retry_at(
+        &self,
+        bytes: &[u8],
+        start: usize,
+        tried: PatternID,
+    ) -> Option<(Candidate, Range<usize>)> {
+        let others = self.candidates.iter().enumerate();
+        if !others
+            .into_iter()
+            .any(|(index, c)| index != tried.as_usize() && c.may_start(bytes, start))
+        {
+            return None;
+        }
+        let anchored = Input::new(bytes).range(start..).anchored(Anchored::Yes);
+        let mut matching = PatternSet::new(self.candidates.len());
+        self.every
+            .which_overlapping_matches(&anchored, &mut matching);
+        matching
+            .iter()
+            .filter(|pattern| *pattern != tried)
+            .find_map(|pattern| {
+                let candidate = *self.candidates.get(pattern.as_usize())?;
+                if !candidate.may_start(bytes, start) {
+                    return None;
+                }
+                let input = anchored.clone().anchored(Anchored::Pattern(pattern));
+                let m = self.regex.search(&input)?;
+                #[cfg(test)]
+                tests::READ.with(|read| read.set(read.get() + m.len()));
+                Some((candidate, candidate.validate(bytes, m.range())?))
+            })
+    }
+
+    /// The first position from `from` on where one of this stream's candidates may start, or `end`.
+    fn next_possible_start(&self, bytes: &[u8], from: usize, end: usize) -> usize {
+        (from..end)
+            .find(|&at| self.candidates.iter().any(|c| c.may_start(bytes, at)))
+            .unwrap_or(end)
     }
 }
 
@@ -578,12 +721,74 @@ mod tests {
         assert_eq!(scan("10:30:00 then 10.0.0.1"), [(IpAddress, "10.0.0.1")]);
     }
 
+    thread_local! {
+        /// The bytes the regexes' matches have covered on this thread: a floor on what they read.
+        pub(super) static READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// How many bytes the regexes' matches covered, per byte of `text`.
+    fn read_per_byte(text: &str) -> f64 {
+        READ.with(|read| read.set(0));
+        PiiScanner::new(PiiKinds::all()).find_all(text);
+        READ.with(std::cell::Cell::get) as f64 / text.len() as f64
+    }
+
     #[test]
     fn long_hostile_inputs_stay_linear() {
         let text = format!("{}@{}", "a".repeat(20_000), "b.".repeat(20_000));
         assert_eq!(scan(&text), []);
         let digits = "1".repeat(20_000);
         assert_eq!(scan(&digits), []);
+    }
+
+    /// Inputs where a candidate starts, and fails, at nearly every byte. With one regex for every
+    /// kind, `::::` and `a:a:` had the regex cover each byte about forty and twenty times over.
+    #[test]
+    fn failing_candidates_at_every_byte_are_read_about_once() {
+        for unit in [
+            "::", "a:", "1:", "ff:", "1a:", "a@", "1@", "a.a@a.a", "1.1.", "0.", "1234-", "4111 ",
+            "+1 ", "(0", "1-",
+        ] {
+            let text = unit.repeat(100_000 / unit.len());
+            let read = read_per_byte(&text);
+            assert!(read < 6.0, "{unit:?}: {read:.1} bytes covered per byte");
+        }
+    }
+
+    /// The scanner's contract, spelled out slowly: at each position, the first candidate in priority
+    /// order that matches there and passes its checks is a finding, and the search goes on after it.
+    fn reference(text: &str, kinds: PiiKinds) -> Vec<Finding> {
+        let candidates: Vec<Candidate> = Candidate::ALL
+            .into_iter()
+            .filter(|c| kinds.contains(c.kind()))
+            .collect();
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let patterns: Vec<&str> = candidates.iter().map(|c| c.pattern()).collect();
+        let regex = Regex::new_many(&patterns).unwrap();
+        let bytes = text.as_bytes();
+        let (mut at, mut findings) = (0, Vec::new());
+        while at < bytes.len() {
+            let found = candidates
+                .iter()
+                .enumerate()
+                .find_map(|(index, candidate)| {
+                    let input = Input::new(bytes)
+                        .range(at..)
+                        .anchored(Anchored::Pattern(PatternID::new(index).unwrap()));
+                    let m = regex.search(&input)?;
+                    Some((candidate.kind(), candidate.validate(bytes, m.range())?))
+                });
+            match found {
+                Some((kind, span)) => {
+                    at = span.end.max(at + 1);
+                    findings.push(Finding { kind, span });
+                }
+                None => at += 1,
+            }
+        }
+        findings
     }
 
     /// Pieces that make matches and near misses of every kind when glued together.
@@ -639,6 +844,23 @@ mod tests {
             let mut unfiltered = Vec::new();
             scanner.scan_unfiltered(&text, |f| unfiltered.push(f));
             proptest::prop_assert_eq!(scanner.find_all(&text), unfiltered);
+        }
+
+        /// Passing over positions where no candidate can start, and IPv6 in a regex of its own, find
+        /// what trying every candidate at every position finds.
+        #[test]
+        fn findings_are_those_of_every_candidate_tried_everywhere(
+            pieces in proptest::collection::vec(piece(), 0..120),
+            bits in 0u8..32,
+        ) {
+            let text = pieces.concat();
+            let kinds: PiiKinds = PiiKind::ALL
+                .into_iter()
+                .filter(|k| bits & (1 << (*k as u8)) != 0)
+                .collect();
+            let mut unfiltered = Vec::new();
+            PiiScanner::new(kinds).scan_unfiltered(&text, |f| unfiltered.push(f));
+            proptest::prop_assert_eq!(unfiltered, reference(&text, kinds));
         }
 
         /// Values of every pattern's shape, planted in long prose, are found in their windows just as
@@ -726,6 +948,66 @@ mod tests {
                 }
             }
             assert!(hir.properties().is_utf8() && hir.properties().look_set().is_empty());
+        }
+    }
+
+    /// The bytes a match of `hir` can start with, and whether it can be empty.
+    fn first_bytes(hir: &regex_syntax::hir::Hir) -> (Vec<u8>, bool) {
+        use regex_syntax::hir::{Class, HirKind};
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => (Vec::new(), true),
+            HirKind::Literal(literal) => (literal.0.first().copied().into_iter().collect(), false),
+            HirKind::Class(Class::Unicode(class)) => (
+                class
+                    .iter()
+                    .flat_map(|r| r.start()..=r.end())
+                    .filter_map(|c| u8::try_from(c).ok())
+                    .collect(),
+                false,
+            ),
+            HirKind::Class(Class::Bytes(class)) => (
+                class.iter().flat_map(|r| r.start()..=r.end()).collect(),
+                false,
+            ),
+            HirKind::Repetition(repetition) => {
+                let (bytes, empty) = first_bytes(&repetition.sub);
+                (bytes, empty || repetition.min == 0)
+            }
+            HirKind::Capture(capture) => first_bytes(&capture.sub),
+            HirKind::Concat(all) => {
+                let mut bytes = Vec::new();
+                for part in all {
+                    let (first, empty) = first_bytes(part);
+                    bytes.extend(first);
+                    if !empty {
+                        return (bytes, false);
+                    }
+                }
+                (bytes, true)
+            }
+            HirKind::Alternation(any) => {
+                let parts: Vec<_> = any.iter().map(first_bytes).collect();
+                let empty = parts.iter().any(|(_, empty)| *empty);
+                (parts.into_iter().flat_map(|(b, _)| b).collect(), empty)
+            }
+        }
+    }
+
+    /// `may_start` rests on the first bytes it allows being all a pattern can start with.
+    #[test]
+    fn may_start_allows_every_first_byte_of_its_pattern() {
+        for candidate in Candidate::ALL {
+            let hir = regex_automata::util::syntax::parse(candidate.pattern()).unwrap();
+            let (firsts, empty) = first_bytes(&hir);
+            assert!(!empty, "{candidate:?}");
+            for byte in firsts {
+                // A space before: the most permissive left context.
+                assert!(
+                    candidate.may_start(&[b' ', byte], 1),
+                    "{candidate:?} starting with {:?}",
+                    char::from(byte)
+                );
+            }
         }
     }
 

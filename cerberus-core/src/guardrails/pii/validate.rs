@@ -20,18 +20,48 @@ fn before(bytes: &[u8], start: usize) -> Option<u8> {
     start.checked_sub(1).and_then(|i| at(bytes, i))
 }
 
-/// A numeric token must not be glued to a word or continue another number (`1.2.3.4.5`, `4111-1111-…-9`).
-pub(super) fn numeric_boundaries(bytes: &[u8], span: &Range<usize>) -> bool {
-    let left_ok = match before(bytes, span.start) {
+/// Whether a numeric token may start at `start`: not glued to a word or a `+`, and not continuing
+/// another number (`1.2` followed by `.3`).
+pub(super) fn numeric_left_ok(bytes: &[u8], start: usize) -> bool {
+    match before(bytes, start) {
         None => true,
         Some(b) if is_word(b) || b == b'+' => false,
-        Some(b'.' | b'-' | b',') => !span
-            .start
+        Some(b'.' | b'-' | b',') => !start
             .checked_sub(2)
             .and_then(|i| at(bytes, i))
             .is_some_and(|b| b.is_ascii_digit()),
         Some(_) => true,
-    };
+    }
+}
+
+/// Whether a phone number may start at `start`: what [`numeric_left_ok`] asks, except that a comma
+/// before it is always taken as a separator.
+pub(super) fn phone_left_ok(bytes: &[u8], start: usize) -> bool {
+    match before(bytes, start) {
+        Some(b',') => true,
+        _ => numeric_left_ok(bytes, start),
+    }
+}
+
+/// Whether an email address may start at `start`: a local-part character before it would mean the
+/// real local part starts earlier.
+pub(super) fn email_left_ok(bytes: &[u8], start: usize) -> bool {
+    !before(bytes, start).is_some_and(is_local_part)
+}
+
+/// Whether an IPv4 address may start at `start`: a number may not, nor may a fifth octet.
+pub(super) fn ipv4_left_ok(bytes: &[u8], start: usize) -> bool {
+    before(bytes, start) != Some(b'.') && numeric_left_ok(bytes, start)
+}
+
+/// Whether an IPv6 address may start at `start`: not glued to a word or another group.
+pub(super) fn ipv6_left_ok(bytes: &[u8], start: usize) -> bool {
+    !before(bytes, start).is_some_and(|b| is_word(b) || b == b':')
+}
+
+/// A numeric token must not be glued to a word or continue another number (`1.2.3.4.5`, `4111-1111-…-9`).
+pub(super) fn numeric_boundaries(bytes: &[u8], span: &Range<usize>) -> bool {
+    let left_ok = numeric_left_ok(bytes, span.start);
     let right_ok = match at(bytes, span.end) {
         None => true,
         Some(b) if is_word(b) => false,
@@ -182,14 +212,15 @@ pub(super) fn luhn(d: &[u8]) -> bool {
     !d.is_empty() && sum.is_multiple_of(10)
 }
 
-fn is_local_part(b: u8) -> bool {
+/// Whether `b` may be part of an email's local part.
+pub(super) fn is_local_part(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
 }
 
 /// An email address: a sane local part and a domain whose suffix is on the public suffix list.
 pub(super) fn email(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
     // A local-part character before the match means the real local part is longer than 64 bytes.
-    if before(bytes, span.start).is_some_and(is_local_part) {
+    if !email_left_ok(bytes, span.start) {
         return None;
     }
     let text = bytes.get(span.clone())?;
@@ -247,7 +278,7 @@ const PRIVATE_TLDS: [&[u8]; 10] = [
 
 /// An IPv4 address, optionally with a `/prefix`, whose octets are at most 255.
 pub(super) fn ipv4(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
-    if before(bytes, span.start).is_some_and(|b| b == b'.') || !numeric_boundaries(bytes, &span) {
+    if !ipv4_left_ok(bytes, span.start) || !numeric_boundaries(bytes, &span) {
         return None;
     }
     let text = bytes.get(span.clone())?;
@@ -265,7 +296,7 @@ pub(super) fn ipv4(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
 /// An IPv6 address (full, compressed or with an embedded IPv4 tail) with at least a few groups, so that
 /// `a::b` in source code or `10:30:00` in a timestamp does not count.
 pub(super) fn ipv6(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
-    if before(bytes, span.start).is_some_and(|b| is_word(b) || b == b':') {
+    if !ipv6_left_ok(bytes, span.start) {
         return None;
     }
     let text = bytes.get(span.clone())?;
@@ -303,17 +334,7 @@ pub(super) enum PhoneShape {
 
 /// A phone number of `shape` with a plausible number of digits and the separators of a written number.
 pub(super) fn phone(bytes: &[u8], span: Range<usize>, shape: PhoneShape) -> Option<Range<usize>> {
-    let left_ok = match before(bytes, span.start) {
-        None => true,
-        Some(b) if is_word(b) || b == b'+' => false,
-        Some(b'.' | b'-') => !span
-            .start
-            .checked_sub(2)
-            .and_then(|i| at(bytes, i))
-            .is_some_and(|b| b.is_ascii_digit()),
-        Some(_) => true,
-    };
-    if !left_ok {
+    if !phone_left_ok(bytes, span.start) {
         return None;
     }
     let right_ok = |end: usize| match at(bytes, end) {
