@@ -110,7 +110,25 @@ async fn organisations_and_users_test(store: &SqlStore) {
         store.users(acme.id, Page::default()).await.unwrap().len(),
         2
     );
-    assert_eq!(store.owner_count(acme.id).await.unwrap(), 1);
+    // The last owner can be neither demoted nor removed; with a second owner, either can.
+    assert!(matches!(
+        store.set_role(acme.id, owner.id, Role::Admin).await,
+        Err(StoreError::LastOwner)
+    ));
+    assert!(matches!(
+        store.delete_user(acme.id, owner.id).await,
+        Err(StoreError::LastOwner)
+    ));
+    assert_eq!(
+        store
+            .set_role(acme.id, owner.id, Role::Owner)
+            .await
+            .unwrap()
+            .unwrap()
+            .role,
+        Role::Owner,
+        "an owner made owner again stays one"
+    );
     let promoted = store
         .set_role(acme.id, viewer.id, Role::Admin)
         .await
@@ -155,6 +173,66 @@ async fn organisations_and_users_test(store: &SqlStore) {
         .create_organisation("acme", "owner@acme.example", "hash-3")
         .await
         .expect("the name and email are free again");
+}
+
+on_each_backend!(
+    owners_demoting_each_other_at_once_leave_one,
+    last_owner_race_test
+);
+/// Two owners of each of 20 organisations demote or remove each other at the same moment: every
+/// organisation keeps exactly one owner, and each pair has one change refused.
+async fn last_owner_race_test(store: &SqlStore) {
+    let mut pairs = Vec::new();
+    for n in 0..20 {
+        let (organisation, first) = store
+            .create_organisation(&format!("race-{n}"), &format!("a@race-{n}.example"), "h")
+            .await
+            .unwrap();
+        let second = store
+            .create_user(
+                organisation.id,
+                &format!("b@race-{n}.example"),
+                Role::Owner,
+                "h",
+            )
+            .await
+            .unwrap();
+        pairs.push((organisation.id, first.id, second.id));
+    }
+    let mut changes = tokio::task::JoinSet::new();
+    for (n, (organisation, first, second)) in pairs.iter().copied().enumerate() {
+        for (user, remove) in [(first, n % 2 == 0), (second, n % 3 == 0)] {
+            let store = store.clone();
+            changes.spawn(async move {
+                match remove {
+                    true => store.delete_user(organisation, user).await.map(|_| ()),
+                    false => store
+                        .set_role(organisation, user, Role::Viewer)
+                        .await
+                        .map(|_| ()),
+                }
+            });
+        }
+    }
+    let (mut done, mut refused) = (0, 0);
+    while let Some(outcome) = changes.join_next().await {
+        match outcome.unwrap() {
+            Ok(()) => done += 1,
+            Err(StoreError::LastOwner) => refused += 1,
+            Err(other) => panic!("a change failed: {other}"),
+        }
+    }
+    assert_eq!((done, refused), (20, 20));
+    for (organisation, _, _) in pairs {
+        let owners = store
+            .users(organisation, Page::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|user| user.role == Role::Owner)
+            .count();
+        assert_eq!(owners, 1, "organisation {organisation}");
+    }
 }
 
 /// A helper the tests use to look for an organisation by name.

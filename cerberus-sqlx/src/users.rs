@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use cerberus_core::OrganisationId;
 use cerberus_core::store::{Page, Role, StoreError, User, UserCredentials, UserId, UserStore};
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
-use crate::SqlStore;
 use crate::rows::{self, USER_COLUMNS, conflict, now, store_error, time};
 use crate::scoped::USERS;
+use crate::{Backend, SqlStore};
 
 #[async_trait]
 impl UserStore for SqlStore {
@@ -101,20 +101,28 @@ impl UserStore for SqlStore {
         id: UserId,
         role: Role,
     ) -> Result<Option<User>, StoreError> {
-        sqlx::query(&format!(
+        let mut transaction = self.owners_changing(organisation).await?;
+        let changed = sqlx::query(&format!(
             "UPDATE users SET role = $3, updated_at = $4 \
-             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
+             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL \
+             AND ($3 = 'owner' OR {ANOTHER_OWNER_REMAINS}) RETURNING {USER_COLUMNS}"
         ))
         .bind(id.to_string())
         .bind(organisation.to_string())
         .bind(role.as_str())
         .bind(now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *transaction)
         .await
-        .map_err(store_error)?
-        .as_ref()
-        .map(rows::user)
-        .transpose()
+        .map_err(store_error)?;
+        let Some(row) = changed else {
+            return match is_live(&mut transaction, organisation, id).await? {
+                true => Err(StoreError::LastOwner),
+                false => Ok(None),
+            };
+        };
+        let user = rows::user(&row)?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(Some(user))
     }
 
     async fn delete_user(
@@ -123,10 +131,25 @@ impl UserStore for SqlStore {
         id: UserId,
     ) -> Result<bool, StoreError> {
         let now = now();
-        let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        let deleted = USERS
-            .soft_delete(&mut *transaction, organisation, id, now)
-            .await?;
+        let mut transaction = self.owners_changing(organisation).await?;
+        let deleted = sqlx::query(&format!(
+            "UPDATE users SET deleted_at = $3 \
+             WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL AND {ANOTHER_OWNER_REMAINS}"
+        ))
+        .bind(id.to_string())
+        .bind(organisation.to_string())
+        .bind(now)
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?
+        .rows_affected()
+            == 1;
+        if !deleted {
+            return match is_live(&mut transaction, organisation, id).await? {
+                true => Err(StoreError::LastOwner),
+                false => Ok(false),
+            };
+        }
         // A removed user's sessions end with it.
         sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
@@ -137,18 +160,49 @@ impl UserStore for SqlStore {
         .await
         .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)?;
-        Ok(deleted)
+        Ok(true)
     }
+}
 
-    async fn owner_count(&self, organisation: OrganisationId) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM users \
-             WHERE organisation_id = $1 AND role = 'owner' AND deleted_at IS NULL",
-        )
+/// The condition, on the `users` row being changed (`$1` in organisation `$2`), under which it may
+/// stop being a live owner: it is not one, or another live owner remains.
+const ANOTHER_OWNER_REMAINS: &str = "(role <> 'owner' OR (SELECT COUNT(*) FROM users AS others \
+     WHERE others.organisation_id = $2 AND others.role = 'owner' AND others.deleted_at IS NULL) > 1)";
+
+/// Whether `id` is a live user of `organisation`.
+async fn is_live(
+    transaction: &mut Transaction<'_, Any>,
+    organisation: OrganisationId,
+    id: UserId,
+) -> Result<bool, StoreError> {
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 AND organisation_id = $2 AND deleted_at IS NULL")
+        .bind(id.to_string())
         .bind(organisation.to_string())
-        .fetch_one(&self.pool)
+        .fetch_optional(&mut **transaction)
         .await
-        .map_err(store_error)?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        .map(|row| row.is_some())
+        .map_err(store_error)
+}
+
+impl SqlStore {
+    /// A transaction in which an organisation's owners may change, one at a time.
+    ///
+    /// SQLite runs one writer at a time, so the conditional update that follows sees every change
+    /// before it. PostgreSQL runs concurrent updates of different rows each on its own snapshot (two
+    /// owners demoting each other would both see two owners), so the organisation's row is locked
+    /// first: the second transaction waits, then its statements see the first one's change.
+    async fn owners_changing(
+        &self,
+        organisation: OrganisationId,
+    ) -> Result<Transaction<'static, Any>, StoreError> {
+        let mut transaction = self.pool().begin().await.map_err(store_error)?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT id FROM organisations WHERE id = $1 FOR UPDATE")
+                .bind(organisation.to_string())
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(transaction)
     }
 }

@@ -91,6 +91,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::LastOwner => {
+                Self::invalid("role", "an organisation keeps at least one owner")
+            }
             // The database cannot hold a value the request carried: the request's fault, and trying
             // again will not help. The database's words stay in the log.
             StoreError::Rejected(cause) => {

@@ -179,26 +179,6 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-/// Refuses a change that would leave the organisation without an owner.
-async fn keep_an_owner(
-    state: &AdminState,
-    caller: &AdminCaller,
-    user: UserId,
-) -> Result<(), ApiError> {
-    let current = state
-        .store
-        .user(caller.organisation(), user)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if current.role == Role::Owner && state.store.owner_count(caller.organisation()).await? <= 1 {
-        return Err(ApiError::invalid(
-            "role",
-            "an organisation keeps at least one owner",
-        ));
-    }
-    Ok(())
-}
-
 /// `PATCH /organisations/{id}/users/{user}` (owners): changes the role.
 #[utoipa::path(patch, operation_id = "users_update", path = "/api/v1/organisations/{id}/users/{user_id}", tag = "users", request_body = RoleChange, params(("id" = Uuid, Path, description = "the organisation"), ("user_id" = Uuid, Path)), responses((status = 200, body = User), (status = 401, description = "no valid access token", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody), (status = 422, description = "a field is wrong; `field` names it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn update_user(
@@ -209,9 +189,6 @@ pub async fn update_user(
 ) -> Result<Json<User>, ApiError> {
     let organisation = caller.own(Id(organisation))?;
     caller.require_owner()?;
-    if change.role != Role::Owner {
-        keep_an_owner(&state, &caller, UserId(user)).await?;
-    }
     state
         .store
         .set_role(organisation, UserId(user), change.role)
@@ -229,7 +206,6 @@ pub async fn delete_user(
 ) -> Result<StatusCode, ApiError> {
     let organisation = caller.own(Id(organisation))?;
     caller.require_owner()?;
-    keep_an_owner(&state, &caller, UserId(user)).await?;
     if !state.store.delete_user(organisation, UserId(user)).await? {
         return Err(ApiError::NotFound);
     }

@@ -36,6 +36,9 @@ pub enum StoreError {
     /// same again will fail the same way.
     #[error("storage refused the data: {0}")]
     Rejected(#[source] crate::Cause),
+    /// The change would leave an organisation without a live owner.
+    #[error("an organisation keeps at least one owner")]
+    LastOwner,
 }
 
 /// Which slice of a list to return.
@@ -156,21 +159,24 @@ pub trait UserStore: Send + Sync {
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
     /// A live user of a live organisation, with its password hash, by email (for logging in).
     async fn credentials(&self, email: &str) -> Result<Option<UserCredentials>, StoreError>;
-    /// Changes a user's role.
+    /// Changes a user's role; `None` when there is no such live user.
+    ///
+    /// Refuses with [`StoreError::LastOwner`] to demote the organisation's last live owner. The check
+    /// and the change are one: of two owners demoting or removing each other at once, one is refused.
     async fn set_role(
         &self,
         organisation: OrganisationId,
         id: UserId,
         role: Role,
     ) -> Result<Option<User>, StoreError>;
-    /// Removes a user (softly).
+    /// Removes a user (softly) and ends its sessions; `false` when there is no such live user.
+    ///
+    /// Refuses with [`StoreError::LastOwner`] to remove the last live owner, as [`set_role`](Self::set_role) does.
     async fn delete_user(
         &self,
         organisation: OrganisationId,
         id: UserId,
     ) -> Result<bool, StoreError>;
-    /// How many live owners the organisation has (it must keep one).
-    async fn owner_count(&self, organisation: OrganisationId) -> Result<u64, StoreError>;
 }
 
 /// MCP server workspaces.
