@@ -1,8 +1,11 @@
 //! The admin API described: an OpenAPI 3.1 document generated from the handlers' annotations at
-//! `/openapi.json`, and a page at `/docs` that renders it.
+//! `/openapi.json`, and a page at `/docs` that renders it with RapiDoc, served from the binary
+//! (`assets/rapidoc/README.md` says where it comes from) under a Content-Security-Policy that lets
+//! the page load nothing from elsewhere: admins hold their tokens on this origin.
 
 use axum::Json;
-use axum::response::Html;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use cerberus_core::store::{
     AgentAccess, Environment, Organisation, PolicyTarget, Role, StoredPolicy, UpstreamDefinition,
     User, Workspace,
@@ -65,30 +68,133 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-/// `GET /docs`: the document rendered by Scalar's API reference (loaded from its CDN by the browser;
-/// without it, the page links the raw document).
-pub async fn page() -> Html<&'static str> {
-    Html(
+/// Where `/docs` loads RapiDoc from: named by the release built into the binary, so that it can be
+/// cached for good.
+pub const RAPIDOC_PATH: &str = "/docs/rapidoc-9.3.8.min.js";
+
+/// RapiDoc's bundle, gzip-compressed as it is sent.
+const RAPIDOC_GZIP: &[u8] = include_bytes!("../../assets/rapidoc/rapidoc-min.js.gz");
+
+/// What `/docs` may load: its script and the document from the gateway, nothing from elsewhere; no
+/// frames, forms or plugins. RapiDoc sets inline styles, which is all `'unsafe-inline'` allows.
+pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+     connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// `GET /docs`: the document rendered by RapiDoc (without JavaScript, the page links the raw
+/// document).
+pub async fn page() -> Response {
+    let html = format!(
         r#"<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>Cerberus admin API</title>
   <meta name="viewport" content="width=device-width, initial-scale=1">
+  <link rel="icon" href="data:,">
+  <script type="module" src="{RAPIDOC_PATH}"></script>
 </head>
 <body>
   <noscript>The reference needs JavaScript; the document itself is at <a href="/openapi.json">/openapi.json</a>.</noscript>
-  <script id="api-reference" data-url="/openapi.json"></script>
-  <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script>
+  <rapi-doc spec-url="/openapi.json" load-fonts="false" render-style="read" show-header="false"
+    allow-spec-url-load="false" allow-spec-file-load="false" allow-server-selection="false"></rapi-doc>
 </body>
 </html>
-"#,
+"#
+    );
+    (
+        [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                DOCS_CONTENT_SECURITY_POLICY,
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Html(html),
     )
+        .into_response()
+}
+
+/// Whether `Accept-Encoding` allows gzip (by name or `*`, with a weight above zero).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let weight = parts
+                .find_map(|p| p.strip_prefix("q="))
+                .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok());
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && weight.is_some_and(|q| q > 0.0)
+        })
+}
+
+/// `GET /docs/rapidoc-VERSION.min.js`: RapiDoc, gzip-compressed. Every browser accepts gzip; a client
+/// that says it does not gets 406 rather than bytes it would misread.
+pub async fn rapidoc(headers: HeaderMap) -> Response {
+    if !accepts_gzip(&headers) {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "this asset is served gzip-compressed only: send Accept-Encoding: gzip\n",
+        )
+            .into_response();
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        RAPIDOC_GZIP,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_is_sent_only_to_clients_that_accept_it() {
+        let accepts = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(value).unwrap(),
+            );
+            accepts_gzip(&headers)
+        };
+        assert!(accepts("gzip, deflate, br, zstd"));
+        assert!(accepts("br;q=1.0, GZIP;q=0.5"));
+        assert!(accepts("*"));
+        assert!(!accepts("gzip;q=0"));
+        assert!(!accepts("gzip; q=0.000"));
+        assert!(!accepts("identity"));
+        assert!(!accepts("gzipx"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_built_in_renderer_is_gzip_and_the_page_loads_nothing_from_elsewhere() {
+        assert_eq!(RAPIDOC_GZIP.get(..2), Some(&[0x1f, 0x8b][..]));
+        assert!(!DOCS_CONTENT_SECURITY_POLICY.contains("http"));
+    }
 
     #[test]
     fn the_document_describes_every_route_with_its_security() {

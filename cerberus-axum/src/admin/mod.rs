@@ -174,6 +174,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
+        .route(docs::RAPIDOC_PATH, get(docs::rapidoc))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
         .with_state(state)
 }
