@@ -18,7 +18,7 @@ use std::sync::Arc;
 use cerberus_axum::audit::{AuditSettings, BatchedAuditSink};
 use cerberus_axum::config::GatewayConfig;
 use cerberus_core::GuardrailRegistry;
-use cerberus_core::audit::{AuditSink, AuditStore, FanoutAuditSink};
+use cerberus_core::audit::{AuditSink, AuditStore, FanoutAuditSink, RecordBudget};
 use cerberus_core::store::ControlStore;
 use cerberus_sqlx::{Backend, SqlStore};
 use databases::{BACKENDS, TestDatabase, postgres_admin_url};
@@ -338,6 +338,103 @@ async fn count(store: &SqlStore, table: &str) -> i64 {
         .unwrap()
 }
 
+/// Pages of records are bounded by bytes as well as by count: records with megabyte payloads (kept
+/// before payloads were bounded, or with a large `max_payload_bytes`) come a few at a time, and a
+/// reader that follows the cursor still gets every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_large_records_are_cut_by_bytes() {
+    for backend in BACKENDS {
+        let database = TestDatabase::create(backend).await;
+        let store = database.store().await;
+        let identity = cerberus_core::Identity::new_random();
+        let began = std::time::SystemTime::now();
+        let events: Vec<_> = (0..12u64)
+            .map(|n| cerberus_core::audit::AuditEvent {
+                id: uuid::Uuid::now_v7(),
+                time: began + std::time::Duration::from_millis(n),
+                identity: identity,
+                key_prefix: None,
+                session: None,
+                jsonrpc_id: Some(n.to_string()),
+                direction: cerberus_core::Direction::Response,
+                method: Some("tools/call".into()),
+                target: Some("echo".into()),
+                decision: cerberus_core::DecisionKind::Allow,
+                trace: cerberus_core::Trace::new(),
+                size_bytes: 1,
+                overhead_us: 1,
+                upstream_status: None,
+                upstream_us: None,
+                // Every third record is a megabyte; the rest are small.
+                payload: Some(json!({"text": "x".repeat(if n % 3 == 0 { 1 << 20 } else { 10 })})),
+            })
+            .collect();
+        store.append(&events).await.unwrap();
+        let organisation = identity.organisation;
+        let budget = RecordBudget {
+            records: 100,
+            bytes: 1 << 20,
+        };
+        let (mut cursor, mut seen, mut pages) = (None, Vec::new(), Vec::new());
+        loop {
+            let page = store
+                .audit_records(organisation, &Default::default(), cursor, budget)
+                .await
+                .unwrap();
+            let size: usize = page
+                .records
+                .iter()
+                .map(|r| r.payload.as_ref().map_or(0, |p| p.to_string().len()))
+                .sum();
+            pages.push((page.records.len(), size));
+            seen.extend(page.records.iter().map(|r| r.jsonrpc_id.clone().unwrap()));
+            cursor = page
+                .records
+                .last()
+                .map(cerberus_core::audit::AuditCursor::after);
+            if !page.more {
+                break;
+            }
+        }
+        let expected: Vec<String> = (0..12).rev().map(|n: u64| n.to_string()).collect();
+        assert_eq!(
+            seen, expected,
+            "{backend:?}: every record once, newest first"
+        );
+        // No page holds more than one megabyte record, and none is empty.
+        for (records, size) in &pages {
+            assert!(
+                *records >= 1 && *size < (1 << 20) + 100_000,
+                "{backend:?}: {pages:?}"
+            );
+        }
+        assert_eq!(pages.len(), 4, "{backend:?}: {pages:?}");
+        // A count that the records run out before: no more.
+        let all = store
+            .audit_records(
+                organisation,
+                &Default::default(),
+                None,
+                RecordBudget::records(12),
+            )
+            .await
+            .unwrap();
+        assert_eq!((all.records.len(), all.more), (12, false));
+        let short = store
+            .audit_records(
+                organisation,
+                &Default::default(),
+                None,
+                RecordBudget::records(11),
+            )
+            .await
+            .unwrap();
+        assert_eq!((short.records.len(), short.more), (11, true));
+        store.pool().close().await;
+        database.drop_database().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_stored_twice_is_stored_once() {
     for backend in BACKENDS {
@@ -379,9 +476,15 @@ async fn a_batch_stored_twice_is_stored_once() {
         // Every field reads back as it was written (times to the millisecond).
         let organisation = batch[0].identity.organisation;
         let mut read = store
-            .audit_records(organisation, &Default::default(), None, 10)
+            .audit_records(
+                organisation,
+                &Default::default(),
+                None,
+                RecordBudget::records(10),
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .records;
         read.sort_by_key(|e| e.id);
         let mut written = batch.clone();
         written.sort_by_key(|e| e.id);
@@ -489,10 +592,11 @@ async fn analytics_count_the_mix_exactly() {
                 store_organisation(&store).await,
                 &Default::default(),
                 None,
-                500,
+                RecordBudget::records(500),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .records;
         assert_eq!(records.len(), 78);
         let organisation = records[0].identity.organisation;
         let query = AnalyticsQuery {
@@ -803,6 +907,66 @@ async fn redacted_payloads_hold_no_personal_data_of_any_kind() {
     }
 }
 
+/// A payload longer than `max_payload_bytes` is stored as its first bytes, its length and its hash:
+/// a tenant whose upstream answers with megabytes cannot fill the audit queue or the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_are_stored_as_their_head_and_a_summary() {
+    for backend in BACKENDS {
+        println!("{backend:?}");
+        let database = TestDatabase::create(backend).await;
+        let store = Arc::new(database.store().await);
+        let upstream = support::start_upstream().await;
+        let gateway = start_with(
+            &store,
+            &upstream,
+            "\n[audit]\npayloads = \"redacted\"\nmax_payload_bytes = 4096\n",
+            Vec::new(),
+        )
+        .await;
+        let (session, _) = post(
+            &gateway.url,
+            None,
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "audit", "version": "1"}}}),
+        )
+        .await;
+        let text = format!("jane@example.com {}", "x".repeat(300_000));
+        let (_, answer) = post(
+            &gateway.url,
+            session.as_deref(),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": text}}}),
+        )
+        .await;
+        assert!(
+            answer.unwrap().to_string().len() > 300_000,
+            "the client gets it all"
+        );
+        gateway.sink.flush().await;
+        let payloads: Vec<String> =
+            sqlx::query_scalar("SELECT payload FROM audit_logs WHERE method = 'tools/call'")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(payloads.len(), 2, "the call and its answer");
+        for stored in payloads {
+            assert!(stored.len() < 4096 + 200, "{} bytes stored", stored.len());
+            let payload: Value = serde_json::from_str(&stored).unwrap();
+            assert_eq!(payload["truncated"], true, "{payload}");
+            assert!(payload["bytes"].as_u64().unwrap() > 300_000);
+            assert_eq!(payload["sha256"].as_str().unwrap().len(), 64);
+            let head = payload["head"].as_str().unwrap();
+            assert!(
+                head.len() <= 4096 && head.contains("[REDACTED:EMAIL]"),
+                "{head}"
+            );
+            assert!(!stored.contains("jane@example.com"));
+        }
+        store.pool().close().await;
+        database.drop_database().await;
+    }
+}
+
 /// A NUL character in a message's text (here the tool's name) is stored as its JSON escape on both
 /// backends; PostgreSQL cannot hold the character itself, and used to refuse the batch, which the
 /// writer then retried for ever while everything behind it waited.
@@ -865,9 +1029,10 @@ async fn a_nul_character_neither_stops_the_audit_nor_the_calls_behind_it() {
             ..Default::default()
         };
         let found = store
-            .audit_records(organisation, &filter, None, 10)
+            .audit_records(organisation, &filter, None, RecordBudget::records(10))
             .await
-            .unwrap();
+            .unwrap()
+            .records;
         assert_eq!(found.len(), 1, "{backend:?}");
         assert_eq!(found[0].target.as_deref(), Some("ec\\u0000ho"));
         store.pool().close().await;

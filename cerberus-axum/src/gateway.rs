@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cerberus_core::audit::{AuditSink, PayloadMode, PayloadRedactor};
+use cerberus_core::audit::{AuditSink, PayloadRedactor};
 use cerberus_core::exchange::{Conversation, Conversations, Exchange, Observer, Recorder};
 use cerberus_core::session::{SessionLimits, SessionStore};
 use cerberus_core::{Identity, Pipeline};
@@ -201,14 +201,14 @@ pub struct Caller {
 
 impl Gateway {
     /// A gateway serving `routes` (more come from a control-plane database when the directory is
-    /// given one) with `settings`, keeping sessions in `sessions` and recording into `audit`, with
-    /// payloads as `payloads` says.
+    /// given one) with `settings`, keeping sessions in `sessions` and recording into `audit`, each
+    /// event with its payload made by `payloads` (none when `None`).
     pub fn new(
         settings: ServerSettings,
         routes: Routes,
         sessions: Arc<dyn SessionStore>,
         audit: Arc<dyn AuditSink>,
-        payloads: PayloadMode,
+        payloads: Option<PayloadRedactor>,
     ) -> Result<Self, GatewayError> {
         // The public certificate authorities, and the operator's own if any.
         let extra_ca = match &settings.upstream_ca_file {
@@ -227,7 +227,7 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         metrics.watch_stdio(Arc::clone(&stdio));
         let recorder = Recorder::new(audit)
-            .with_payloads(PayloadRedactor::for_mode(payloads))
+            .with_payloads(payloads)
             .with_observer(Arc::clone(&metrics) as Arc<dyn Observer>);
         Ok(Self {
             settings,
@@ -347,7 +347,7 @@ mod tests {
             routes,
             Arc::new(MemorySessionStore::default()),
             audit,
-            PayloadMode::None,
+            None,
         )
         .unwrap()
     }

@@ -195,7 +195,7 @@ impl Parts {
             config.routes(&registry)?,
             sessions,
             audit,
-            config.audit.payloads,
+            config.audit.payload_redactor(),
         )?;
         #[cfg(feature = "redis")]
         if let Some(shared) = &distributed {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use cerberus_core::audit::{AuditCursor, AuditEvent, AuditFilter};
+use cerberus_core::audit::{AuditCursor, AuditEvent, AuditFilter, RecordBudget};
 use cerberus_core::store::ControlStore;
 use cerberus_core::{AgentId, DecisionKind, OrganisationId, WorkspaceId};
 use serde::{Deserialize, Serialize};
@@ -157,16 +157,24 @@ pub async fn list(
     Checked(query): Checked,
 ) -> Result<Json<AuditPage>, ApiError> {
     let organisation = caller.own(id)?;
-    let items = state
+    let page = state
         .store
-        .audit_records(organisation, &query.filter, query.cursor, query.limit)
+        .audit_records(
+            organisation,
+            &query.filter,
+            query.cursor,
+            RecordBudget::records(query.limit),
+        )
         .await?;
-    let full = items.len() == usize::try_from(query.limit).unwrap_or(usize::MAX);
-    let next_cursor = items
+    let next_cursor = page
+        .records
         .last()
-        .filter(|_| full)
+        .filter(|_| page.more)
         .map(|last| encode_cursor(AuditCursor::after(last)));
-    Ok(Json(AuditPage { items, next_cursor }))
+    Ok(Json(AuditPage {
+        items: page.records,
+        next_cursor,
+    }))
 }
 
 /// `GET /organisations/{id}/audit-logs/export`: every matching record, as JSON lines or CSV.
@@ -225,19 +233,25 @@ impl Pages {
         if self.done {
             return None;
         }
-        let records = match self
+        let page = match self
             .store
-            .audit_records(self.organisation, &self.filter, self.cursor, EXPORT_PAGE)
+            .audit_records(
+                self.organisation,
+                &self.filter,
+                self.cursor,
+                RecordBudget::records(EXPORT_PAGE),
+            )
             .await
         {
-            Ok(records) => records,
+            Ok(page) => page,
             Err(e) => {
                 tracing::error!(error = %e, "audit export failed");
                 self.done = true;
                 return Some(Err(std::io::Error::other("storage unavailable")));
             }
         };
-        self.done = records.len() < usize::try_from(EXPORT_PAGE).unwrap_or(usize::MAX);
+        let records = page.records;
+        self.done = !page.more;
         self.cursor = records.last().map(AuditCursor::after);
         let mut out = String::new();
         if std::mem::take(&mut self.header) {

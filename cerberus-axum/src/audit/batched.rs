@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cerberus_core::audit::{AuditEvent, AuditSink, AuditStore, PayloadMode};
+use cerberus_core::audit::{
+    AuditEvent, AuditSink, AuditStore, DEFAULT_MAX_PAYLOAD_BYTES, PayloadMode, PayloadRedactor,
+};
 use cerberus_core::store::StoreError;
 use cerberus_core::{Trace, TraceEntry};
 use serde::{Deserialize, Serialize};
@@ -51,6 +53,16 @@ pub struct AuditSettings {
     /// Which payloads records keep: `none` (the default) or `redacted` (every kind of personal data
     /// redacted, whatever the policy). Never raw.
     pub payloads: PayloadMode,
+    /// The most bytes of a payload's JSON a record keeps; a longer one is kept as its first bytes,
+    /// its length and its SHA-256.
+    pub max_payload_bytes: usize,
+}
+
+impl AuditSettings {
+    /// What makes the payloads these settings keep: `None` when they keep none.
+    pub fn payload_redactor(&self) -> Option<PayloadRedactor> {
+        PayloadRedactor::for_mode(self.payloads).map(|r| r.with_max_bytes(self.max_payload_bytes))
+    }
 }
 
 impl Default for AuditSettings {
@@ -64,6 +76,7 @@ impl Default for AuditSettings {
             linger_ms: 5,
             retention_days: 0,
             payloads: PayloadMode::None,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 }
@@ -374,10 +387,14 @@ mod tests {
             _: cerberus_core::OrganisationId,
             _: &cerberus_core::audit::AuditFilter,
             _: Option<cerberus_core::audit::AuditCursor>,
-            limit: u32,
-        ) -> Result<Vec<AuditEvent>, StoreError> {
+            budget: cerberus_core::audit::RecordBudget,
+        ) -> Result<cerberus_core::audit::RecordPage, StoreError> {
             let rows = self.rows.lock().unwrap();
-            Ok(rows.iter().rev().take(limit as usize).cloned().collect())
+            let limit = budget.records as usize;
+            Ok(cerberus_core::audit::RecordPage {
+                records: rows.iter().rev().take(limit).cloned().collect(),
+                more: rows.len() > limit,
+            })
         }
 
         async fn audit_analytics(
@@ -428,7 +445,7 @@ mod tests {
             max_retry_interval_ms: 20,
             linger_ms: 1,
             retention_days: 0,
-            payloads: PayloadMode::None,
+            ..AuditSettings::default()
         }
     }
 

@@ -23,7 +23,7 @@ pub use analytics::{
     PERCENTILES, Percentiles,
 };
 pub use draft::{EventDraft, UpstreamTiming};
-pub use payload::{PayloadMode, PayloadRedactor};
+pub use payload::{DEFAULT_MAX_PAYLOAD_BYTES, PayloadMode, PayloadRedactor};
 
 /// What happened to one message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,14 +98,14 @@ pub trait AuditStore: Send + Sync + fmt::Debug {
     async fn append(&self, events: &[AuditEvent]) -> Result<(), crate::store::StoreError>;
 
     /// One organisation's records that match `filter`, newest first, from just after `after` (the last
-    /// record of the previous page), at most `limit`.
+    /// record of the previous page), as many as `budget` allows.
     async fn audit_records(
         &self,
         organisation: crate::OrganisationId,
         filter: &AuditFilter,
         after: Option<AuditCursor>,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, crate::store::StoreError>;
+        budget: RecordBudget,
+    ) -> Result<RecordPage, crate::store::StoreError>;
 
     /// Aggregates one organisation's records that `query` selects.
     async fn audit_analytics(
@@ -138,6 +138,39 @@ pub struct AuditFilter {
     pub decision: Option<DecisionKind>,
     /// Of this method.
     pub method: Option<String>,
+}
+
+/// How much one read of audit records may return: at most `records` of them, and none past the one
+/// that brings their stored size (payload, trace and the other fields) to `bytes`. The first record
+/// is always returned, whatever its size, so that a reader always moves on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordBudget {
+    /// The most records.
+    pub records: u32,
+    /// The most bytes, about: records are read whole.
+    pub bytes: u64,
+}
+
+impl RecordBudget {
+    /// The byte budget of a page unless said otherwise: 8 MiB.
+    pub const DEFAULT_BYTES: u64 = 8 << 20;
+
+    /// At most `records` records, within the default byte budget.
+    pub fn records(records: u32) -> Self {
+        Self {
+            records,
+            bytes: Self::DEFAULT_BYTES,
+        }
+    }
+}
+
+/// Records read within a [`RecordBudget`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordPage {
+    /// The records, newest first.
+    pub records: Vec<AuditEvent>,
+    /// Whether more records match after the last of these.
+    pub more: bool,
 }
 
 /// Where a page of audit records ends: the time and id of its last record.

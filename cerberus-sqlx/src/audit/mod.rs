@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use cerberus_core::audit::{
-    AnalyticsQuery, AuditAnalytics, AuditCursor, AuditEvent, AuditFilter, AuditStore,
+    AnalyticsQuery, AuditAnalytics, AuditCursor, AuditEvent, AuditFilter, AuditStore, RecordBudget,
+    RecordPage,
 };
 use cerberus_core::store::StoreError;
 use cerberus_core::{AgentId, Cause, Identity, OrganisationId, WorkspaceId};
@@ -94,6 +95,9 @@ fn int(value: impl TryInto<i64>) -> i64 {
 const READ_COLUMNS: &str = "id, occurred_at, organisation_id, workspace_id, agent_id, key_prefix, \
      session_id, jsonrpc_id, direction, method, target, decision, trace, size_bytes, overhead_us, \
      upstream_status, upstream_us, payload";
+
+/// What a record costs to read, about, in bytes: its payload and trace, and the rest of its fields.
+const RECORD_SIZE: &str = "(COALESCE(LENGTH(payload), 0) + LENGTH(trace) + 512)";
 
 fn record(row: &AnyRow) -> Result<AuditEvent, StoreError> {
     let corrupt = |column: &str, e: &dyn std::fmt::Display| {
@@ -211,8 +215,8 @@ impl AuditStore for SqlStore {
         organisation: OrganisationId,
         filter: &AuditFilter,
         after: Option<AuditCursor>,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
+        budget: RecordBudget,
+    ) -> Result<RecordPage, StoreError> {
         let mut conditions = Conditions::default();
         conditions.text("organisation_id = $?", organisation.to_string());
         if let Some(workspace) = filter.workspace {
@@ -245,18 +249,44 @@ impl AuditStore for SqlStore {
                 cursor.id.to_string(),
             );
         }
+        // The page's rows are chosen by their ids and sizes alone (one more than the limit, to tell
+        // whether more follow), then read whole up to the byte budget: a page of large records is cut
+        // short before its payloads are read, and the first record is always read.
+        let (limit, bytes) = (budget.records, budget.bytes);
+        let columns: Vec<String> = READ_COLUMNS
+            .split(',')
+            .map(|column| format!("a.{}", column.trim()))
+            .collect();
         let sql = format!(
-            "SELECT {READ_COLUMNS} FROM audit_logs WHERE {} ORDER BY occurred_at DESC, id DESC LIMIT {limit}",
-            conditions.sql()
+            "WITH page AS (\
+                SELECT id, occurred_at, {RECORD_SIZE} AS size FROM audit_logs WHERE {} \
+                ORDER BY occurred_at DESC, id DESC LIMIT {} \
+             ), sized AS (\
+                SELECT id, \
+                  SUM(size) OVER (ORDER BY occurred_at DESC, id DESC ROWS UNBOUNDED PRECEDING) - size AS before, \
+                  ROW_NUMBER() OVER (ORDER BY occurred_at DESC, id DESC) AS n, \
+                  COUNT(*) OVER () AS fetched \
+                FROM page\
+             ) \
+             SELECT {}, sized.fetched AS fetched FROM sized JOIN audit_logs a ON a.id = sized.id \
+             WHERE sized.n <= {limit} AND (sized.n = 1 OR sized.before < {bytes}) \
+             ORDER BY a.occurred_at DESC, a.id DESC",
+            conditions.sql(),
+            u64::from(limit) + 1,
+            columns.join(", "),
         );
-        conditions
+        let rows = conditions
             .bind(sqlx::query(&sql))
             .fetch_all(&self.pool)
             .await
-            .map_err(store_error)?
-            .iter()
-            .map(record)
-            .collect()
+            .map_err(store_error)?;
+        let fetched = match rows.first() {
+            Some(row) => row.try_get::<i64, _>("fetched").map_err(store_error)?,
+            None => 0,
+        };
+        let records = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        let more = usize::try_from(fetched).unwrap_or(usize::MAX) > records.len();
+        Ok(RecordPage { records, more })
     }
 
     async fn audit_analytics(
