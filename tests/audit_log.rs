@@ -352,7 +352,7 @@ async fn pages_of_large_records_are_cut_by_bytes() {
             .map(|n| cerberus_core::audit::AuditEvent {
                 id: uuid::Uuid::now_v7(),
                 time: began + std::time::Duration::from_millis(n),
-                identity: identity,
+                identity,
                 key_prefix: None,
                 session: None,
                 jsonrpc_id: Some(n.to_string()),
