@@ -251,6 +251,7 @@ async fn health_ready_and_metrics_of_a_running_gateway() {
     loop {
         let metrics = get(port, "/metrics").await.1;
         if sample(&metrics, "cerberus_audit_events_stored_total") == 8.0 {
+            assert_eq!(sample(&metrics, "cerberus_audit_events_unwritten"), 0.0);
             break;
         }
         assert!(

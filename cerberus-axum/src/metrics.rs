@@ -8,6 +8,7 @@
 //! | `cerberus_gateway_overhead_seconds` | histogram | `direction`: time in the guardrails per message |
 //! | `cerberus_upstream_latency_seconds` | histogram | from sending a request upstream to each message of its answer |
 //! | `cerberus_audit_queue_depth` | gauge | events waiting for the database writer |
+//! | `cerberus_audit_events_unwritten` | gauge | events recorded and not yet stored (queued or in the batch being written): what a crash now would lose |
 //! | `cerberus_audit_events_stored_total` | counter | events the database writer stored |
 //! | `cerberus_audit_events_dropped_total` | counter | events lost because the queue was full (`overflow = "drop"`) |
 //! | `cerberus_audit_events_rejected_total` | counter | events the database refused even in their plain form (each logged by id) |
@@ -28,7 +29,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use cerberus_core::audit::AuditEvent;
+use cerberus_core::audit::{AuditEvent, AuditSink as _};
 use cerberus_core::exchange::{Observation, Observer};
 use cerberus_core::session::MemorySessionStore;
 use cerberus_core::{DecisionKind, Direction, Envelope, Message, Trace, TraceEntry};
@@ -366,6 +367,12 @@ impl prometheus_client::collector::Collector for Sources {
                 "audit_queue_depth",
                 "Audit events waiting for the database writer",
                 i64::try_from(audit.queued()).unwrap_or(i64::MAX),
+            )?;
+            gauge(
+                &mut encoder,
+                "audit_events_unwritten",
+                "Audit events recorded and not yet stored: what a crash now would lose",
+                i64::try_from(audit.unwritten()).unwrap_or(i64::MAX),
             )?;
             counter(
                 &mut encoder,

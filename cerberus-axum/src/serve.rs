@@ -320,12 +320,21 @@ pub async fn run(
     // Stop stdio upstreams cleanly rather than leaving it to the runtime's teardown.
     gateway.stdio.shutdown().await;
     // Every event the proxy recorded is stored before the process ends, unless the store stays
-    // unreachable for longer than a shutdown may reasonably take.
-    if tokio::time::timeout(AUDIT_FLUSH_LIMIT, gateway.audit().flush())
+    // unreachable for longer than a shutdown may reasonably take: then the loss is counted.
+    let audit = gateway.audit();
+    let waiting = audit.unwritten();
+    if waiting > 0 {
+        tracing::info!(
+            events = waiting,
+            "storing the queued audit events before exiting"
+        );
+    }
+    if tokio::time::timeout(AUDIT_FLUSH_LIMIT, audit.flush())
         .await
         .is_err()
     {
         tracing::error!(
+            lost = audit.unwritten(),
             "the audit store did not take the last events within {AUDIT_FLUSH_LIMIT:?}: they are lost"
         );
     }

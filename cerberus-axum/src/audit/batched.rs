@@ -115,6 +115,8 @@ pub struct BatchedAuditSink {
     sender: mpsc::Sender<AuditEvent>,
     overflow: Overflow,
     dropped: Arc<AtomicU64>,
+    /// Events put on the queue.
+    accepted: AtomicU64,
     stored: Arc<AtomicU64>,
     rejected: Arc<AtomicU64>,
     closing: watch::Sender<bool>,
@@ -142,6 +144,7 @@ impl BatchedAuditSink {
             sender,
             overflow: settings.overflow,
             dropped: Arc::new(AtomicU64::new(0)),
+            accepted: AtomicU64::new(0),
             stored,
             rejected,
             closing,
@@ -174,13 +177,16 @@ impl BatchedAuditSink {
 impl AuditSink for BatchedAuditSink {
     async fn record(&self, event: AuditEvent) {
         match self.overflow {
-            Overflow::Block => {
-                if self.sender.send(event).await.is_err() {
-                    tracing::error!("the audit writer has stopped: an event was lost");
+            Overflow::Block => match self.sender.send(event).await {
+                Ok(()) => {
+                    self.accepted.fetch_add(1, Ordering::Relaxed);
                 }
-            }
+                Err(_) => tracing::error!("the audit writer has stopped: an event was lost"),
+            },
             Overflow::Drop => match self.sender.try_send(event) {
-                Ok(()) => {}
+                Ok(()) => {
+                    self.accepted.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     let lost = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     // One line per power of two lost, not one per event.
@@ -193,6 +199,13 @@ impl AuditSink for BatchedAuditSink {
                 }
             },
         }
+    }
+
+    /// Queued or being stored: the events a crash would lose. During a database outage that is every
+    /// event since it began, up to the queue's capacity plus one batch.
+    fn unwritten(&self) -> u64 {
+        let done = self.stored() + self.rejected();
+        self.accepted.load(Ordering::Relaxed).saturating_sub(done)
     }
 
     async fn flush(&self) {
@@ -484,11 +497,33 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(!producer.is_finished(), "a full queue makes the proxy wait");
+        // What a crash now would lose: the full queue (4) and the batch the writer holds (at most 16).
+        let unwritten = sink.unwritten();
+        assert!((5..=4 + 16).contains(&unwritten), "{unwritten}");
         store.down.store(false, Ordering::Relaxed);
         producer.await.unwrap();
         sink.flush().await;
         assert_eq!(store.rows.lock().unwrap().len(), 50);
         assert_eq!(sink.dropped(), 0);
+        assert_eq!(sink.unwritten(), 0);
+    }
+
+    /// A shutdown that gives up on a store still down can say how many events it leaves behind.
+    #[tokio::test]
+    async fn a_flush_cut_short_by_an_outage_knows_what_it_leaves() {
+        let store = Arc::new(FlakyStore::default());
+        store.down.store(true, Ordering::Relaxed);
+        let sink = BatchedAuditSink::start(store.clone(), &settings(16, Overflow::Block));
+        for n in 0..10 {
+            sink.record(event(n)).await;
+        }
+        let flush = tokio::time::timeout(Duration::from_millis(200), sink.flush()).await;
+        assert!(
+            flush.is_err(),
+            "the store is down: the flush does not finish"
+        );
+        assert_eq!(sink.unwritten(), 10);
+        assert_eq!(store.rows.lock().unwrap().len(), 0);
     }
 
     #[tokio::test]

@@ -84,6 +84,12 @@ impl AuditSink for JsonLinesAuditSink {
         }
     }
 
+    /// The events waiting for the writer thread (a line being written is not counted).
+    fn unwritten(&self) -> u64 {
+        let queued = self.sender.max_capacity() - self.sender.capacity();
+        u64::try_from(queued).unwrap_or(u64::MAX)
+    }
+
     /// Waits until every event recorded before is written and flushed.
     async fn flush(&self) {
         let (done, written) = oneshot::channel();

@@ -89,6 +89,12 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
     fn keeps_events(&self) -> bool {
         true
     }
+
+    /// How many events it was given and has not yet written for good: what ending the process now
+    /// would lose. A sink that writes each event before `record` returns has none.
+    fn unwritten(&self) -> u64 {
+        0
+    }
 }
 
 /// Where audit events are stored for good, in batches (a database).
@@ -224,6 +230,10 @@ impl AuditSink for FanoutAuditSink {
 
     fn keeps_events(&self) -> bool {
         self.sinks.iter().any(|sink| sink.keeps_events())
+    }
+
+    fn unwritten(&self) -> u64 {
+        self.sinks.iter().map(|sink| sink.unwritten()).sum()
     }
 }
 
