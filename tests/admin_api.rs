@@ -571,3 +571,103 @@ async fn a_revocation_on_one_instance_reaches_another_within_its_cache_time() {
         gateway.stop().await;
     }
 }
+
+/// What an initialize through the proxy with `key` gets: the status and the JSON-RPC error.
+async fn initialize_error(mcp: &str, key: &str) -> (StatusCode, serde_json::Value) {
+    let response = support::mcp_post(
+        mcp,
+        key,
+        "2025-11-25",
+        None,
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["error"].clone())
+}
+
+/// A tenant's upstream URL cannot point the gateway at its own machine or private network: loopback by
+/// address, as IPv4 in IPv6 or by a name that resolves to it, and the metadata address, are refused
+/// when connecting, with the answer a closed port gets; framing and hop-by-hop headers are refused
+/// when the workspace is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_set_through_the_api_reach_only_public_addresses() {
+    let gateway = AdminGateway::start_with_server(databases::BACKENDS[0], "").await;
+    let upstream = support::start_upstream().await;
+    let port = upstream
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let owner = gateway.tenant("acme", "owner@acme.example").await;
+    let mut answers = Vec::new();
+    for (name, url) in [
+        ("loopback", upstream.clone()),
+        ("mapped", format!("http://[::ffff:127.0.0.1]:{port}/mcp")),
+        ("named", format!("http://localhost:{port}/mcp")),
+        (
+            "metadata",
+            "http://169.254.169.254/latest/meta-data".to_owned(),
+        ),
+    ] {
+        let workspace = owner.workspace(name, &url).await;
+        let (_, key) = owner.agent(&workspace, "bot").await;
+        answers.push((name, initialize_error(&gateway.mcp(), &key).await));
+    }
+    // A closed port on an address the gateway may reach: the same answer.
+    let allowed = AdminGateway::start(databases::BACKENDS[0]).await;
+    let allowed_owner = allowed.tenant("acme", "owner@acme.example").await;
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = format!("http://127.0.0.1:{closed_port}/mcp");
+    let workspace = allowed_owner.workspace("closed", &closed).await;
+    let (_, key) = allowed_owner.agent(&workspace, "bot").await;
+    let reference = initialize_error(&allowed.mcp(), &key).await;
+    assert_eq!(reference.1["code"], -32052, "{reference:?}");
+    for (name, answer) in answers {
+        assert_eq!(answer, reference, "{name}");
+    }
+    // The same loopback upstream is reached where the operator allows loopback.
+    let workspace = allowed_owner.workspace("allowed", &upstream).await;
+    let (_, key) = allowed_owner.agent(&workspace, "bot").await;
+    assert_eq!(proxy_status(&allowed.mcp(), &key).await, StatusCode::OK);
+
+    // Headers the gateway sets itself cannot be set for an upstream.
+    for header in [
+        "Host",
+        "Transfer-Encoding",
+        "Content-Length",
+        "Connection",
+        "Mcp-Session-Id",
+    ] {
+        let (status, body) = owner
+            .call(
+                "POST",
+                &format!(
+                    "/api/v1/organisations/{}/mcp-server-workspaces",
+                    owner.organisation
+                ),
+                Some(json!({"name": format!("h-{header}"), "upstream": {
+                    "url": "https://mcp.example.com/mcp", "headers": {header: "x"}}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{header}: {body}");
+        assert_eq!(
+            body["error"]["field"],
+            format!("upstream.headers.{header}"),
+            "{body}"
+        );
+    }
+    allowed.stop().await;
+    gateway.stop().await;
+}

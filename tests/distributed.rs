@@ -37,7 +37,7 @@ fn instance(cerberus: &Path, directory: &Path, port: u16, database: &str, prefix
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_upstream_allow = [\"127.0.0.0/8\"]\n\n\
              [database]\nurl = \"{database}\"\ncache_ttl_ms = 60000\n\n\
              [audit]\nlinger_ms = 50\n\n\
              [redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\n",

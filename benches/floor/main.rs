@@ -21,7 +21,8 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
-use cerberus_axum::upstream_client::UpstreamClient;
+use cerberus_axum::egress::EgressPolicy;
+use cerberus_axum::upstream_client::{SetByOperator, UpstreamClient};
 use clap::Parser;
 
 // The gateway's allocator, so that the floor allocates as the gateway does.
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let floor = Arc::new(Floor {
-        client: UpstreamClient::new(Duration::from_secs(5), None)?,
+        client: UpstreamClient::new(Duration::from_secs(5), None, EgressPolicy::default())?,
         upstream: args.upstream,
     });
     let router = axum::Router::new()
@@ -109,6 +110,8 @@ async fn forward(State(floor): State<Arc<Floor>>, request: Request) -> Response 
     let mut upstream = axum::http::Request::new(body);
     *upstream.method_mut() = parts.method;
     *upstream.uri_mut() = floor.upstream.clone();
+    // The upstream is the operator's (on loopback), as a configuration file's would be.
+    upstream.extensions_mut().insert(SetByOperator);
     for (name, value) in &parts.headers {
         if PASSED_HEADERS.contains(&name.as_str()) {
             upstream.headers_mut().append(name, value.clone());

@@ -141,6 +141,7 @@ impl RawUpstream {
             }
         };
         Upstream::from_definition(&definition, base)
+            .map(Upstream::set_by_operator)
             .map_err(|e| ConfigError::new(format!("{path}.{}", e.field), e.message))
     }
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{KeyIndex, display_prefix};
 use crate::directory::{AgentDirectory, DirectoryError};
+use crate::egress::EgressPolicy;
 use crate::listener::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::proxy::stdio::StdioSessions;
@@ -58,6 +59,12 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// How long a request's body may take to arrive, in seconds; a slower one gets 408.
     pub body_read_timeout_secs: u64,
+    /// Networks that upstreams set through the admin API may reach although they are private
+    /// (`["10.20.0.0/16"]`); by default such upstreams reach public addresses only.
+    pub admin_upstream_allow: Vec<ipnet::IpNet>,
+    /// Networks that upstreams set through the admin API may never reach, even when allowed above or
+    /// public (the addresses of the gateway's own database and Redis, for example).
+    pub admin_upstream_deny: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerSettings {
@@ -78,6 +85,8 @@ impl Default for ServerSettings {
             header_read_timeout_secs: 30,
             max_header_bytes: 64 * 1024,
             body_read_timeout_secs: 30,
+            admin_upstream_allow: Vec::new(),
+            admin_upstream_deny: Vec::new(),
         }
     }
 }
@@ -90,6 +99,14 @@ impl ServerSettings {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             max_header_bytes: self.max_header_bytes,
         }
+    }
+
+    /// Which addresses upstreams set through the admin API may reach.
+    pub fn egress_policy(&self) -> EgressPolicy {
+        EgressPolicy::new(
+            self.admin_upstream_allow.clone(),
+            self.admin_upstream_deny.clone(),
+        )
     }
 
     /// How long a request's body may take to arrive.
@@ -218,8 +235,12 @@ impl Gateway {
             })?),
             None => None,
         };
-        let http = UpstreamClient::new(settings.upstream_timeout(), extra_ca.as_deref())
-            .map_err(GatewayError::Client)?;
+        let http = UpstreamClient::new(
+            settings.upstream_timeout(),
+            extra_ca.as_deref(),
+            settings.egress_policy(),
+        )
+        .map_err(GatewayError::Client)?;
         let stdio = Arc::new(StdioSessions::new(
             settings.max_stdio_sessions,
             settings.stdio_idle_timeout(),

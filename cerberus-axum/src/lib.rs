@@ -15,6 +15,8 @@ pub mod config;
 #[cfg(feature = "gateway")]
 pub mod directory;
 #[cfg(feature = "gateway")]
+pub mod egress;
+#[cfg(feature = "gateway")]
 pub mod gateway;
 #[cfg(feature = "gateway")]
 pub mod health;

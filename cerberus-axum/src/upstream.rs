@@ -36,6 +36,10 @@ pub struct HttpUpstream {
     /// Headers sent with every upstream request (an upstream credential, for example), parsed once
     /// and marked sensitive, so that they never show in debug output.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Whether the addresses it connects to are checked against the gateway's
+    /// [`EgressPolicy`](crate::egress::EgressPolicy): true unless the operator set it in the
+    /// configuration file ([`Upstream::set_by_operator`]).
+    pub egress_checked: bool,
 }
 
 /// A workspace's MCP server run by the gateway as a child process speaking stdio, one per session.
@@ -75,22 +79,30 @@ impl Upstream {
             UpstreamDefinition::Http { url, headers } => {
                 let url = upstream_url(url).map_err(|why| InvalidUpstream::new("url", why))?;
                 let mut parsed = Vec::with_capacity(headers.len());
-                for (name, value) in headers {
-                    let header = http::HeaderName::from_bytes(name.as_bytes())
+                for (written, value) in headers {
+                    let header = http::HeaderName::from_bytes(written.as_bytes())
                         .ok()
                         .zip(http::HeaderValue::from_str(value).ok());
                     let Some((name, mut value)) = header else {
                         return Err(InvalidUpstream::new(
-                            format!("headers.{name}"),
+                            format!("headers.{written}"),
                             "not a valid HTTP header",
                         ));
                     };
+                    if RESERVED_HEADERS.contains(&name.as_str()) {
+                        return Err(InvalidUpstream::new(
+                            format!("headers.{written}"),
+                            "the gateway sets this header itself (it frames the request, belongs to one \
+                             connection or carries the MCP session)",
+                        ));
+                    }
                     value.set_sensitive(true);
                     parsed.push((name, value));
                 }
                 Ok(Self::Http(HttpUpstream {
                     url,
                     headers: parsed,
+                    egress_checked: true,
                 }))
             }
             UpstreamDefinition::Stdio {
@@ -116,6 +128,40 @@ impl Upstream {
                 }))
             }
         }
+    }
+}
+
+/// Headers an upstream definition may not set, lower-case: the message's framing and type, headers of one
+/// connection (hop-by-hop), and those the gateway manages for MCP. A definition that set `Host` or
+/// `Transfer-Encoding` had the upstream receive two of them, or a length and chunks at once.
+const RESERVED_HEADERS: [&str; 17] = [
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "expect",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+];
+
+impl Upstream {
+    /// This upstream as one the operator set in the configuration file: its addresses are not checked
+    /// against the egress policy.
+    pub fn set_by_operator(mut self) -> Self {
+        if let Self::Http(http) = &mut self {
+            http.egress_checked = false;
+        }
+        self
     }
 }
 

@@ -10,6 +10,11 @@
 //! is no proxy to consult, and the URL was parsed when the configuration was read. (`docs/benchmarks.md`
 //! measures the difference.)
 //!
+//! Connections for upstreams set through the admin API go only to the addresses the gateway's
+//! [`EgressPolicy`] permits: the names are resolved by a resolver that drops the others, and an address
+//! written in the URL is checked before connecting. Such connections are pooled apart from those of the
+//! operator's upstreams, so a pooled connection never carries a tenant's request to a refused address.
+//!
 //! A connection in the pool is not driven by anyone: whatever the upstream sent meanwhile (the end of
 //! a stream, or its side closing the connection) is read when the connection is next taken, and a
 //! connection found closed, or not ready at once, is dropped for the next one. A request a reused
@@ -17,6 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -32,11 +38,14 @@ use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
+
+use crate::egress::EgressPolicy;
 
 /// How long an unused connection is kept for the next request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,10 +75,62 @@ pub enum UpstreamError {
 /// An upstream's answer, its body read as it is polled.
 pub type UpstreamResponse = Response<UpstreamBody>;
 
+/// Marks a request (in its extensions) to an upstream the operator set in the configuration file,
+/// whose addresses are not checked. A request without it is checked against the egress policy: a
+/// path that forgets to say fails closed.
+#[derive(Clone, Copy, Debug)]
+pub struct SetByOperator;
+
+type Connector = HttpsConnector<HttpConnector<EgressResolver>>;
+
 /// The client for HTTP upstreams: cheap to share, one per gateway.
 pub struct UpstreamClient {
-    connector: HttpsConnector<HttpConnector>,
+    /// For the operator's upstreams: any address.
+    open: Connector,
+    /// For the others: the addresses the policy permits.
+    checked: Connector,
+    egress: Arc<EgressPolicy>,
     idle: Arc<IdleConnections>,
+}
+
+/// Resolves names with the system's resolver, keeping only the addresses a policy permits (every
+/// address, without one). A name none of whose addresses is permitted fails to resolve.
+#[derive(Clone)]
+struct EgressResolver {
+    system: GaiResolver,
+    policy: Option<Arc<EgressPolicy>>,
+}
+
+impl tower::Service<Name> for EgressResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.system.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolving = self.system.call(name);
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let addresses = resolving.await?;
+            let Some(policy) = policy else {
+                return Ok(addresses.collect::<Vec<_>>().into_iter());
+            };
+            let permitted: Vec<SocketAddr> = addresses
+                .filter(|address| policy.permits(address.ip()))
+                .collect();
+            if permitted.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "no address of the upstream's host may be reached",
+                ));
+            }
+            Ok(permitted.into_iter())
+        })
+    }
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -82,9 +143,12 @@ impl UpstreamClient {
     /// A client that gives up connecting after `connect_timeout`, and trusts the web's public
     /// certificate authorities (the Mozilla root set) for `https` upstreams, and those of `extra_ca_pem`
     /// (PEM certificates, for upstreams whose certificates an organisation's own authority signs).
+    ///
+    /// Upstreams the operator did not set reach only the addresses `egress` permits.
     pub fn new(
         connect_timeout: Duration,
         extra_ca_pem: Option<&[u8]>,
+        egress: EgressPolicy,
     ) -> Result<Self, UpstreamError> {
         let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -111,18 +175,27 @@ impl UpstreamClient {
         .map_err(|e| UpstreamError::Tls(Cause::new(e)))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(connect_timeout));
-        // A request's head and body must not wait on each other's acknowledgement (Nagle).
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let egress = Arc::new(egress);
+        let connector = |policy: Option<Arc<EgressPolicy>>| {
+            let resolver = EgressResolver {
+                system: GaiResolver::new(),
+                policy,
+            };
+            let mut http = HttpConnector::new_with_resolver(resolver);
+            http.enforce_http(false);
+            http.set_connect_timeout(Some(connect_timeout));
+            // A request's head and body must not wait on each other's acknowledgement (Nagle).
+            http.set_nodelay(true);
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http)
+        };
         Ok(Self {
-            connector,
+            open: connector(None),
+            checked: connector(Some(Arc::clone(&egress))),
+            egress,
             idle: Arc::default(),
         })
     }
@@ -173,8 +246,22 @@ impl UpstreamClient {
             .path_and_query("/")
             .build()
             .map_err(|e| UpstreamError::Url(Cause::new(e)))?;
-        let stream = self
-            .connector
+        let connector = if origin.checked {
+            // An address in the URL is connected to without resolving: check it here.
+            let host = origin.authority.host();
+            let literal = host.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(address) = literal.parse::<std::net::IpAddr>()
+                && !self.egress.permits(address)
+            {
+                return Err(UpstreamError::Connect(
+                    "the upstream's address may not be reached".into(),
+                ));
+            }
+            &self.checked
+        } else {
+            &self.open
+        };
+        let stream = connector
             .clone()
             .oneshot(uri)
             .await
@@ -189,11 +276,13 @@ impl UpstreamClient {
     }
 }
 
-/// Where a connection goes: a scheme and an authority.
+/// Where a connection goes: a scheme and an authority, and whether its addresses are checked (such
+/// connections are pooled apart).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct Origin {
     scheme: Scheme,
     authority: Authority,
+    checked: bool,
 }
 
 /// `request` with its URI in origin form (the path and query) and a `Host` header, and the origin
@@ -214,8 +303,13 @@ fn origin_form(request: Request<Bytes>) -> Result<(Origin, Request<Bytes>), Upst
             .map_err(|e| UpstreamError::Url(Cause::new(e)))?;
         head.headers.insert(header::HOST, host);
     }
+    let checked = head.extensions.get::<SetByOperator>().is_none();
     Ok((
-        Origin { scheme, authority },
+        Origin {
+            scheme,
+            authority,
+            checked,
+        },
         Request::from_parts(head, body),
     ))
 }
@@ -512,14 +606,68 @@ mod tests {
         }
     }
 
+    /// A POST to an upstream the operator set (the test servers are on loopback).
     fn post(url: &str, body: &'static str) -> Request<Bytes> {
+        let mut request = checked_post(url, body);
+        request.extensions_mut().insert(SetByOperator);
+        request
+    }
+
+    /// A POST to an upstream set through the admin API.
+    fn checked_post(url: &str, body: &'static str) -> Request<Bytes> {
         Request::post(url)
             .body(Bytes::from_static(body.as_bytes()))
             .unwrap()
     }
 
     fn client() -> UpstreamClient {
-        UpstreamClient::new(Duration::from_secs(5), None).unwrap()
+        UpstreamClient::new(Duration::from_secs(5), None, EgressPolicy::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn upstreams_set_through_the_api_reach_only_permitted_addresses() {
+        let server = server(|_| Reply::KeepAlive(HELLO)).await;
+        let client = client();
+        let port = server
+            .url
+            .split(':')
+            .nth(2)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        // Loopback, as an address, as IPv4 in IPv6, and as a name that resolves to it: refused
+        // before any connection, with the error an unreachable upstream gives.
+        for url in [
+            server.url.clone(),
+            format!("http://[::ffff:127.0.0.1]:{port}/mcp"),
+            format!("http://localhost:{port}/mcp"),
+        ] {
+            let error = client.send(checked_post(&url, "{}")).await.unwrap_err();
+            assert!(matches!(error, UpstreamError::Connect(_)), "{url}: {error}");
+        }
+        assert_eq!(server.connections.load(Ordering::SeqCst), 0);
+        // The operator's upstream at the same address is reached, and its pooled connection is not
+        // lent to a checked request.
+        let answer = client.send(post(&server.url, "{}")).await.unwrap();
+        answer.into_body().collect().await.unwrap();
+        assert_eq!(idle_count(&client), 1);
+        assert!(client.send(checked_post(&server.url, "{}")).await.is_err());
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+        // An operator who allows loopback for the API's upstreams gets them through.
+        let allowed = UpstreamClient::new(
+            Duration::from_secs(5),
+            None,
+            EgressPolicy::new(
+                vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+                Vec::new(),
+            ),
+        )
+        .unwrap();
+        for url in [server.url.clone(), format!("http://localhost:{port}/mcp")] {
+            let answer = allowed.send(checked_post(&url, "{}")).await;
+            assert_eq!(answer.unwrap().status(), 200, "{url}");
+        }
     }
 
     fn idle_count(client: &UpstreamClient) -> usize {
@@ -695,8 +843,12 @@ mod tests {
     async fn https_upstreams_signed_by_an_added_authority_are_reached_and_kept_alive() {
         let (authority, tls) = private_authority();
         let server = server_with(|_| Reply::KeepAlive(HELLO), Some(tls)).await;
-        let client =
-            UpstreamClient::new(Duration::from_secs(5), Some(authority.as_bytes())).unwrap();
+        let client = UpstreamClient::new(
+            Duration::from_secs(5),
+            Some(authority.as_bytes()),
+            EgressPolicy::default(),
+        )
+        .unwrap();
         for _ in 0..3 {
             let response = client.send(post(&server.url, "{}")).await.unwrap();
             assert_eq!(
@@ -730,7 +882,9 @@ mod tests {
             b"not a certificate",
             b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         ] {
-            let error = UpstreamClient::new(Duration::from_secs(5), Some(pem)).unwrap_err();
+            let error =
+                UpstreamClient::new(Duration::from_secs(5), Some(pem), EgressPolicy::default())
+                    .unwrap_err();
             assert!(matches!(error, UpstreamError::Tls(_)), "{error}");
         }
     }

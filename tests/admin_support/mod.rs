@@ -20,6 +20,9 @@ use crate::databases::TestDatabase;
 /// The password of every user the tests create.
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The tests' upstreams listen on loopback, which the admin API's upstreams may reach only if allowed.
+const LOOPBACK_ALLOWED: &str = "admin_upstream_allow = [\"127.0.0.0/8\"]";
+
 /// A running gateway with the admin API over a fresh database.
 pub struct AdminGateway {
     /// `http://127.0.0.1:PORT`.
@@ -36,20 +39,26 @@ pub struct AdminGateway {
 impl AdminGateway {
     /// Starts one on `backend`.
     pub async fn start(backend: Backend) -> Self {
-        Self::start_with(backend, false).await
+        Self::start_with(backend, false, LOOPBACK_ALLOWED).await
     }
 
     /// Starts one on `backend` that stores its audit events in the database.
     pub async fn start_audited(backend: Backend) -> Self {
-        Self::start_with(backend, true).await
+        Self::start_with(backend, true, LOOPBACK_ALLOWED).await
     }
 
-    async fn start_with(backend: Backend, audited: bool) -> Self {
+    /// Starts one on `backend` whose `[server]` section ends with `server` instead of allowing the
+    /// admin API's upstreams to reach loopback (where the tests' upstreams are).
+    pub async fn start_with_server(backend: Backend, server: &str) -> Self {
+        Self::start_with(backend, false, server).await
+    }
+
+    async fn start_with(backend: Backend, audited: bool, server: &str) -> Self {
         let database = TestDatabase::create(backend).await;
         let store = Arc::new(database.store().await);
         let config = GatewayConfig::parse(
             &format!(
-                "[server]\nmax_body_bytes = 65536\nupstream_timeout_secs = 5\n\n\
+                "[server]\nmax_body_bytes = 65536\nupstream_timeout_secs = 5\n{server}\n\n\
                  [database]\nurl = \"{}\"\ncache_ttl_ms = 60000\n\n\
                  [admin]\njwt_secret = \"{}\"\n",
                 database.url,

@@ -59,6 +59,9 @@ with the file's field or the variable named.
   CERBERUS_SERVER__MAX_SESSIONS             sessions kept in memory without Redis (100000)
   CERBERUS_SERVER__MAX_SESSIONS_PER_AGENT   sessions one agent keeps; its idlest makes room (1000)
   CERBERUS_SERVER__SESSION_IDLE_SECS        unused time before a session kept in memory ends (3600)
+  CERBERUS_SERVER__ADMIN_UPSTREAM_ALLOW     private networks upstreams set through the admin API
+                                            may reach ([]: public addresses only)
+  CERBERUS_SERVER__ADMIN_UPSTREAM_DENY      networks they may never reach ([])
   CERBERUS_DATABASE__URL                    sqlite://cerberus.db?mode=rwc, sqlite::memory: or postgres://...
   CERBERUS_DATABASE__MIGRATE                apply missing migrations at start-up (true)
   CERBERUS_DATABASE__CACHE_TTL_MS           how long a looked-up key and policy are trusted (500)
@@ -76,6 +79,8 @@ with the file's field or the variable named.
   CERBERUS_AUDIT__LINGER_MS                 how long a batch gathers (5)
   CERBERUS_AUDIT__RETENTION_DAYS            delete older records; 0 keeps them (0)
   CERBERUS_AUDIT__PAYLOADS                  none or redacted (none)
+  CERBERUS_AUDIT__MAX_PAYLOAD_BYTES         a kept payload's JSON; past it, its head, length and
+                                            hash (65536)
   CERBERUS_REDIS__URL                       redis://host:6379/0: shares limits, sessions, invalidations
   CERBERUS_REDIS__KEY_PREFIX                prefix of every key and channel (cerberus:)
   CERBERUS_REDIS__FAILURE_MODE              fail_closed, fail_open or local_fallback (fail_closed)

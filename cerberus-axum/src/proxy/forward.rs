@@ -20,7 +20,7 @@ use crate::gateway::{Caller, Gateway};
 use crate::relay::Unanswered;
 use crate::relay::requests::{self, Decided};
 use crate::upstream::{HttpUpstream, StdioUpstream, Upstream};
-use crate::upstream_client::UpstreamResponse;
+use crate::upstream_client::{SetByOperator, UpstreamResponse};
 use crate::wire;
 
 /// Headers a client sends that the upstream needs as they are.
@@ -133,6 +133,9 @@ pub(super) fn upstream_request(
     }
     *request.method_mut() = method;
     *request.uri_mut() = upstream.url.clone();
+    if !upstream.egress_checked {
+        request.extensions_mut().insert(SetByOperator);
+    }
     request
 }
 
