@@ -671,3 +671,62 @@ async fn upstreams_set_through_the_api_reach_only_public_addresses() {
     allowed.stop().await;
     gateway.stop().await;
 }
+
+/// Ten failed logins for one account within the window (the default) and the eleventh attempt, even
+/// with the right password, gets 429 with `Retry-After`, before any password is hashed; other
+/// accounts log in as before. Easily guessed passwords are refused for new users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_throttled_and_weak_passwords_refused() {
+    let gateway = AdminGateway::start(BACKENDS[0]).await;
+    let owner = gateway.tenant("acme", "owner@acme.example").await;
+    gateway.tenant("globex", "owner@globex.example").await;
+    let login = |email: &'static str, password: &'static str| {
+        let url = format!("{}/api/v1/auth/login", gateway.base);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            (response.status(), retry)
+        }
+    };
+    for _ in 0..10 {
+        assert_eq!(
+            login("owner@acme.example", "not the password").await,
+            (StatusCode::UNAUTHORIZED, None)
+        );
+    }
+    let (status, retry) = login("OWNER@acme.example", admin_support::PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.is_some_and(|s| (800..=900).contains(&s)), "{retry:?}");
+    assert_eq!(
+        login("owner@globex.example", admin_support::PASSWORD)
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    for weak in [
+        "aaaaaaaaaaaa",
+        "password1234",
+        "qwertyuiop123",
+        "new@acme.example1",
+    ] {
+        let (status, body) = owner
+            .call(
+                "POST",
+                &format!("/api/v1/organisations/{}/users", owner.organisation),
+                Some(json!({"email": "new@acme.example", "role": "viewer", "password": weak})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{weak}: {body}");
+        assert_eq!(body["error"]["field"], "password", "{body}");
+    }
+    gateway.stop().await;
+}

@@ -203,10 +203,22 @@ async fn another_organisation_gets_404_for_every_id_and_changes_nothing() {
         let acme = acme(&gateway, &owner, &upstream).await;
         let before = snapshot(&owner, &acme).await;
 
+        // Another tenant's viewer gets 404 too, never 403: the answer does not depend on the role.
+        intruder
+            .expect(
+                StatusCode::CREATED,
+                "POST",
+                &format!("/api/v1/organisations/{}/users", intruder.organisation),
+                Some(json!({"email": "viewer@globex.example", "role": "viewer", "password": PASSWORD})),
+            )
+            .await;
+        let intruding_viewer = gateway.login("viewer@globex.example").await;
         for (method, path, body) in requests_naming(&acme) {
-            let (status, answer) = intruder.call(method, &path, body).await;
-            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
-            assert_eq!(answer["error"]["status"], 404);
+            for caller in [&intruder, &intruding_viewer] {
+                let (status, answer) = caller.call(method, &path, body.clone()).await;
+                assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+                assert_eq!(answer["error"]["status"], 404);
+            }
         }
         assert_eq!(
             snapshot(&owner, &acme).await,

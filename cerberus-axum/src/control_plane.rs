@@ -70,9 +70,9 @@ pub enum ControlPlaneError {
     /// The access-token signing secret is too short.
     #[error("admin.jwt_secret ({JWT_SECRET_ENV}) must have at least 32 characters")]
     ShortJwtSecret,
-    /// A new owner's password is too weak.
-    #[error("the password must have at least 12 characters")]
-    WeakPassword,
+    /// A new owner's password is too short, too long or easy to guess.
+    #[error("the password {0}")]
+    WeakPassword(String),
     /// The organisation cannot be created (its name is taken, say).
     #[error("cannot create organisation `{name}`")]
     CreateOrganisation {
@@ -152,8 +152,10 @@ pub async fn create_owner(
     email: &str,
     password: String,
 ) -> Result<(), ControlPlaneError> {
-    if password.chars().count() < 12 {
-        return Err(ControlPlaneError::WeakPassword);
+    if let Some(problem) =
+        crate::admin::validate::password_problem(&password, &[email, organisation])
+    {
+        return Err(ControlPlaneError::WeakPassword(problem));
     }
     let hash = hash_password(password)
         .await

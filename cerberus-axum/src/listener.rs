@@ -77,9 +77,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot accept a connection");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -93,10 +93,19 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
+        // Handlers that need the client's address (the login throttle) find it as axum's
+        // `ConnectInfo`.
+        let service = tower::util::MapRequest::new(
+            router.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
         );
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let mut closed = closed.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -150,6 +159,14 @@ mod tests {
         let router = axum::Router::new()
             .route("/", axum::routing::get(|| async { "ok" }))
             .route(
+                "/peer",
+                axum::routing::get(
+                    |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+                        std::net::SocketAddr,
+                    >| async move { peer.to_string() },
+                ),
+            )
+            .route(
                 "/slow",
                 axum::routing::get(move || {
                     let gates = Arc::clone(&gates);
@@ -184,6 +201,19 @@ mod tests {
         let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut out));
         read.await.expect("the server closed the connection").ok();
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_client_address() {
+        let (address, _server, _stop) = start(limits(16), Arc::default()).await;
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        stream
+            .write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = until_closed(&mut stream).await;
+        assert!(answer.ends_with(&local.to_string()), "{answer}");
     }
 
     #[tokio::test]

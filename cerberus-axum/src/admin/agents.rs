@@ -71,7 +71,13 @@ pub async fn create(
     id: Id,
     Body(new): Body<NewAgentAccess>,
 ) -> Result<(StatusCode, Json<WithKey>), ApiError> {
-    caller.require_write()?;
+    caller
+        .require_write_on(
+            state
+                .store
+                .workspace(caller.organisation(), WorkspaceId(id.0)),
+        )
+        .await?;
     let name = validate::name("name", &new.name)?;
     if new.expires_at.is_some_and(|at| at <= SystemTime::now()) {
         return Err(ApiError::invalid("expires_at", "is in the past"));
@@ -124,7 +130,13 @@ pub async fn rotate(
     id: Id,
     rotation: Option<Body<Rotation>>,
 ) -> Result<Json<WithKey>, ApiError> {
-    caller.require_write()?;
+    caller
+        .require_write_on(
+            state
+                .store
+                .agent_access(caller.organisation(), AgentId(id.0)),
+        )
+        .await?;
     let rotation = rotation.map(|Body(r)| r).unwrap_or_default();
     let grace = rotation
         .grace_period_secs
@@ -163,7 +175,13 @@ pub async fn revoke(
     caller: AdminCaller,
     id: Id,
 ) -> Result<Json<AgentAccess>, ApiError> {
-    caller.require_write()?;
+    caller
+        .require_write_on(
+            state
+                .store
+                .agent_access(caller.organisation(), AgentId(id.0)),
+        )
+        .await?;
     let revoked = state
         .store
         .revoke_agent_access(caller.organisation(), AgentId(id.0))
@@ -180,7 +198,13 @@ pub async fn delete(
     caller: AdminCaller,
     id: Id,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_write()?;
+    caller
+        .require_write_on(
+            state
+                .store
+                .agent_access(caller.organisation(), AgentId(id.0)),
+        )
+        .await?;
     if !state
         .store
         .delete_agent_access(caller.organisation(), AgentId(id.0))

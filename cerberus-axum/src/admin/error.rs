@@ -43,6 +43,9 @@ pub enum ApiError {
     /// The database failed; the cause is logged, not shown.
     #[error("storage unavailable")]
     Unavailable(String),
+    /// Too many failed logins for the account or from the address; try again after the wait.
+    #[error("too many failed logins: try again later")]
+    TooManyLogins(std::time::Duration),
 }
 
 /// The body of every error response, for the OpenAPI document.
@@ -82,6 +85,7 @@ impl ApiError {
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -122,6 +126,13 @@ impl IntoResponse for ApiError {
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer realm=\"cerberus-admin\""),
             );
+        }
+        if let Self::TooManyLogins(wait) = self {
+            // Whole seconds, rounded up.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
     }

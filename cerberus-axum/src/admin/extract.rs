@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use cerberus_core::OrganisationId;
-use cerberus_core::store::{Page, User};
+use cerberus_core::store::{Page, StoreError, User};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -36,6 +36,23 @@ impl AdminCaller {
             Ok(())
         } else {
             Err(ApiError::Forbidden)
+        }
+    }
+
+    /// Refuses callers that may not change workspaces, agent accesses and policies, once `lookup`
+    /// (the resource the path names, in the caller's organisation) says the resource is there: a
+    /// resource that is not (another tenant's, say) is 404 whatever the caller's role, as for readers.
+    /// Writers pass without the lookup.
+    pub async fn require_write_on<T>(
+        &self,
+        lookup: impl Future<Output = Result<Option<T>, StoreError>>,
+    ) -> Result<(), ApiError> {
+        if self.user.role.can_write() {
+            return Ok(());
+        }
+        match lookup.await? {
+            Some(_) => Err(ApiError::Forbidden),
+            None => Err(ApiError::NotFound),
         }
     }
 

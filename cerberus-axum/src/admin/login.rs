@@ -1,11 +1,12 @@
 //! `POST /api/v1/auth/login`, `/refresh` and `/logout`: access tokens for a password, new ones for a
 //! refresh token (which is spent, and replaced, on every use).
 
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use cerberus_core::store::{RefreshOutcome, RefreshTokenRecord, User};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -67,20 +68,30 @@ async fn issue(state: &AdminState, user: User, family: Uuid) -> Result<Tokens, A
 }
 
 /// Logs in with an email and a password.
-#[utoipa::path(post, operation_id = "login", path = "/api/v1/auth/login", tag = "auth", request_body = Login, responses((status = 200, body = Tokens), (status = 401, description = "no valid access token", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "login", path = "/api/v1/auth/login", tag = "auth", request_body = Login, responses((status = 200, body = Tokens), (status = 401, description = "wrong email or password", body = ErrorBody), (status = 429, description = "too many failed logins for the account or from the address; `Retry-After` says when to try again", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AdminState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     Body(login): Body<Login>,
 ) -> Result<Json<Tokens>, ApiError> {
-    let credentials = state.store.credentials(login.email.trim()).await?;
+    let address = client.map(|Extension(ConnectInfo(peer))| peer.ip().to_canonical());
+    let email = login.email.trim();
+    // Before the password is hashed: a client past its limit costs no hashing either.
+    state
+        .logins
+        .check(email, address)
+        .await
+        .map_err(ApiError::TooManyLogins)?;
+    let credentials = state.store.credentials(email).await?;
     let hash = credentials.as_ref().map(|c| c.password_hash.clone());
-    // Same answer, and about the same time, whether the email is unknown or the password wrong.
-    if !verify_password(login.password, hash).await {
-        return Err(ApiError::Unauthorized("wrong email or password"));
-    }
-    let Some(credentials) = credentials else {
+    // Same answer, and about the same time, whether the email is unknown or the password wrong; both
+    // count as failures.
+    let verified = verify_password(login.password, hash).await;
+    let Some(credentials) = credentials.filter(|_| verified) else {
+        state.logins.failed(email, address).await;
         return Err(ApiError::Unauthorized("wrong email or password"));
     };
+    state.logins.succeeded(email).await;
     issue(&state, credentials.user, Uuid::new_v4())
         .await
         .map(Json)

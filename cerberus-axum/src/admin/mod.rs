@@ -16,7 +16,8 @@ pub mod extract;
 mod login;
 mod organisations;
 mod policies;
-mod validate;
+pub mod throttle;
+pub(crate) mod validate;
 mod workspaces;
 
 use std::fmt;
@@ -30,6 +31,7 @@ use cerberus_core::store::ControlStore;
 
 use self::credentials::TokenIssuer;
 use self::error::ApiError;
+use self::throttle::{LoginLimits, LoginThrottle};
 use serde::{Deserialize, Serialize};
 
 /// The admin API's settings.
@@ -48,6 +50,12 @@ pub struct AdminSettings {
     pub key_rotation_grace_secs: u64,
     /// Whether admins may define stdio upstreams, which run commands on the gateway's machine.
     pub allow_stdio_upstreams: bool,
+    /// Failed logins for one email within `login_failure_window_secs`; then it gets 429.
+    pub login_failures_per_account: u32,
+    /// Failed logins from one client address (an IPv6 /64) within the window; then it gets 429.
+    pub login_failures_per_address: u32,
+    /// How long failed logins are remembered, from the first, in seconds.
+    pub login_failure_window_secs: u64,
 }
 
 impl Default for AdminSettings {
@@ -58,6 +66,9 @@ impl Default for AdminSettings {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             key_rotation_grace_secs: 0,
             allow_stdio_upstreams: false,
+            login_failures_per_account: 10,
+            login_failures_per_address: 100,
+            login_failure_window_secs: 15 * 60,
         }
     }
 }
@@ -66,6 +77,15 @@ impl AdminSettings {
     /// The default grace period of a rotated key.
     pub fn key_rotation_grace(&self) -> Duration {
         Duration::from_secs(self.key_rotation_grace_secs)
+    }
+
+    /// The limits of failed logins.
+    pub fn login_limits(&self) -> LoginLimits {
+        LoginLimits {
+            per_account: self.login_failures_per_account.max(1),
+            per_address: self.login_failures_per_address.max(1),
+            window: Duration::from_secs(self.login_failure_window_secs.max(1)),
+        }
     }
 }
 
@@ -80,6 +100,8 @@ pub struct AdminState {
     pub registry: Arc<GuardrailRegistry>,
     /// The admin settings.
     pub settings: Arc<AdminSettings>,
+    /// Failed logins, per account and per address.
+    pub logins: LoginThrottle,
     on_change: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -105,6 +127,7 @@ impl AdminState {
             store,
             tokens,
             registry,
+            logins: LoginThrottle::new(settings.login_limits()),
             settings: Arc::new(settings),
             on_change,
         }

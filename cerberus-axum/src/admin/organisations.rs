@@ -66,7 +66,7 @@ pub async fn create(
     caller.require_owner()?;
     let name = validate::name("name", &new.name)?;
     let email = validate::email("owner.email", &new.owner.email)?;
-    validate::password("owner.password", &new.owner.password)?;
+    validate::password("owner.password", &new.owner.password, &[&email, &new.name])?;
     let hash = hash_password(new.owner.password).await?;
     let (organisation, owner) = state
         .store
@@ -173,7 +173,7 @@ pub async fn create_user(
     let id = caller.own(id)?;
     caller.require_owner()?;
     let email = validate::email("email", &new.email)?;
-    validate::password("password", &new.password)?;
+    validate::password("password", &new.password, &[&email])?;
     let hash = hash_password(new.password).await?;
     let user = state.store.create_user(id, &email, new.role, &hash).await?;
     Ok((StatusCode::CREATED, Json(user)))

@@ -62,8 +62,6 @@ pub async fn create(
     caller: AdminCaller,
     Body(new): Body<NewPolicy>,
 ) -> Result<(StatusCode, Json<StoredPolicy>), ApiError> {
-    caller.require_write()?;
-    check(&state, &new.document)?;
     let target = match new.level {
         PolicyLevel::Organisation => PolicyTarget::Organisation(OrganisationId(new.target_id)),
         PolicyLevel::Workspace => PolicyTarget::Workspace(WorkspaceId(new.target_id)),
@@ -75,6 +73,16 @@ pub async fn create(
             ));
         }
     };
+    let organisation = caller.organisation();
+    let target_is_ours = async {
+        Ok(match target {
+            PolicyTarget::Organisation(id) => (id == organisation).then_some(()),
+            PolicyTarget::Workspace(id) => state.store.workspace(organisation, id).await?.map(drop),
+            PolicyTarget::Agent(id) => state.store.agent_access(organisation, id).await?.map(drop),
+        })
+    };
+    caller.require_write_on(target_is_ours).await?;
+    check(&state, &new.document)?;
     let policy = state
         .store
         .create_policy(caller.organisation(), target, &new.document)
@@ -118,7 +126,9 @@ pub async fn update(
     id: Id,
     Body(update): Body<PolicyUpdate>,
 ) -> Result<Json<StoredPolicy>, ApiError> {
-    caller.require_write()?;
+    caller
+        .require_write_on(state.store.policy(caller.organisation(), PolicyId(id.0)))
+        .await?;
     check(&state, &update.document)?;
     let policy = state
         .store
@@ -136,7 +146,9 @@ pub async fn delete(
     caller: AdminCaller,
     id: Id,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_write()?;
+    caller
+        .require_write_on(state.store.policy(caller.organisation(), PolicyId(id.0)))
+        .await?;
     if !state
         .store
         .delete_policy(caller.organisation(), PolicyId(id.0))

@@ -45,22 +45,40 @@ pub fn email(field: &str, value: &str) -> Result<String, ApiError> {
     }
 }
 
-/// A new password: 12 to 1024 characters.
-pub fn password(field: &str, value: &str) -> Result<(), ApiError> {
+/// A new password: 12 to 1024 characters, and not easy to guess (see [`password_problem`]). `related`
+/// are the other values of the request (an email, a name), which the password should not build on.
+pub fn password(field: &str, value: &str, related: &[&str]) -> Result<(), ApiError> {
+    match password_problem(value, related) {
+        Some(problem) => Err(ApiError::invalid(field, problem)),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with a new password, if anything: fewer than 12 or more than 1024 characters, or
+/// easy to guess. Guessability is zxcvbn's estimate, which knows the common passwords of public
+/// leaks, dictionary words, names, keyboard patterns, repeats, sequences and dates, and the
+/// `related` values: a password it scores below 3 of 4 (guessed within about 10^8 tries) is refused,
+/// with its warning.
+pub fn password_problem(value: &str, related: &[&str]) -> Option<String> {
     let chars = value.chars().count();
     if chars < MIN_PASSWORD_CHARS {
-        return Err(ApiError::invalid(
-            field,
-            format!("must have at least {MIN_PASSWORD_CHARS} characters"),
+        return Some(format!(
+            "must have at least {MIN_PASSWORD_CHARS} characters"
         ));
     }
     if chars > MAX_PASSWORD_CHARS {
-        return Err(ApiError::invalid(
-            field,
-            format!("must have at most {MAX_PASSWORD_CHARS} characters"),
-        ));
+        return Some(format!("must have at most {MAX_PASSWORD_CHARS} characters"));
     }
-    Ok(())
+    let estimate = zxcvbn::zxcvbn(value, related);
+    if estimate.score() >= zxcvbn::Score::Three {
+        return None;
+    }
+    let warning = estimate
+        .feedback()
+        .and_then(|feedback| feedback.warning())
+        .map(|warning| format!(": {warning}"))
+        .unwrap_or_default();
+    Some(format!("is too easy to guess{warning}"))
 }
 
 #[cfg(test)]
@@ -93,7 +111,39 @@ mod tests {
         ] {
             assert!(email("email", bad).is_err(), "{bad}");
         }
-        assert!(password("password", "short").is_err());
-        assert!(password("password", "long enough password").is_ok());
+        assert!(password("password", "short", &[]).is_err());
+        assert!(password("password", "correct horse battery staple", &[]).is_ok());
+        assert!(password("password", &"x".repeat(1025), &[]).is_err());
+    }
+
+    #[test]
+    fn common_and_patterned_passwords_are_refused() {
+        for weak in [
+            "aaaaaaaaaaaa",
+            "password1234",
+            "123456789012",
+            "qwertyuiopas",
+            "Password123!",
+            "abcdefghijkl",
+            "iloveyou1234",
+        ] {
+            let problem = password_problem(weak, &[]);
+            assert!(
+                problem
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with("is too easy")),
+                "{weak}: {problem:?}"
+            );
+        }
+        // A password built on the account's own email is weaker than it looks.
+        assert!(password_problem("ann.lovelace2026", &[]).is_none());
+        assert!(
+            password_problem(
+                "ann.lovelace2026",
+                &["ann.lovelace2026@example.com", "ann.lovelace2026"]
+            )
+            .is_some()
+        );
+        assert!(password_problem("tq8#Vm2!rLx9", &[]).is_none());
     }
 }
