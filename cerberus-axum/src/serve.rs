@@ -179,7 +179,7 @@ impl Parts {
             config.server.session_limits(),
         ));
         #[cfg(feature = "redis")]
-        let distributed = Distributed::from_settings(&config.redis)?;
+        let distributed = Distributed::from_settings(&config.redis, Arc::clone(&in_memory))?;
         #[cfg(feature = "redis")]
         let (registry, sessions): (_, Arc<dyn SessionStore>) = match &distributed {
             Some(shared) => (
@@ -201,13 +201,9 @@ impl Parts {
         if let Some(shared) = &distributed {
             gateway.metrics.watch_limiter(Arc::clone(&shared.limiter));
         }
-        #[cfg(feature = "redis")]
-        let sessions_in_memory = distributed.is_none();
-        #[cfg(not(feature = "redis"))]
-        let sessions_in_memory = true;
-        if sessions_in_memory {
-            gateway.metrics.watch_sessions(in_memory);
-        }
+        // Without Redis, every session is in memory; with it, those opened while Redis could not
+        // answer (failure modes other than fail_closed).
+        gateway.metrics.watch_sessions(in_memory);
         Ok(Self {
             gateway,
             registry: Arc::new(registry),
