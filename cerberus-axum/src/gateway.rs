@@ -17,7 +17,7 @@ use crate::directory::{AgentDirectory, DirectoryError};
 use crate::egress::EgressPolicy;
 use crate::listener::ConnectionLimits;
 use crate::metrics::Metrics;
-use crate::proxy::stdio::StdioSessions;
+use crate::proxy::stdio::{StdioLimits, StdioSessions};
 use crate::upstream::Upstream;
 use crate::upstream_client::{UpstreamClient, UpstreamError};
 
@@ -38,8 +38,14 @@ pub struct ServerSettings {
     pub allowed_hosts: Vec<String>,
     /// How long a stdio session may stay unused before its process is stopped, in seconds.
     pub stdio_idle_timeout_secs: u64,
-    /// The most stdio upstream processes running at once (new sessions beyond it get 503).
+    /// The most stdio upstream processes running at once on this instance.
     pub max_stdio_sessions: usize,
+    /// The most stdio upstream processes of one workspace at once; past it, a new session ends the
+    /// workspace's longest-idle one.
+    pub max_stdio_sessions_per_workspace: usize,
+    /// The most stdio upstream processes of one agent at once; past it, a new session ends the
+    /// agent's longest-idle one.
+    pub max_stdio_sessions_per_agent: usize,
     /// A PEM file of certificate authorities trusted for `https` upstreams besides the public ones
     /// (an organisation's own authority); a relative path is relative to the configuration file.
     pub upstream_ca_file: Option<PathBuf>,
@@ -75,8 +81,10 @@ impl Default for ServerSettings {
             upstream_timeout_secs: 120,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
-            stdio_idle_timeout_secs: 30 * 60,
+            stdio_idle_timeout_secs: 5 * 60,
             max_stdio_sessions: 64,
+            max_stdio_sessions_per_workspace: 16,
+            max_stdio_sessions_per_agent: 4,
             upstream_ca_file: None,
             max_sessions: 100_000,
             max_sessions_per_agent: 1_000,
@@ -107,6 +115,16 @@ impl ServerSettings {
             self.admin_upstream_allow.clone(),
             self.admin_upstream_deny.clone(),
         )
+    }
+
+    /// The caps and idle time of stdio upstream processes.
+    pub fn stdio_limits(&self) -> StdioLimits {
+        StdioLimits {
+            max: self.max_stdio_sessions.max(1),
+            per_workspace: self.max_stdio_sessions_per_workspace.max(1),
+            per_agent: self.max_stdio_sessions_per_agent.max(1),
+            idle: self.stdio_idle_timeout(),
+        }
     }
 
     /// How long a request's body may take to arrive.
@@ -241,10 +259,7 @@ impl Gateway {
             settings.egress_policy(),
         )
         .map_err(GatewayError::Client)?;
-        let stdio = Arc::new(StdioSessions::new(
-            settings.max_stdio_sessions,
-            settings.stdio_idle_timeout(),
-        ));
+        let stdio = Arc::new(StdioSessions::new(settings.stdio_limits()));
         let metrics = Arc::new(Metrics::new());
         metrics.watch_stdio(Arc::clone(&stdio));
         let recorder = Recorder::new(audit)

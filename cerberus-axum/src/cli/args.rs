@@ -52,8 +52,10 @@ with the file's field or the variable named.
   CERBERUS_SERVER__UPSTREAM_TIMEOUT_SECS    how long an upstream may take to start answering (120)
   CERBERUS_SERVER__ALLOWED_ORIGINS          origins allowed besides loopback ones ([])
   CERBERUS_SERVER__ALLOWED_HOSTS            Host header names allowed ([]: loopback names on loopback)
-  CERBERUS_SERVER__STDIO_IDLE_TIMEOUT_SECS  idle time before a stdio upstream is stopped (1800)
+  CERBERUS_SERVER__STDIO_IDLE_TIMEOUT_SECS  idle time before a stdio upstream is stopped (300)
   CERBERUS_SERVER__MAX_STDIO_SESSIONS       stdio upstream processes at once (64)
+  CERBERUS_SERVER__MAX_STDIO_SESSIONS_PER_WORKSPACE of one workspace; its idlest makes room (16)
+  CERBERUS_SERVER__MAX_STDIO_SESSIONS_PER_AGENT of one agent; its idlest makes room (4)
   CERBERUS_SERVER__UPSTREAM_CA_FILE         PEM certificate authorities trusted for https upstreams
                                             besides the public ones (none)
   CERBERUS_SERVER__MAX_SESSIONS             sessions kept in memory without Redis (100000)

@@ -530,7 +530,11 @@ async fn post_stdio(
     let forwarded = &governed.forwarded;
     let (session_id, process, new_session) = if initialize {
         let id = new_session_id();
-        let process = match gateway.stdio.spawn(&id, upstream, &caller.route.name).await {
+        let process = match gateway
+            .stdio
+            .spawn(&id, upstream, &caller.route.name, caller.route.identity)
+            .await
+        {
             Ok(process) => process,
             Err(error @ (SpawnError::TooMany(_) | SpawnError::BackingOff(_))) => {
                 let mut response = wire::http_error(

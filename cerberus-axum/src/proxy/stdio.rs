@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cerberus_core::guardrails::pii::{PiiKinds, PiiScanner};
-use cerberus_core::{Message, MessageKind};
+use cerberus_core::{Identity, Message, MessageKind};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -66,6 +66,8 @@ struct Routes {
 #[derive(Debug)]
 pub struct StdioProcess {
     label: String,
+    /// The agent whose session it serves, in its workspace.
+    owner: Identity,
     /// The writer task's input; taken at termination, which closes the process's stdin.
     stdin: Mutex<Option<mpsc::Sender<Bytes>>>,
     routes: Mutex<Routes>,
@@ -106,6 +108,13 @@ impl StdioProcess {
         if let Ok(mut last) = self.last_used.lock() {
             *last = Instant::now();
         }
+    }
+
+    /// Whether a POST is waiting for its answers.
+    fn busy(&self) -> bool {
+        self.routes
+            .lock()
+            .is_ok_and(|routes| !routes.posts.is_empty())
     }
 
     fn idle_for(&self) -> Duration {
@@ -224,27 +233,78 @@ struct Backoff {
     until: Option<Instant>,
 }
 
+/// How many stdio processes may run, and for how long unused.
+///
+/// A client that never ends its session (the Inspector, mcp-remote, the conformance runner) keeps its
+/// process until the idle timeout. So that one tenant cannot take every process slot, each agent and
+/// each workspace has its own cap below the instance's: past them, and past the instance's cap, a new
+/// session ends the longest-idle session of the same agent, or else of the same workspace, that is not
+/// waiting for an answer, and is refused (503) only when there is none. Another workspace's sessions are
+/// never ended to make room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StdioLimits {
+    /// Processes at once on this instance.
+    pub max: usize,
+    /// Processes at once for one workspace.
+    pub per_workspace: usize,
+    /// Processes at once for one agent.
+    pub per_agent: usize,
+    /// How long a process may go unused before it is stopped.
+    pub idle: Duration,
+}
+
 /// Every stdio upstream process of this gateway instance, by gateway session id.
 #[derive(Debug)]
 pub struct StdioSessions {
     processes: Mutex<HashMap<String, Arc<StdioProcess>>>,
     backoff: Mutex<HashMap<String, Backoff>>,
-    max: usize,
-    idle: Duration,
+    limits: StdioLimits,
     reaper_started: AtomicBool,
     scanner: Arc<PiiScanner>,
 }
 
 impl StdioSessions {
-    /// No processes yet; at most `max` at once, each stopped after `idle` without use.
-    pub fn new(max: usize, idle: Duration) -> Self {
+    /// No processes yet; at most as many at once as `limits` say, each stopped after its idle time.
+    pub fn new(limits: StdioLimits) -> Self {
         Self {
             processes: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
-            max,
-            idle,
+            limits,
             reaper_started: AtomicBool::new(false),
             scanner: Arc::new(PiiScanner::new(PiiKinds::all())),
+        }
+    }
+
+    /// Takes out the session to end so that `owner` may start one, if a cap is reached: the
+    /// longest-idle of the agent's, else of the workspace's, that waits for no answer.
+    fn make_room(&self, owner: &Identity) -> Result<Option<Arc<StdioProcess>>, SpawnError> {
+        let Ok(mut processes) = self.processes.lock() else {
+            return Err(SpawnError::TooMany(self.limits.max));
+        };
+        let same_agent = |p: &StdioProcess| p.owner.agent == owner.agent;
+        let same_workspace = |p: &StdioProcess| {
+            p.owner.organisation == owner.organisation && p.owner.workspace == owner.workspace
+        };
+        let count =
+            |of: &dyn Fn(&StdioProcess) -> bool| processes.values().filter(|p| of(p)).count();
+        let (scope, limit): (&dyn Fn(&StdioProcess) -> bool, usize) =
+            if count(&same_agent) >= self.limits.per_agent {
+                (&same_agent, self.limits.per_agent)
+            } else if count(&same_workspace) >= self.limits.per_workspace {
+                (&same_workspace, self.limits.per_workspace)
+            } else if processes.len() >= self.limits.max {
+                (&same_workspace, self.limits.max)
+            } else {
+                return Ok(None);
+            };
+        let idlest = processes
+            .iter()
+            .filter(|(_, p)| scope(p) && !p.busy())
+            .max_by_key(|(_, p)| p.idle_for())
+            .map(|(id, _)| id.clone());
+        match idlest.and_then(|id| processes.remove(&id)) {
+            Some(process) => Ok(Some(process)),
+            None => Err(SpawnError::TooMany(limit)),
         }
     }
 
@@ -264,22 +324,29 @@ impl StdioSessions {
         self.len() == 0
     }
 
-    /// Starts a process for the new session `session`.
+    /// Starts a process for `owner`'s new session `session`, ending another of its agent's or
+    /// workspace's first if a cap is reached ([`StdioLimits`]).
     pub async fn spawn(
         self: &Arc<Self>,
         session: &str,
         upstream: &StdioUpstream,
         label: &str,
+        owner: Identity,
     ) -> Result<Arc<StdioProcess>, SpawnError> {
         self.start_reaper();
-        if self.len() >= self.max {
-            return Err(SpawnError::TooMany(self.max));
-        }
         let key = upstream.command.display().to_string();
         if let Some(wait) = self.backoff_left(&key) {
             return Err(SpawnError::BackingOff(wait));
         }
-        let process = match start(upstream, label, Arc::clone(&self.scanner)) {
+        if let Some(evicted) = self.make_room(&owner)? {
+            tracing::info!(
+                upstream = %evicted.label,
+                idle_secs = evicted.idle_for().as_secs(),
+                "ending the longest-idle stdio session of the agent or workspace to make room"
+            );
+            evicted.terminate().await;
+        }
+        let process = match start(upstream, label, owner, Arc::clone(&self.scanner)) {
             Ok(process) => process,
             Err(e) => {
                 self.failed(&key);
@@ -352,7 +419,7 @@ impl StdioSessions {
                     Ok(mut processes) => {
                         let ids: Vec<String> = processes
                             .iter()
-                            .filter(|(_, p)| !p.is_alive() || p.idle_for() > sessions.idle)
+                            .filter(|(_, p)| !p.is_alive() || p.idle_for() > sessions.limits.idle)
                             .map(|(id, _)| id.clone())
                             .collect();
                         ids.into_iter()
@@ -373,6 +440,7 @@ impl StdioSessions {
 fn start(
     upstream: &StdioUpstream,
     label: &str,
+    owner: Identity,
     scanner: Arc<PiiScanner>,
 ) -> std::io::Result<Arc<StdioProcess>> {
     let mut command = Command::new(&upstream.command);
@@ -400,6 +468,7 @@ fn start(
     let (stdin_tx, mut stdin_rx) = mpsc::channel::<Bytes>(CHANNEL);
     let process = Arc::new(StdioProcess {
         label: label.to_owned(),
+        owner,
         stdin: Mutex::new(Some(stdin_tx)),
         routes: Mutex::new(Routes::default()),
         last_used: Mutex::new(Instant::now()),
@@ -543,7 +612,69 @@ pub(crate) fn forward_stderr(
 
 #[cfg(test)]
 mod tests {
+    use cerberus_core::{AgentId, OrganisationId, WorkspaceId};
+
     use super::*;
+
+    /// An agent of workspace `workspace` (of one organisation).
+    fn agent(workspace: u128, agent: u128) -> Identity {
+        Identity {
+            organisation: OrganisationId(uuid::Uuid::from_u128(1)),
+            workspace: WorkspaceId(uuid::Uuid::from_u128(workspace)),
+            agent: AgentId(uuid::Uuid::from_u128(agent)),
+        }
+    }
+
+    /// `cat`, which runs until its input closes: enough of a process for the caps.
+    fn cat() -> StdioUpstream {
+        StdioUpstream {
+            command: "cat".into(),
+            args: Vec::new(),
+            env: Default::default(),
+            cwd: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_agent_or_workspace_at_its_cap_ends_its_own_idlest_session_never_another() {
+        let sessions = Arc::new(StdioSessions::new(StdioLimits {
+            max: 4,
+            per_workspace: 3,
+            per_agent: 2,
+            idle: Duration::from_secs(300),
+        }));
+        let (a1, a2, b) = (agent(1, 1), agent(1, 2), agent(2, 3));
+        let spawn = |id: &'static str, owner: Identity| {
+            let sessions = Arc::clone(&sessions);
+            async move { sessions.spawn(id, &cat(), "cat", owner).await.map(drop) }
+        };
+        let running = |ids: &[&str]| ids.iter().all(|id| sessions.get(id).is_some());
+
+        spawn("a1-1", a1).await.unwrap();
+        spawn("a1-2", a1).await.unwrap();
+        // The agent's cap: its idlest session ends.
+        spawn("a1-3", a1).await.unwrap();
+        assert!(sessions.get("a1-1").is_none() && running(&["a1-2", "a1-3"]));
+        // The workspace's cap (3): its idlest session ends, whichever agent's.
+        spawn("a2-1", a2).await.unwrap();
+        spawn("a2-2", a2).await.unwrap();
+        assert!(sessions.get("a1-2").is_none() && running(&["a1-3", "a2-1", "a2-2"]));
+        // The instance's cap (4) with another workspace: room for one, then its own idlest ends;
+        // the first workspace keeps its sessions.
+        spawn("b-1", b).await.unwrap();
+        spawn("b-2", b).await.unwrap();
+        assert!(sessions.get("b-1").is_none());
+        assert!(running(&["a1-3", "a2-1", "a2-2", "b-2"]));
+        assert_eq!(sessions.len(), 4);
+        // A session waiting for an answer is not ended: with none other, the new one is refused.
+        let (sender, _receiver) = mpsc::channel(1);
+        let process = sessions.get("b-2").unwrap();
+        let post = process.register(&[], &sender);
+        assert!(matches!(spawn("b-3", b).await, Err(SpawnError::TooMany(4))));
+        process.release(&post);
+        spawn("b-3", b).await.unwrap();
+        sessions.shutdown().await;
+    }
 
     #[test]
     fn upstream_diagnostics_lose_their_personal_data() {
