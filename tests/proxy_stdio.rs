@@ -38,15 +38,18 @@ fn post(url: &str, body: String) -> reqwest::RequestBuilder {
         .body(body)
 }
 
-/// The JSON-RPC messages of an SSE or JSON body.
+/// The JSON-RPC messages of an SSE or JSON body. Every `data:` line of an event holds its message: a
+/// stray empty one (the line's own newline, kept in the message) fails the test.
 fn messages(body: &str) -> Vec<Value> {
     if let Ok(value) = serde_json::from_str::<Value>(body) {
         return vec![value];
     }
     body.lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .filter(|data| !data.trim().is_empty())
-        .map(|data| serde_json::from_str(data).unwrap())
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|data| {
+            serde_json::from_str(data.trim_start())
+                .unwrap_or_else(|e| panic!("a data line that is not a message ({e}): {body:?}"))
+        })
         .collect()
 }
 
@@ -107,6 +110,30 @@ async fn each_session_gets_its_own_process_until_delete() {
         .to_owned();
     drop(response);
     assert_eq!(gateway.gateway.stdio.len(), 3);
+    // A streamed answer (the tool logs while it runs): one message per event, on one data line, with
+    // no empty data line after it (the process's line kept its newline once).
+    let in_session = |body: Value| {
+        post(&gateway.url, body.to_string())
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+    };
+    in_session(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .await
+        .unwrap();
+    let streamed = in_session(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "test_tool_with_logging", "arguments": {}}}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(
+        streamed.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let body = streamed.text().await.unwrap();
+    let received = messages(&body);
+    assert!(received.len() >= 4, "three logs and the result: {body}");
+    assert_eq!(received.last().unwrap()["id"], 3, "{body}");
     let deleted = reqwest::Client::new()
         .delete(&gateway.url)
         .header("authorization", format!("Bearer {KEY}"))

@@ -508,7 +508,11 @@ fn start(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let message = match Message::parse(Bytes::copy_from_slice(&line)) {
+            // The message is the line without its end: kept, the newline became an empty `data:`
+            // line of every event the message was relayed in.
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            let message = match Message::parse(Bytes::copy_from_slice(text)) {
                 Ok(message) => message,
                 Err(e) => {
                     tracing::warn!(upstream = %reader.label, error = %e, "ignored a line that is not a JSON-RPC message");
