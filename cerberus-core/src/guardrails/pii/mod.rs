@@ -511,14 +511,29 @@ impl<'a> Pass<'a> {
 }
 
 /// The text of a JSON number that may hide data: only a bare run of 13 or more digits (a card number)
-/// can, so smaller integers need no scan.
+/// can, so smaller integers need no scan. A whole number written as a float (`4.111111111111111e15`,
+/// `4111111111111111.0`) is read as the integer it is: its own text would hide the digits.
 fn number_text(number: &Number) -> Option<String> {
     const SMALLEST_CARD: u64 = 1_000_000_000_000;
-    let small = number
-        .as_u64()
-        .map(|n| n < SMALLEST_CARD)
-        .or_else(|| number.as_i64().map(|n| n.unsigned_abs() < SMALLEST_CARD));
-    (small != Some(true)).then(|| number.to_string())
+    if let Some(n) = number.as_u64() {
+        return (n >= SMALLEST_CARD).then(|| n.to_string());
+    }
+    if let Some(n) = number.as_i64() {
+        return (n.unsigned_abs() >= SMALLEST_CARD).then(|| n.to_string());
+    }
+    let float = number.as_f64()?;
+    // 1e20 is past the longest card (19 digits); the cast is exact for a whole float below it.
+    let whole = float.is_finite() && float.fract() == 0.0 && float.abs() < 1e20;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a whole float under 1e20 fits an i128 exactly"
+    )]
+    let integer = whole.then_some(float as i128);
+    match integer {
+        Some(n) if n.unsigned_abs() >= u128::from(SMALLEST_CARD) => Some(n.to_string()),
+        Some(_) => None,
+        None => Some(number.to_string()),
+    }
 }
 
 /// The JSON document a string holds, if it holds an object or an array.

@@ -217,6 +217,27 @@ fn finds_pii_in_keys_numbers_errors_and_nested_values() {
             "deep": [[[["ip [REDACTED:IP_ADDRESS]"]]]]
         }})
     );
+    // A card number written as a float is the same number.
+    for raw in [
+        "4.111111111111111e15",
+        "4111111111111111.0",
+        "4111111111111111e0",
+    ] {
+        let message = Message::parse(format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"card":{raw},"small":1.5e3,"pi":3.14}}}}"#
+        ))
+        .unwrap();
+        let (result, _) = run(
+            &redact_all(),
+            Direction::Response,
+            Value::Object(message.into_json()),
+        );
+        assert_eq!(
+            redacted_payload(&result),
+            json!({"card": "[REDACTED:CREDIT_CARD]", "small": 1500.0, "pi": 3.14}),
+            "{raw}"
+        );
+    }
     let error = json!({"jsonrpc": "2.0", "id": 3, "error": {"code": -32000, "message": "no user jane@example.com"}});
     let (result, _) = run(&redact_all(), Direction::Response, error);
     assert_eq!(
