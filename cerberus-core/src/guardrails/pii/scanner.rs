@@ -247,7 +247,25 @@ impl PiiScanner {
     }
 
     /// Calls `found` for every piece of personal data in `text`, left to right, without overlaps.
+    ///
+    /// Characters that read as the ASCII ones the patterns look for (a fullwidth `@`, an en dash, a
+    /// no-break space, fullwidth digits) count as those, and invisible ones (a zero-width space, a
+    /// soft hyphen) as nothing; the spans found are in `text` as given, covering such characters.
     pub fn scan(&self, text: &str, mut found: impl FnMut(Finding)) {
+        if let Some(plain) = Lookalikes::replaced(text) {
+            self.scan_plain(&plain.text, |finding| {
+                found(Finding {
+                    kind: finding.kind,
+                    span: plain.original(finding.span),
+                });
+            });
+            return;
+        }
+        self.scan_plain(text, found);
+    }
+
+    /// [`scan`](Self::scan) of a text without lookalike characters.
+    fn scan_plain(&self, text: &str, mut found: impl FnMut(Finding)) {
         let bytes = text.as_bytes();
         let Some(triggers) = self.triggers.as_ref().filter(|_| bytes.len() > SHORT_TEXT) else {
             if self.may_match(text) {
@@ -333,6 +351,76 @@ impl PiiScanner {
         let mut any = false;
         self.scan(text, |_| any = true);
         any
+    }
+}
+
+/// A text with its lookalike characters replaced by the ASCII ones they read as (or removed, when
+/// invisible), and where each of its bytes came from.
+struct Lookalikes {
+    text: String,
+    /// For each byte of `text`, where the character it came from starts in the original, and where
+    /// it ends.
+    from: Vec<(usize, usize)>,
+}
+
+impl Lookalikes {
+    /// The ASCII byte `c` reads as (`Some(None)`: nothing, it is invisible), if it is a lookalike.
+    fn ascii(c: char) -> Option<Option<u8>> {
+        Some(match c {
+            '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE63}' | '\u{FF0D}' => Some(b'-'),
+            '\u{00A0}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => {
+                Some(b' ')
+            }
+            '\u{FF20}' | '\u{FE6B}' => Some(b'@'),
+            '\u{FF0E}' => Some(b'.'),
+            '\u{FF0B}' => Some(b'+'),
+            '\u{FF10}'..='\u{FF19}' => u8::try_from(u32::from(c) - 0xFF10 + u32::from(b'0')).ok(),
+            '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' => None,
+            _ => return None,
+        })
+    }
+
+    /// `text` with its lookalikes replaced, or `None` when it has none (as nearly every text): every
+    /// lookalike starts with one of three bytes, found with `memchr`, and most texts have none of them.
+    fn replaced(text: &str) -> Option<Self> {
+        let has_any = memchr::memchr3_iter(0xC2, 0xE2, 0xEF, text.as_bytes()).any(|at| {
+            text.get(at..)
+                .and_then(|rest| rest.chars().next())
+                .is_some_and(|c| Self::ascii(c).is_some())
+        });
+        if !has_any {
+            return None;
+        }
+        let mut plain = Self {
+            text: String::with_capacity(text.len()),
+            from: Vec::with_capacity(text.len()),
+        };
+        for (at, c) in text.char_indices() {
+            let span = (at, at + c.len_utf8());
+            match Self::ascii(c) {
+                Some(Some(byte)) => {
+                    plain.text.push(char::from(byte));
+                    plain.from.push(span);
+                }
+                Some(None) => {}
+                None => {
+                    plain.text.push(c);
+                    plain.from.extend(std::iter::repeat_n(span, c.len_utf8()));
+                }
+            }
+        }
+        Some(plain)
+    }
+
+    /// Where `span` of the replaced text lies in the original.
+    fn original(&self, span: Range<usize>) -> Range<usize> {
+        let start = self.from.get(span.start).map_or(0, |(start, _)| *start);
+        let end = span
+            .end
+            .checked_sub(1)
+            .and_then(|last| self.from.get(last))
+            .map_or(start, |(_, end)| *end);
+        start..end
     }
 }
 
@@ -710,6 +798,47 @@ mod tests {
             scan("4111111111111111@nowhere.invalidtld"),
             [(CreditCard, "4111111111111111")]
         );
+    }
+
+    #[test]
+    fn lookalike_characters_hide_nothing() {
+        for (text, kind, found) in [
+            (
+                "ssn 536\u{2013}22\u{2013}1234.",
+                Ssn,
+                "536\u{2013}22\u{2013}1234",
+            ),
+            (
+                "ssn 536\u{2212}22\u{2212}1234",
+                Ssn,
+                "536\u{2212}22\u{2212}1234",
+            ),
+            (
+                "card 4111\u{00A0}1111\u{00A0}1111\u{00A0}1111 ok",
+                CreditCard,
+                "4111\u{00A0}1111\u{00A0}1111\u{00A0}1111",
+            ),
+            (
+                "mail jane\u{FF20}example.com",
+                Email,
+                "jane\u{FF20}example.com",
+            ),
+            (
+                "mail jane@exa\u{200B}mple.com now",
+                Email,
+                "jane@exa\u{200B}mple.com",
+            ),
+            (
+                "card \u{FF14}\u{FF11}\u{FF11}\u{FF11}111111111111",
+                CreditCard,
+                "\u{FF14}\u{FF11}\u{FF11}\u{FF11}111111111111",
+            ),
+        ] {
+            assert_eq!(scan(text), [(kind, found)], "{text}");
+        }
+        // Typographic punctuation that hides nothing leaves the text as it is.
+        assert_eq!(scan("\u{201C}quoted\u{201D} \u{2014} caf\u{e9}"), []);
+        assert!(Lookalikes::replaced("\u{201C}quoted\u{201D} caf\u{e9}").is_none());
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn finds_pii_in_keys_numbers_errors_and_nested_values() {
         "4111111111111111e0",
     ] {
         let message = Message::parse(format!(
-            r#"{{"jsonrpc":"2.0","id":1,"result":{{"card":{raw},"small":1.5e3,"pi":3.14}}}}"#
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"card":{raw},"small":1.5e3,"ratio":2.5}}}}"#
         ))
         .unwrap();
         let (result, _) = run(
@@ -234,7 +234,7 @@ fn finds_pii_in_keys_numbers_errors_and_nested_values() {
         );
         assert_eq!(
             redacted_payload(&result),
-            json!({"card": "[REDACTED:CREDIT_CARD]", "small": 1500.0, "pi": 3.14}),
+            json!({"card": "[REDACTED:CREDIT_CARD]", "small": 1500.0, "ratio": 2.5}),
             "{raw}"
         );
     }
