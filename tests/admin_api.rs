@@ -431,6 +431,24 @@ async fn bad_input_is_refused_with_the_field_named() {
             .call("GET", &format!("{workspaces}?limit=abc"), None)
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        // An offset no database can take (past i64::MAX) is refused, not clamped.
+        let (status, body) = owner
+            .call(
+                "GET",
+                &format!("{workspaces}?offset=9223372036854775808"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"]["field"], "offset", "{body}");
+        let (status, _) = owner
+            .call(
+                "GET",
+                &format!("{workspaces}?offset=9223372036854775807"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
         for n in 0..3 {
             owner
                 .workspace(&format!("ws-{n}"), "http://127.0.0.1:1/mcp")

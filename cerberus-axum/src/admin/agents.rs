@@ -48,7 +48,7 @@ pub struct WithKey {
 }
 
 /// `GET /mcp-server-workspaces/{id}/agent-accesses`.
-#[utoipa::path(get, operation_id = "agent_accesses_list", path = "/api/v1/mcp-server-workspaces/{id}/agent-accesses", tag = "agent accesses", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query)), responses((status = 200, body = Listing<AgentAccess>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, operation_id = "agent_accesses_list", path = "/api/v1/mcp-server-workspaces/{id}/agent-accesses", tag = "agent accesses", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query, description = "0 to 9223372036854775807, default 0")), responses((status = 200, body = Listing<AgentAccess>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: AdminCaller,

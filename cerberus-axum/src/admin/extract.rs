@@ -204,7 +204,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Ids {
     }
 }
 
-/// `?limit=&offset=` on a list: at most 200 items a page, 50 unless asked.
+/// `?limit=&offset=` on a list: at most 200 items a page, 50 unless asked; an offset up to
+/// `i64::MAX`.
 #[derive(Clone, Copy, Debug)]
 pub struct Pagination(pub Page);
 
@@ -226,10 +227,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
         if !(1..=200).contains(&limit) {
             return Err(ApiError::invalid("limit", "must be from 1 to 200"));
         }
-        Ok(Self(Page {
-            limit,
-            offset: query.offset.unwrap_or(0),
-        }))
+        // The databases count rows in signed 64 bits.
+        let offset = query.offset.unwrap_or(0);
+        if i64::try_from(offset).is_err() {
+            return Err(ApiError::invalid(
+                "offset",
+                format!("must be at most {}", i64::MAX),
+            ));
+        }
+        Ok(Self(Page { limit, offset }))
     }
 }
 

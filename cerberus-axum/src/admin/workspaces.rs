@@ -124,7 +124,7 @@ pub(super) async fn caller_workspace(
 }
 
 /// `GET /organisations/{id}/mcp-server-workspaces`.
-#[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/organisations/{id}/mcp-server-workspaces", tag = "workspaces", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query)), responses((status = 200, body = Listing<Workspace>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/organisations/{id}/mcp-server-workspaces", tag = "workspaces", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query, description = "0 to 9223372036854775807, default 0")), responses((status = 200, body = Listing<Workspace>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: AdminCaller,
