@@ -182,3 +182,36 @@ pub fn load_text() -> String {
      on Monday and send the summary to the board before the release of version 2.4. "
         .repeat(6)
 }
+
+/// A child process of a benchmark, stopped when dropped.
+#[derive(Debug)]
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on (yet).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits up to 30 s for `process` to listen on `port`; an error if it exits first or never does.
+pub fn wait_for_port(port: u16, process: &mut Process) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = process.0.try_wait()? {
+            anyhow::bail!("the process exited with {status} before listening on {port}");
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    anyhow::bail!("nothing listens on port {port}")
+}

@@ -13,13 +13,13 @@
 //! `scripts/load-benchmark` builds everything in release mode and runs this.
 
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cerberus_benches::{Process, free_port, wait_for_port};
 use clap::Parser;
 use serde_json::json;
 
@@ -59,36 +59,6 @@ struct Args {
     /// own HTTP server and upstream client, the most that any gateway on this transport could keep.
     #[arg(long, value_name = "FLOOR_PROXY")]
     floor: Option<PathBuf>,
-}
-
-/// A child process that is stopped when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn wait_for_port(port: u16, process: &mut Process) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(status) = process.0.try_wait()? {
-            bail!("the process exited with {status} before listening on {port}");
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("nothing listens on port {port}")
 }
 
 /// One target: the endpoints its calls go to, in turn, and the key they need. The session is opened

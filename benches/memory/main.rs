@@ -12,16 +12,16 @@
 //! `scripts/memory-benchmark [--answer-mb 60] [--concurrency 8] [--rounds 5] [--slow-clients 50]
 //! [--mimalloc-purge-delay MS]`
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use cerberus_benches::{Process, free_port, wait_for_port};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -48,16 +48,6 @@ struct Args {
     mimalloc_purge_delay: Option<u64>,
 }
 
-/// A child process that is stopped when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The resident memory of process `pid`, in MiB.
 fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -68,26 +58,6 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
         .context("no VmRSS in /proc")?
         .parse()?;
     Ok(kib / 1024.0)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn wait_for_port(port: u16, process: &mut Process) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(status) = process.0.try_wait()? {
-            bail!("the process exited with {status} before listening on {port}");
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("nothing listens on port {port}")
 }
 
 /// The upstream: `initialize` and `tools/call` answered as JSON, the call's text as large as the

@@ -108,11 +108,13 @@ impl PayloadRedactor {
     /// `value`, or its summary when its JSON is longer than the bound.
     fn bounded(&self, value: Value) -> Value {
         let mut summary = Summary::new(self.max_bytes);
-        if serde_json::to_writer(&mut summary, &value).is_err() || !summary.over() {
+        if serde_json::to_writer(&mut summary, &value).is_err() {
             return value;
         }
+        let Some((bytes, sha256, head)) = summary.finish() else {
+            return value;
+        };
         drop(value);
-        let (bytes, sha256, head) = summary.finish();
         json!({"truncated": true, "bytes": bytes, "sha256": sha256, "head": head})
     }
 
@@ -160,13 +162,10 @@ impl Summary {
         }
     }
 
-    fn over(&self) -> bool {
-        self.hash.is_some()
-    }
-
-    /// The length, the SHA-256 in hex and the head (cut at a character) of everything written.
-    fn finish(self) -> (usize, String, String) {
-        let digest = self.hash.unwrap_or_default().finalize();
+    /// The length, the SHA-256 in hex and the head (cut at a character) of everything written, if it
+    /// went past `max`; `None` if it did not.
+    fn finish(self) -> Option<(usize, String, String)> {
+        let digest = self.hash?.finalize();
         let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
         let head = match String::from_utf8(self.head) {
             Ok(head) => head,
@@ -177,7 +176,7 @@ impl Summary {
                 String::from_utf8(bytes).unwrap_or_default()
             }
         };
-        (self.written, hex, head)
+        Some((self.written, hex, head))
     }
 }
 
