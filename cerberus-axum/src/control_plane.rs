@@ -112,7 +112,7 @@ pub fn token_issuer(settings: &AdminSettings) -> Result<TokenIssuer, ControlPlan
                 "no {JWT_SECRET_ENV}: admin tokens are signed with a random secret and end with this process"
             );
             let mut secret = vec![0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+            rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
             secret
         }
     };

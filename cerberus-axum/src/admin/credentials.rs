@@ -5,14 +5,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
-use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cerberus_core::OrganisationId;
 use cerberus_core::store::{User, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -25,7 +24,7 @@ const REFRESH_PREFIX: &str = "cbr_";
 /// Hashes a password with argon2id (off the async threads: it is slow on purpose).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
+        let salt = random_salt()?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|hash| hash.to_string())
@@ -33,6 +32,14 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
     })
     .await
     .map_err(|e| ApiError::Unavailable(format!("password hashing stopped: {e}")))?
+}
+
+/// A 128-bit salt from the thread's CSPRNG (seeded by the operating system).
+fn random_salt() -> Result<SaltString, ApiError> {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    SaltString::encode_b64(&bytes)
+        .map_err(|e| ApiError::Unavailable(format!("cannot encode a salt: {e}")))
 }
 
 /// Whether `password` matches `hash`. With no hash (an unknown user) a dummy hash is checked instead,
@@ -44,10 +51,13 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
         Some(hash) => hash,
         None => DUMMY
             .get_or_init(|| {
-                let salt = SaltString::generate(&mut OsRng);
-                Argon2::default()
-                    .hash_password(b"not a password anyone has", &salt)
-                    .map(|h| h.to_string())
+                random_salt()
+                    .and_then(|salt| {
+                        Argon2::default()
+                            .hash_password(b"not a password anyone has", &salt)
+                            .map(|h| h.to_string())
+                            .map_err(|e| ApiError::Unavailable(e.to_string()))
+                    })
                     .unwrap_or_default()
             })
             .clone(),
@@ -155,6 +165,7 @@ fn seconds(time: SystemTime) -> u64 {
 impl TokenIssuer {
     /// An issuer signing with `secret` (HS256; at least 32 bytes, shared by every instance).
     pub fn new(secret: &[u8], access_ttl: Duration, refresh_ttl: Duration) -> Self {
+        super::hs256::install();
         Self {
             keys: Arc::new((
                 EncodingKey::from_secret(secret),
@@ -261,6 +272,17 @@ mod tests {
             token.split('.').nth(1).unwrap()
         );
         assert!(issuer.verify(&unsigned).is_err(), "alg none is refused");
+        let mut parts = token.split('.');
+        let relabelled = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+            parts.nth(1).unwrap(),
+            parts.next().unwrap()
+        );
+        assert!(
+            issuer.verify(&relabelled).is_err(),
+            "a token claiming another algorithm is refused"
+        );
 
         // Signed with the right secret, but from the future: issued there, or valid only later.
         let sign = |claims: &Claims| {

@@ -13,6 +13,7 @@ pub mod credentials;
 mod docs;
 pub mod error;
 pub mod extract;
+mod hs256;
 mod login;
 mod organisations;
 mod policies;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use cerberus_core::exchange::Conversation;
 use cerberus_core::session::SessionRecord;
 use cerberus_core::{Message, MessageKind, methods};
-use rand::RngCore;
+use rand::Rng;
 
 use super::intermediary::Mirrors;
 use super::relay::{self, Answering, ProxyDoor, UpstreamLink};
