@@ -1,6 +1,7 @@
 //! The gateway's shared state: who holds which key, which upstream and pipeline each agent gets, where
 //! sessions and audit events go.
 
+use crate::proxy::listening::OpeningStreams;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -223,6 +224,8 @@ pub struct Gateway {
     pub stdio: Arc<StdioSessions>,
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
+    /// The sessions whose GET stream is on its way upstream: their POSTs wait for it.
+    pub opening_streams: Arc<OpeningStreams>,
 }
 
 /// The identity of the caller and what it may reach, as found from its key.
@@ -275,6 +278,7 @@ impl Gateway {
             http,
             stdio,
             metrics,
+            opening_streams: Arc::default(),
         })
     }
 

@@ -226,6 +226,18 @@ pub(super) async fn post(
     let upstream_session = session
         .as_ref()
         .and_then(|(_, record)| record.upstream_session.clone());
+    // What this POST asks may make the server send a request on the session's GET stream: that
+    // stream must be open upstream first.
+    if let Some(session_id) = session_id {
+        gateway
+            .opening_streams
+            .settled(
+                caller.route.identity,
+                session_id,
+                gateway.settings.upstream_timeout(),
+            )
+            .await;
+    }
     let request = upstream_request(
         http,
         Method::POST,
@@ -330,6 +342,10 @@ pub(super) async fn send(
 
 /// GET: the server-initiated stream of a session.
 pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &HeaderMap) -> Response {
+    // Until the upstream has answered this GET, the session's POSTs wait (see `listening`). Marked
+    // before anything here awaits, so that a POST that arrived after the GET cannot overtake it.
+    let opening = header(headers, &SESSION_HEADER)
+        .map(|session| gateway.opening_streams.open(caller.route.identity, session));
     let accept = header(headers, &header::ACCEPT).unwrap_or_default();
     if !accept.contains("text/event-stream") && !accept.contains("*/*") {
         return wire::http_error(
@@ -380,6 +396,8 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         Ok(upstream) => upstream,
         Err((code, message)) => return wire::http_error(StatusCode::BAD_GATEWAY, code, &message),
     };
+    // The upstream has its stream: the session's POSTs may go.
+    drop(opening);
     let door = ProxyDoor {
         gateway: Arc::clone(gateway),
         caller: caller.clone(),

@@ -8,6 +8,7 @@
 mod checks;
 mod forward;
 mod intermediary;
+pub mod listening;
 mod relay;
 pub mod stdio;
 

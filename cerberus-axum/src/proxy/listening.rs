@@ -1,0 +1,171 @@
+//! GET streams on their way upstream, so that a call never overtakes the stream its server request
+//! will need.
+//!
+//! A client opens its standalone GET stream and sends `tools/call` milliseconds apart. A server that
+//! sends a request (sampling, elicitation, roots) on its standalone stream the moment the call
+//! arrives drops it when that stream does not exist yet, and the client then waits for an answer that
+//! never comes. Through the gateway, the GET has further to go (a session lookup, an upstream
+//! connection), and the call can overtake it. So a GET marks its session as opening from the moment it
+//! reaches the proxy until the upstream has answered it (or failed, or the client gave up); a POST of
+//! that session waits for the mark to go before it is forwarded, at most the upstream time-out.
+//!
+//! The mark is per instance: a GET and a POST that a load balancer sends to two instances are not
+//! ordered (sticky sessions keep them together).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use cerberus_core::Identity;
+use tokio::sync::watch;
+
+/// A session: its agent and the gateway's session id.
+type Key = (Identity, String);
+
+/// The sessions of this instance whose GET stream is on its way upstream.
+#[derive(Debug, Default)]
+pub struct OpeningStreams {
+    opening: Mutex<HashMap<Key, watch::Receiver<()>>>,
+}
+
+/// Held while a GET stream is on its way upstream; dropping it lets the session's POSTs go.
+#[derive(Debug)]
+pub struct Opening {
+    streams: Arc<OpeningStreams>,
+    key: Key,
+    // Dropped with the guard: waiters see their channel close.
+    _open: watch::Sender<()>,
+    receiver: watch::Receiver<()>,
+}
+
+impl OpeningStreams {
+    /// Marks `agent`'s session `session` as opening its GET stream until the guard is dropped.
+    pub fn open(self: &Arc<Self>, agent: Identity, session: &str) -> Opening {
+        let (open, receiver) = watch::channel(());
+        let key = (agent, session.to_owned());
+        self.lock().insert(key.clone(), receiver.clone());
+        Opening {
+            streams: Arc::clone(self),
+            key,
+            _open: open,
+            receiver,
+        }
+    }
+
+    /// Waits, at most `limit`, until no GET stream of `agent`'s session `session` is on its way
+    /// upstream. Whether it had to wait.
+    pub async fn settled(&self, agent: Identity, session: &str, limit: Duration) -> bool {
+        let Some(mut receiver) = self.lock().get(&(agent, session.to_owned())).cloned() else {
+            return false;
+        };
+        // The sender never sends: `changed` ends when the guard drops it.
+        let _ = tokio::time::timeout(limit, receiver.changed()).await;
+        true
+    }
+
+    /// How many GET streams are on their way upstream.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, watch::Receiver<()>>> {
+        // The map holds no invariant a panic elsewhere could break.
+        self.opening.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        let mut opening = self.streams.lock();
+        // A second GET of the same session may have taken the place since: leave that one.
+        if opening
+            .get(&self.key)
+            .is_some_and(|r| r.same_channel(&self.receiver))
+        {
+            opening.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cerberus_core::AgentId;
+
+    fn agent(name: &str) -> Identity {
+        Identity::standalone(AgentId::from_name(name))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_post_waits_for_its_sessions_opening_stream_only() {
+        let streams = Arc::new(OpeningStreams::default());
+        assert!(
+            !streams
+                .settled(agent("a"), "s1", Duration::from_secs(5))
+                .await
+        );
+
+        let opening = streams.open(agent("a"), "s1");
+        // Another session, or another agent's session of the same id, does not wait.
+        assert!(
+            !streams
+                .settled(agent("a"), "s2", Duration::from_secs(5))
+                .await
+        );
+        assert!(
+            !streams
+                .settled(agent("b"), "s1", Duration::from_secs(5))
+                .await
+        );
+
+        let waiter = tokio::spawn({
+            let streams = Arc::clone(&streams);
+            async move {
+                let start = tokio::time::Instant::now();
+                let waited = streams
+                    .settled(agent("a"), "s1", Duration::from_secs(60))
+                    .await;
+                (waited, start.elapsed())
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(opening);
+        let (waited, elapsed) = waiter.await.unwrap();
+        assert!(waited);
+        assert_eq!(
+            elapsed,
+            Duration::from_secs(2),
+            "released when the stream opened"
+        );
+        assert!(streams.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_never_opens_holds_posts_only_up_to_the_limit() {
+        let streams = Arc::new(OpeningStreams::default());
+        let _opening = streams.open(agent("a"), "s1");
+        let start = tokio::time::Instant::now();
+        assert!(
+            streams
+                .settled(agent("a"), "s1", Duration::from_secs(30))
+                .await
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_replaced_guard_leaves_the_newer_mark() {
+        let streams = Arc::new(OpeningStreams::default());
+        let first = streams.open(agent("a"), "s1");
+        let second = streams.open(agent("a"), "s1");
+        drop(first);
+        assert_eq!(streams.len(), 1, "the second GET is still on its way");
+        drop(second);
+        assert!(streams.is_empty());
+    }
+}
