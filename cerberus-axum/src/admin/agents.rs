@@ -24,6 +24,7 @@ const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAgentAccess {
+    #[schema(value_type = validate::Name)]
     name: String,
     /// When it stops working by itself (RFC 3339), if ever.
     #[serde(default, with = "rfc3339::option")]
@@ -35,7 +36,9 @@ pub struct NewAgentAccess {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
-    /// How long the old key keeps working, in seconds (default: the gateway's setting).
+    /// How long the old key keeps working, in seconds (default: the gateway's setting; at most 30
+    /// days).
+    #[schema(maximum = 2_592_000)]
     grace_period_secs: Option<u64>,
 }
 
@@ -48,7 +51,7 @@ pub struct WithKey {
 }
 
 /// `GET /mcp-server-workspaces/{id}/agent-accesses`.
-#[utoipa::path(get, operation_id = "agent_accesses_list", path = "/api/v1/mcp-server-workspaces/{id}/agent-accesses", tag = "agent accesses", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query, description = "0 to 9223372036854775807, default 0")), responses((status = 200, body = Listing<AgentAccess>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, operation_id = "agent_accesses_list", path = "/api/v1/mcp-server-workspaces/{id}/agent-accesses", tag = "agent accesses", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50", minimum = 1, maximum = 200), ("offset" = Option<u64>, Query, description = "0 to 9223372036854775807, default 0", minimum = 0, maximum = 9223372036854775807_u64)), responses((status = 200, body = Listing<AgentAccess>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: AdminCaller,

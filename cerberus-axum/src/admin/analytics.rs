@@ -28,19 +28,23 @@ const DEFAULT_RANGE: Duration = Duration::from_secs(24 * 3600);
 #[into_params(parameter_in = Query)]
 pub struct AnalyticsParams {
     /// At or after this time (RFC 3339); 24 hours before `to` by default.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// Before this time (RFC 3339); now by default.
+    #[param(format = DateTime)]
     to: Option<String>,
     /// The width of each bucket of `over_time`, such as `1m`, `15m`, `1h` or `1d` (`1h` by default;
     /// at least one second, at most 10,000 buckets in the range).
     bucket: Option<String>,
     /// Which messages are counted: `request` (calls from clients, the default), `response` or `all`.
+    #[param(pattern = "^(request|response|all)$")]
     direction: Option<String>,
     /// Only this workspace's records.
     workspace_id: Option<Uuid>,
     /// Only this agent access's records.
     agent_id: Option<Uuid>,
     /// How many tools and agents to list, busiest first (1 to 1000, 20 by default).
+    #[param(minimum = 1, maximum = 1000)]
     top: Option<u32>,
 }
 

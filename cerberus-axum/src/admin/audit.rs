@@ -33,8 +33,10 @@ const EXPORT_PAGE: u32 = 1000;
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// At or after this time (RFC 3339).
+    #[param(format = DateTime)]
     from: Option<String>,
     /// Before this time (RFC 3339).
+    #[param(format = DateTime)]
     to: Option<String>,
     /// Of this workspace.
     workspace_id: Option<Uuid>,
@@ -43,14 +45,17 @@ pub struct AuditQuery {
     /// Naming this tool (or prompt, or resource URI).
     tool: Option<String>,
     /// With this final decision: allow, modify, block or throttle.
+    #[param(pattern = "^(allow|modify|block|throttle)$")]
     decision: Option<String>,
     /// Of this method (`tools/call`).
     method: Option<String>,
     /// Records per page, 1 to 500 (100 by default).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// Where the previous page ended (its `next_cursor`).
     cursor: Option<String>,
     /// For the export: `jsonl` (default) or `csv`.
+    #[param(pattern = "^(jsonl|csv)$")]
     format: Option<String>,
 }
 

@@ -10,7 +10,10 @@ use cerberus_core::store::{
     AgentAccess, Environment, Organisation, PolicyTarget, Role, StoredPolicy, UpstreamDefinition,
     User, Workspace,
 };
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
@@ -38,7 +41,7 @@ use super::{agents, analytics, audit, login, organisations, policies, workspaces
         ErrorBody, ErrorDetail, Organisation, User, Role, Workspace, Environment, UpstreamDefinition,
         AgentAccess, StoredPolicy, PolicyTarget,
     )),
-    modifiers(&BearerToken)
+    modifiers(&BearerToken, &StandardAnswers, &ExactSchemas)
 )]
 pub struct ApiDoc;
 
@@ -60,6 +63,140 @@ impl Modify for BearerToken {
                     .build(),
             ),
         );
+    }
+}
+
+/// Adds to every operation the answers the API's common parts may give, so that the document lists
+/// every status a client can get: 400 (a body that is not JSON), 401 (an operation that needs a
+/// token), 403 (one that also changes something), 404 (an id in the path, malformed or not the
+/// caller's), 413 and 415 (a body too large, or not JSON), 422 (a body or query whose values cannot
+/// be used) and 503 (storage). An operation's own description of a status stays.
+struct StandardAnswers;
+
+/// Whether an answer applies to an operation, given whether the operation only reads.
+type Applies = fn(&Operation, bool) -> bool;
+
+impl StandardAnswers {
+    /// Each answer: its status, its description, and which operations (and whether a read) may give it.
+    const ANSWERS: [(&'static str, &'static str, Applies); 8] = [
+        ("400", "the body is not JSON", |o, _| has_body(o)),
+        ("401", "no valid access token", |o, _| is_secured(o)),
+        ("403", "the role does not allow it", |o, read| {
+            is_secured(o) && !read
+        }),
+        ("404", "not in the caller's organisation", |o, _| {
+            has_parameter(o, ParameterIn::Path)
+        }),
+        ("413", "the body is larger than 1 MiB", |o, _| has_body(o)),
+        ("415", "the body is not application/json", |o, _| {
+            has_body(o)
+        }),
+        (
+            "422",
+            "a field or query parameter cannot be used; `field` names it",
+            |o, _| has_body(o) || has_parameter(o, ParameterIn::Query),
+        ),
+        ("503", "the database is unavailable", |_, _| true),
+    ];
+}
+
+fn has_body(operation: &Operation) -> bool {
+    operation.request_body.is_some()
+}
+
+fn is_secured(operation: &Operation) -> bool {
+    operation.security.as_ref().is_some_and(|s| !s.is_empty())
+}
+
+fn has_parameter(operation: &Operation, place: ParameterIn) -> bool {
+    operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| p.parameter_in == place)
+}
+
+impl Modify for StandardAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                (&mut item.get, true),
+                (&mut item.put, false),
+                (&mut item.post, false),
+                (&mut item.delete, false),
+                (&mut item.patch, false),
+            ];
+            for (operation, read) in operations {
+                let Some(operation) = operation else { continue };
+                for (status, description, applies) in Self::ANSWERS {
+                    if applies(operation, read)
+                        && !operation.responses.responses.contains_key(status)
+                    {
+                        let answer = ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/json",
+                                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                            )
+                            .build();
+                        operation
+                            .responses
+                            .responses
+                            .insert(status.to_owned(), answer.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Says in the document what the derived schemas leave out: an upstream definition takes no other
+/// members (it is an untagged enum whose variants deny unknown fields) and its `url` is an http or
+/// https URL, and a policy document is an object with a `guardrails` array of objects that each name
+/// their `type`. What a guardrail's settings may be depends on the guardrail types a build
+/// registers, so the document stops there.
+struct ExactSchemas;
+
+impl Modify for ExactSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::OneOf(upstream))) =
+            components.schemas.get_mut("UpstreamDefinition")
+        {
+            for variant in &mut upstream.items {
+                if let RefOr::T(Schema::Object(variant)) = variant {
+                    variant.additional_properties =
+                        Some(Box::new(AdditionalProperties::FreeForm(false)));
+                    if let Some(RefOr::T(Schema::Object(url))) = variant.properties.get_mut("url") {
+                        url.pattern =
+                            Some(r"^[Hh][Tt][Tt][Pp][Ss]?://[^@/?#\s]+([/?#]\S*)?$".into());
+                    }
+                }
+            }
+        }
+        for body in ["NewPolicy", "PolicyUpdate"] {
+            if let Some(RefOr::T(Schema::Object(body))) = components.schemas.get_mut(body)
+                && let Some(RefOr::T(Schema::Object(document))) =
+                    body.properties.get_mut("document")
+            {
+                let guardrail = ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .property(
+                        "type",
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1)),
+                    )
+                    .required("type");
+                let guardrails = ArrayBuilder::new().items(guardrail).build();
+                document
+                    .properties
+                    .insert("guardrails".into(), RefOr::T(Schema::Array(guardrails)));
+                document.required.push("guardrails".into());
+            }
+        }
     }
 }
 

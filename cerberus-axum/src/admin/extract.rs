@@ -129,7 +129,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// An optional JSON body: none at all is `None`.
+/// An optional JSON body: none at all, or JSON `null`, is `None`.
 impl<S: Send + Sync, T: DeserializeOwned> axum::extract::OptionalFromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
@@ -138,7 +138,7 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::OptionalFromRequest<S> 
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| ApiError::PayloadTooLarge)?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.trim_ascii().is_empty() || bytes.trim_ascii() == b"null" {
             return Ok(None);
         }
         let request = Request::from_parts(parts, axum::body::Body::from(bytes));

@@ -17,6 +17,7 @@ use super::validate;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrganisation {
+    #[schema(value_type = validate::Name)]
     name: String,
     owner: NewOwner,
 }
@@ -25,7 +26,9 @@ pub struct NewOrganisation {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOwner {
+    #[schema(value_type = validate::Email)]
     email: String,
+    #[schema(value_type = validate::NewPassword)]
     password: String,
 }
 
@@ -40,6 +43,7 @@ pub struct CreatedOrganisation {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganisationChanges {
+    #[schema(value_type = validate::Name)]
     name: String,
 }
 
@@ -137,8 +141,10 @@ pub async fn delete(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(value_type = validate::Email)]
     email: String,
     role: Role,
+    #[schema(value_type = validate::NewPassword)]
     password: String,
 }
 
@@ -150,7 +156,7 @@ pub struct RoleChange {
 }
 
 /// `GET /organisations/{id}/users`.
-#[utoipa::path(get, operation_id = "users_list", path = "/api/v1/organisations/{id}/users", tag = "users", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query, description = "0 to 9223372036854775807, default 0")), responses((status = 200, body = Listing<User>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, operation_id = "users_list", path = "/api/v1/organisations/{id}/users", tag = "users", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50", minimum = 1, maximum = 200), ("offset" = Option<u64>, Query, description = "0 to 9223372036854775807, default 0", minimum = 0, maximum = 9223372036854775807_u64)), responses((status = 200, body = Listing<User>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn users(
     State(state): State<AdminState>,
     caller: AdminCaller,

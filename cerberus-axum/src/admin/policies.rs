@@ -93,7 +93,7 @@ pub async fn create(
 }
 
 /// `GET /policies`.
-#[utoipa::path(get, operation_id = "policies_list", path = "/api/v1/policies", tag = "policies", params(("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query, description = "0 to 9223372036854775807, default 0")), responses((status = 200, body = Listing<StoredPolicy>), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, operation_id = "policies_list", path = "/api/v1/policies", tag = "policies", params(("limit" = Option<u32>, Query, description = "1 to 200, default 50", minimum = 1, maximum = 200), ("offset" = Option<u64>, Query, description = "0 to 9223372036854775807, default 0", minimum = 0, maximum = 9223372036854775807_u64)), responses((status = 200, body = Listing<StoredPolicy>), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: AdminCaller,

@@ -1,5 +1,8 @@
 //! Checks on the values admin requests carry, each naming its field.
 
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
 use super::error::ApiError;
 
 /// The longest name of an organisation, workspace or agent access.
@@ -8,6 +11,71 @@ const MAX_NAME_CHARS: usize = 100;
 const MIN_PASSWORD_CHARS: usize = 12;
 /// The longest password accepted (argon2 has no limit, but a megabyte password is an attack).
 const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// Characters no name or email may hold: the control characters (`char::is_control`).
+const NO_CONTROL: &str = r"[^\x00-\x1f\x7f-\x9f]";
+/// Characters of an email address: no control characters, white space or second `@`.
+const EMAIL_CHAR: &str = r"[^\x00-\x1f\x7f-\x9f\s@]";
+
+/// A display name in the OpenAPI document: what [`name`] accepts (1 to 100 characters, not all white
+/// space, no control characters).
+pub struct Name;
+
+impl utoipa::PartialSchema for Name {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "1 to 100 characters, not all white space, no control characters",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(MAX_NAME_CHARS))
+            .pattern(Some(format!(
+                r"^{NO_CONTROL}*[^\x00-\x1f\x7f-\x9f\s]{NO_CONTROL}*$"
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Name {}
+
+/// An email address in the OpenAPI document: what [`email`] accepts (`local@domain` with a dot in the
+/// domain, at most 254 characters, no white space).
+pub struct Email;
+
+impl utoipa::PartialSchema for Email {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("`local@domain`, with a dot in the domain"))
+            .max_length(Some(254))
+            .pattern(Some(format!(
+                r"^{EMAIL_CHAR}+@{EMAIL_CHAR}*\.{EMAIL_CHAR}*$"
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Email {}
+
+/// A new password in the OpenAPI document: its length (what else [`password`] asks, that it be hard
+/// to guess, a schema cannot say).
+pub struct NewPassword;
+
+impl utoipa::PartialSchema for NewPassword {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "12 to 1024 characters, and hard to guess: zxcvbn must score it 3 of 4 or more",
+            ))
+            .min_length(Some(MIN_PASSWORD_CHARS))
+            .max_length(Some(MAX_PASSWORD_CHARS))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NewPassword {}
 
 /// A display name: 1 to 100 characters after trimming, no control characters.
 pub fn name(field: &str, value: &str) -> Result<String, ApiError> {

@@ -24,6 +24,7 @@ const MASK: &str = "********";
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkspaceBody {
+    #[schema(value_type = validate::Name)]
     name: String,
     #[serde(default = "production")]
     environment: Environment,
@@ -38,6 +39,7 @@ fn production() -> Environment {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceChangesBody {
+    #[schema(value_type = Option<validate::Name>)]
     name: Option<String>,
     environment: Option<Environment>,
     upstream: Option<UpstreamDefinition>,
@@ -124,7 +126,7 @@ pub(super) async fn caller_workspace(
 }
 
 /// `GET /organisations/{id}/mcp-server-workspaces`.
-#[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/organisations/{id}/mcp-server-workspaces", tag = "workspaces", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("offset" = Option<u64>, Query, description = "0 to 9223372036854775807, default 0")), responses((status = 200, body = Listing<Workspace>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/organisations/{id}/mcp-server-workspaces", tag = "workspaces", params(("id" = Uuid, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50", minimum = 1, maximum = 200), ("offset" = Option<u64>, Query, description = "0 to 9223372036854775807, default 0", minimum = 0, maximum = 9223372036854775807_u64)), responses((status = 200, body = Listing<Workspace>), (status = 401, description = "no valid access token", body = ErrorBody), (status = 404, description = "not in the caller's organisation", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: AdminCaller,
