@@ -365,4 +365,49 @@ mod tests {
         let workspace = &document["components"]["schemas"]["Workspace"]["properties"];
         assert_eq!(workspace["created_at"]["format"], "date-time");
     }
+
+    #[test]
+    fn every_operation_lists_the_answers_its_common_parts_give() {
+        let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let statuses = |path: &str, method: &str| -> Vec<String> {
+            let responses = document["paths"][path][method]["responses"]
+                .as_object()
+                .unwrap();
+            responses.keys().cloned().collect()
+        };
+        let create = statuses("/api/v1/organisations/{id}/mcp-server-workspaces", "post");
+        for status in [
+            "201", "400", "401", "403", "404", "413", "415", "422", "503",
+        ] {
+            assert!(create.contains(&status.to_owned()), "create lists {status}");
+        }
+        let list = statuses("/api/v1/organisations/{id}/mcp-server-workspaces", "get");
+        assert!(
+            !list.contains(&"403".to_owned()),
+            "a read is never forbidden"
+        );
+        assert!(!list.contains(&"415".to_owned()), "a read has no body");
+        let login = statuses("/api/v1/auth/login", "post");
+        assert!(!login.contains(&"404".to_owned()) && login.contains(&"429".to_owned()));
+
+        let parameters = document["paths"]["/api/v1/organisations/{id}/mcp-server-workspaces"]
+            ["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let limit = parameters.iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(
+            (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+            (&serde_json::json!(1), &serde_json::json!(200))
+        );
+        let upstream = &document["components"]["schemas"]["UpstreamDefinition"]["oneOf"];
+        for variant in upstream.as_array().unwrap() {
+            assert_eq!(variant["additionalProperties"], false);
+        }
+        let document_schema =
+            &document["components"]["schemas"]["NewPolicy"]["properties"]["document"];
+        assert_eq!(
+            document_schema["required"],
+            serde_json::json!(["guardrails"])
+        );
+    }
 }
