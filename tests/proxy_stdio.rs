@@ -209,3 +209,116 @@ async fn a_command_that_cannot_start_is_an_error_then_backs_off() {
     assert!(second.headers().contains_key("retry-after"));
     assert!(gateway.gateway.stdio.is_empty());
 }
+
+/// The `id:` and message of each event of an SSE body.
+fn events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter(|event| !event.trim().is_empty())
+        .map(|event| {
+            let id = event
+                .lines()
+                .find_map(|line| line.strip_prefix("id:"))
+                .unwrap_or_else(|| panic!("an event without an id: {event:?}"))
+                .trim()
+                .to_owned();
+            (id, messages(event).remove(0))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_stream_resumes_from_its_last_event_id() {
+    use futures::StreamExt;
+
+    let binary = example_server_binary();
+    let gateway =
+        start_gateway_for(&format!("{{ command = \"{}\" }}", binary.display()), POLICY).await;
+    let response = post(&gateway.url, initialize()).send().await.unwrap();
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let initialized = events(&response.text().await.unwrap());
+    assert_eq!(
+        initialized[0].1["id"], 1,
+        "the initialize answer has an id too"
+    );
+    let answer = post(
+        &gateway.url,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+    )
+    .header("mcp-session-id", &session)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 202);
+
+    // The call reports progress three times over 100 ms, then answers. The client reads the first
+    // event and goes away.
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": "p"}}});
+    let response = post(&gateway.url, call.to_string())
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut first = String::new();
+    while !first.contains("\n\n") {
+        let chunk = tokio::time::timeout(HANG, body.next()).await.unwrap();
+        first.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    drop(body);
+    let first = events(&first[..first.find("\n\n").unwrap() + 2]).remove(0);
+    assert_eq!(first.1["params"]["progress"].as_f64(), Some(0.0));
+
+    // The rest of that stream, from where the client left it: the two other reports and the answer,
+    // each once, in order, and then the stream ends.
+    let resumed = reqwest::Client::new()
+        .get(&gateway.url)
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("mcp-session-id", &session)
+        .header("last-event-id", &first.0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    let rest = events(
+        &tokio::time::timeout(HANG, resumed.text())
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let progress: Vec<f64> = rest
+        .iter()
+        .filter_map(|(_, m)| m["params"]["progress"].as_f64())
+        .collect();
+    assert_eq!(progress, [50.0, 100.0], "{rest:?}");
+    let last = rest.last().unwrap();
+    assert_eq!(last.1["id"], 2);
+    assert_eq!(
+        last.1["result"]["content"][0]["text"],
+        "Tool with progress executed successfully"
+    );
+    let (stream, seq) = first.0.split_once('-').unwrap();
+    for (n, (id, _)) in rest.iter().enumerate() {
+        assert_eq!(
+            id,
+            &format!("{stream}-{}", seq.parse::<usize>().unwrap() + 1 + n),
+            "ids follow on"
+        );
+    }
+
+    // An id the session's log does not know opens the GET stream as usual.
+    let fresh = reqwest::Client::new()
+        .get(&gateway.url)
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("mcp-session-id", &session)
+        .header("last-event-id", "999-0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+}

@@ -14,6 +14,7 @@ use rand::Rng;
 
 use super::intermediary::Mirrors;
 use super::relay::{self, Answering, ProxyDoor, UpstreamLink};
+use super::replay::Position;
 use super::stdio::SpawnError;
 use super::{SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER};
 use crate::gateway::{Caller, Gateway};
@@ -25,6 +26,8 @@ use crate::wire;
 
 /// Headers a client sends that the upstream needs as they are.
 const PASSED_HEADERS: [&str; 3] = ["accept", "mcp-protocol-version", "last-event-id"];
+/// Where a client resumes a broken event stream.
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -381,7 +384,8 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
                 upstream_status: None,
                 span: crate::telemetry::current_span(),
             };
-            return relay::stdio_listen(door, &process);
+            let resume = header(headers, &LAST_EVENT_ID).and_then(Position::parse);
+            return relay::stdio_listen(door, &process, resume);
         }
     };
     let request = upstream_request(
@@ -635,6 +639,7 @@ async fn post_stdio(
         }
         return json_response(StatusCode::OK, &governed.answers, batch, None);
     }
+    let events = Arc::clone(&process.events);
     let door = ProxyDoor {
         gateway: Arc::clone(gateway),
         caller: caller.clone(),
@@ -651,5 +656,5 @@ async fn post_stdio(
         batch,
         new_session,
     };
-    relay::stdio_stream(door, answering, routes, from_process)
+    relay::stdio_stream(door, answering, routes, from_process, events)
 }

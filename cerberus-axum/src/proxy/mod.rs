@@ -10,6 +10,7 @@ mod forward;
 mod intermediary;
 pub mod listening;
 mod relay;
+pub mod replay;
 pub mod stdio;
 
 use std::sync::Arc;

@@ -18,9 +18,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{Instrument, Span};
 
 use super::SESSION_HEADER;
+use super::replay::{EventLog, Position, StreamKind, StreamWriter};
 use super::stdio::{PostRoutes, StdioProcess};
 use crate::gateway::{Caller, Gateway};
-use crate::relay::{self, Door, Relay, Unanswered, message_event, server_message};
+use crate::relay::{self, Door, Relay, Unanswered, server_message};
 use crate::upstream::Upstream;
 use crate::upstream_client::{UpstreamError, UpstreamResponse};
 use crate::wire;
@@ -273,12 +274,15 @@ fn event_stream_response(
     response
 }
 
-/// A POST to a stdio process: its messages as an event stream, until every request is answered.
+/// A POST to a stdio process: its messages as an event stream, until every request is answered. Each
+/// event is numbered and logged in the session's replay log before it is sent; when the client goes
+/// away, the answers are still collected into the log, for a GET with `Last-Event-ID` to resume.
 pub(super) fn stdio_stream(
     door: ProxyDoor,
     answering: Answering,
     routes: PostRoutes,
     mut from_process: mpsc::Receiver<Message>,
+    events: Arc<EventLog>,
 ) -> Response {
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
     let Answering {
@@ -288,11 +292,15 @@ pub(super) fn stdio_stream(
         ..
     } = answering;
     tokio::spawn(async move {
-        let mut client_gone = false;
+        let mut stream = ClientStream {
+            writer: events.stream(StreamKind::Post),
+            sender,
+            gone: false,
+        };
         for answer in &answers {
-            client_gone |= sender.send(Ok(message_event(answer))).await.is_err();
+            stream.send(answer).await;
         }
-        while !outstanding.is_empty() && !client_gone {
+        while !outstanding.is_empty() {
             let Some(message) = from_process.recv().await else {
                 break;
             };
@@ -302,7 +310,7 @@ pub(super) fn stdio_stream(
                 outstanding.remove(&RequestId::of(id));
             }
             if let Some(out) = server_message(&door, message).await {
-                client_gone |= sender.send(Ok(message_event(&out))).await.is_err();
+                stream.send(&out).await;
             }
         }
         if let UpstreamLink::Stdio(process) = &door.link {
@@ -317,7 +325,7 @@ pub(super) fn stdio_stream(
                 None,
             );
             if let Some(error) = error {
-                let _ = sender.send(Ok(message_event(&error))).await;
+                stream.send(&error).await;
             }
         }
     });
@@ -331,22 +339,72 @@ pub(super) fn stdio_stream(
     response
 }
 
-/// A GET to a stdio session: the process's messages that answer no POST, as they come.
-pub(super) fn stdio_listen(door: ProxyDoor, process: &StdioProcess) -> Response {
-    let (to_stream, mut from_process) = mpsc::channel::<Message>(STREAM_BUFFER);
-    let backlog = process.listen(to_stream);
+/// One stream of a stdio session to its client: every event logged, and sent while the client reads.
+struct ClientStream {
+    writer: StreamWriter,
+    sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    gone: bool,
+}
+
+impl ClientStream {
+    /// Logs `message` and sends it, unless the client is gone; whether the client still reads.
+    async fn send(&mut self, message: &Message) -> bool {
+        let event = self.writer.event(message);
+        if !self.gone {
+            self.gone = self.sender.send(Ok(event)).await.is_err();
+        }
+        !self.gone
+    }
+}
+
+/// A GET to a stdio session: the process's messages that answer no POST, as they come. With
+/// `resume` (a `Last-Event-ID` the session's log still knows), first what that stream sent after it:
+/// a POST's stream to its end, and then this response ends; the GET stream's, and then this is the
+/// session's GET stream.
+pub(super) fn stdio_listen(
+    door: ProxyDoor,
+    process: &StdioProcess,
+    resume: Option<Position>,
+) -> Response {
+    let events = Arc::clone(&process.events);
+    let resumed = resume.and_then(|position| Some((position, events.kind_of(position)?)));
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
+    let replay = |events: Arc<EventLog>, position, sender: mpsc::Sender<_>| async move {
+        events
+            .replay(position, |event| {
+                let sender = sender.clone();
+                async move { sender.send(Ok(event)).await.is_ok() }
+            })
+            .await;
+        sender
+    };
+    if let Some((position, StreamKind::Post)) = resumed {
+        tokio::spawn(replay(events, position, sender));
+        return event_stream_response(receiver, StatusCode::OK);
+    }
+    let (to_stream, mut from_process) = mpsc::channel::<Message>(STREAM_BUFFER);
+    // The session's GET stream from now on: a GET stream before it ends, its log closes.
+    let backlog = process.listen(to_stream);
     tokio::spawn(async move {
+        let sender = match resumed {
+            Some((position, _)) => replay(Arc::clone(&events), position, sender).await,
+            None => sender,
+        };
+        let mut stream = ClientStream {
+            writer: events.stream(StreamKind::Get),
+            sender,
+            gone: false,
+        };
         for message in backlog {
             if let Some(out) = server_message(&door, message).await
-                && sender.send(Ok(message_event(&out))).await.is_err()
+                && !stream.send(&out).await
             {
                 return;
             }
         }
         while let Some(message) = from_process.recv().await {
             if let Some(out) = server_message(&door, message).await
-                && sender.send(Ok(message_event(&out))).await.is_err()
+                && !stream.send(&out).await
             {
                 return;
             }

@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use super::replay::EventLog;
 use crate::upstream::StdioUpstream;
 
 /// The longest line accepted from a process.
@@ -75,6 +76,8 @@ pub struct StdioProcess {
     next_post: AtomicU64,
     alive: AtomicBool,
     child: tokio::sync::Mutex<Option<Child>>,
+    /// What the session's streams sent, for clients that resume with `Last-Event-ID`.
+    pub events: Arc<EventLog>,
 }
 
 /// What a POST registered, to take back when it is done.
@@ -474,6 +477,7 @@ fn start(
         last_used: Mutex::new(Instant::now()),
         next_post: AtomicU64::new(0),
         alive: AtomicBool::new(true),
+        events: Arc::default(),
         child: tokio::sync::Mutex::new(Some(child)),
     });
 
