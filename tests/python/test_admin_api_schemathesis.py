@@ -1,8 +1,8 @@
-"""schemathesis against the admin API of a real gateway (SQLite), with every check: each answer is one the
-OpenAPI document lists, with the body it describes; requests the document allows are accepted (but for
-the operations `schemathesis.toml` names, with why) and those it forbids are refused; no 5xx. The seed
-is fixed, so a failure reproduces; set SCHEMATHESIS_SEED and SCHEMATHESIS_MAX_EXAMPLES to explore
-further."""
+"""schemathesis against the admin API of a real gateway (SQLite), with every check but one (named
+below, with why): each answer is one the OpenAPI document lists, with the body it describes; requests
+the document allows are accepted (but for the operations `schemathesis.toml` names, with why) and
+those it forbids are refused; no 5xx. The seed is fixed, so a failure reproduces; set
+SCHEMATHESIS_SEED and SCHEMATHESIS_MAX_EXAMPLES to explore further."""
 
 from __future__ import annotations
 
@@ -83,6 +83,13 @@ def test_schemathesis_finds_nothing(admin_gateway: str, tmp_path: Path) -> None:
             f"Authorization: Bearer {token}",
             "--checks",
             "all",
+            # A new organisation belongs to its own first owner: its creator, a user of another
+            # organisation, gets 404 for it and for what is under it, as for every other tenant's id,
+            # which this check (a resource just created is found) takes for a defect. That creating
+            # workspaces, agent accesses and policies makes them readable is tested in
+            # tests/admin_api.rs.
+            "--exclude-checks",
+            "ensure_resource_availability",
             "--max-examples",
             os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"),
             "--seed",
