@@ -1,8 +1,9 @@
 //! A call never overtakes the GET stream its server request needs. A client opens its standalone GET
-//! stream and sends `tools/call` right after; this upstream, like the conformance suite's reference
-//! server, sends an elicitation on its standalone stream the moment the call arrives, and drops it
-//! when that stream is not open yet. It takes a while to open one (as a server across a network
-//! does), so without the gateway holding the call, the request is lost every time.
+//! stream and sends `tools/call` right after (or even before); this upstream, like the conformance
+//! suite's reference server, sends an elicitation on its standalone stream the moment the call
+//! arrives, and drops it when that stream is not open yet. It takes a while to open one (as a server
+//! across a network does), so unless the gateway has the stream open before it forwards the call, the
+//! request is lost every time.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -32,9 +33,9 @@ use tokio::sync::mpsc;
 const VERSION: &str = "2025-06-18";
 /// How long the upstream takes to open a GET stream.
 const OPENING: Duration = Duration::from_millis(400);
-/// How long after sending its GET the client sends its call: long enough for the GET to reach the
-/// gateway first, far shorter than the upstream takes to open the stream.
-const CALL_AFTER: Duration = Duration::from_millis(100);
+/// How far apart the client sends its GET and its call: far shorter than the upstream takes to open
+/// the stream.
+const APART: Duration = Duration::from_millis(100);
 /// How many times in a row the race is run.
 const ROUNDS: usize = 8;
 
@@ -44,6 +45,7 @@ struct Upstream {
     stream: Arc<Mutex<Option<mpsc::UnboundedSender<Value>>>>,
     sent: Arc<AtomicUsize>,
     dropped: Arc<AtomicUsize>,
+    gets: Arc<AtomicUsize>,
 }
 
 async fn upstream_post(State(upstream): State<Upstream>, body: Bytes) -> Response {
@@ -91,6 +93,7 @@ async fn upstream_post(State(upstream): State<Upstream>, body: Bytes) -> Respons
 }
 
 async fn upstream_get(State(upstream): State<Upstream>) -> Response {
+    upstream.gets.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(OPENING).await;
     let (sender, receiver) = mpsc::unbounded_channel::<Value>();
     *upstream.stream.lock().unwrap() = Some(sender);
@@ -122,6 +125,22 @@ fn session_of(headers: &HeaderMap) -> String {
 
 #[tokio::test]
 async fn a_call_waits_for_the_get_stream_the_server_answers_on() {
+    race(Order::GetFirst).await;
+}
+
+#[tokio::test]
+async fn a_call_sent_before_the_get_still_reaches_the_client_through_it() {
+    race(Order::CallFirst).await;
+}
+
+/// Which the client sends first.
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    GetFirst,
+    CallFirst,
+}
+
+async fn race(order: Order) {
     let (url, upstream) = start_upstream().await;
     let gateway = start_gateway(
         &url,
@@ -154,6 +173,9 @@ async fn a_call_waits_for_the_get_stream_the_server_answers_on() {
             .header("mcp-protocol-version", VERSION)
             .header("mcp-session-id", &session);
         let elicited = tokio::spawn(async move {
+            if let Order::CallFirst = order {
+                tokio::time::sleep(APART).await;
+            }
             let answer = get.send().await.unwrap();
             assert_eq!(answer.status(), 200);
             let mut body = answer.bytes_stream();
@@ -167,7 +189,9 @@ async fn a_call_waits_for_the_get_stream_the_server_answers_on() {
             panic!("the GET stream ended without the server's request");
         });
 
-        tokio::time::sleep(CALL_AFTER).await;
+        if let Order::GetFirst = order {
+            tokio::time::sleep(APART).await;
+        }
         let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
             "params": {"name": "ask", "arguments": {}}});
         let answer = mcp_post(&gateway.url, KEY, VERSION, Some(&session), &call)
@@ -180,7 +204,7 @@ async fn a_call_waits_for_the_get_stream_the_server_answers_on() {
         assert_eq!(
             upstream.dropped.load(Ordering::SeqCst),
             0,
-            "round {round}: the call reached the upstream before the GET stream it answers on"
+            "round {round} ({order:?}): the call reached the upstream before the GET stream it answers on"
         );
         tokio::time::timeout(HANG, elicited)
             .await
@@ -192,5 +216,10 @@ async fn a_call_waits_for_the_get_stream_the_server_answers_on() {
     assert!(
         gateway.gateway.opening_streams.is_empty(),
         "no GET is left marked as opening"
+    );
+    assert_eq!(
+        upstream.gets.load(Ordering::SeqCst),
+        ROUNDS,
+        "one upstream GET stream a session: the one the gateway opened, taken by the client's GET"
     );
 }

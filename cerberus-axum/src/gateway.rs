@@ -226,6 +226,10 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The sessions whose GET stream is on its way upstream: their POSTs wait for it.
     pub opening_streams: Arc<OpeningStreams>,
+    /// Whether the gateway opens a session's upstream GET stream itself when the client says it is
+    /// ready, for the client's GET to take (`proxy::listening`); off when sessions are shared
+    /// between instances.
+    pub pre_open_streams: bool,
 }
 
 /// The identity of the caller and what it may reach, as found from its key.
@@ -279,6 +283,7 @@ impl Gateway {
             stdio,
             metrics,
             opening_streams: Arc::default(),
+            pre_open_streams: true,
         })
     }
 

@@ -190,13 +190,20 @@ impl Parts {
         };
         #[cfg(not(feature = "redis"))]
         let sessions: Arc<dyn SessionStore> = Arc::clone(&in_memory) as _;
-        let gateway = Gateway::new(
+        #[allow(unused_mut, reason = "changed only with the feature redis")]
+        let mut gateway = Gateway::new(
             config.server.clone(),
             config.routes(&registry)?,
             sessions,
             audit,
             config.audit.payload_redactor(),
         )?;
+        // With sessions shared, a client's GET may reach another instance than the one that would
+        // hold the stream it opened (`proxy::listening`).
+        #[cfg(feature = "redis")]
+        {
+            gateway.pre_open_streams = distributed.is_none();
+        }
         #[cfg(feature = "redis")]
         if let Some(shared) = &distributed {
             gateway.metrics.watch_limiter(Arc::clone(&shared.limiter));

@@ -13,6 +13,7 @@ use cerberus_core::{Message, MessageKind, methods};
 use rand::Rng;
 
 use super::intermediary::Mirrors;
+use super::listening::Opening;
 use super::relay::{self, Answering, ProxyDoor, UpstreamLink};
 use super::replay::Position;
 use super::stdio::SpawnError;
@@ -241,6 +242,24 @@ pub(super) async fn post(
             )
             .await;
     }
+    // A client that says it is ready gets its session's upstream GET stream opened now, before
+    // anything it sends next can make the server send a request on it.
+    let pre_open = match session_id {
+        Some(session_id)
+            if gateway.pre_open_streams
+                && governed.forwarded.iter().any(|m| {
+                    m.kind() == MessageKind::Notification
+                        && m.method() == Some(methods::INITIALIZED)
+                }) =>
+        {
+            Some(
+                gateway
+                    .opening_streams
+                    .open(caller.route.identity, session_id),
+            )
+        }
+        _ => None,
+    };
     let request = upstream_request(
         http,
         Method::POST,
@@ -253,6 +272,7 @@ pub(super) async fn post(
     let upstream = match send(gateway, request).await {
         Ok(upstream) => upstream,
         Err((code, message)) => {
+            drop(pre_open);
             conversation.forget_client_requests(&governed.requests);
             let errors: Vec<Message> = governed
                 .forwarded
@@ -267,6 +287,19 @@ pub(super) async fn post(
             return json_response(StatusCode::OK, &errors, is_batch, None);
         }
     };
+
+    if let (Some(opening), Some(session_id)) = (pre_open, session_id)
+        && upstream.status().is_success()
+    {
+        tokio::spawn(pre_open_stream(
+            Arc::clone(gateway),
+            caller.clone(),
+            session_id.to_owned(),
+            upstream_session.clone(),
+            headers.get(&VERSION_HEADER).cloned(),
+            opening,
+        ));
+    }
 
     // A successful initialize opens a gateway session that stands for the upstream's.
     let mut new_session = None;
@@ -317,6 +350,48 @@ pub(super) async fn post(
     relay::response(door, answering, upstream).await
 }
 
+/// Opens the session's upstream GET stream on the gateway's own account and holds it for the client's
+/// GET to take (see `listening`); `opening` marks it as on its way until then. A server without a GET
+/// stream (405), or one that fails, leaves nothing held: the client's GET will hear the same.
+async fn pre_open_stream(
+    gateway: Arc<Gateway>,
+    caller: Caller,
+    session: String,
+    upstream_session: Option<String>,
+    version: Option<HeaderValue>,
+    opening: Opening,
+) {
+    let Upstream::Http(http) = &caller.route.upstream else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    if let Some(version) = version {
+        headers.insert(VERSION_HEADER, version);
+    }
+    let request = upstream_request(
+        http,
+        Method::GET,
+        upstream_session.as_deref(),
+        &headers,
+        Vec::new(),
+        Bytes::new(),
+    );
+    if let Ok(stream) = send(&gateway, request).await {
+        let is_stream = header(stream.headers(), &header::CONTENT_TYPE)
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        if stream.status().is_success() && is_stream {
+            gateway
+                .opening_streams
+                .hold(caller.route.identity, &session, stream);
+        }
+    }
+    drop(opening);
+}
+
 /// Sends an upstream request, turning failures and time-outs into a JSON-RPC error code and message.
 pub(super) async fn send(
     gateway: &Gateway,
@@ -346,9 +421,16 @@ pub(super) async fn send(
 /// GET: the server-initiated stream of a session.
 pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &HeaderMap) -> Response {
     // Until the upstream has answered this GET, the session's POSTs wait (see `listening`). Marked
-    // before anything here awaits, so that a POST that arrived after the GET cannot overtake it.
-    let opening = header(headers, &SESSION_HEADER)
-        .map(|session| gateway.opening_streams.open(caller.route.identity, session));
+    // before anything here awaits, so that a POST that arrived after the GET cannot overtake it; a
+    // stream the gateway is opening for the session itself is waited for, to be taken.
+    let session_header = header(headers, &SESSION_HEADER);
+    let pre_opening = session_header.and_then(|session| {
+        gateway
+            .opening_streams
+            .pending(caller.route.identity, session)
+    });
+    let opening =
+        session_header.map(|session| gateway.opening_streams.open(caller.route.identity, session));
     let accept = header(headers, &header::ACCEPT).unwrap_or_default();
     if !accept.contains("text/event-stream") && !accept.contains("*/*") {
         return wire::http_error(
@@ -388,17 +470,35 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
             return relay::stdio_listen(door, &process, resume);
         }
     };
-    let request = upstream_request(
-        http,
-        Method::GET,
-        record.upstream_session.as_deref(),
-        headers,
-        Vec::new(),
-        Bytes::new(),
-    );
-    let upstream = match send(gateway, request).await {
-        Ok(upstream) => upstream,
-        Err((code, message)) => return wire::http_error(StatusCode::BAD_GATEWAY, code, &message),
+    if let Some(pre_opening) = pre_opening {
+        pre_opening
+            .settled(gateway.settings.upstream_timeout())
+            .await;
+    }
+    let held = gateway
+        .opening_streams
+        .take(caller.route.identity, &session_id);
+    let upstream = match held {
+        // The stream the gateway opened when the client said it was ready, unread until now. A
+        // client that resumes (`Last-Event-ID`) gets a stream of its own instead.
+        Some(held) if header(headers, &LAST_EVENT_ID).is_none() => held,
+        held => {
+            drop(held);
+            let request = upstream_request(
+                http,
+                Method::GET,
+                record.upstream_session.as_deref(),
+                headers,
+                Vec::new(),
+                Bytes::new(),
+            );
+            match send(gateway, request).await {
+                Ok(upstream) => upstream,
+                Err((code, message)) => {
+                    return wire::http_error(StatusCode::BAD_GATEWAY, code, &message);
+                }
+            }
+        }
     };
     // The upstream has its stream: the session's POSTs may go.
     drop(opening);

@@ -9,23 +9,51 @@
 //! reaches the proxy until the upstream has answered it (or failed, or the client gave up); a POST of
 //! that session waits for the mark to go before it is forwarded, at most the upstream time-out.
 //!
-//! The mark is per instance: a GET and a POST that a load balancer sends to two instances are not
-//! ordered (sticky sessions keep them together).
+//! A call may also reach the gateway before the GET its client sent first (the two travel on
+//! separate connections). So, when a client says it is ready (`notifications/initialized`), the
+//! gateway opens the session's upstream GET stream itself, marked as opening like a client's, and
+//! holds it, unread, for the client's GET to take ([`HOLD`] at most): what the server sends on it
+//! meanwhile waits in the connection, in order, and reaches the client when its GET takes the stream.
+//! A GET with `Last-Event-ID` does not take it (it is dropped, and the GET goes upstream as usual),
+//! nor does a client that never opens one (the held stream is dropped after [`HOLD`]).
+//!
+//! Marks and held streams are per instance: with sessions shared between instances (`[redis]`), the
+//! gateway does not open streams on its own account (the client's GET might reach another instance
+//! and be refused upstream as a second stream), and a GET and a POST that a load balancer sends to two
+//! instances are not ordered (sticky sessions keep them together).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cerberus_core::Identity;
 use tokio::sync::watch;
 
+use crate::upstream_client::UpstreamResponse;
+
+/// How long an upstream GET stream the gateway opened waits for the client's GET to take it.
+pub const HOLD: Duration = Duration::from_secs(10);
+
 /// A session: its agent and the gateway's session id.
 type Key = (Identity, String);
 
 /// The sessions of this instance whose GET stream is on its way upstream.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct OpeningStreams {
     opening: Mutex<HashMap<Key, watch::Receiver<()>>>,
+    /// Streams the gateway opened, each with the number that tells its hold from a later one's.
+    held: Mutex<HashMap<Key, (u64, UpstreamResponse)>>,
+    holds: AtomicU64,
+}
+
+impl std::fmt::Debug for OpeningStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpeningStreams")
+            .field("opening", &self.len())
+            .field("held", &self.held().len())
+            .finish()
+    }
 }
 
 /// Held while a GET stream is on its way upstream; dropping it lets the session's POSTs go.
@@ -55,12 +83,50 @@ impl OpeningStreams {
     /// Waits, at most `limit`, until no GET stream of `agent`'s session `session` is on its way
     /// upstream. Whether it had to wait.
     pub async fn settled(&self, agent: Identity, session: &str, limit: Duration) -> bool {
-        let Some(mut receiver) = self.lock().get(&(agent, session.to_owned())).cloned() else {
-            return false;
-        };
-        // The sender never sends: `changed` ends when the guard drops it.
-        let _ = tokio::time::timeout(limit, receiver.changed()).await;
-        true
+        match self.pending(agent, session) {
+            Some(pending) => {
+                pending.settled(limit).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The GET stream of `agent`'s session `session` on its way upstream now, if any: a GET takes
+    /// it before marking its own, to wait for the stream the gateway is opening.
+    pub fn pending(&self, agent: Identity, session: &str) -> Option<Pending> {
+        self.lock()
+            .get(&(agent, session.to_owned()))
+            .cloned()
+            .map(Pending)
+    }
+
+    /// Keeps `stream`, the upstream GET stream the gateway opened for `agent`'s session `session`,
+    /// for the client's GET to [`take`](Self::take); drops it (closing it upstream) after [`HOLD`].
+    pub fn hold(self: &Arc<Self>, agent: Identity, session: &str, stream: UpstreamResponse) {
+        let number = self.holds.fetch_add(1, Ordering::Relaxed);
+        let key = (agent, session.to_owned());
+        self.held().insert(key.clone(), (number, stream));
+        let streams = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(HOLD).await;
+            let mut held = streams.held();
+            if held.get(&key).is_some_and(|(n, _)| *n == number) {
+                held.remove(&key);
+            }
+        });
+    }
+
+    /// The upstream GET stream the gateway holds for `agent`'s session `session`, if any.
+    pub fn take(&self, agent: Identity, session: &str) -> Option<UpstreamResponse> {
+        self.held()
+            .remove(&(agent, session.to_owned()))
+            .map(|(_, stream)| stream)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (u64, UpstreamResponse)>> {
+        // A map of streams, whole after every change.
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many GET streams are on their way upstream.
@@ -76,6 +142,18 @@ impl OpeningStreams {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, watch::Receiver<()>>> {
         // The map holds no invariant a panic elsewhere could break.
         self.opening.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A GET stream on its way upstream, as another request of its session sees it.
+#[derive(Debug)]
+pub struct Pending(watch::Receiver<()>);
+
+impl Pending {
+    /// Waits, at most `limit`, until the stream is open upstream (or failed).
+    pub async fn settled(mut self, limit: Duration) {
+        // The sender never sends: `changed` ends when the guard drops it.
+        let _ = tokio::time::timeout(limit, self.0.changed()).await;
     }
 }
 

@@ -39,6 +39,8 @@ pub mod methods {
     pub const RESOURCES_SUBSCRIBE: &str = "resources/subscribe";
     /// Opens the session-era handshake.
     pub const INITIALIZE: &str = "initialize";
+    /// Ends the session-era handshake: the client is ready.
+    pub const INITIALIZED: &str = "notifications/initialized";
 }
 
 /// What a JSON-RPC message is, decided by which members it has.
