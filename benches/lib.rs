@@ -215,3 +215,77 @@ pub fn wait_for_port(port: u16, process: &mut Process) -> anyhow::Result<()> {
     }
     anyhow::bail!("nothing listens on port {port}")
 }
+
+/// An MCP client of a gateway for one agent, within its own session (protocol 2025-11-25).
+#[derive(Debug)]
+pub struct McpClient {
+    http: reqwest::Client,
+    url: String,
+    key: String,
+    session: String,
+}
+
+impl McpClient {
+    /// Initializes a session at `url` with the agent key `key`.
+    pub async fn open(url: String, key: String) -> anyhow::Result<Self> {
+        use anyhow::Context;
+
+        let http = reqwest::Client::builder().no_gzip().build()?;
+        let response = http
+            .post(&url)
+            .bearer_auth(&key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": {"name": "cerberus-benches", "version": "1"}}})
+                .to_string(),
+            )
+            .send()
+            .await?;
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .context("no session")?
+            .to_str()?
+            .to_owned();
+        let client = Self {
+            http,
+            url,
+            key,
+            session,
+        };
+        client
+            .post(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .send()
+            .await?;
+        Ok(client)
+    }
+
+    /// A POST of `body` within the session.
+    pub fn post(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(&self.url)
+            .bearer_auth(&self.key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", &self.session)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    }
+
+    /// A `tools/call` of `tool` with `arguments`.
+    pub fn call(
+        &self,
+        id: usize,
+        tool: &str,
+        arguments: serde_json::Value,
+    ) -> reqwest::RequestBuilder {
+        self.post(
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}}),
+        )
+    }
+}

@@ -21,7 +21,7 @@ use anyhow::Context;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cerberus_benches::{Process, free_port, wait_for_port};
+use cerberus_benches::{McpClient, Process, free_port, wait_for_port};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -87,67 +87,6 @@ async fn upstream(Json(message): Json<Value>) -> Response {
         }
     };
     Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
-}
-
-/// A client of the gateway for one agent.
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    key: String,
-    session: String,
-}
-
-impl Client {
-    async fn open(url: String, key: String) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().no_gzip().build()?;
-        let response = http
-            .post(&url)
-            .bearer_auth(&key)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-11-25")
-            .header("content-type", "application/json")
-            .body(
-                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                    "protocolVersion": "2025-11-25", "capabilities": {},
-                    "clientInfo": {"name": "memory", "version": "1"}}})
-                .to_string(),
-            )
-            .send()
-            .await?;
-        let session = response
-            .headers()
-            .get("mcp-session-id")
-            .context("no session")?
-            .to_str()?
-            .to_owned();
-        let client = Self {
-            http,
-            url,
-            key,
-            session,
-        };
-        client
-            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .send()
-            .await?;
-        Ok(client)
-    }
-
-    fn post(&self, body: Value) -> reqwest::RequestBuilder {
-        self.http
-            .post(&self.url)
-            .bearer_auth(&self.key)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-11-25")
-            .header("mcp-session-id", &self.session)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-    }
-
-    fn call(&self, id: usize, mb: usize) -> reqwest::RequestBuilder {
-        self.post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-            "params": {"name": "large", "arguments": {"mb": mb}}}))
-    }
 }
 
 /// RSS after the process has had `pause` to settle.
@@ -229,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         "started: {:.0} MiB",
         settled(pid, Duration::from_secs(1)).await?
     );
-    let client = Arc::new(Client::open(url.clone(), key.clone()).await?);
+    let client = Arc::new(McpClient::open(url.clone(), key.clone()).await?);
     let mut after_rounds = Vec::new();
     for round in 1..=args.rounds {
         let started = Instant::now();
@@ -238,7 +177,12 @@ async fn main() -> anyhow::Result<()> {
             let client = Arc::clone(&client);
             let mb = args.answer_mb;
             calls.spawn(async move {
-                let answer = client.call(n + 1, mb).send().await?.bytes().await?;
+                let answer = client
+                    .call(n + 1, "large", json!({"mb": mb}))
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
                 anyhow::Ok(answer.len())
             });
         }
@@ -258,7 +202,10 @@ async fn main() -> anyhow::Result<()> {
     // Slow clients: each sends a call and never reads its 3 MB answer.
     let mut streams = Vec::new();
     for n in 0..args.slow_clients {
-        let response = client.call(10_000 + n, 3).send().await?;
+        let response = client
+            .call(10_000 + n, "large", json!({"mb": 3}))
+            .send()
+            .await?;
         streams.push(response);
     }
     let slow = settled(pid, Duration::from_secs(3)).await?;

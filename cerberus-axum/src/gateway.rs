@@ -2,6 +2,7 @@
 //! sessions and audit events go.
 
 use crate::proxy::listening::OpeningStreams;
+use crate::proxy::turns::LargeMessageTurns;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -226,6 +227,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The sessions whose GET stream is on its way upstream: their POSTs wait for it.
     pub opening_streams: Arc<OpeningStreams>,
+    /// Each agent's turn for large messages (`proxy::turns`).
+    pub large_message_turns: LargeMessageTurns,
     /// Whether the gateway opens a session's upstream GET stream itself when the client says it is
     /// ready, for the client's GET to take (`proxy::listening`); off when sessions are shared
     /// between instances.
@@ -283,6 +286,7 @@ impl Gateway {
             stdio,
             metrics,
             opening_streams: Arc::default(),
+            large_message_turns: LargeMessageTurns::default(),
             pre_open_streams: true,
         })
     }

@@ -150,6 +150,11 @@ pub(super) async fn post(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
+    // A large message is parsed and governed in its agent's turn (see `turns`).
+    let turn = gateway
+        .large_message_turns
+        .take(caller.route.identity, body.len())
+        .await;
     let posted = match requests::parse(body) {
         Ok(posted) => posted,
         Err(response) => return *response,
@@ -195,6 +200,7 @@ pub(super) async fn post(
         posted.messages,
     )
     .await;
+    drop(turn);
 
     if governed.forwarded.is_empty() {
         return governed.refused_only(is_batch);

@@ -12,6 +12,7 @@ pub mod listening;
 mod relay;
 pub mod replay;
 pub mod stdio;
+pub mod turns;
 
 use std::sync::Arc;
 
