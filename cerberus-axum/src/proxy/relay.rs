@@ -176,23 +176,30 @@ async fn json(relay: Relay<ProxyDoor>, upstream: UpstreamResponse, status: Statu
     let timeout = relay.door.gateway.settings.upstream_timeout();
     let read = tokio::time::timeout(timeout, read_limited(upstream)).await;
     let failure = match read {
-        Ok(Ok(body)) => match relay.json(body).await {
-            Some(body) => {
-                let mut response = (status_or_ok(status), body).into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                return response;
-            }
-            None => {
+        Ok(Ok(body)) => {
+            // A large answer is governed in the caller's turn, as a large request is (`turns`).
+            let turn = relay
+                .door
+                .gateway
+                .large_message_turns
+                .take(relay.door.caller.route.identity, body.len())
+                .await;
+            let governed = relay.json(body).await;
+            drop(turn);
+            let Some(body) = governed else {
                 return wire::http_error(
                     StatusCode::BAD_GATEWAY,
                     wire::UPSTREAM_UNAVAILABLE,
                     "the upstream MCP server sent a malformed JSON-RPC body",
                 );
-            }
-        },
+            };
+            let mut response = (status_or_ok(status), body).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return response;
+        }
         Ok(Err(message)) => (StatusCode::BAD_GATEWAY, wire::UPSTREAM_UNAVAILABLE, message),
         Err(_) => (
             StatusCode::GATEWAY_TIMEOUT,

@@ -5,7 +5,10 @@
 //! every worker busy with them while other agents' small calls wait their turn behind. So a message of
 //! [`LARGE`] bytes or more is parsed and governed only in its agent's turn: one at a time per agent,
 //! waiting without holding a thread. Other agents, and the same agent's small messages, never wait for
-//! it. `scripts/fairness-benchmark` measures the effect (`docs/benchmarks.md`).
+//! it. The same holds for an upstream's large JSON answers, governed in the turn of the agent that
+//! called (a tenant sets its upstream); an SSE answer's events are governed as they come, each within
+//! the 16 MiB an event may have. `scripts/fairness-benchmark` measures the effect
+//! (`docs/benchmarks.md`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
