@@ -276,9 +276,55 @@ const PRIVATE_TLDS: [&[u8]; 10] = [
     b"localdomain",
 ];
 
-/// An IPv4 address, optionally with a `/prefix`, whose octets are at most 255.
+/// Words that make the dotted number after them a version, not an address: `version 10.4.2.1`,
+/// `Release: 2.0.1.3`, `build=1.2.3.4` (a `v` glued to it, `v10.4.2.1`, is a word already).
+const VERSION_WORDS: [&[u8]; 4] = [b"version", b"ver", b"release", b"build"];
+
+/// Whether the word before `start`, across blanks and one `:` or `=`, is one of [`VERSION_WORDS`].
+/// It looks at most a few bytes back, whatever the text.
+fn after_version_word(bytes: &[u8], start: usize) -> bool {
+    const MAX_BLANKS: usize = 8;
+    const LONGEST: usize = 7;
+    let Some(head) = bytes.get(..start) else {
+        return false;
+    };
+    let blanks = |head: &[u8]| {
+        head.iter()
+            .rev()
+            .take(MAX_BLANKS + 1)
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count()
+    };
+    let mut end = head.len() - blanks(head);
+    if matches!(
+        end.checked_sub(1).and_then(|i| at(head, i)),
+        Some(b':' | b'=')
+    ) {
+        end -= 1;
+        end -= blanks(head.get(..end).unwrap_or_default());
+    }
+    let Some(head) = head.get(..end) else {
+        return false;
+    };
+    let letters = head
+        .iter()
+        .rev()
+        .take(LONGEST + 1)
+        .take_while(|b| b.is_ascii_alphabetic())
+        .count();
+    letters <= LONGEST
+        && head
+            .get(end - letters..)
+            .is_some_and(|word| VERSION_WORDS.iter().any(|v| word.eq_ignore_ascii_case(v)))
+}
+
+/// An IPv4 address, optionally with a `/prefix`, whose octets are at most 255, unless a word before it
+/// says it is a version.
 pub(super) fn ipv4(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
-    if !ipv4_left_ok(bytes, span.start) || !numeric_boundaries(bytes, &span) {
+    if !ipv4_left_ok(bytes, span.start)
+        || !numeric_boundaries(bytes, &span)
+        || after_version_word(bytes, span.start)
+    {
         return None;
     }
     let text = bytes.get(span.clone())?;
@@ -516,6 +562,33 @@ mod tests {
             assert!(
                 ipv4(invalid.as_bytes(), whole(invalid)).is_none(),
                 "{invalid}"
+            );
+        }
+        // A version is not an address; the same number after another word is.
+        for (text, address) in [
+            ("upgrade to version 10.4.2.1 today", false),
+            ("Version: 10.4.2.1", false),
+            ("RELEASE 2.0.1.3", false),
+            ("build=1.2.3.4", false),
+            ("ver 10.4.2.1", false),
+            ("v10.4.2.1", false),
+            ("server 10.4.2.1", true),
+            ("conversion 10.4.2.1", true),
+            ("prebuild 10.4.2.1", true),
+            ("versions 10.4.2.1", true),
+            ("xversion 10.4.2.1", true),
+            ("build   =   1.2.3.4", false),
+            ("10.4.2.1", true),
+            (": 10.4.2.1", true),
+        ] {
+            let start = text.find(|c: char| c.is_ascii_digit()).unwrap();
+            let end = text[start..]
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .map_or(text.len(), |i| start + i);
+            assert_eq!(
+                ipv4(text.as_bytes(), start..end).is_some(),
+                address,
+                "{text}"
             );
         }
         for valid in [
