@@ -13,7 +13,7 @@ use cerberus_core::{Message, MessageKind, methods};
 use rand::Rng;
 
 use super::intermediary::Mirrors;
-use super::listening::Opening;
+use super::listening::{self, Opening};
 use super::relay::{self, Answering, ProxyDoor, UpstreamLink};
 use super::replay::Position;
 use super::stdio::SpawnError;
@@ -241,11 +241,7 @@ pub(super) async fn post(
     if let Some(session_id) = session_id {
         gateway
             .opening_streams
-            .settled(
-                caller.route.identity,
-                session_id,
-                gateway.settings.upstream_timeout(),
-            )
+            .settled(caller.route.identity, session_id, listening::MAX_WAIT)
             .await;
     }
     // A client that says it is ready gets its session's upstream GET stream opened now, before
@@ -477,9 +473,7 @@ pub(super) async fn get(gateway: &Arc<Gateway>, caller: &Caller, headers: &Heade
         }
     };
     if let Some(pre_opening) = pre_opening {
-        pre_opening
-            .settled(gateway.settings.upstream_timeout())
-            .await;
+        pre_opening.settled(listening::MAX_WAIT).await;
     }
     let held = gateway
         .opening_streams

@@ -7,7 +7,8 @@
 //! never comes. Through the gateway, the GET has further to go (a session lookup, an upstream
 //! connection), and the call can overtake it. So a GET marks its session as opening from the moment it
 //! reaches the proxy until the upstream has answered it (or failed, or the client gave up); a POST of
-//! that session waits for the mark to go before it is forwarded, at most the upstream time-out.
+//! that session waits for the mark to go before it is forwarded, at most [`MAX_WAIT`] (a server that
+//! sends a GET stream's head only with its first event would otherwise hold every call).
 //!
 //! A call may also reach the gateway before the GET its client sent first (the two travel on
 //! separate connections). So, when a client says it is ready (`notifications/initialized`), the
@@ -34,6 +35,8 @@ use crate::upstream_client::UpstreamResponse;
 
 /// How long an upstream GET stream the gateway opened waits for the client's GET to take it.
 pub const HOLD: Duration = Duration::from_secs(10);
+/// How long a request waits at most for its session's GET stream to open upstream.
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// A session: its agent and the gateway's session id.
 type Key = (Identity, String);
