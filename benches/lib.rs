@@ -289,3 +289,61 @@ impl McpClient {
         )
     }
 }
+
+/// A new agent key and its SHA-256 hash, from `cerberus keygen`.
+pub fn keygen(cerberus: &std::path::Path) -> anyhow::Result<(String, String)> {
+    use anyhow::Context;
+
+    let output = std::process::Command::new(cerberus)
+        .arg("keygen")
+        .output()?;
+    let output = String::from_utf8(output.stdout)?;
+    let field = |name: &str| {
+        output
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::to_owned)
+    };
+    Ok((
+        field("key: ").context("no key")?,
+        field("key_sha256: ").context("no hash")?,
+    ))
+}
+
+/// Starts an MCP server of the benchmark's own on a free loopback port, at `/mcp`: `initialize` is
+/// answered, any other request's `result` is what `result` makes of the request, notifications are
+/// accepted; bodies of any size are read. Returns the port.
+pub async fn serve_upstream(
+    result: fn(&serde_json::Value) -> serde_json::Value,
+) -> anyhow::Result<u16> {
+    use axum::extract::{DefaultBodyLimit, State};
+    use axum::response::IntoResponse;
+    use serde_json::{Value, json};
+
+    async fn answer(
+        State(result): State<fn(&Value) -> Value>,
+        axum::Json(message): axum::Json<Value>,
+    ) -> axum::response::Response {
+        let Some(id) = message.get("id").cloned() else {
+            return axum::http::StatusCode::ACCEPTED.into_response();
+        };
+        let result = match message.get("method").and_then(Value::as_str) {
+            Some("initialize") => json!({
+                "protocolVersion": "2025-11-25",
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "cerberus-benches", "version": "1"}
+            }),
+            _ => result(&message),
+        };
+        axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
+    }
+
+    let port = free_port()?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let app = axum::Router::new()
+        .route("/mcp", axum::routing::post(answer))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(result);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(port)
+}

@@ -10,19 +10,16 @@
 //!
 //! `scripts/fairness-benchmark [--heavy 6] [--heavy-mb 3.9] [--light-calls 300]`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use cerberus_benches::{McpClient, Process, free_port, wait_for_port};
+use cerberus_benches::{McpClient, Process, free_port, keygen, serve_upstream, wait_for_port};
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Parser)]
 struct Args {
@@ -38,22 +35,6 @@ struct Args {
     /// Light calls in each phase.
     #[arg(long, default_value_t = 300)]
     light_calls: usize,
-}
-
-/// The upstream: `initialize` and every call answered at once, as JSON.
-async fn upstream(Json(message): Json<Value>) -> Response {
-    let Some(id) = message.get("id").cloned() else {
-        return StatusCode::ACCEPTED.into_response();
-    };
-    let result = match message.get("method").and_then(Value::as_str) {
-        Some("initialize") => json!({
-            "protocolVersion": "2025-11-25",
-            "capabilities": {"tools": {}},
-            "serverInfo": {"name": "fairness", "version": "1"}
-        }),
-        _ => json!({"content": [{"type": "text", "text": "done"}]}),
-    };
-    Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
 }
 
 /// The light agent's calls, one after another: each one's latency.
@@ -81,22 +62,6 @@ async fn light_calls(client: &McpClient, calls: usize) -> anyhow::Result<Vec<Dur
     Ok(latencies)
 }
 
-/// A new agent key and its hash, from `cerberus keygen`.
-fn keygen(cerberus: &Path) -> anyhow::Result<(String, String)> {
-    let output = Command::new(cerberus).arg("keygen").output()?;
-    let output = String::from_utf8(output.stdout)?;
-    let field = |name: &str| {
-        output
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::to_owned)
-    };
-    Ok((
-        field("key: ").context("no key")?,
-        field("key_sha256: ").context("no hash")?,
-    ))
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(index).copied().unwrap_or_default()
@@ -112,16 +77,9 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("cerberus-fairness-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
-    let upstream_port = free_port()?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", upstream_port)).await?;
-    tokio::spawn(async move {
-        // The heavy calls' bodies are larger than axum's default limit.
-        let app = axum::Router::new()
-            .route("/mcp", axum::routing::post(upstream))
-            .layer(axum::extract::DefaultBodyLimit::disable());
-        axum::serve(listener, app).await
-    });
-
+    // Every call is answered at once.
+    let upstream_port =
+        serve_upstream(|_| json!({"content": [{"type": "text", "text": "done"}]})).await?;
     let (heavy_key, heavy_hash) = keygen(&args.cerberus)?;
     let (light_key, light_hash) = keygen(&args.cerberus)?;
     let body_bytes = (args.heavy_mb * 1e6) as usize;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cerberus_benches::{Process, free_port, wait_for_port};
+use cerberus_benches::{Process, free_port, keygen, wait_for_port};
 use clap::Parser;
 use serde_json::json;
 
@@ -389,18 +389,7 @@ async fn main() -> anyhow::Result<()> {
     );
     wait_for_port(upstream_port, &mut upstream)?;
 
-    let keygen = Command::new(&args.cerberus).arg("keygen").output()?;
-    let keygen = String::from_utf8(keygen.stdout)?;
-    let field = |name: &str| {
-        keygen
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::to_owned)
-    };
-    let (key, hash) = (
-        field("key: ").context("no key")?,
-        field("key_sha256: ").context("no hash")?,
-    );
+    let (key, hash) = keygen(&args.cerberus)?;
     let policy = std::fs::canonicalize(&args.policy)?;
     // `settings` is TOML for the sections the gateway needs beyond `[server]`.
     let start = |binary: &PathBuf, name: &str, settings: &str| -> anyhow::Result<(Process, u16)> {

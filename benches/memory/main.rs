@@ -18,10 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use cerberus_benches::{McpClient, Process, free_port, wait_for_port};
+use cerberus_benches::{McpClient, Process, free_port, keygen, serve_upstream, wait_for_port};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -60,33 +57,20 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
-/// The upstream: `initialize` and `tools/call` answered as JSON, the call's text as large as the
-/// argument `mb` says; notifications accepted.
-async fn upstream(Json(message): Json<Value>) -> Response {
-    let Some(id) = message.get("id").cloned() else {
-        return StatusCode::ACCEPTED.into_response();
-    };
-    let result = match message.get("method").and_then(Value::as_str) {
-        Some("initialize") => json!({
-            "protocolVersion": "2025-11-25",
-            "capabilities": {"tools": {}},
-            "serverInfo": {"name": "large-answers", "version": "1"}
-        }),
-        _ => {
-            let mb = message
-                .pointer("/params/arguments/mb")
-                .and_then(Value::as_u64)
-                .unwrap_or(1);
-            let size = usize::try_from(mb).unwrap_or(1) << 20;
-            let mut text = String::with_capacity(size + 32);
-            text.push_str("reply to jane.doe@example.com ");
-            while text.len() < size {
-                text.push_str("lorem ipsum dolor sit amet, consectetur adipiscing elit. ");
-            }
-            json!({"content": [{"type": "text", "text": text}]})
-        }
-    };
-    Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
+/// The upstream's answer to a call: a text as large as the argument `mb` says, an email address at
+/// its start.
+fn large_answer(call: &Value) -> Value {
+    let mb = call
+        .pointer("/params/arguments/mb")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let size = usize::try_from(mb).unwrap_or(1) << 20;
+    let mut text = String::with_capacity(size + 32);
+    text.push_str("reply to jane.doe@example.com ");
+    while text.len() < size {
+        text.push_str("lorem ipsum dolor sit amet, consectetur adipiscing elit. ");
+    }
+    json!({"content": [{"type": "text", "text": text}]})
 }
 
 /// RSS after the process has had `pause` to settle.
@@ -118,25 +102,8 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("cerberus-memory-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
-    let upstream_port = free_port()?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", upstream_port)).await?;
-    tokio::spawn(async move {
-        let app = axum::Router::new().route("/mcp", axum::routing::post(upstream));
-        axum::serve(listener, app).await
-    });
-
-    let keygen = Command::new(&args.cerberus).arg("keygen").output()?;
-    let keygen = String::from_utf8(keygen.stdout)?;
-    let field = |name: &str| {
-        keygen
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::to_owned)
-    };
-    let (key, hash) = (
-        field("key: ").context("no key")?,
-        field("key_sha256: ").context("no hash")?,
-    );
+    let upstream_port = serve_upstream(large_answer).await?;
+    let (key, hash) = keygen(&args.cerberus)?;
     let port = free_port()?;
     let config = config(&dir, port, upstream_port, &hash)?;
     let mut command = Command::new(&args.cerberus);

@@ -1,7 +1,7 @@
 //! Admin credentials: argon2id password hashes, short-lived JWT access tokens (HS256), and opaque
 //! refresh tokens stored only as SHA-256 hashes and rotated on every use.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
@@ -42,26 +42,15 @@ fn random_salt() -> Result<SaltString, ApiError> {
         .map_err(|e| ApiError::Unavailable(format!("cannot encode a salt: {e}")))
 }
 
-/// Whether `password` matches `hash`. With no hash (an unknown user) a dummy hash is checked instead,
-/// so that the answer takes as long whether or not the user exists.
+/// What an unknown user's login is checked against: an argon2id hash, with the parameters of
+/// `Argon2::default()`, of a random password nobody kept. A constant, so that it cannot fail to exist.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$fYhrI2i4Y/QaQbcslYeBSg$EQK/GaZ4FvbcudPJmFAU57zSgGaYqZV1ZFgtmSnF7w0";
+
+/// Whether `password` matches `hash`. With no hash (an unknown user) [`DUMMY_HASH`] is checked
+/// instead, so that the answer takes as long whether or not the user exists.
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    static DUMMY: OnceLock<String> = OnceLock::new();
     let known = hash.is_some();
-    let hash = match hash {
-        Some(hash) => hash,
-        None => DUMMY
-            .get_or_init(|| {
-                random_salt()
-                    .and_then(|salt| {
-                        Argon2::default()
-                            .hash_password(b"not a password anyone has", &salt)
-                            .map(|h| h.to_string())
-                            .map_err(|e| ApiError::Unavailable(e.to_string()))
-                    })
-                    .unwrap_or_default()
-            })
-            .clone(),
-    };
+    let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
     let matches = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash).is_ok_and(|parsed| {
             Argon2::default()
@@ -235,6 +224,14 @@ mod tests {
         assert!(!verify_password("wrong".into(), Some(hash)).await);
         assert!(!verify_password("anything".into(), None).await);
         assert!(!verify_password("x".into(), Some("not a hash".into())).await);
+        // An unknown user costs a login what a known one does: same algorithm and parameters.
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real = hash_password("correct horse battery".into()).await.unwrap();
+        let real = PasswordHash::new(&real).unwrap();
+        assert_eq!(
+            (dummy.algorithm, dummy.version, &dummy.params),
+            (real.algorithm, real.version, &real.params)
+        );
     }
 
     #[test]

@@ -98,7 +98,12 @@ impl OpeningStreams {
     /// The GET stream of `agent`'s session `session` on its way upstream now, if any: a GET takes
     /// it before marking its own, to wait for the stream the gateway is opening.
     pub fn pending(&self, agent: Identity, session: &str) -> Option<Pending> {
-        self.lock()
+        let opening = self.lock();
+        // Every POST asks; nearly always no GET is on its way, and the key is not built.
+        if opening.is_empty() {
+            return None;
+        }
+        opening
             .get(&(agent, session.to_owned()))
             .cloned()
             .map(Pending)

@@ -288,24 +288,20 @@ fn after_version_word(bytes: &[u8], start: usize) -> bool {
     let Some(head) = bytes.get(..start) else {
         return false;
     };
-    let blanks = |head: &[u8]| {
-        head.iter()
-            .rev()
-            .take(MAX_BLANKS + 1)
-            .take_while(|b| matches!(b, b' ' | b'\t'))
-            .count()
-    };
-    let mut end = head.len() - blanks(head);
-    if matches!(
-        end.checked_sub(1).and_then(|i| at(head, i)),
-        Some(b':' | b'=')
-    ) {
-        end -= 1;
-        end -= blanks(head.get(..end).unwrap_or_default());
+    // At most MAX_BLANKS blanks are dropped: after more, no version word is found.
+    fn trim(mut head: &[u8]) -> &[u8] {
+        for _ in 0..MAX_BLANKS {
+            match head.split_last() {
+                Some((b' ' | b'\t', rest)) => head = rest,
+                _ => break,
+            }
+        }
+        head
     }
-    let Some(head) = head.get(..end) else {
-        return false;
-    };
+    let mut head = trim(head);
+    if let Some((b':' | b'=', rest)) = head.split_last() {
+        head = trim(rest);
+    }
     let letters = head
         .iter()
         .rev()
@@ -314,7 +310,7 @@ fn after_version_word(bytes: &[u8], start: usize) -> bool {
         .count();
     letters <= LONGEST
         && head
-            .get(end - letters..)
+            .get(head.len() - letters..)
             .is_some_and(|word| VERSION_WORDS.iter().any(|v| word.eq_ignore_ascii_case(v)))
 }
 
