@@ -46,7 +46,7 @@ fn random_salt() -> Result<SaltString, ApiError> {
 /// `Argon2::default()`, of a random password nobody kept. A constant, so that it cannot fail to exist.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$fYhrI2i4Y/QaQbcslYeBSg$EQK/GaZ4FvbcudPJmFAU57zSgGaYqZV1ZFgtmSnF7w0";
 
-/// Whether `password` matches `hash`. With no hash (an unknown user) [`DUMMY_HASH`] is checked
+/// Whether `password` matches `hash`. With no hash (an unknown user) a constant dummy hash is checked
 /// instead, so that the answer takes as long whether or not the user exists.
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
     let known = hash.is_some();
