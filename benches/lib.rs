@@ -2,6 +2,8 @@
 
 use cerberus_core::PolicyDocument;
 
+pub mod corpus;
+
 /// The organisation policy of the examples: every built-in guardrail, as a deployment would start.
 pub fn default_policy() -> PolicyDocument {
     #[expect(
@@ -13,7 +15,7 @@ pub fn default_policy() -> PolicyDocument {
 }
 
 /// A small linear congruential generator: the same text on every run and machine.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
     fn next(&mut self) -> usize {
@@ -22,6 +24,11 @@ impl Lcg {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         usize::try_from(self.0 >> 33).unwrap_or(0)
+    }
+
+    /// A number below `n` (`n` > 0).
+    fn below(&mut self, n: usize) -> usize {
+        self.next() % n.max(1)
     }
 
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {

@@ -1,22 +1,53 @@
-//! The full default pipeline over a realistic 4 KB message: parse, every guardrail, serialise.
+//! The full default pipeline over a realistic 4 KB message: parse, every guardrail, serialise; and
+//! large results of the labelled corpus (`corpus.rs`): 50,000 short strings, and 1 MB of records.
 //!
 //! `cargo bench -p cerberus-benches --bench pipeline`
 #![allow(clippy::unwrap_used, reason = "a benchmark stops loudly on bad input")]
 
 use std::hint::black_box;
 
+use cerberus_benches::corpus::{records_result, short_strings_result};
 use cerberus_benches::{Payload, default_policy, tool_call_4k, tool_result_4k};
 use cerberus_core::{
-    Direction, EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message, Pipeline, methods,
+    Direction, EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message, Pipeline,
+    PolicyDocument, methods,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn pipeline() -> Pipeline {
-    let registry = GuardrailRegistry::default();
-    let policy = default_policy();
-    registry.validate(&policy).unwrap();
-    registry.build(&EffectivePolicy::single(&policy)).unwrap()
+    pipeline_of(&default_policy())
 }
+
+fn pipeline_of(policy: &PolicyDocument) -> Pipeline {
+    let registry = GuardrailRegistry::default();
+    registry.validate(policy).unwrap();
+    registry.build(&EffectivePolicy::single(policy)).unwrap()
+}
+
+/// Every kind of personal data redacted in results: the whole message is read, and what is found
+/// rewritten.
+const REDACT_EVERY_KIND: &str = r#"{"guardrails": [
+    {"type": "pii_ssn", "action": "redact"},
+    {"type": "pii_credit_card", "action": "redact"},
+    {"type": "pii_email", "action": "redact"},
+    {"type": "pii_phone", "action": "redact"},
+    {"type": "pii_ip_address", "action": "redact"}
+]}"#;
+
+/// The example policy, every kind redacted and its limits raised so that a 1 MB table passes.
+const LARGE_RESULTS: &str = r#"{"guardrails": [
+    {"type": "rbac", "allow": ["*"], "deny": ["*delete*", "*drop*"]},
+    {"type": "pii_ssn", "action": "redact"},
+    {"type": "pii_credit_card", "action": "redact"},
+    {"type": "pii_email", "action": "redact"},
+    {"type": "pii_phone", "action": "redact"},
+    {"type": "pii_ip_address", "action": "redact", "direction": "response"},
+    {"type": "rate_limit_per_minute", "limit": 60},
+    {"type": "rate_limit_per_hour", "limit": 1000},
+    {"type": "content_large_documents", "max_bytes": 4000000},
+    {"type": "content_structured_data", "max_rows": 20000, "direction": "response"},
+    {"type": "content_source_code", "max_lines": 400, "direction": "response"}
+]}"#;
 
 fn run(
     pipeline: &Pipeline,
@@ -70,5 +101,46 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Large results, each with a policy that reads all of it and with an empty one: the difference is
+/// what the guardrails cost.
+fn large(c: &mut Criterion) {
+    let identity = Identity::new_random();
+    let empty = Pipeline::new();
+    let pii = pipeline_of(&PolicyDocument::from_json(REDACT_EVERY_KIND).unwrap());
+    let full = pipeline_of(&PolicyDocument::from_json(LARGE_RESULTS).unwrap());
+    let mut group = c.benchmark_group("large_results");
+    group.sample_size(20);
+    for (name, bytes, policy, pipeline) in [
+        (
+            "short_strings_50k",
+            short_strings_result(50_000),
+            "pii_only",
+            &pii,
+        ),
+        (
+            "records_10k",
+            records_result(10_000),
+            "example_policy",
+            &full,
+        ),
+    ] {
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        for (policy, pipeline) in [(policy, pipeline), ("empty_policy", &empty)] {
+            group.bench_function(format!("{name}/{policy}"), |b| {
+                b.iter(|| {
+                    run(
+                        pipeline,
+                        &identity,
+                        Direction::Response,
+                        Some(methods::TOOLS_CALL),
+                        black_box(&bytes),
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, large);
 criterion_main!(benches);

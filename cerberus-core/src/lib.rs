@@ -26,7 +26,7 @@ pub use cause::Cause;
 pub use guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult, SyncGuardrail};
 pub use identity::{AgentId, Identity, OrganisationId, WorkspaceId};
 pub use message::{
-    Items, JsonRef, Members, Message, MessageError, MessageKind, Part, RequestId, methods,
+    Items, JsonEdit, JsonRef, Members, Message, MessageError, MessageKind, Part, RequestId, methods,
 };
 pub use pipeline::{Decision, Envelope, Pipeline, PipelineOutcome};
 pub use policy::{

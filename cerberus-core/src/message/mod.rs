@@ -8,6 +8,7 @@
 //! built on first use only, so a message that only guardrails read is never copied into one.
 
 mod request_id;
+mod rewrite;
 mod tape;
 
 use std::sync::OnceLock;
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 pub use self::request_id::RequestId;
+pub use self::rewrite::JsonEdit;
 use self::tape::Tape;
 pub use self::tape::{Items, JsonRef, Members, Part};
 
@@ -111,6 +113,8 @@ pub struct Message {
     /// Where the tape holds the members read most.
     slots: Slots,
     kind: MessageKind,
+    /// Whether a guardrail wrote this message anew from another (its bytes are not the sender's).
+    modified: bool,
 }
 
 /// The tape nodes of a parsed message's top-level `method`, `params`, `result` and `error`.
@@ -230,6 +234,7 @@ impl Message {
             tape: Some(tape),
             object: OnceLock::new(),
             kind,
+            modified: false,
         })
     }
 
@@ -264,6 +269,7 @@ impl Message {
             slots: Slots::default(),
             object: OnceLock::from(Box::new(object)),
             kind,
+            modified: true,
         })
     }
 
@@ -410,7 +416,7 @@ impl Message {
 
     /// Whether the message differs from the bytes it was parsed from (or was never parsed).
     pub fn is_modified(&self) -> bool {
-        self.raw.is_none()
+        self.modified || self.raw.is_none()
     }
 
     /// The message on the wire: the original bytes when unchanged, else the serialised object.

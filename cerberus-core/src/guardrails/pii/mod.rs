@@ -17,15 +17,16 @@ mod scanner;
 mod validate;
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use crate::guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult};
 use crate::guardrails::Directions;
-use crate::message::{JsonRef, Members, serialise};
+use crate::message::{JsonEdit, JsonRef, Part};
 use crate::policy::PolicyLevel;
 use crate::trace::{DecisionKind, Trace, TraceEntry};
 
@@ -311,11 +312,13 @@ impl PiiGuardrail {
     /// [`PiiGuardrail::redact_everything`]).
     pub fn redact(&self, direction: Direction, value: &Value) -> Option<Value> {
         let plan = self.plan(direction)?;
-        let pass = self.inspect(plan, value);
-        if pass.blocked.is_some() {
+        let pass = self.inspect(plan, JsonRef::from(value));
+        if pass.blocked.is_some() || pass.edits.is_empty() {
             return None;
         }
-        pass.redacted
+        let mut out = Vec::new();
+        JsonRef::from(value).write_edited(&pass.edits, &mut out);
+        serde_json::from_slice(&out).ok()
     }
 
     /// A guardrail that redacts every kind of personal data in both directions with the default
@@ -338,10 +341,10 @@ impl PiiGuardrail {
         )
     }
 
-    /// Scans (and, where rules say so, redacts) `payload`: the outcome of one pass.
-    fn inspect<'p>(&self, plan: &'p DirectionPlan, payload: &Value) -> Pass<'p> {
+    /// Scans `payload`, noting what its rules redact: the outcome of one pass.
+    fn inspect<'p>(&self, plan: &'p DirectionPlan, payload: JsonRef<'_>) -> Pass<'p> {
         let mut pass = Pass::new(plan);
-        pass.redacted = pass.value(JsonRef::from(payload), 0);
+        pass.document(&payload, 0);
         pass
     }
 }
@@ -352,8 +355,10 @@ struct Pass<'a> {
     scanner: &'a PiiScanner,
     counts: [usize; 5],
     blocked: Option<PiiKind>,
-    /// The redacted payload, when anything was redacted.
-    redacted: Option<Value>,
+    /// What to replace in the document being read, in document order.
+    edits: Vec<JsonEdit>,
+    /// The place of the next string, name or number of the document being read (see [`JsonEdit`]).
+    place: usize,
 }
 
 impl<'a> Pass<'a> {
@@ -363,86 +368,53 @@ impl<'a> Pass<'a> {
             scanner: &plan.scanner,
             counts: [0; 5],
             blocked: None,
-            redacted: None,
+            edits: Vec::new(),
+            place: 0,
         }
     }
 
-    /// The redacted copy of `json` (a message's parsed view or a JSON value), or `None` when nothing in
-    /// it changed; stops early once blocked. One pass, with no JSON object built first: a clean message
-    /// costs a scan and nothing else, and only what is redacted, and its siblings, are copied out. Every
-    /// member is read, a repeated name's earlier values too (a JSON object would keep only the last,
-    /// while the bytes forwarded hold them all); the copy keeps the last, as the object would.
-    fn value(&mut self, json: JsonRef<'_>, depth: u8) -> Option<Value> {
-        if self.blocked.is_some() {
-            return None;
-        }
-        match json {
-            JsonRef::String(text) => self.string(text, depth).map(Value::String),
-            JsonRef::Number(number) => self.number(number).map(Value::String),
-            JsonRef::Array(items) => {
-                let mut changed: Option<Vec<Value>> = None;
-                let before = items.clone();
-                for (index, item) in items.enumerate() {
-                    match self.value(item.clone(), depth) {
-                        Some(new) => changed
-                            .get_or_insert_with(|| {
-                                before.clone().take(index).map(JsonRef::to_value).collect()
-                            })
-                            .push(new),
-                        None => {
-                            if let Some(out) = changed.as_mut() {
-                                out.push(item.to_value());
-                            }
-                        }
-                    }
-                }
-                changed.map(Value::Array)
+    /// Reads a whole document (a message's payload, or JSON held inside one of its strings), noting
+    /// an edit for every string, name or number with something to redact; stops once blocked. Every
+    /// member is read, a repeated name's earlier values too: the bytes forwarded hold them all. Over a
+    /// parsed message this is one pass over a flat list, and nothing is copied but what is redacted.
+    fn document(&mut self, json: &JsonRef<'_>, depth: u8) {
+        let _ = json.walk(&mut |part| {
+            let place = self.place;
+            let redacted = match part {
+                Part::Name(text) => self.text(text),
+                Part::String(text) => self.string(text, depth),
+                Part::Number(number) => self.number(number),
+                Part::Array(_) => return ControlFlow::Continue(()),
+            };
+            self.place += 1;
+            if self.blocked.is_some() {
+                return ControlFlow::Break(());
             }
-            JsonRef::Object(members) => self.object(members, depth).map(Value::Object),
-            JsonRef::Null | JsonRef::Bool(_) => None,
-        }
-    }
-
-    /// The redacted copy of an object's members, as [`Pass::value`].
-    fn object(&mut self, members: Members<'_>, depth: u8) -> Option<Map<String, Value>> {
-        let mut changed: Option<Map<String, Value>> = None;
-        let before = members.clone();
-        for (index, (key, item)) in members.enumerate() {
-            let new_key = self.text(key);
-            let new_item = self.value(item.clone(), depth);
-            if new_key.is_none() && new_item.is_none() {
-                if let Some(out) = changed.as_mut() {
-                    out.insert(key.to_owned(), item.to_value());
-                }
-                continue;
+            if let Some(text) = redacted {
+                self.edits.push(JsonEdit { place, text });
             }
-            let out = changed.get_or_insert_with(|| {
-                let mut out = Map::new();
-                for (name, value) in before.clone().take(index) {
-                    out.insert(name.to_owned(), value.to_value());
-                }
-                out
-            });
-            let mut key = new_key.unwrap_or_else(|| key.to_owned());
-            // Two keys redacted alike must not overwrite each other: nothing is lost.
-            let base = key.clone();
-            let mut n = 2;
-            while out.contains_key(&key) {
-                key = format!("{base}#{n}");
-                n += 1;
-            }
-            out.insert(key, new_item.unwrap_or_else(|| item.to_value()));
-        }
-        changed
+            ControlFlow::Continue(())
+        });
     }
 
     fn string(&mut self, text: &str, depth: u8) -> Option<String> {
         if depth < EMBEDDED_JSON_DEPTH
             && let Some(inner) = embedded_json(text)
         {
-            return self
-                .value(JsonRef::from(&inner), depth + 1)
-                .map(|new| String::from_utf8_lossy(&serialise(&new)).into_owned());
+            // The document inside has places of its own.
+            let outer = (
+                std::mem::take(&mut self.edits),
+                std::mem::replace(&mut self.place, 0),
+            );
+            self.document(&JsonRef::from(&inner), depth + 1);
+            let inner_edits = std::mem::replace(&mut self.edits, outer.0);
+            self.place = outer.1;
+            if inner_edits.is_empty() || self.blocked.is_some() {
+                return None;
+            }
+            let mut out = Vec::with_capacity(text.len());
+            JsonRef::from(&inner).write_edited(&inner_edits, &mut out);
+            return Some(String::from_utf8_lossy(&out).into_owned());
         }
         self.text(text)
     }
@@ -593,9 +565,9 @@ impl PiiGuardrail {
         else {
             return GuardrailResult::Allow;
         };
-        // One pass over the parsed view counts, blocks and redacts; no JSON object is built for it.
-        let mut pass = Pass::new(plan);
-        pass.redacted = pass.value(view, 0);
+        // One pass over the parsed view counts, blocks and notes what to redact; no JSON object is
+        // built for it, and a redacted message is written anew from the view.
+        let pass = self.inspect(plan, view);
         let direction = ctx.direction;
         let active_rules = self
             .rules
@@ -632,10 +604,10 @@ impl PiiGuardrail {
                 trace.record(rule.kind.type_name(), rule.level, &GuardrailResult::Allow);
             }
         }
-        let Some(redacted) = pass.redacted else {
+        if pass.edits.is_empty() {
             return GuardrailResult::Allow;
-        };
-        match ctx.message.with_payload(redacted) {
+        }
+        match ctx.message.with_payload_edits(&pass.edits) {
             Ok(message) => GuardrailResult::Modify {
                 message,
                 reason: reasons.join(", "),

@@ -197,8 +197,9 @@ fn resume_after_failure(bytes: &[u8], start: usize) -> usize {
 #[derive(Clone)]
 pub struct PiiScanner {
     kinds: PiiKinds,
-    /// IPv6 apart, then the other candidates; `None` where no kind of the group is enabled.
-    streams: [Option<Stream>; 2],
+    /// Emails, IPv6 addresses, and the numeric candidates, each searched apart; `None` where no kind
+    /// of the group is enabled.
+    streams: [Option<Stream>; 3],
     /// The bytes of which every match holds at least one (see [`Candidate::needs`]): a text without
     /// them is passed over without running the regex, as most keys and short values are.
     needed: [bool; 256],
@@ -221,10 +222,16 @@ impl PiiScanner {
             .into_iter()
             .filter(|c| kinds.contains(c.kind()))
             .collect();
-        let (ipv6, others): (Vec<Candidate>, Vec<Candidate>) = candidates
+        let only = |wanted: Candidate| candidates.iter().copied().filter(move |c| *c == wanted);
+        let numeric = candidates
             .iter()
-            .partition(|c| matches!(c, Candidate::Ipv6));
-        let streams = [Stream::new(ipv6), Stream::new(others)];
+            .copied()
+            .filter(|c| !matches!(c, Candidate::Email | Candidate::Ipv6));
+        let streams = [
+            Stream::new(only(Candidate::Email).collect(), Search::Unanchored),
+            Stream::new(only(Candidate::Ipv6).collect(), Search::Unanchored),
+            Stream::new(numeric.collect(), Search::AtEachStart),
+        ];
         let needed = std::array::from_fn(|byte| {
             u8::try_from(byte).is_ok_and(|byte| candidates.iter().any(|c| c.needs(byte)))
         });
@@ -303,7 +310,7 @@ impl PiiScanner {
         found: &mut impl FnMut(Finding),
     ) -> usize {
         let mut at = range.start;
-        let mut next: [Next; 2] = [Next::Unknown, Next::Unknown];
+        let mut next: [Next; 3] = [Next::Unknown, Next::Unknown, Next::Unknown];
         loop {
             for (stream, next) in self.streams.iter().zip(next.iter_mut()) {
                 let Some(stream) = stream else {
@@ -443,6 +450,18 @@ struct Hit {
     span: Range<usize>,
 }
 
+/// How a stream looks for its candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Search {
+    /// The regex searches the text: best where a required byte (an `@`, a colon) lets
+    /// `regex-automata` jump to the few places a match can be.
+    Unanchored,
+    /// The positions where a candidate may start are found first (a digit after a non-word byte, a
+    /// `+`, a `(`: a few per sentence), and the regex is run anchored at each, reading only the
+    /// candidate and never the prose around it.
+    AtEachStart,
+}
+
 /// One regex over a group of candidates, and the search for their first finding.
 #[derive(Clone)]
 struct Stream {
@@ -452,11 +471,14 @@ struct Stream {
     every: Regex,
     /// The candidate behind each pattern id, in priority order.
     candidates: Vec<Candidate>,
+    search: Search,
+    /// The bytes a candidate of this stream can start with.
+    first_bytes: [bool; 256],
 }
 
 impl Stream {
     /// A stream for `candidates`; `None` when there are none.
-    fn new(candidates: Vec<Candidate>) -> Option<Self> {
+    fn new(candidates: Vec<Candidate>, search: Search) -> Option<Self> {
         if candidates.is_empty() {
             return None;
         }
@@ -472,10 +494,17 @@ impl Stream {
                 .build_many(&patterns)
                 .expect("the PII patterns compile"),
         );
+        let first_bytes = std::array::from_fn(|byte| {
+            // A space before: the most permissive left context.
+            u8::try_from(byte)
+                .is_ok_and(|byte| candidates.iter().any(|c| c.may_start(&[b' ', byte], 1)))
+        });
         Some(Self {
             regex,
             every,
             candidates,
+            search,
+            first_bytes,
         })
     }
 
@@ -483,7 +512,28 @@ impl Stream {
     fn first(&self, bytes: &[u8], range: Range<usize>) -> Option<Hit> {
         let mut at = range.start;
         while at < range.end {
-            let m = self.regex.search(&Input::new(bytes).range(at..range.end))?;
+            let input = Input::new(bytes).range(at..range.end);
+            let m = match self.search {
+                Search::Unanchored => self.regex.search(&input)?,
+                Search::AtEachStart => {
+                    at = self.next_possible_start(bytes, at, range.end);
+                    if at >= range.end {
+                        return None;
+                    }
+                    let found = self
+                        .regex
+                        .search(&input.range(at..range.end).anchored(Anchored::Yes));
+                    let Some(found) = found else {
+                        at = self.next_possible_start(
+                            bytes,
+                            resume_after_failure(bytes, at),
+                            range.end,
+                        );
+                        continue;
+                    };
+                    found
+                }
+            };
             #[cfg(test)]
             tests::READ.with(|read| read.set(read.get() + (m.end() - at)));
             let start = m.start();
@@ -539,9 +589,21 @@ impl Stream {
 
     /// The first position from `from` on where one of this stream's candidates may start, or `end`.
     fn next_possible_start(&self, bytes: &[u8], from: usize, end: usize) -> usize {
-        (from..end)
-            .find(|&at| self.candidates.iter().any(|c| c.may_start(bytes, at)))
-            .unwrap_or(end)
+        let mut at = from;
+        while let Some(rest) = bytes.get(at..end) {
+            let Some(skip) = rest
+                .iter()
+                .position(|b| self.first_bytes.get(usize::from(*b)) == Some(&true))
+            else {
+                break;
+            };
+            at += skip;
+            if self.candidates.iter().any(|c| c.may_start(bytes, at)) {
+                return at;
+            }
+            at += 1;
+        }
+        end
     }
 }
 
