@@ -904,6 +904,33 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_and_the_tails_of_long_numbers_are_not_phones() {
+        for text in [
+            "order 08814-71071 shipped",
+            "Order #02094-49231",
+            "tracking: 0191 1525 44",
+            "ticket 020 7946 0958",
+            "invoice=07700 900123",
+            "USPS 9400 1234 0785 0696 49 delivered",
+            "USPS 9400 1339 1274 0028 1163 59",
+        ] {
+            assert_eq!(scan(text), [], "{text}");
+        }
+        // The same numbers after other words, and every shape after a number that ends a sentence.
+        for (text, phone) in [
+            ("call 020 7946 0958 now", "020 7946 0958"),
+            ("orders: 07700 900123", "07700 900123"),
+            ("room 12, 07700 900123", "07700 900123"),
+            ("order 12 +44 20 7946 0958", "+44 20 7946 0958"),
+            ("reference +44 20 7946 0958", "+44 20 7946 0958"),
+            ("order (555) 234-5678", "(555) 234-5678"),
+            ("ordered (555) 234-5678", "(555) 234-5678"),
+        ] {
+            assert_eq!(scan(text), [(Phone, phone)], "{text}");
+        }
+    }
+
+    #[test]
     fn a_failed_candidate_does_not_hide_a_later_one() {
         assert_eq!(
             scan("4111111111111112 4111111111111111"),

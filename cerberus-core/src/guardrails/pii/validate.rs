@@ -280,15 +280,30 @@ const PRIVATE_TLDS: [&[u8]; 10] = [
 /// `Release: 2.0.1.3`, `build=1.2.3.4` (a `v` glued to it, `v10.4.2.1`, is a word already).
 const VERSION_WORDS: [&[u8]; 4] = [b"version", b"ver", b"release", b"build"];
 
-/// Whether the word before `start`, across blanks and one `:` or `=`, is one of [`VERSION_WORDS`].
-/// It looks at most a few bytes back, whatever the text.
-fn after_version_word(bytes: &[u8], start: usize) -> bool {
+/// Words that make the national number after them (trunk `0`, no country code) an identifier, not
+/// a phone number: `order 08814-71071`, `Tracking: 0191 1525 44`, `ticket #020 7946 0958`.
+const IDENTIFIER_WORDS: [&[u8]; 10] = [
+    b"order",
+    b"tracking",
+    b"invoice",
+    b"ticket",
+    b"receipt",
+    b"sku",
+    b"serial",
+    b"isbn",
+    b"case",
+    b"po",
+];
+
+/// Whether the word before `start`, across blanks and one `:`, `=` or `#`, is one of `words`
+/// (ASCII, any case, at most [`LONGEST_WORD`] letters). It looks at most a few bytes back, whatever
+/// the text.
+fn after_word(bytes: &[u8], start: usize, words: &[&[u8]]) -> bool {
     const MAX_BLANKS: usize = 8;
-    const LONGEST: usize = 7;
     let Some(head) = bytes.get(..start) else {
         return false;
     };
-    // At most MAX_BLANKS blanks are dropped: after more, no version word is found.
+    // At most MAX_BLANKS blanks are dropped: after more, no word is found.
     fn trim(mut head: &[u8]) -> &[u8] {
         for _ in 0..MAX_BLANKS {
             match head.split_last() {
@@ -299,27 +314,30 @@ fn after_version_word(bytes: &[u8], start: usize) -> bool {
         head
     }
     let mut head = trim(head);
-    if let Some((b':' | b'=', rest)) = head.split_last() {
+    if let Some((b':' | b'=' | b'#', rest)) = head.split_last() {
         head = trim(rest);
     }
     let letters = head
         .iter()
         .rev()
-        .take(LONGEST + 1)
+        .take(LONGEST_WORD + 1)
         .take_while(|b| b.is_ascii_alphabetic())
         .count();
-    letters <= LONGEST
+    letters <= LONGEST_WORD
         && head
             .get(head.len() - letters..)
-            .is_some_and(|word| VERSION_WORDS.iter().any(|v| word.eq_ignore_ascii_case(v)))
+            .is_some_and(|word| words.iter().any(|w| word.eq_ignore_ascii_case(w)))
 }
+
+/// The longest word of [`VERSION_WORDS`] and [`IDENTIFIER_WORDS`] (`tracking`).
+const LONGEST_WORD: usize = 8;
 
 /// An IPv4 address, optionally with a `/prefix`, whose octets are at most 255, unless a word before it
 /// says it is a version.
 pub(super) fn ipv4(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
     if !ipv4_left_ok(bytes, span.start)
         || !numeric_boundaries(bytes, &span)
-        || after_version_word(bytes, span.start)
+        || after_word(bytes, span.start, &VERSION_WORDS)
     {
         return None;
     }
@@ -374,9 +392,24 @@ pub(super) enum PhoneShape {
     National,
 }
 
-/// A phone number of `shape` with a plausible number of digits and the separators of a written number.
+/// A phone number of `shape` with a plausible number of digits and the separators of a written
+/// number. A number starting with a digit `0` (a national number, or an international one written
+/// `00…`) is not one when it is the tail of a longer grouped number (`9400 1234 0191 1525 44`); a
+/// national number is not one after a word that labels it an identifier (`order 08814-71071`).
 pub(super) fn phone(bytes: &[u8], span: Range<usize>, shape: PhoneShape) -> Option<Range<usize>> {
     if !phone_left_ok(bytes, span.start) {
+        return None;
+    }
+    let continues_a_number = matches!(before(bytes, span.start), Some(b' ' | b'-' | b'.'))
+        && span
+            .start
+            .checked_sub(2)
+            .and_then(|i| at(bytes, i))
+            .is_some_and(|b| b.is_ascii_digit());
+    if at(bytes, span.start) == Some(b'0') && continues_a_number {
+        return None;
+    }
+    if shape == PhoneShape::National && after_word(bytes, span.start, &IDENTIFIER_WORDS) {
         return None;
     }
     let right_ok = |end: usize| match at(bytes, end) {
