@@ -474,6 +474,9 @@ struct Stream {
     search: Search,
     /// The bytes a candidate of this stream can start with.
     first_bytes: [bool; 256],
+    /// A byte every match of this stream holds (`@` for emails, `:` for IPv6), if there is one:
+    /// a range without it is passed over without running the regex.
+    required: Option<u8>,
 }
 
 impl Stream {
@@ -499,17 +502,24 @@ impl Stream {
             u8::try_from(byte)
                 .is_ok_and(|byte| candidates.iter().any(|c| c.may_start(&[b' ', byte], 1)))
         });
+        let required = [b'@', b':']
+            .into_iter()
+            .find(|byte| candidates.iter().all(|c| c.needs(*byte)));
         Some(Self {
             regex,
             every,
             candidates,
             search,
             first_bytes,
+            required,
         })
     }
 
     /// The first candidate in `range` that passes its checks, ending by the range's end.
     fn first(&self, bytes: &[u8], range: Range<usize>) -> Option<Hit> {
+        if let Some(required) = self.required {
+            memchr::memchr(required, bytes.get(range.clone())?)?;
+        }
         let mut at = range.start;
         while at < range.end {
             let input = Input::new(bytes).range(at..range.end);
@@ -588,6 +598,9 @@ impl Stream {
     }
 
     /// The first position from `from` on where one of this stream's candidates may start, or `end`.
+    ///
+    /// No candidate starts right after a letter, digit or `_` (a match glued to a word is not one),
+    /// so the rest of a word is passed over as soon as one of its bytes could start a candidate.
     fn next_possible_start(&self, bytes: &[u8], from: usize, end: usize) -> usize {
         let mut at = from;
         while let Some(rest) = bytes.get(at..end) {
@@ -598,6 +611,21 @@ impl Stream {
                 break;
             };
             at += skip;
+            let glued = at
+                .checked_sub(1)
+                .and_then(|i| bytes.get(i))
+                .is_some_and(|b| is_word(*b));
+            let in_word = bytes.get(at).is_some_and(|b| is_word(*b));
+            if glued && in_word {
+                // The rest of the word cannot start a candidate either.
+                let word = bytes.get(at..end).unwrap_or_default();
+                at += word.iter().position(|b| !is_word(*b)).unwrap_or(word.len());
+                continue;
+            }
+            if glued {
+                at += 1;
+                continue;
+            }
             if self.candidates.iter().any(|c| c.may_start(bytes, at)) {
                 return at;
             }
@@ -605,6 +633,11 @@ impl Stream {
         }
         end
     }
+}
+
+/// A letter, a digit or `_`.
+fn is_word(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_'
 }
 
 /// The parts of a long text where a match can be, in order, apart and merged where they meet.
