@@ -100,24 +100,18 @@ pub fn short_strings_result(count: usize) -> Vec<u8> {
 }
 
 /// A `tools/call` result whose `structuredContent` holds `count` customer records (about 100 bytes
-/// each): names, contact details, dates, amounts, order ids and a free-text note.
+/// each, with personal data in every one): an id, an email address, a phone number, a timestamp
+/// and an amount.
 pub fn records_result(count: usize) -> Vec<u8> {
     let mut rng = Lcg(0xFEED);
-    let notes = sentences(count, Holds::Either);
-    let records: Vec<Value> = notes
-        .into_iter()
-        .enumerate()
-        .map(|(i, note)| {
-            let (first, last) = (rng.pick(&FIRST_NAMES), rng.pick(&LAST_NAMES));
+    let records: Vec<Value> = (0..count)
+        .map(|i| {
             json!({
                 "id": 100_000 + i,
-                "name": format!("{first} {last}"),
                 "email": email(&mut rng),
                 "phone": phone(&mut rng),
                 "created": format!("2024-{:02}-{:02}T{:02}:{:02}:00Z", 1 + rng.below(12), 1 + rng.below(28), rng.below(24), rng.below(60)),
                 "amount": f64::from(u32::try_from(rng.below(100_000)).unwrap_or(0)) / 100.0,
-                "status": rng.pick(&["shipped", "pending", "refunded"]),
-                "note": note.text,
             })
         })
         .collect();

@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use bytes::Bytes;
 use serde_json::Number;
 
 use super::{JsonRef, Members, Message, MessageError};
@@ -43,6 +44,16 @@ impl Message {
     /// # Ok::<(), cerberus_core::MessageError>(())
     /// ```
     pub fn with_payload_edits(&self, edits: &[JsonEdit]) -> Result<Self, MessageError> {
+        // A parsed message is written from its tape along with the tape of the result: no parse.
+        let slots = self.slots;
+        let payload = slots.params.or(slots.result).or(slots.error);
+        if let (Some(tape), Some(payload)) = (&self.tape, payload)
+            && let Some((tape, bytes)) = tape.edited(payload, edits)
+        {
+            let mut message = Self::parsed_from(tape, Bytes::from(bytes))?;
+            message.modified = true;
+            return Ok(message);
+        }
         let payload_member = self.payload_member();
         let mut writer = Writer::new(edits, self.to_bytes().len() + 64);
         let root = match &self.tape {
@@ -309,6 +320,29 @@ mod tests {
             .unwrap();
             let written = message.with_payload_edits(&[]).unwrap();
             prop_assert_eq!(written.to_bytes(), message.to_bytes());
+        }
+
+        /// A parsed message is written from its tape, a built one by the writer over its value:
+        /// the same edits give the same bytes, and the tape written along reads as a parse would.
+        #[test]
+        fn the_tape_and_the_value_are_written_alike(
+            value in arbitrary_json(),
+            places in prop::collection::btree_set(0usize..40, 0..6),
+            text in "\\PC{0,6}",
+        ) {
+            let edits: Vec<JsonEdit> = places
+                .into_iter()
+                .map(|place| JsonEdit { place, text: text.clone() })
+                .collect();
+            let json = json!({"jsonrpc": "2.0", "id": 1, "result": value});
+            let parsed = Message::parse(serde_json::to_vec(&json).unwrap()).unwrap();
+            let built = Message::from_value(json).unwrap();
+            let from_tape = parsed.with_payload_edits(&edits).unwrap();
+            let from_value = built.with_payload_edits(&edits).unwrap();
+            prop_assert_eq!(from_tape.to_bytes(), from_value.to_bytes());
+            let reparsed = Message::parse(from_tape.to_bytes()).unwrap();
+            prop_assert!(from_tape.is_modified());
+            prop_assert_eq!(from_tape.tape, reparsed.tape);
         }
     }
 }

@@ -241,6 +241,120 @@ impl Tape {
     }
 }
 
+impl Tape {
+    /// This document written as JSON, with the subtree at node `edited` written with `edits` made
+    /// (places counted from that node on, see [`JsonEdit`](super::JsonEdit)), and the tape of what
+    /// was written: the same nodes, their texts replaced where the edits say (a number replaced
+    /// becomes a string). One pass over the flat node list, so the result needs no parse.
+    ///
+    /// `None` when an edit replaces a member name (which may then need a suffix to stay apart from
+    /// its object's other names; rare, and left to the writer that parses again), or when the result
+    /// would be too large for a tape.
+    pub(super) fn edited(&self, edited: u32, edits: &[super::JsonEdit]) -> Option<(Self, Vec<u8>)> {
+        let mut out = Vec::with_capacity(self.text.len() + self.nodes.len() * 4 + 64);
+        let mut tape = Self {
+            nodes: Vec::with_capacity(self.nodes.len()),
+            text: String::with_capacity(self.text.len()),
+        };
+        let edited_end = self.after(edited);
+        let mut edits = edits.iter().peekable();
+        let mut place = 0usize;
+        // Open containers: where each ends, whether it is an object, and whether an item was written.
+        let mut open: Vec<(u32, bool, bool)> = Vec::new();
+        for (index, node) in (0u32..).zip(&self.nodes) {
+            while open.last().is_some_and(|(end, _, _)| *end == index) {
+                if let Some((_, object, _)) = open.pop() {
+                    out.push(if object { b'}' } else { b']' });
+                }
+            }
+            // A separator before every item and member name, and none before a member's value.
+            let is_value_of_member = matches!(
+                index
+                    .checked_sub(1)
+                    .and_then(|i| self.nodes.get(i as usize)),
+                Some(Node::Name { .. })
+            );
+            if !is_value_of_member && let Some((_, _, written)) = open.last_mut() {
+                if *written {
+                    out.push(b',');
+                }
+                *written = true;
+            }
+            let replacement = if (edited..edited_end).contains(&index)
+                && matches!(
+                    node,
+                    Node::String { .. } | Node::Name { .. } | Node::Number(_)
+                ) {
+                let here = place;
+                place += 1;
+                while edits.next_if(|edit| edit.place < here).is_some() {}
+                edits
+                    .next_if(|edit| edit.place == here)
+                    .map(|edit| edit.text.as_str())
+            } else {
+                None
+            };
+            match node {
+                Node::Null => {
+                    out.extend_from_slice(b"null");
+                    tape.push(Node::Null);
+                }
+                Node::Bool(b) => {
+                    out.extend_from_slice(if *b { b"true" } else { b"false" });
+                    tape.push(Node::Bool(*b));
+                }
+                Node::Number(n) => match replacement {
+                    Some(text) => {
+                        write_escaped(&mut out, text);
+                        tape.push_str(text, false);
+                    }
+                    None => {
+                        let _ = serde_json::to_writer(&mut out, n);
+                        tape.push(Node::Number(n.clone()));
+                    }
+                },
+                Node::Name { .. } if replacement.is_some() => return None,
+                Node::String { start, end } | Node::Name { start, end } => {
+                    let name = matches!(node, Node::Name { .. });
+                    let text = replacement.unwrap_or_else(|| self.str(*start, *end));
+                    write_escaped(&mut out, text);
+                    tape.push_str(text, name);
+                    if name {
+                        out.push(b':');
+                    }
+                }
+                Node::Array { len, end } | Node::Object { len, end } => {
+                    let object = matches!(node, Node::Object { .. });
+                    out.push(if object { b'{' } else { b'[' });
+                    tape.push(if object {
+                        Node::Object {
+                            len: *len,
+                            end: *end,
+                        }
+                    } else {
+                        Node::Array {
+                            len: *len,
+                            end: *end,
+                        }
+                    });
+                    open.push((*end, object, false));
+                }
+            }
+        }
+        while let Some((_, object, _)) = open.pop() {
+            out.push(if object { b'}' } else { b']' });
+        }
+        u32::try_from(out.len()).ok()?;
+        Some((tape, out))
+    }
+}
+
+/// `text` as a JSON string, escaped as `serde_json` escapes it.
+fn write_escaped(out: &mut Vec<u8>, text: &str) {
+    // Writing to a vector cannot fail, and a string always serialises.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
 /// The value node of the last member called `name`: the one `serde_json` keeps when a name is sent
 /// more than once.
 fn last_named<'a>(members: impl Iterator<Item = (&'a str, u32)>, name: &str) -> Option<u32> {

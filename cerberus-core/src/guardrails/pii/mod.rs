@@ -504,6 +504,10 @@ fn number_text(number: &Number) -> Option<String> {
     match integer {
         Some(n) if n.unsigned_abs() >= u128::from(SMALLEST_CARD) => Some(n.to_string()),
         Some(_) => None,
+        // A fraction (`123.45`) holds nothing: its digits after the point follow a digit and a dot,
+        // where no number starts, and those before it end at a dot followed by a digit, where none
+        // ends. Amounts and measures, common in tables, need no scan.
+        None if float.is_finite() && float.fract() != 0.0 => None,
         None => Some(number.to_string()),
     }
 }

@@ -217,6 +217,20 @@ fn finds_pii_in_keys_numbers_errors_and_nested_values() {
             "deep": [[[["ip [REDACTED:IP_ADDRESS]"]]]]
         }})
     );
+    // A fraction holds nothing to find, whatever its digits.
+    for fraction in [
+        123.45,
+        4111111111111.5,
+        0.4111111111111111,
+        5362212345.25,
+        -2.5e-7,
+    ] {
+        assert_eq!(
+            super::number_text(&Number::from_f64(fraction).unwrap()),
+            None,
+            "{fraction}"
+        );
+    }
     // A card number written as a float is the same number.
     for raw in [
         "4.111111111111111e15",
