@@ -426,3 +426,54 @@ pub fn json_lines(sentences: &[Sentence]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use cerberus_core::guardrails::pii::{PiiKinds, PiiScanner};
+
+    use super::*;
+
+    #[test]
+    fn labels_point_at_values_and_shapes_hold_what_they_say() {
+        for sentence in sentences(400, Holds::Either) {
+            for label in &sentence.labels {
+                assert!(
+                    sentence
+                        .text
+                        .get(label.span.clone())
+                        .is_some_and(|v| !v.is_empty())
+                );
+            }
+            assert!(sentence.labels.is_empty() != sentence.negative.is_none());
+        }
+        assert!(
+            sentences(200, Holds::Negative)
+                .iter()
+                .all(|s| s.labels.is_empty())
+        );
+        assert!(
+            sentences(200, Holds::Both)
+                .iter()
+                .all(|s| s.labels.len() == 1 && s.negative.is_some())
+        );
+        assert_eq!(text(10_000, Holds::Both), text(10_000, Holds::Both));
+    }
+
+    /// The accuracy `docs/benchmarks.md` quotes for the default corpus of `benches/presidio/compare`:
+    /// every labelled value found, and nothing else.
+    #[test]
+    fn the_scanner_finds_every_labelled_value_and_nothing_else() {
+        let scanner = PiiScanner::new(PiiKinds::all());
+        for sentence in sentences(2_000, Holds::Either) {
+            let found: Vec<Label> = scanner
+                .find_all(&sentence.text)
+                .into_iter()
+                .map(|f| Label {
+                    kind: f.kind,
+                    span: f.span,
+                })
+                .collect();
+            assert_eq!(found, sentence.labels, "{}", sentence.text);
+        }
+    }
+}
