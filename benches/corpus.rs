@@ -6,7 +6,6 @@
 //! their texts and messages from these sentences, and `benches/presidio/compare` scores Cerberus and
 //! Presidio on them.
 
-use std::fmt::Write as _;
 use std::ops::Range;
 
 use cerberus_core::guardrails::pii::PiiKind;
@@ -416,15 +415,6 @@ fn hard_negative(rng: &mut Lcg) -> (&'static str, String) {
             ),
         ),
     }
-}
-
-/// Writes `sentences` as JSON lines.
-pub fn json_lines(sentences: &[Sentence]) -> String {
-    let mut out = String::new();
-    for sentence in sentences {
-        let _ = writeln!(out, "{}", sentence.to_json());
-    }
-    out
 }
 
 #[cfg(test)]

@@ -113,7 +113,8 @@ pub struct Message {
     /// Where the tape holds the members read most.
     slots: Slots,
     kind: MessageKind,
-    /// Whether a guardrail wrote this message anew from another (its bytes are not the sender's).
+    /// Whether this message differs from what was sent: built from a value, or written anew by a
+    /// guardrail (its bytes, if any, are not the sender's).
     modified: bool,
 }
 
@@ -416,7 +417,7 @@ impl Message {
 
     /// Whether the message differs from the bytes it was parsed from (or was never parsed).
     pub fn is_modified(&self) -> bool {
-        self.modified || self.raw.is_none()
+        self.modified
     }
 
     /// The message on the wire: the original bytes when unchanged, else the serialised object.

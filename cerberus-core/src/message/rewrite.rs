@@ -102,39 +102,50 @@ impl JsonRef<'_> {
     }
 }
 
-/// Writes JSON, counting places and making the edits at theirs.
-struct Writer<'e> {
-    out: Vec<u8>,
-    edits: std::slice::Iter<'e, JsonEdit>,
-    /// The next edit to make.
-    next: Option<&'e JsonEdit>,
+/// Walks the places of a document in order and hands out the edit for each.
+pub(super) struct Places<'e> {
+    edits: std::iter::Peekable<std::slice::Iter<'e, JsonEdit>>,
     /// The place of the next string, name or number.
     place: usize,
 }
 
-impl<'e> Writer<'e> {
-    fn new(edits: &'e [JsonEdit], capacity: usize) -> Self {
-        let mut edits = edits.iter();
-        let next = edits.next();
+impl<'e> Places<'e> {
+    pub(super) fn new(edits: &'e [JsonEdit]) -> Self {
         Self {
-            out: Vec::with_capacity(capacity),
-            edits,
-            next,
+            edits: edits.iter().peekable(),
             place: 0,
         }
     }
 
     /// The replacement at the current place, if any; moves to the next place.
-    fn take(&mut self) -> Option<&'e str> {
+    pub(super) fn take(&mut self) -> Option<&'e str> {
         let place = self.place;
         self.place += 1;
         // An edit left behind (out of order) is never made, but must not stop the later ones.
-        while self.next.is_some_and(|edit| edit.place < place) {
-            self.next = self.edits.next();
+        while self.edits.next_if(|edit| edit.place < place).is_some() {}
+        self.edits
+            .next_if(|edit| edit.place == place)
+            .map(|edit| edit.text.as_str())
+    }
+}
+
+/// Writes JSON, counting places and making the edits at theirs.
+struct Writer<'e> {
+    out: Vec<u8>,
+    places: Places<'e>,
+}
+
+impl<'e> Writer<'e> {
+    fn new(edits: &'e [JsonEdit], capacity: usize) -> Self {
+        Self {
+            out: Vec::with_capacity(capacity),
+            places: Places::new(edits),
         }
-        let edit = self.next.filter(|edit| edit.place == place)?;
-        self.next = self.edits.next();
-        Some(&edit.text)
+    }
+
+    /// The replacement at the current place, if any; moves to the next place.
+    fn take(&mut self) -> Option<&'e str> {
+        self.places.take()
     }
 
     fn value(&mut self, json: JsonRef<'_>) {
@@ -209,7 +220,8 @@ fn write_plain(out: &mut Vec<u8>, json: JsonRef<'_>) {
     json.write_edited(&[], out);
 }
 
-fn escape(out: &mut Vec<u8>, text: &str) {
+/// `text` as a JSON string, escaped as `serde_json` escapes it.
+pub(super) fn escape(out: &mut Vec<u8>, text: &str) {
     // Writing to a vector cannot fail, and a string always serialises.
     let _ = serde_json::to_writer(&mut *out, text);
 }

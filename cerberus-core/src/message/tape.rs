@@ -257,8 +257,7 @@ impl Tape {
             text: String::with_capacity(self.text.len()),
         };
         let edited_end = self.after(edited);
-        let mut edits = edits.iter().peekable();
-        let mut place = 0usize;
+        let mut places = super::rewrite::Places::new(edits);
         // Open containers: where each ends, whether it is an object, and whether an item was written.
         let mut open: Vec<(u32, bool, bool)> = Vec::new();
         for (index, node) in (0u32..).zip(&self.nodes) {
@@ -285,12 +284,7 @@ impl Tape {
                     node,
                     Node::String { .. } | Node::Name { .. } | Node::Number(_)
                 ) {
-                let here = place;
-                place += 1;
-                while edits.next_if(|edit| edit.place < here).is_some() {}
-                edits
-                    .next_if(|edit| edit.place == here)
-                    .map(|edit| edit.text.as_str())
+                places.take()
             } else {
                 None
             };
@@ -305,7 +299,7 @@ impl Tape {
                 }
                 Node::Number(n) => match replacement {
                     Some(text) => {
-                        write_escaped(&mut out, text);
+                        super::rewrite::escape(&mut out, text);
                         tape.push_str(text, false);
                     }
                     None => {
@@ -317,7 +311,7 @@ impl Tape {
                 Node::String { start, end } | Node::Name { start, end } => {
                     let name = matches!(node, Node::Name { .. });
                     let text = replacement.unwrap_or_else(|| self.str(*start, *end));
-                    write_escaped(&mut out, text);
+                    super::rewrite::escape(&mut out, text);
                     tape.push_str(text, name);
                     if name {
                         out.push(b':');
@@ -347,12 +341,6 @@ impl Tape {
         u32::try_from(out.len()).ok()?;
         Some((tape, out))
     }
-}
-
-/// `text` as a JSON string, escaped as `serde_json` escapes it.
-fn write_escaped(out: &mut Vec<u8>, text: &str) {
-    // Writing to a vector cannot fail, and a string always serialises.
-    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 /// The value node of the last member called `name`: the one `serde_json` keeps when a name is sent

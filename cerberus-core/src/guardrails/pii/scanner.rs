@@ -588,7 +588,11 @@ impl Stream {
                     span,
                 });
             }
-            at = self.next_possible_start(bytes, resume_after_failure(bytes, start), range.end);
+            at = resume_after_failure(bytes, start);
+            if self.search == Search::Unanchored {
+                // The anchored search looks for the next possible start itself, atop the loop.
+                at = self.next_possible_start(bytes, at, range.end);
+            }
         }
         None
     }
@@ -639,15 +643,19 @@ impl Stream {
                 .checked_sub(1)
                 .and_then(|i| bytes.get(i))
                 .is_some_and(|b| is_word(*b));
-            let in_word = bytes.get(at).is_some_and(|b| is_word(*b));
-            if glued && in_word {
-                // The rest of the word cannot start a candidate either.
-                let word = bytes.get(at..end).unwrap_or_default();
-                at += word.iter().position(|b| !is_word(*b)).unwrap_or(word.len());
-                continue;
-            }
             if glued {
-                at += 1;
+                // Nothing starts glued to a word; when this byte is part of the word, nothing starts
+                // in the rest of it either.
+                let in_word = rest.get(skip).is_some_and(|b| is_word(*b));
+                let rest_of_word = match in_word {
+                    true => rest
+                        .iter()
+                        .skip(skip + 1)
+                        .take_while(|b| is_word(**b))
+                        .count(),
+                    false => 0,
+                };
+                at += 1 + rest_of_word;
                 continue;
             }
             if self.starters.iter().any(|c| c.may_start(bytes, at)) {
@@ -668,10 +676,10 @@ fn find_in_range(bytes: &[u8], (lo, hi): (u8, u8), wanted: impl Fn(&u8) -> bool)
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
     let (at_least_lo, above_hi) = (ONES * u64::from(0x80 - lo), ONES * u64::from(0x7F - hi));
-    let mut chunks = bytes.chunks_exact(8);
+    let (chunks, remainder) = bytes.as_chunks::<8>();
     let mut offset = 0;
-    for chunk in chunks.by_ref() {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+    for chunk in chunks {
+        let word = u64::from_le_bytes(*chunk);
         // Per byte b < 0x80: b + (0x80 - lo) has its high bit set when b >= lo, b + (0x7F - hi)
         // when b > hi; neither sum carries into the next byte. Bytes of 0x80 and more are left out.
         let low7 = word & !HIGH;
@@ -683,11 +691,7 @@ fn find_in_range(bytes: &[u8], (lo, hi): (u8, u8), wanted: impl Fn(&u8) -> bool)
         }
         offset += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(wanted)
-        .map(|i| offset + i)
+    remainder.iter().position(wanted).map(|i| offset + i)
 }
 
 /// Whether a numeric pattern may match at `start`, judged by the digits there and the byte after
