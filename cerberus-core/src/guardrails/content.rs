@@ -23,11 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::guardrail::{GuardrailContext, GuardrailResult, SyncGuardrail};
-use crate::guardrails::Directions;
+use crate::guardrails::{Directions, EMBEDDED_JSON_DEPTH};
 use crate::message::{JsonRef, Part};
-
-/// How deep JSON held inside strings is followed.
-const EMBEDDED_JSON_DEPTH: u8 = 3;
 
 /// What `content_large_documents` measures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,17 +170,11 @@ fn most_rows(value: JsonRef<'_>, depth: u8) -> usize {
     })
 }
 
+/// The JSON document `text` holds, unless `depth` documents deep already.
 fn embedded_json(text: &str, depth: u8) -> Option<Value> {
-    if depth >= EMBEDDED_JSON_DEPTH {
-        return None;
-    }
-    let trimmed = text.trim_ascii();
-    let bytes = trimmed.as_bytes();
-    let framed = matches!(
-        (bytes.first(), bytes.last()),
-        (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
-    );
-    framed.then(|| serde_json::from_str(trimmed).ok()).flatten()
+    (depth < EMBEDDED_JSON_DEPTH)
+        .then(|| super::embedded_json(text))
+        .flatten()
 }
 
 /// The most data rows of a Markdown table or a delimited (CSV, TSV, semicolon) block in `text`.

@@ -14,8 +14,42 @@ pub mod rbac;
 pub mod wildcard;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::guardrail::Direction;
+
+/// How deep guardrails follow JSON documents held inside strings (a tool that returns its JSON
+/// answer as text, which itself holds JSON as text, …).
+pub(crate) const EMBEDDED_JSON_DEPTH: u8 = 3;
+
+/// The JSON object or array `text` holds, if it holds one (blanks around it allowed).
+///
+/// Most framed texts are not JSON (`[REDACTED:email]`, `[1/3]`, `{name}`): the byte after the opening
+/// bracket rules them out before any parse, which would build an error for each.
+pub(crate) fn embedded_json(text: &str) -> Option<Value> {
+    let trimmed = text.trim_ascii();
+    let bytes = trimmed.as_bytes();
+    let (Some(&open), Some(&close)) = (bytes.first(), bytes.last()) else {
+        return None;
+    };
+    let next = bytes
+        .get(1..)
+        .and_then(|rest| rest.iter().find(|b| !b.is_ascii_whitespace()));
+    let may_be_json = match (open, close) {
+        (b'{', b'}') => matches!(next, Some(b'"' | b'}')),
+        (b'[', b']') => matches!(
+            next,
+            Some(b'"' | b'{' | b'[' | b']' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')
+        ),
+        _ => false,
+    };
+    if !may_be_json {
+        return None;
+    }
+    serde_json::from_str::<Value>(trimmed)
+        .ok()
+        .filter(|v| v.is_object() || v.is_array())
+}
 
 /// The `direction` setting: which messages a guardrail inspects.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,6 +71,32 @@ impl Directions {
             Self::Both => true,
             Self::Request => direction == Direction::Request,
             Self::Response => direction == Direction::Response,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_json_is_an_object_or_array_in_a_string() {
+        for (text, holds) in [
+            (r#"{"a": 1}"#, true),
+            ("  [1, 2]\n", true),
+            ("[ ]", true),
+            ("{ }", true),
+            (r#"[{"a": [true, null, -1]}]"#, true),
+            ("[REDACTED:email]", false),
+            ("[1/3]", false),
+            ("{name}", false),
+            ("{", false),
+            ("", false),
+            ("42", false),
+            (r#""text""#, false),
+            ("[1, 2", false),
+        ] {
+            assert_eq!(embedded_json(text).is_some(), holds, "{text:?}");
         }
     }
 }

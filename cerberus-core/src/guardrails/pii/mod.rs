@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
 use crate::guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult};
-use crate::guardrails::Directions;
+use crate::guardrails::{Directions, EMBEDDED_JSON_DEPTH, embedded_json};
 use crate::message::{JsonEdit, JsonRef, Part};
 use crate::policy::PolicyLevel;
 use crate::trace::{DecisionKind, Trace, TraceEntry};
@@ -40,9 +40,6 @@ pub const DEFAULT_REPLACEMENT: &str = "[REDACTED:{type}]";
 
 /// What replaces a whole text when redaction keeps producing personal data.
 const FALLBACK_REPLACEMENT: &str = "[REDACTED]";
-
-/// How deep the scanner follows JSON documents held inside strings.
-const EMBEDDED_JSON_DEPTH: u8 = 3;
 
 /// A kind of personal data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -510,21 +507,6 @@ fn number_text(number: &Number) -> Option<String> {
         None if float.is_finite() && float.fract() != 0.0 => None,
         None => Some(number.to_string()),
     }
-}
-
-/// The JSON document a string holds, if it holds an object or an array.
-fn embedded_json(text: &str) -> Option<Value> {
-    let trimmed = text.trim_ascii();
-    let looks_like_json = matches!(
-        (trimmed.as_bytes().first(), trimmed.as_bytes().last()),
-        (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
-    );
-    if !looks_like_json {
-        return None;
-    }
-    serde_json::from_str::<Value>(trimmed)
-        .ok()
-        .filter(|v| v.is_object() || v.is_array())
 }
 
 #[async_trait]

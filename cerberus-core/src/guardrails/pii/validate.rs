@@ -3,6 +3,7 @@
 //! The candidate regexes are deliberately loose and fast; everything that needs arithmetic or context
 //! (Luhn, issuer ranges, invalid SSN blocks, octet ranges, public suffixes, digit counts) lives here.
 
+use std::borrow::Cow;
 use std::net::Ipv6Addr;
 use std::ops::Range;
 
@@ -249,7 +250,11 @@ pub(super) fn email(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
     if !local_ok || !labels_ok || !domain.contains(&b'.') {
         return None;
     }
-    let lower = domain.to_ascii_lowercase();
+    // Most addresses are written in lower case already, and need no copy.
+    let lower = match domain.iter().any(u8::is_ascii_uppercase) {
+        true => Cow::Owned(domain.to_ascii_lowercase()),
+        false => Cow::Borrowed(domain),
+    };
     // The suffix, not the registrable domain: a domain that is itself a public suffix (`ru.net`,
     // `co.uk`) has no registrable part, and an address there is still an address to protect.
     let known = psl::suffix(&lower).is_some_and(|suffix| suffix.is_known());
