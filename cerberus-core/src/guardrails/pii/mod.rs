@@ -422,6 +422,10 @@ impl<'a> Pass<'a> {
 
     /// Scans one text; returns its redacted form when anything in it was redacted.
     fn text(&mut self, text: &str) -> Option<String> {
+        // Most member names and short values hold nothing a match needs: no set-up for them.
+        if !self.scanner.may_hold_any(text) {
+            return None;
+        }
         let mut redacted: Option<String> = None;
         // Redaction cannot create new matches with the default replacement, but a custom one might:
         // scan the result again until nothing is left, and give up on the text as a whole after a few rounds.

@@ -288,6 +288,12 @@ impl PiiScanner {
         }
     }
 
+    /// Whether `text` may hold personal data: `false` for an ASCII text without a byte that some
+    /// match needs (a text with lookalike characters is not ASCII).
+    pub(crate) fn may_hold_any(&self, text: &str) -> bool {
+        !text.is_ascii() || self.may_match(text)
+    }
+
     /// Whether `text` holds a byte that some match needs; without one, it holds no match.
     fn may_match(&self, text: &str) -> bool {
         text.bytes()
@@ -1523,5 +1529,8 @@ mod tests {
         let emails = PiiScanner::new([Email].into_iter().collect());
         assert!(emails.may_match("@"));
         assert!(!emails.may_match("7"));
+        assert!(!emails.may_hold_any("name"));
+        // A fullwidth at sign reads as `@`.
+        assert!(emails.may_hold_any("a\u{FF20}example.com"));
     }
 }
