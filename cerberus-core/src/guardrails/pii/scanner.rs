@@ -11,8 +11,8 @@
 //!   and the match is read around them by hand ([`email_match`], [`ipv6_match`], each checked against
 //!   its pattern's regex by a property test): `regex-automata` finds the same match, but on the short
 //!   strings of a JSON result its search costs several times the reading (on a result of 10,000
-//!   records, a quarter of the PII pass went to those searches). A text without
-//!   such a byte is not searched at all.
+//!   records, a quarter of the PII pass went to those searches). A text without such a byte is not
+//!   searched at all.
 //! - A numeric candidate starts at a digit, `+` or `(` that does not follow a word. Those positions
 //!   are found first, eight bytes at a time, and one leftmost-first regex over the numeric patterns
 //!   runs anchored at each: it reads the candidates, and never the prose between them.
