@@ -1,5 +1,7 @@
 //! The full default pipeline over a realistic 4 KB message: parse, every guardrail, serialise; and
 //! large results of the labelled corpus (`corpus.rs`): 50,000 short strings, and 1 MB of records.
+//! With the gateway's allocator (mimalloc), so that a redacted message's allocations cost what they
+//! cost in the gateway.
 //!
 //! `cargo bench -p cerberus-benches --bench pipeline`
 #![allow(clippy::unwrap_used, reason = "a benchmark stops loudly on bad input")]
@@ -13,6 +15,9 @@ use cerberus_core::{
     PolicyDocument, methods,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn pipeline() -> Pipeline {
     pipeline_of(&default_policy())

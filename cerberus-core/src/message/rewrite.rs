@@ -222,13 +222,8 @@ fn write_plain(out: &mut Vec<u8>, json: JsonRef<'_>) {
 
 /// `text` as a JSON string, escaped as `serde_json` escapes it.
 pub(super) fn escape(out: &mut Vec<u8>, text: &str) {
-    // Most strings hold nothing to escape (a control character, a quote, a backslash: what
-    // `serde_json` escapes), and are copied whole between quotes. The test is branch-free, so that
-    // the compiler reads many bytes at a time.
-    let plain = !text.bytes().fold(false, |any, b| {
-        any | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
+    // Most strings hold nothing to escape, and are copied whole between quotes.
+    if !needs_escape(text.as_bytes()) {
         out.reserve(text.len() + 2);
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
@@ -237,6 +232,25 @@ pub(super) fn escape(out: &mut Vec<u8>, text: &str) {
     }
     // Writing to a vector cannot fail, and a string always serialises.
     let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// Whether `bytes` hold what `serde_json` escapes: a control character, a quote or a backslash.
+///
+/// Eight bytes at a time: per byte b, `b - k` borrows into its high bit when `b < k`, and `!b` keeps
+/// that bit only for ASCII bytes; a quote or backslash is found as a zero byte after an exclusive or.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let below = |word: u64, k: u8| word.wrapping_sub(ONES * u64::from(k)) & !word;
+    let (chunks, rest) = bytes.as_chunks::<8>();
+    let any_in_chunks = chunks.iter().any(|chunk| {
+        let word = u64::from_le_bytes(*chunk);
+        let control = below(word, 0x20);
+        let quote = below(word ^ (ONES * u64::from(b'"')), 1);
+        let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
+        (control | quote | backslash) & HIGH != 0
+    });
+    any_in_chunks || rest.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn number(out: &mut Vec<u8>, n: &Number) {
@@ -348,6 +362,14 @@ mod tests {
     }
 
     proptest! {
+        /// Strings of every byte class are escaped as `serde_json` escapes them.
+        #[test]
+        fn any_string_is_escaped_as_serde_json_escapes_it(text in "[\\x00-\\x7f\"\\\\é]{0,40}") {
+            let mut out = Vec::new();
+            escape(&mut out, &text);
+            prop_assert_eq!(out, serde_json::to_vec(&text).unwrap());
+        }
+
         /// Without edits, a value is written byte for byte as `serde_json` writes it, from a tape and
         /// from a value alike.
         #[test]
