@@ -1216,6 +1216,22 @@ mod tests {
         findings
     }
 
+    /// What a hand-written search finds in `text` from `from` on, and what `candidate`'s regex finds.
+    fn search_and_regex(
+        candidate: Candidate,
+        search: fn(&[u8], Range<usize>) -> Option<Range<usize>>,
+        text: &str,
+        from: usize,
+    ) -> (Option<Range<usize>>, Option<Range<usize>>) {
+        let bytes = text.as_bytes();
+        let from = from.min(bytes.len());
+        let regex = Regex::new(candidate.pattern()).unwrap();
+        let expected = regex
+            .find(Input::new(bytes).range(from..))
+            .map(|m| m.range());
+        (search(bytes, from..bytes.len()), expected)
+    }
+
     /// Pieces that make matches and near misses of every kind when glued together.
     fn piece() -> impl proptest::strategy::Strategy<Value = &'static str> {
         proptest::sample::select(vec![
@@ -1298,11 +1314,8 @@ mod tests {
             from in 0usize..60,
         ) {
             let text = pieces.concat();
-            let bytes = text.as_bytes();
-            let from = from.min(bytes.len());
-            let regex = Regex::new(Candidate::Email.pattern()).unwrap();
-            let expected = regex.find(Input::new(bytes).range(from..)).map(|m| m.range());
-            proptest::prop_assert_eq!(email_match(bytes, from..bytes.len()), expected, "{:?}", text);
+            let (found, expected) = search_and_regex(Candidate::Email, email_match, &text, from);
+            proptest::prop_assert_eq!(found, expected, "{:?}", text);
         }
 
         /// Reading an IPv6 address from its colons finds the match the IPv6 pattern's regex finds,
@@ -1316,11 +1329,8 @@ mod tests {
             from in 0usize..60,
         ) {
             let text = pieces.concat();
-            let bytes = text.as_bytes();
-            let from = from.min(bytes.len());
-            let regex = Regex::new(Candidate::Ipv6.pattern()).unwrap();
-            let expected = regex.find(Input::new(bytes).range(from..)).map(|m| m.range());
-            proptest::prop_assert_eq!(ipv6_match(bytes, from..bytes.len()), expected, "{:?}", text);
+            let (found, expected) = search_and_regex(Candidate::Ipv6, ipv6_match, &text, from);
+            proptest::prop_assert_eq!(found, expected, "{:?}", text);
         }
 
         /// Looking for bytes in a range eight at a time finds what looking at each byte finds.
