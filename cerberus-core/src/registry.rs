@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::guardrail::Guardrail;
 use crate::guardrails::content::{LargeDocuments, SourceCode, StructuredData};
-use crate::guardrails::pii::{PiiGuardrail, PiiKind, PiiKinds, PiiRule, PiiScanner};
+use crate::guardrails::pii::{PiiGuardrail, PiiKind, PiiKinds, PiiRule, PiiScanner, PiiSettings};
 use crate::guardrails::rate_limit::{RateLimitGuardrail, RateLimitPeriod, RateLimitRule};
 use crate::guardrails::rbac::Rbac;
 use crate::pipeline::Pipeline;
@@ -231,7 +231,8 @@ impl GuardrailRegistry {
             let within =
                 |e: PolicyError| e.within(&format!("{} policy, {}", entry.level, spec.type_name));
             if let Some(kind) = PiiKind::from_type_name(&spec.type_name) {
-                let settings = parse_settings(&spec.settings).map_err(within)?;
+                let settings: PiiSettings = parse_settings(&spec.settings).map_err(within)?;
+                settings.check(kind).map_err(within)?;
                 if pii_rules.is_empty() {
                     planned.push(Planned::Pii);
                 }
@@ -294,9 +295,11 @@ impl GuardrailRegistry {
         level: PolicyLevel,
     ) -> Result<Arc<dyn Guardrail>, PolicyError> {
         if let Some(kind) = PiiKind::from_type_name(type_name) {
+            let settings: PiiSettings = parse_settings(settings)?;
+            settings.check(kind)?;
             let rule = PiiRule {
                 kind,
-                settings: parse_settings(settings)?,
+                settings,
                 level,
             };
             return Ok(Arc::new(PiiGuardrail::with_scanners(vec![rule], |kinds| {
@@ -368,11 +371,11 @@ mod tests {
     fn accepts_every_builtin_with_valid_settings() {
         validate(json!({"guardrails": [
             {"type": "rbac", "allow": ["fs_*"], "deny": ["fs_delete*"]},
-            {"type": "pii_ssn", "action": "block"},
+            {"type": "pii_ssn", "action": "block", "context": ["ssn", "taxpayer id"]},
             {"type": "pii_credit_card", "action": "redact", "direction": "response"},
             {"type": "pii_email", "action": "redact", "direction": "both"},
-            {"type": "pii_phone"},
-            {"type": "pii_ip_address", "replacement": "<ip>"},
+            {"type": "pii_phone", "context": true},
+            {"type": "pii_ip_address", "replacement": "<ip>", "context": false},
             {"type": "rate_limit_per_minute", "limit": 60},
             {"type": "rate_limit_per_hour", "limit": 1000, "key": "agent_tool"},
             {"type": "content_large_documents", "max_bytes": 100000},
@@ -408,6 +411,14 @@ mod tests {
             (
                 json!({"guardrails": [{"type": "rbac", "allow": ["ok", ""]}]}),
                 "guardrails[0].allow[1]: a pattern cannot be empty",
+            ),
+            (
+                json!({"guardrails": [{"type": "pii_email", "context": true}]}),
+                "guardrails[0].context: context words apply to pii_ssn and pii_phone",
+            ),
+            (
+                json!({"guardrails": [{"type": "pii_ssn", "context": ["ssn", "form 1040"]}]}),
+                "guardrails[0].context[1]: the word holds a digit",
             ),
             (
                 json!({"guardrails": [{"type": "content_large_documents", "max_bytes": "big"}]}),

@@ -6,13 +6,16 @@
 //!
 //! `action` is `block` (the default: fail closed) or `redact`; `direction` is `request`, `response` or
 //! `both` (the default); `replacement` is the text that stands in for a redacted value, where `{type}`
-//! becomes `SSN`, `CREDIT_CARD`, `EMAIL`, `PHONE` or `IP_ADDRESS`.
+//! becomes `SSN`, `CREDIT_CARD`, `EMAIL`, `PHONE` or `IP_ADDRESS`. `pii_ssn` and `pii_phone` also take
+//! `context`: `true`, or a list of words, for bare numbers labelled by a word before them
+//! (`SSN: 536221234`); off by default, see [`PiiContext`].
 //!
 //! Every `pii_*` entry of a policy runs in one [`PiiGuardrail`], which reads the message once for all of
 //! them: every string of `params`, `result` or `error`, every object key, every number, and the JSON held
 //! inside strings (a text content item carrying a JSON document). Redaction replaces only the matched span.
 //! The trace names each entry and counts what it found, never the values.
 
+mod context;
 mod scanner;
 mod validate;
 
@@ -27,9 +30,12 @@ use serde_json::{Number, Value};
 use crate::guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult};
 use crate::guardrails::{Directions, EMBEDDED_JSON_DEPTH, embedded_json};
 use crate::message::{JsonEdit, JsonRef, Part};
-use crate::policy::PolicyLevel;
+use crate::policy::{PolicyError, PolicyLevel};
 use crate::trace::{DecisionKind, Trace, TraceEntry};
 
+pub use context::{
+    CONTEXT_REACH, ContextWords, LONGEST_CONTEXT_WORD, PHONE_WORDS, PiiContext, SSN_WORDS,
+};
 pub use scanner::{Finding, PiiScanner};
 
 /// The block code of a message refused for personal data.
@@ -202,6 +208,16 @@ pub struct PiiSettings {
     /// The stand-in for a redacted value; `{type}` becomes the kind's label.
     #[serde(default = "default_replacement")]
     pub replacement: String,
+    /// Words that make a bare number after them this kind's value (`pii_ssn` and `pii_phone` only).
+    #[serde(default, skip_serializing_if = "PiiContext::is_off")]
+    pub context: PiiContext,
+}
+
+impl PiiSettings {
+    /// Checks the settings for an entry of `kind` (see [`PiiContext::check`]).
+    pub fn check(&self, kind: PiiKind) -> Result<(), PolicyError> {
+        self.context.check(kind)
+    }
 }
 
 impl Default for PiiSettings {
@@ -210,6 +226,7 @@ impl Default for PiiSettings {
             action: PiiAction::default(),
             direction: Directions::default(),
             replacement: default_replacement(),
+            context: PiiContext::default(),
         }
     }
 }
@@ -240,6 +257,8 @@ struct Active {
 #[derive(Clone, Debug)]
 struct DirectionPlan {
     scanner: Arc<PiiScanner>,
+    /// The context words of the kinds scanned this way; empty unless a rule turns them on.
+    context: ContextWords,
     /// Indexed by [`PiiKind::index`]; `None` for kinds not scanned this way.
     actions: [Option<Active>; 5],
 }
@@ -267,11 +286,13 @@ impl PiiGuardrail {
         let mut plan = |direction: Direction| {
             let mut actions: [Option<Active>; 5] = Default::default();
             let mut kinds = PiiKinds::empty();
+            let mut context = ContextWords::new();
             for rule in rules
                 .iter()
                 .filter(|r| r.settings.direction.includes(direction))
             {
                 kinds.insert(rule.kind);
+                context.add(rule.kind, rule.settings.context.words(rule.kind));
                 if let Some(slot) = actions.get_mut(rule.kind.index()) {
                     *slot = Some(Active {
                         action: rule.settings.action,
@@ -284,6 +305,7 @@ impl PiiGuardrail {
             }
             (!kinds.is_empty()).then(|| DirectionPlan {
                 scanner: scanner_for(kinds),
+                context,
                 actions,
             })
         };
@@ -325,6 +347,7 @@ impl PiiGuardrail {
             action: PiiAction::Redact,
             direction: Directions::Both,
             replacement: default_replacement(),
+            context: PiiContext::default(),
         };
         Self::new(
             PiiKind::ALL
@@ -350,6 +373,7 @@ impl PiiGuardrail {
 struct Pass<'a> {
     plan_actions: &'a [Option<Active>; 5],
     scanner: &'a PiiScanner,
+    context: Option<&'a ContextWords>,
     counts: [usize; 5],
     blocked: Option<PiiKind>,
     /// What to replace in the document being read, in document order.
@@ -363,6 +387,7 @@ impl<'a> Pass<'a> {
         Self {
             plan_actions: &plan.actions,
             scanner: &plan.scanner,
+            context: (!plan.context.is_empty()).then_some(&plan.context),
             counts: [0; 5],
             blocked: None,
             edits: Vec::new(),
@@ -435,7 +460,7 @@ impl<'a> Pass<'a> {
             let mut last = 0;
             let mut blocked = None;
             let mut counts = [0usize; 5];
-            self.scanner.scan(current, |finding| {
+            self.scanner.scan_with(current, self.context, |finding| {
                 if blocked.is_some() {
                     return;
                 }

@@ -35,7 +35,7 @@ use regex_automata::util::prefilter::Prefilter;
 use regex_automata::{Anchored, Input, MatchKind, PatternID, Span};
 
 use super::validate::{self, PhoneShape};
-use super::{PiiKind, PiiKinds};
+use super::{ContextWords, PiiKind, PiiKinds};
 
 /// One piece of personal data found in a text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -260,9 +260,21 @@ impl PiiScanner {
     /// Characters that read as the ASCII ones the patterns look for (a fullwidth `@`, an en dash, a
     /// no-break space, fullwidth digits) count as those, and invisible ones (a zero-width space, a
     /// soft hyphen) as nothing; the spans found are in `text` as given, covering such characters.
-    pub fn scan(&self, text: &str, mut found: impl FnMut(Finding)) {
+    pub fn scan(&self, text: &str, found: impl FnMut(Finding)) {
+        self.scan_with(text, None, found);
+    }
+
+    /// [`scan`](Self::scan), finding too the bare values that `context` words label (see
+    /// [`ContextWords`]) among the kinds of this scanner.
+    pub fn scan_with(
+        &self,
+        text: &str,
+        context: Option<&ContextWords>,
+        mut found: impl FnMut(Finding),
+    ) {
+        let context = context.filter(|c| !c.is_empty());
         if let Some(plain) = Lookalikes::replaced(text) {
-            self.scan_plain(&plain.text, |finding| {
+            self.scan_labelled(&plain.text, context, |finding| {
                 found(Finding {
                     kind: finding.kind,
                     span: plain.original(finding.span),
@@ -270,7 +282,38 @@ impl PiiScanner {
             });
             return;
         }
-        self.scan_plain(text, found);
+        self.scan_labelled(text, context, found);
+    }
+
+    /// [`scan_plain`](Self::scan_plain) with the values `context` words label merged in, left to
+    /// right; where one overlaps a finding of the patterns, the pattern's is kept.
+    fn scan_labelled(
+        &self,
+        text: &str,
+        context: Option<&ContextWords>,
+        mut found: impl FnMut(Finding),
+    ) {
+        let mut labelled = Vec::new();
+        if let Some(context) = context {
+            context.scan(text, |f| {
+                if self.kinds.contains(f.kind) {
+                    labelled.push(f);
+                }
+            });
+        }
+        if labelled.is_empty() {
+            return self.scan_plain(text, found);
+        }
+        let mut labelled = labelled.into_iter().peekable();
+        self.scan_plain(text, |finding| {
+            while let Some(before) = labelled.next_if(|l| l.span.start < finding.span.end) {
+                if before.span.end <= finding.span.start {
+                    found(before);
+                }
+            }
+            found(finding);
+        });
+        labelled.for_each(found);
     }
 
     /// [`scan`](Self::scan) of a text without lookalike characters.
@@ -686,7 +729,11 @@ impl Stream {
 /// Eight bytes at a time: a word's bytes are tested against the range at once, and only the few in
 /// it are looked up one by one. Hand-written because `regex-automata`'s prefilter for the same set of
 /// bytes measured slower here, where the next digit is usually a few dozen bytes away.
-fn find_in_range(bytes: &[u8], (lo, hi): (u8, u8), wanted: impl Fn(&u8) -> bool) -> Option<usize> {
+pub(super) fn find_in_range(
+    bytes: &[u8],
+    (lo, hi): (u8, u8),
+    wanted: impl Fn(&u8) -> bool,
+) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
     let (at_least_lo, above_hi) = (ONES * u64::from(0x80 - lo), ONES * u64::from(0x7F - hi));
@@ -1285,6 +1332,39 @@ mod tests {
             let mut unfiltered = Vec::new();
             scanner.scan_unfiltered(&text, |f| unfiltered.push(f));
             proptest::prop_assert_eq!(scanner.find_all(&text), unfiltered);
+        }
+
+        /// Values labelled by context words join the patterns' findings in order and without
+        /// overlaps, and take none of them away.
+        #[test]
+        fn labelled_values_merge_into_the_findings(
+            pieces in proptest::collection::vec(proptest::prop_oneof![
+                piece(),
+                proptest::sample::select(vec![
+                    "SSN ", "ssn: ", "phone ", "Mobile: ", "536221234", "2125550143",
+                    "12125550143", "078-05-1121 ", "(212) 555-0143",
+                ]),
+            ], 0..80),
+            bits in 0u8..32,
+        ) {
+            let text = pieces.concat();
+            let kinds: PiiKinds = PiiKind::ALL
+                .into_iter()
+                .filter(|k| bits & (1 << (*k as u8)) != 0)
+                .collect();
+            let scanner = PiiScanner::new(kinds);
+            let mut context = ContextWords::new();
+            context.add(PiiKind::Ssn, super::super::SSN_WORDS);
+            context.add(PiiKind::Phone, super::super::PHONE_WORDS);
+            let mut merged = Vec::new();
+            scanner.scan_with(&text, Some(&context), |f| merged.push(f));
+            for pair in merged.windows(2) {
+                proptest::prop_assert!(pair[0].span.end <= pair[1].span.start, "{text:?}: {merged:?}");
+            }
+            proptest::prop_assert!(merged.iter().all(|f| kinds.contains(f.kind)));
+            for finding in scanner.find_all(&text) {
+                proptest::prop_assert!(merged.contains(&finding), "{text:?}: {finding:?}");
+            }
         }
 
         /// The quick judgement of where a numeric pattern may match never turns one away.

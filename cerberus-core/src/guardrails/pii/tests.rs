@@ -199,6 +199,63 @@ fn the_replacement_is_configurable() {
 }
 
 #[test]
+fn context_words_label_bare_numbers_only_where_turned_on() {
+    let text = "SSN: 536221234, mobile 2125550143, order 536221234, a@example.com";
+    let plain = redact_all();
+    let (result, _) = run(&plain, Direction::Response, text_result(text));
+    assert_eq!(
+        redacted_text(&result),
+        "SSN: 536221234, mobile 2125550143, order 536221234, [REDACTED:EMAIL]",
+        "off by default"
+    );
+    let rules = PiiKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let mut r = rule(kind, PiiAction::Redact, Directions::Both);
+            if matches!(kind, PiiKind::Ssn | PiiKind::Phone) {
+                r.settings.context = PiiContext::BuiltIn(true);
+            }
+            r
+        })
+        .collect();
+    let (result, trace) = run(
+        &PiiGuardrail::new(rules),
+        Direction::Response,
+        text_result(text),
+    );
+    assert_eq!(
+        redacted_text(&result),
+        "SSN: [REDACTED:SSN], mobile [REDACTED:PHONE], order 536221234, [REDACTED:EMAIL]"
+    );
+    let reasons: Vec<_> = trace.iter().filter_map(|e| e.reason.clone()).collect();
+    assert!(reasons.contains(&"redacted 1 social security number".to_owned()));
+    assert!(reasons.contains(&"redacted 1 phone number".to_owned()));
+}
+
+#[test]
+fn a_labelled_value_blocks_like_any_other() {
+    let mut r = rule(PiiKind::Ssn, PiiAction::Block, Directions::Both);
+    r.settings.context = PiiContext::Words(vec!["taxpayer".into()]);
+    let guardrail = PiiGuardrail::new(vec![r]);
+    let (result, _) = run(
+        &guardrail,
+        Direction::Request,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "file", "arguments": {"note": "Taxpayer 536221234"}}}),
+    );
+    assert!(
+        matches!(result, GuardrailResult::Block { .. }),
+        "{result:?}"
+    );
+    let (result, _) = run(
+        &guardrail,
+        Direction::Response,
+        text_result("SSN 536221234"),
+    );
+    assert_eq!(result, GuardrailResult::Allow, "only the words given count");
+}
+
+#[test]
 fn finds_pii_in_keys_numbers_errors_and_nested_values() {
     let (result, _) = run(
         &redact_all(),

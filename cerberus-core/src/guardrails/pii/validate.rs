@@ -101,12 +101,16 @@ pub(super) fn ssn(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
     if !numeric_boundaries(bytes, &span) || consistent_separator(text)?.is_none() {
         return None;
     }
-    let d = digits(text);
-    let (area, group, serial) = (
-        number(d.get(0..3)?),
-        number(d.get(3..5)?),
-        number(d.get(5..9)?),
-    );
+    ssn_digits(&digits(text)).then_some(span)
+}
+
+/// Whether nine digits make a social security number the SSA could have issued, and not a
+/// well-known sample.
+fn ssn_digits(d: &[u8]) -> bool {
+    let (Some(area), Some(group), Some(serial)) = (d.get(0..3), d.get(3..5), d.get(5..9)) else {
+        return false;
+    };
+    let (area, group, serial) = (number(area), number(group), number(serial));
     let invalid_block = area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0;
     let all_same = d.iter().all(|&x| Some(&x) == d.first());
     const SAMPLES: [u32; 5] = [
@@ -116,8 +120,36 @@ pub(super) fn ssn(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
         457_555_462,
         987_654_321,
     ];
-    let sample = SAMPLES.contains(&number(&d));
-    (!invalid_block && !all_same && !sample).then_some(span)
+    let sample = SAMPLES.contains(&number(d));
+    d.len() == 9 && !invalid_block && !all_same && !sample
+}
+
+/// A social security number written as nine bare digits (`536221234`), which only context words
+/// make one: the same checks as [`ssn`] but for the separators.
+pub(super) fn bare_ssn(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
+    let text = bytes.get(span.clone())?;
+    let bare = text.len() == 9 && text.iter().all(u8::is_ascii_digit);
+    (bare && numeric_boundaries(bytes, &span) && ssn_digits(&digits(text))).then_some(span)
+}
+
+/// A phone number written as bare digits, which only context words make one: ten digits of a North
+/// American number (area code and exchange starting 2-9), the same after a country code `1`, or a
+/// national number of ten or eleven digits after a trunk `0`.
+pub(super) fn bare_phone(bytes: &[u8], span: Range<usize>) -> Option<Range<usize>> {
+    let text = bytes.get(span.clone())?;
+    if !text.iter().all(u8::is_ascii_digit) || !numeric_boundaries(bytes, &span) {
+        return None;
+    }
+    let d = digits(text);
+    let north_american = |d: &[u8]| {
+        d.len() == 10 && d.first().is_some_and(|&a| a >= 2) && d.get(3).is_some_and(|&e| e >= 2)
+    };
+    let shaped = match d.as_slice() {
+        [1, rest @ ..] => north_american(rest),
+        [0, first, ..] => *first != 0 && (10..=11).contains(&d.len()),
+        d => north_american(d),
+    };
+    shaped.then_some(span)
 }
 
 /// A payment card number: 13 to 19 digits in a usual grouping, a real issuer prefix, a valid Luhn sum.
