@@ -30,7 +30,9 @@ pub struct JsonEdit {
 impl Message {
     /// A copy of this message with `edits` made to its payload (`params`, `result` or `error`): the
     /// other members as they were, the payload written again with its strings replaced where the edits
-    /// say. `edits` must come in increasing order of place; an edit out of order, or past the last
+    /// say. When every edit replaces a string a parsed message holds without escapes, its bytes are
+    /// kept as they were around those strings, spacing included; otherwise the message is written
+    /// compactly, as `serde_json` writes it. `edits` must come in increasing order of place; an edit out of order, or past the last
     /// place, is not made. A replaced member name that another name of its object already has gets a
     /// `#2`, `#3`, … suffix, so that no value is lost.
     ///
@@ -45,10 +47,15 @@ impl Message {
     /// ```
     pub fn with_payload_edits(&self, edits: &[JsonEdit]) -> Result<Self, MessageError> {
         // A parsed message is written from its tape along with the tape of the result: no parse.
+        // Where the edits replace plain strings, its bytes are copied around them.
         let slots = self.slots;
         let payload = slots.params.or(slots.result).or(slots.error);
         if let (Some(tape), Some(payload)) = (&self.tape, payload)
-            && let Some((tape, bytes)) = tape.edited(payload, edits)
+            && let Some((tape, bytes)) = self
+                .raw
+                .as_ref()
+                .and_then(|raw| tape.spliced(raw, payload, edits))
+                .or_else(|| tape.edited(payload, edits))
         {
             let mut message = Self::parsed_from(tape, Bytes::from(bytes))?;
             message.modified = true;
@@ -324,6 +331,35 @@ mod tests {
         );
     }
 
+    #[test]
+    fn plain_strings_are_replaced_in_the_bytes_as_sent() {
+        let sent = "{ \"jsonrpc\": \"2.0\", \"id\": 1,\n  \"result\": {\"a\": \"x@example.com\", \"n\": 1.50,\n  \"b\": \"tab\\there\", \"c\": \"keep\"} }";
+        let message = Message::parse(sent).unwrap();
+        // Places: 0 "a", 1 its value, 2 "n", 3 1.50, 4 "b", 5 its value, 6 "c", 7 its value.
+        let edit = |place: usize, text: &str| JsonEdit {
+            place,
+            text: text.to_owned(),
+        };
+        let changed = message
+            .with_payload_edits(&[edit(1, "[EMAIL] \"quoted\""), edit(7, "kept")])
+            .unwrap();
+        assert_eq!(
+            changed.to_bytes(),
+            "{ \"jsonrpc\": \"2.0\", \"id\": 1,\n  \"result\": {\"a\": \"[EMAIL] \\\"quoted\\\"\", \"n\": 1.50,\n  \"b\": \"tab\\there\", \"c\": \"kept\"} }",
+            "spacing, number spelling and escapes outside the edits are the sender's"
+        );
+        assert_eq!(
+            changed.tape,
+            Message::parse(changed.to_bytes()).unwrap().tape
+        );
+        // A string sent with escapes is written anew, compactly.
+        let rewritten = message.with_payload_edits(&[edit(5, "t")]).unwrap();
+        assert_eq!(
+            rewritten.to_bytes(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"a":"x@example.com","n":1.5,"b":"t","c":"keep"}}"#
+        );
+    }
+
     fn arbitrary_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -407,6 +443,28 @@ mod tests {
             let reparsed = Message::parse(from_tape.to_bytes()).unwrap();
             prop_assert!(from_tape.is_modified());
             prop_assert_eq!(from_tape.tape, reparsed.tape);
+        }
+
+        /// A message sent with spacing is edited as the same message sent compactly: the same
+        /// value, and a tape that reads as a parse of the bytes written.
+        #[test]
+        fn spacing_changes_nothing_but_the_bytes_kept(
+            value in arbitrary_json(),
+            places in prop::collection::btree_set(0usize..40, 0..6),
+            text in "\\PC{0,6}",
+        ) {
+            let edits: Vec<JsonEdit> = places
+                .into_iter()
+                .map(|place| JsonEdit { place, text: text.clone() })
+                .collect();
+            let json = json!({"jsonrpc": "2.0", "id": 1, "result": value});
+            let compact = Message::parse(serde_json::to_vec(&json).unwrap()).unwrap();
+            let spaced = Message::parse(serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+            let from_compact = compact.with_payload_edits(&edits).unwrap();
+            let from_spaced = spaced.with_payload_edits(&edits).unwrap();
+            prop_assert_eq!(from_compact.to_value(), from_spaced.to_value());
+            let reparsed = Message::parse(from_spaced.to_bytes()).unwrap();
+            prop_assert_eq!(from_spaced.tape, reparsed.tape);
         }
     }
 }

@@ -29,10 +29,12 @@ enum Node {
     Null,
     Bool(bool),
     Number(Number),
-    /// A string: its text is `text[start..end]`.
+    /// A string: its text is `text[start..end]`, and it stands as those very bytes (no escapes) at
+    /// `source` in the document parsed, or `source` is [`NOT_IN_SOURCE`].
     String {
         start: u32,
         end: u32,
+        source: u32,
     },
     /// A member's name: its text is `text[start..end]`.
     Name {
@@ -51,11 +53,14 @@ enum Node {
     },
 }
 
+/// The `source` of a string written with escapes: its text is not a slice of the document.
+const NOT_IN_SOURCE: u32 = u32::MAX;
+
 impl Tape {
     /// Parses one JSON document, with the same checks as `serde_json::from_slice::<Value>`.
     pub(super) fn parse_slice(bytes: &[u8]) -> serde_json::Result<Self> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let tape = Self::parse(&mut deserializer, bytes.len())?;
+        let tape = Self::parse(&mut deserializer, bytes.as_ptr().addr(), bytes.len())?;
         deserializer.end()?;
         Ok(tape)
     }
@@ -63,13 +68,15 @@ impl Tape {
     /// Parses one JSON document, with the same checks as `serde_json::from_str::<Value>`.
     pub(super) fn parse_str(text: &str) -> serde_json::Result<Self> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let tape = Self::parse(&mut deserializer, text.len())?;
+        let tape = Self::parse(&mut deserializer, text.as_ptr().addr(), text.len())?;
         deserializer.end()?;
         Ok(tape)
     }
 
+    /// Parses the document `deserializer` reads: `size` bytes from the address `source`.
     fn parse<'de, D: de::Deserializer<'de>>(
         deserializer: D,
+        source: usize,
         size: usize,
     ) -> Result<Self, D::Error> {
         // Positions are `u32`: a document of 4 GiB or more is refused rather than read in part. (Its
@@ -84,7 +91,11 @@ impl Tape {
             nodes: Vec::with_capacity(size / 16 + 4),
             text: String::with_capacity(size),
         };
-        NodeSeed(&mut tape).deserialize(deserializer)?;
+        NodeSeed {
+            tape: &mut tape,
+            source,
+        }
+        .deserialize(deserializer)?;
         Ok(tape)
     }
 
@@ -99,7 +110,7 @@ impl Tape {
             None | Some(Node::Null) => JsonRef::Null,
             Some(Node::Bool(b)) => JsonRef::Bool(*b),
             Some(Node::Number(n)) => JsonRef::Number(n),
-            Some(Node::String { start, end } | Node::Name { start, end }) => {
+            Some(Node::String { start, end, .. } | Node::Name { start, end }) => {
                 JsonRef::String(self.str(*start, *end))
             }
             Some(Node::Array { len, .. }) => JsonRef::Array(Items(ItemsInner::Tape {
@@ -148,7 +159,7 @@ impl Tape {
     /// The string at node `index`, if it is one.
     pub(super) fn str_at(&self, index: u32) -> Option<&str> {
         match self.nodes.get(index as usize)? {
-            Node::String { start, end } => Some(self.str(*start, *end)),
+            Node::String { start, end, .. } => Some(self.str(*start, *end)),
             _ => None,
         }
     }
@@ -181,15 +192,22 @@ impl Tape {
         index
     }
 
-    fn push_str(&mut self, s: &str, name: bool) {
+    /// Pushes a member name.
+    fn push_name(&mut self, s: &str) {
+        let (start, end) = self.push_text(s);
+        self.push(Node::Name { start, end });
+    }
+
+    /// Pushes a string, found as it is at `source` in the document (or [`NOT_IN_SOURCE`]).
+    fn push_string(&mut self, s: &str, source: u32) {
+        let (start, end) = self.push_text(s);
+        self.push(Node::String { start, end, source });
+    }
+
+    fn push_text(&mut self, s: &str) -> (u32, u32) {
         let start = index(self.text.len());
         self.text.push_str(s);
-        let end = index(self.text.len());
-        self.push(if name {
-            Node::Name { start, end }
-        } else {
-            Node::String { start, end }
-        });
+        (start, index(self.text.len()))
     }
 
     /// The index after `count` subtrees one after another from `index`.
@@ -216,7 +234,7 @@ impl Tape {
             let part = match node {
                 Node::Null | Node::Bool(_) | Node::Object { .. } => continue,
                 Node::Number(n) => Part::Number(n),
-                Node::String { start, end } => Part::String(self.str(*start, *end)),
+                Node::String { start, end, .. } => Part::String(self.str(*start, *end)),
                 Node::Name { start, end } => Part::Name(self.str(*start, *end)),
                 Node::Array { len, .. } => Part::Array(Items(ItemsInner::Tape {
                     tape: self,
@@ -299,8 +317,8 @@ impl Tape {
                 }
                 Node::Number(n) => match replacement {
                     Some(text) => {
-                        super::rewrite::escape(&mut out, text);
-                        tape.push_str(text, false);
+                        let source = written_string(&mut out, text);
+                        tape.push_string(text, source);
                     }
                     None => {
                         let _ = serde_json::to_writer(&mut out, n);
@@ -308,14 +326,16 @@ impl Tape {
                     }
                 },
                 Node::Name { .. } if replacement.is_some() => return None,
-                Node::String { start, end } | Node::Name { start, end } => {
-                    let name = matches!(node, Node::Name { .. });
-                    let text = replacement.unwrap_or_else(|| self.str(*start, *end));
+                Node::Name { start, end } => {
+                    let text = self.str(*start, *end);
                     super::rewrite::escape(&mut out, text);
-                    tape.push_str(text, name);
-                    if name {
-                        out.push(b':');
-                    }
+                    tape.push_name(text);
+                    out.push(b':');
+                }
+                Node::String { start, end, .. } => {
+                    let text = replacement.unwrap_or_else(|| self.str(*start, *end));
+                    let source = written_string(&mut out, text);
+                    tape.push_string(text, source);
                 }
                 Node::Array { len, end } | Node::Object { len, end } => {
                     let object = matches!(node, Node::Object { .. });
@@ -343,6 +363,143 @@ impl Tape {
     }
 }
 
+impl Tape {
+    /// What [`edited`](Self::edited) gives, made by splicing `source`, the bytes this tape was parsed
+    /// from: when every edit replaces a string that `source` holds without escapes, only those
+    /// strings are written, and everything between them is copied as it was (spacing included), as
+    /// are the tape's texts; the other nodes only move. On a large result with a few values
+    /// redacted, this skips escaping and writing every other string and number again.
+    ///
+    /// `None` when an edit replaces a member name, a number or a string written with escapes (left
+    /// to [`edited`](Self::edited)), or when `source` is not what the tape was parsed from.
+    pub(super) fn spliced(
+        &self,
+        source: &[u8],
+        edited: u32,
+        edits: &[super::JsonEdit],
+    ) -> Option<(Self, Vec<u8>)> {
+        let mut places = super::rewrite::Places::new(edits);
+        let mut replaced: Vec<(u32, &str)> = Vec::with_capacity(edits.len());
+        let nodes = self
+            .nodes
+            .get(edited as usize..self.after(edited) as usize)?;
+        for (index, node) in (edited..).zip(nodes) {
+            match node {
+                Node::String { .. } => {
+                    if let Some(text) = places.take() {
+                        replaced.push((index, text));
+                    }
+                }
+                Node::Name { .. } | Node::Number(_) => places.take().is_none().then_some(())?,
+                Node::Null | Node::Bool(_) | Node::Array { .. } | Node::Object { .. } => {}
+            }
+        }
+        let growth: usize = replaced.iter().map(|(_, text)| text.len() + 8).sum();
+        let mut out = Vec::with_capacity(source.len() + growth);
+        let mut text = String::with_capacity(self.text.len() + growth);
+        // What each replaced string became, in order: its node, and how far the texts and the
+        // bytes after it move (the replacements before it counted), modulo 2^32: every position
+        // moved lands in a text and a document of fewer than 2^32 bytes, so wrapping adds are exact.
+        let mut moves: Vec<(Node, u32, u32)> = Vec::with_capacity(replaced.len());
+        let (mut copied, mut copied_text) = (0, 0);
+        for (index, replacement) in &replaced {
+            let Some(&Node::String {
+                start,
+                end,
+                source: at,
+            }) = self.nodes.get(*index as usize)
+            else {
+                return None;
+            };
+            if at == NOT_IN_SOURCE {
+                return None;
+            }
+            let (at, old) = (at as usize, self.str(start, end));
+            // The string must stand in `source` as its quoted text, or `source` is another document.
+            let quoted = source.get(at.checked_sub(1)?..at.checked_add(old.len() + 1)?)?;
+            if quoted.first() != Some(&b'"')
+                || quoted.last() != Some(&b'"')
+                || quoted.get(1..=old.len())? != old.as_bytes()
+            {
+                return None;
+            }
+            out.extend_from_slice(source.get(copied..at - 1)?);
+            let new_source = written_string(&mut out, replacement);
+            copied = at + old.len() + 1;
+            text.push_str(self.text.get(copied_text..start as usize)?);
+            let new_start = text.len();
+            text.push_str(replacement);
+            copied_text = end as usize;
+            let node = Node::String {
+                start: u32::try_from(new_start).ok()?,
+                end: u32::try_from(text.len()).ok()?,
+                source: new_source,
+            };
+            let moved_by = |new: usize, old: usize| {
+                Some(
+                    u32::try_from(new)
+                        .ok()?
+                        .wrapping_sub(u32::try_from(old).ok()?),
+                )
+            };
+            moves.push((
+                node,
+                moved_by(text.len(), copied_text)?,
+                moved_by(out.len(), copied)?,
+            ));
+        }
+        out.extend_from_slice(source.get(copied..)?);
+        text.push_str(self.text.get(copied_text..)?);
+        u32::try_from(out.len()).ok()?;
+        u32::try_from(text.len()).ok()?;
+        // Every node keeps its place; texts and sources after a replaced string move by what it
+        // grew or shrank.
+        let mut nodes = self.nodes.clone();
+        let (mut from, mut text_shift, mut source_shift) = (0, 0, 0);
+        for ((index, _), (node, text_by, source_by)) in replaced.iter().zip(moves) {
+            let index = *index as usize;
+            shift(nodes.get_mut(from..index)?, text_shift, source_shift);
+            *nodes.get_mut(index)? = node;
+            (from, text_shift, source_shift) = (index + 1, text_by, source_by);
+        }
+        shift(nodes.get_mut(from..)?, text_shift, source_shift);
+        let tape = Self { nodes, text };
+        Some((tape, out))
+    }
+}
+
+/// Moves the texts of `nodes` by `text` bytes and the sources of their strings by `source` bytes,
+/// both modulo 2^32 (see [`Tape::spliced`]).
+fn shift(nodes: &mut [Node], text: u32, source: u32) {
+    if text == 0 && source == 0 {
+        return;
+    }
+    for node in nodes {
+        match node {
+            Node::String {
+                start,
+                end,
+                source: at,
+            } => {
+                *start = start.wrapping_add(text);
+                *end = end.wrapping_add(text);
+                if *at != NOT_IN_SOURCE {
+                    *at = at.wrapping_add(source);
+                }
+            }
+            Node::Name { start, end } => {
+                *start = start.wrapping_add(text);
+                *end = end.wrapping_add(text);
+            }
+            Node::Null
+            | Node::Bool(_)
+            | Node::Number(_)
+            | Node::Array { .. }
+            | Node::Object { .. } => {}
+        }
+    }
+}
+
 /// The value node of the last member called `name`: the one `serde_json` keeps when a name is sent
 /// more than once.
 fn last_named<'a>(members: impl Iterator<Item = (&'a str, u32)>, name: &str) -> Option<u32> {
@@ -352,13 +509,38 @@ fn last_named<'a>(members: impl Iterator<Item = (&'a str, u32)>, name: &str) -> 
         .map(|(_, value)| value)
 }
 
+/// Writes `text` to `out` as a JSON string, and returns where its text starts in `out` when it was
+/// written without escapes (as a parse would note it), or [`NOT_IN_SOURCE`].
+fn written_string(out: &mut Vec<u8>, text: &str) -> u32 {
+    let quote = out.len();
+    super::rewrite::escape(out, text);
+    if out.len() - quote == text.len() + 2 {
+        u32::try_from(quote + 1).unwrap_or(NOT_IN_SOURCE)
+    } else {
+        NOT_IN_SOURCE
+    }
+}
+
 /// A tape position as the `u32` nodes hold: [`Tape::parse`] refuses a document too large for one.
 fn index(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Deserialises one value onto the tape.
-struct NodeSeed<'t>(&'t mut Tape);
+struct NodeSeed<'t> {
+    tape: &'t mut Tape,
+    /// The address of the document's first byte, to tell where a string borrowed from it lies.
+    source: usize,
+}
+
+impl NodeSeed<'_> {
+    fn child(&mut self) -> NodeSeed<'_> {
+        NodeSeed {
+            tape: self.tape,
+            source: self.source,
+        }
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for NodeSeed<'_> {
     type Value = ();
@@ -376,55 +558,68 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
     }
 
     fn visit_bool<E>(self, b: bool) -> Result<(), E> {
-        self.0.push(Node::Bool(b));
+        self.tape.push(Node::Bool(b));
         Ok(())
     }
 
     fn visit_i64<E>(self, n: i64) -> Result<(), E> {
-        self.0.push(Node::Number(n.into()));
+        self.tape.push(Node::Number(n.into()));
         Ok(())
     }
 
     fn visit_u64<E>(self, n: u64) -> Result<(), E> {
-        self.0.push(Node::Number(n.into()));
+        self.tape.push(Node::Number(n.into()));
         Ok(())
     }
 
     fn visit_f64<E>(self, n: f64) -> Result<(), E> {
         // As `Value`: a float JSON cannot hold becomes null.
-        self.0
+        self.tape
             .push(Number::from_f64(n).map_or(Node::Null, Node::Number));
         Ok(())
     }
 
+    /// A string with escapes, read into a buffer of the parser's.
     fn visit_str<E>(self, s: &str) -> Result<(), E> {
-        self.0.push_str(s, false);
+        self.tape.push_string(s, NOT_IN_SOURCE);
+        Ok(())
+    }
+
+    /// A string without escapes: its text is a slice of the document.
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<(), E> {
+        let source = s
+            .as_ptr()
+            .addr()
+            .checked_sub(self.source)
+            .and_then(|at| u32::try_from(at).ok())
+            .unwrap_or(NOT_IN_SOURCE);
+        self.tape.push_string(s, source);
         Ok(())
     }
 
     fn visit_unit<E>(self) -> Result<(), E> {
-        self.0.push(Node::Null);
+        self.tape.push(Node::Null);
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let open = self.0.push(Node::Array { len: 0, end: 0 });
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let open = self.tape.push(Node::Array { len: 0, end: 0 });
         let mut len = 0;
-        while seq.next_element_seed(NodeSeed(self.0))?.is_some() {
+        while seq.next_element_seed(self.child())?.is_some() {
             len += 1;
         }
-        self.0.close(open, len);
+        self.tape.close(open, len);
         Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let open = self.0.push(Node::Object { len: 0, end: 0 });
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let open = self.tape.push(Node::Object { len: 0, end: 0 });
         let mut len = 0;
-        while map.next_key_seed(KeySeed(self.0))?.is_some() {
-            map.next_value_seed(NodeSeed(self.0))?;
+        while map.next_key_seed(KeySeed(self.tape))?.is_some() {
+            map.next_value_seed(self.child())?;
             len += 1;
         }
-        self.0.close(open, len);
+        self.tape.close(open, len);
         Ok(())
     }
 }
@@ -448,7 +643,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E>(self, s: &str) -> Result<(), E> {
-        self.0.push_str(s, true);
+        self.0.push_name(s);
         Ok(())
     }
 }
@@ -821,7 +1016,7 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     fn refuses_a_document_its_positions_cannot_hold() {
         let mut deserializer = serde_json::Deserializer::from_str("1");
-        let err = Tape::parse(&mut deserializer, 1 << 32).unwrap_err();
+        let err = Tape::parse(&mut deserializer, 0, 1 << 32).unwrap_err();
         assert!(err.to_string().contains("4 GiB"), "{err}");
     }
 
