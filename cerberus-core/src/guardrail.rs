@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::Identity;
+use crate::identity::{CallerProfile, Identity};
 use crate::message::Message;
 use crate::policy::PolicyLevel;
 use crate::trace::Trace;
@@ -52,6 +52,9 @@ pub struct GuardrailContext<'a> {
     pub request_method: Option<&'a str>,
     /// The message as it stands after the guardrails before this one.
     pub message: &'a Message,
+    /// The names and labels of the caller's organisation, workspace and agent, when the host knows
+    /// them.
+    pub profile: Option<&'a CallerProfile>,
 }
 
 impl<'a> GuardrailContext<'a> {
@@ -63,6 +66,15 @@ impl<'a> GuardrailContext<'a> {
             session: None,
             request_method: None,
             message,
+            profile: None,
+        }
+    }
+
+    /// The same context with the caller's names and labels.
+    pub fn with_profile(self, profile: &'a CallerProfile) -> Self {
+        Self {
+            profile: Some(profile),
+            ..self
         }
     }
 

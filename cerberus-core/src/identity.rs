@@ -1,5 +1,6 @@
-//! Who is calling: organisation, workspace and agent identifiers.
+//! Who is calling: organisation, workspace and agent identifiers, and their names and labels.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -105,4 +106,25 @@ impl Identity {
             agent: AgentId::new_random(),
         }
     }
+}
+
+/// The names and labels of a caller's organisation, workspace and agent access: what a guardrail may
+/// read about the caller beside the ids (a `rule`'s `agent.labels`, for example).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerProfile {
+    /// The organisation's.
+    pub organisation: Profile,
+    /// The workspace's.
+    pub workspace: Profile,
+    /// The agent access's.
+    pub agent: Profile,
+}
+
+/// The name and labels of one organisation, workspace or agent access.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Its name, as an admin gave it.
+    pub name: String,
+    /// Key-value pairs an admin set on it (`team: payments`, `tier: trusted`).
+    pub labels: BTreeMap<String, String>,
 }

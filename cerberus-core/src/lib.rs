@@ -24,7 +24,7 @@ mod trace;
 
 pub use cause::Cause;
 pub use guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult, SyncGuardrail};
-pub use identity::{AgentId, Identity, OrganisationId, WorkspaceId};
+pub use identity::{AgentId, CallerProfile, Identity, OrganisationId, Profile, WorkspaceId};
 pub use message::{
     Items, JsonEdit, JsonRef, Members, Message, MessageError, MessageKind, Part, RequestId, methods,
 };

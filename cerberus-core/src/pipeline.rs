@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult};
-use crate::identity::Identity;
+use crate::identity::{CallerProfile, Identity};
 use crate::message::Message;
 use crate::policy::PolicyLevel;
 use crate::trace::{DecisionKind, Trace, millis};
@@ -25,6 +25,8 @@ pub struct Envelope<'a> {
     pub session: Option<&'a str>,
     /// For a response: the method of the request it answers, when known.
     pub request_method: Option<&'a str>,
+    /// The caller's names and labels, when the host knows them.
+    pub profile: Option<&'a CallerProfile>,
 }
 
 impl<'a> Envelope<'a> {
@@ -35,7 +37,13 @@ impl<'a> Envelope<'a> {
             identity,
             session: None,
             request_method: None,
+            profile: None,
         }
+    }
+
+    /// The same envelope with the caller's names and labels.
+    pub fn with_profile(self, profile: Option<&'a CallerProfile>) -> Self {
+        Self { profile, ..self }
     }
 
     /// The same envelope within `session`.
@@ -58,6 +66,7 @@ impl<'a> Envelope<'a> {
             session: self.session,
             request_method: self.request_method,
             message,
+            profile: self.profile,
         }
     }
 }

@@ -12,12 +12,14 @@ use crate::guardrails::content::{LargeDocuments, SourceCode, StructuredData};
 use crate::guardrails::pii::{PiiGuardrail, PiiKind, PiiKinds, PiiRule, PiiScanner, PiiSettings};
 use crate::guardrails::rate_limit::{RateLimitGuardrail, RateLimitPeriod, RateLimitRule};
 use crate::guardrails::rbac::Rbac;
+#[cfg(feature = "rules")]
+use crate::guardrails::rule::{Rule, RuleGuardrail};
 use crate::pipeline::Pipeline;
 use crate::policy::{EffectivePolicy, PolicyDocument, PolicyError, PolicyLevel};
 use crate::rate_limit::{MemoryRateLimiter, RateLimiter};
 
 /// The type names of the built-in guardrails.
-pub const BUILTIN_TYPES: [&str; 11] = [
+pub const BUILTIN_TYPES: &[&str] = &[
     "rbac",
     "pii_ssn",
     "pii_credit_card",
@@ -29,6 +31,8 @@ pub const BUILTIN_TYPES: [&str; 11] = [
     "content_large_documents",
     "content_structured_data",
     "content_source_code",
+    #[cfg(feature = "rules")]
+    "rule",
 ];
 
 /// Parses a guardrail's settings into `T`, naming the offending field on error.
@@ -141,6 +145,9 @@ enum Planned {
     Pii,
     /// Where the rate-limit stage goes (at the first `rate_limit_*` entry).
     RateLimit,
+    /// Where the rule stage goes (at the first `rule` entry).
+    #[cfg(feature = "rules")]
+    Rules,
 }
 
 impl GuardrailRegistry {
@@ -226,6 +233,8 @@ impl GuardrailRegistry {
         let mut planned = Vec::with_capacity(policy.entries.len());
         let mut pii_rules = Vec::new();
         let mut rate_rules = Vec::new();
+        #[cfg(feature = "rules")]
+        let mut rules: Vec<Rule> = Vec::new();
         for entry in &policy.entries {
             let spec = &entry.spec;
             let within =
@@ -241,6 +250,17 @@ impl GuardrailRegistry {
                     settings,
                     level: entry.level,
                 });
+            } else if cfg!(feature = "rules") && spec.type_name == "rule" {
+                #[cfg(feature = "rules")]
+                {
+                    let rule =
+                        Rule::new(parse_settings(&spec.settings).map_err(within)?, entry.level)
+                            .map_err(within)?;
+                    if rules.is_empty() {
+                        planned.push(Planned::Rules);
+                    }
+                    rules.push(rule);
+                }
             } else if let Some(period) = RateLimitPeriod::from_type_name(&spec.type_name) {
                 let settings = parse_settings(&spec.settings).map_err(within)?;
                 if rate_rules.is_empty() {
@@ -264,6 +284,10 @@ impl GuardrailRegistry {
             .then(|| PiiGuardrail::with_scanners(pii_rules, |kinds| self.scanner(kinds)));
         let mut rate = (!rate_rules.is_empty())
             .then(|| RateLimitGuardrail::new(rate_rules, Arc::clone(&self.env.rate_limiter)));
+        #[cfg(feature = "rules")]
+        let rules_level = rules.first().map(|r| r.level());
+        #[cfg(feature = "rules")]
+        let mut rules = (!rules.is_empty()).then(|| RuleGuardrail::new(rules));
         let mut pipeline = Pipeline::new();
         for stage in planned {
             match stage {
@@ -275,6 +299,12 @@ impl GuardrailRegistry {
                 }
                 Planned::RateLimit => {
                     if let (Some(g), Some(level)) = (rate.take(), rate_level) {
+                        pipeline.push(level, Arc::new(g));
+                    }
+                }
+                #[cfg(feature = "rules")]
+                Planned::Rules => {
+                    if let (Some(g), Some(level)) = (rules.take(), rules_level) {
                         pipeline.push(level, Arc::new(g));
                     }
                 }
@@ -319,6 +349,11 @@ impl GuardrailRegistry {
         }
         let guardrail: Arc<dyn Guardrail> = match type_name {
             "rbac" => Arc::new(Rbac::new(parse_settings(settings)?)),
+            #[cfg(feature = "rules")]
+            "rule" => Arc::new(RuleGuardrail::new(vec![Rule::new(
+                parse_settings(settings)?,
+                level,
+            )?])),
             "content_large_documents" => Arc::new(LargeDocuments(parse_settings(settings)?)),
             "content_structured_data" => Arc::new(StructuredData(parse_settings(settings)?)),
             "content_source_code" => Arc::new(SourceCode(parse_settings(settings)?)),
@@ -454,6 +489,56 @@ mod tests {
             pipeline.type_names().collect::<Vec<_>>(),
             ["content_large_documents", "pii", "rbac", "rate_limit"]
         );
+    }
+
+    #[test]
+    fn rules_are_told_apart_by_name_and_checked_where_they_stand() {
+        validate(json!({"guardrails": [
+            {"type": "rule", "name": "read-only", "when": "tool == 'run_sql' && !arguments.sql.startsWith('SELECT')"},
+            {"type": "rule", "name": "cap", "when": "arguments.amount > 1000"},
+            {"type": "rule", "when": "tool == 'a'"},
+            {"type": "rule", "when": "tool == 'b'"}
+        ]}))
+        .unwrap();
+        let error = validate(json!({"guardrails": [
+            {"type": "rbac", "allow": ["*"]},
+            {"type": "rule", "name": "cap", "when": "arguments.amount > '1000' && tool > 5"}
+        ]}))
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "guardrails[1].when: column 35: cannot order a string and int"
+        );
+        let twice = PolicyDocument::from_value(json!({"guardrails": [
+            {"type": "rule", "name": "cap", "when": "true"},
+            {"type": "rule", "name": "cap", "when": "false"}
+        ]}))
+        .unwrap_err()
+        .to_string();
+        assert!(twice.starts_with("guardrails[1].type: `rule` `cap` appears twice"), "{twice}");
+    }
+
+    #[test]
+    fn rules_merge_through_the_levels_by_name() {
+        let org = doc(json!({"guardrails": [
+            {"type": "rule", "name": "cap", "when": "arguments.amount > 1000", "mandatory": true},
+            {"type": "rule", "name": "hours", "when": "now.getHours('UTC') < 6"},
+            {"type": "rbac", "allow": ["*"]}
+        ]}));
+        let workspace = doc(json!({"guardrails": [
+            {"type": "rule", "name": "cap", "enabled": false},
+            {"type": "rule", "name": "hours", "enabled": false},
+            {"type": "rule", "name": "local", "when": "tool == 'x'"}
+        ]}));
+        let policy = EffectivePolicy::merge([
+            (PolicyLevel::Organisation, &org),
+            (PolicyLevel::Workspace, &workspace),
+        ]);
+        let names: Vec<_> = policy.entries.iter().filter_map(|e| e.spec.name()).collect();
+        assert_eq!(names, ["cap", "local"]);
+        assert_eq!(policy.ignored[0].guardrail, "rule:cap");
+        let pipeline = GuardrailRegistry::default().build(&policy).unwrap();
+        assert_eq!(pipeline.type_names().collect::<Vec<_>>(), ["rule", "rbac"]);
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! | `pii_ssn`, `pii_credit_card`, `pii_email`, `pii_phone`, `pii_ip_address` | [`pii`] |
 //! | `rate_limit_per_minute`, `rate_limit_per_hour` | [`rate_limit`] |
 //! | `content_large_documents`, `content_structured_data`, `content_source_code` | [`content`] |
+//! | `rule` (feature `rules`) | [`rule`] |
 
 pub mod content;
 pub mod pii;
 pub mod rate_limit;
 pub mod rbac;
+#[cfg(feature = "rules")]
+pub mod rule;
 pub mod wildcard;
 
 use serde::{Deserialize, Serialize};

@@ -12,6 +12,10 @@
 //! Every entry names its `type`; `enabled: false` switches off a guardrail inherited from a higher level;
 //! `mandatory: true` stops lower levels from changing or switching it off. All other members are the
 //! guardrail's settings, checked by the guardrail's factory.
+//!
+//! A policy has one entry per type, except for types that take a `name` (`rule`): there, one entry
+//! per name, an unnamed rule being named by its `when` text. Levels override entries of the same
+//! type and name.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -40,6 +44,18 @@ pub struct GuardrailSpec {
 }
 
 impl GuardrailSpec {
+    /// What tells this entry apart from the others of its type, if its type has several: its `name`,
+    /// or for a `rule` its `when` text.
+    pub fn name(&self) -> Option<&str> {
+        let text = |key: &str| self.settings.get(key).and_then(Value::as_str);
+        text("name").or_else(|| (self.type_name == "rule").then(|| text("when")).flatten())
+    }
+
+    /// Whether `other` is the same guardrail: same type, same name.
+    pub fn same_guardrail(&self, other: &Self) -> bool {
+        self.type_name == other.type_name && self.name() == other.name()
+    }
+
     /// An enabled, non-mandatory entry of `type_name` with `settings`.
     pub fn new(type_name: impl Into<String>, settings: Map<String, Value>) -> Self {
         Self {
@@ -130,14 +146,18 @@ impl PolicyDocument {
         for (index, entry) in entries.into_iter().enumerate() {
             let path = format!("guardrails[{index}]");
             let spec = parse_spec(entry).map_err(|e| e.within(&path))?;
-            if specs.iter().any(|s| s.type_name == spec.type_name) {
-                return Err(PolicyError::new(
-                    format!("{path}.type"),
-                    format!(
+            if specs.iter().any(|s| s.same_guardrail(&spec)) {
+                let message = match spec.name() {
+                    Some(name) => format!(
+                        "`{}` `{name}` appears twice; a policy has at most one entry per type and name",
+                        spec.type_name
+                    ),
+                    None => format!(
                         "`{}` appears twice; a policy has at most one entry per type",
                         spec.type_name
                     ),
-                ));
+                };
+                return Err(PolicyError::new(format!("{path}.type"), message));
             }
             specs.push(spec);
         }

@@ -1,8 +1,10 @@
 //! The effective policy of an agent: organisation, workspace and agent documents folded into one.
 //!
 //! Rules, applied level by level from the organisation down:
-//! - an entry of a type not seen yet is appended, so guardrails run in the order they were first named;
-//! - an entry of a type already present replaces its settings in place (lower levels override higher ones);
+//! - an entry of a type (and name, for types that take one) not seen yet is appended, so guardrails run
+//!   in the order they were first named;
+//! - an entry of a type and name already present replaces its settings in place (lower levels override
+//!   higher ones);
 //! - `enabled: false` switches the inherited guardrail off, and a later level may switch it on again;
 //! - an entry marked `mandatory` cannot be changed or switched off by any lower level: such attempts are
 //!   ignored and reported in [`EffectivePolicy::ignored`], so the admin API can show them.
@@ -26,7 +28,7 @@ pub struct EffectiveEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct IgnoredOverride {
-    /// The guardrail type.
+    /// The guardrail type, followed by `:` and its name for a type that takes one (`rule:amount-cap`).
     pub guardrail: String,
     /// The level whose entry was ignored.
     pub level: PolicyLevel,
@@ -77,13 +79,13 @@ impl EffectivePolicy {
         let mut ignored = Vec::new();
         for (level, document) in documents {
             for spec in &document.guardrails {
-                match slots
-                    .iter_mut()
-                    .find(|slot| slot.spec.type_name == spec.type_name)
-                {
+                match slots.iter_mut().find(|slot| slot.spec.same_guardrail(spec)) {
                     Some(slot) => match slot.locked_at {
                         Some(locked_at) if locked_at < level => ignored.push(IgnoredOverride {
-                            guardrail: spec.type_name.clone(),
+                            guardrail: match spec.name() {
+                                Some(name) => format!("{}:{name}", spec.type_name),
+                                None => spec.type_name.clone(),
+                            },
                             level,
                             mandatory_at: locked_at,
                         }),

@@ -1,0 +1,389 @@
+//! `rule`: a condition on the message, written in CEL, and what to do when it holds.
+//!
+//! ```json
+//! {"type": "rule", "name": "amount-cap", "when": "tool == 'transfer' && arguments.amount > 1000",
+//!  "action": "block", "reason": "transfers above 1,000 need a person"}
+//! ```
+//!
+//! `when` is a [Common Expression Language](https://cel.dev) expression, run by the `cel` crate, over
+//! these variables:
+//!
+//! | variable | type | what |
+//! |---|---|---|
+//! | `method` | string | the message's method, or for a response the method it answers (when known) |
+//! | `tool` | string | the tool, prompt or resource URI a request names; `""` otherwise |
+//! | `arguments` | map | the `arguments` of a `tools/call` or `prompts/get` request; `{}` otherwise |
+//! | `direction` | string | `"request"` or `"response"` |
+//! | `result` | map | a response's `result`; `{}` otherwise |
+//! | `agent`, `workspace`, `organisation` | map | `id`, `name` and `labels` (a map of strings) of the caller |
+//! | `now` | timestamp | when the message is judged |
+//!
+//! A rule is checked when its policy is saved: it must parse, read only these variables, and give
+//! true or false with operands every operator accepts (see [`check`]); the error names the column.
+//! When it holds, the message is blocked with code [`CODE`] and the rule's `reason`. When it fails to
+//! run (a member it reads is missing, a value of another type than it expects: a client can send
+//! either on purpose), the message is blocked too, with code [`FAILED_CODE`], unless the entry says
+//! `"on_error": "allow"`; `has(arguments.x)` lets a rule handle an optional member itself. Errors
+//! name operators, functions and types, never the values of the message.
+//!
+//! Every `rule` entry of a policy runs in one [`RuleGuardrail`], at the place of the first, over
+//! variables made once per message (and only those some rule reads); the trace has one entry per
+//! rule, named `rule:` and the rule's `name` (or its text).
+
+mod check;
+mod variables;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use cel::{Env, ExecutionError, Program, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::guardrail::{Guardrail, GuardrailContext, GuardrailResult};
+use crate::guardrails::Directions;
+use crate::policy::{PolicyError, PolicyLevel};
+use crate::trace::{DecisionKind, Trace, TraceEntry};
+
+use variables::Variables;
+
+/// The block code of a message a rule matched.
+pub const CODE: &str = "rule_matched";
+
+/// The block code of a message a rule could not be run on.
+pub const FAILED_CODE: &str = "rule_failed";
+
+/// How long a rule's text may be in its trace name before it is shortened.
+const LABEL_CHARS: usize = 80;
+
+/// The CEL standard library, built once: every rule is compiled and run with it.
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
+
+/// What a rule does when it holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Refuse the message.
+    #[default]
+    Block,
+}
+
+/// What a rule does when it cannot be run on a message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Refuse the message (fail closed).
+    #[default]
+    Block,
+    /// Let it through, noting the failure in the trace.
+    Allow,
+}
+
+/// The settings of one `rule` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSettings {
+    /// The condition, in CEL.
+    pub when: String,
+    /// What to do when it holds.
+    #[serde(default)]
+    pub action: RuleAction,
+    /// Why, for the caller and the audit log; a default names the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A name for the trace, and to tell this rule apart from the policy's others through the levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Which messages it judges.
+    #[serde(default)]
+    pub direction: Directions,
+    /// What to do when it cannot be run on a message.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// One compiled `rule` entry.
+#[derive(Clone)]
+pub struct Rule {
+    settings: RuleSettings,
+    level: PolicyLevel,
+    program: Arc<Program>,
+    reads: Variables,
+    /// `rule:` and the name or the (shortened) text.
+    label: String,
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule")
+            .field("label", &self.label)
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rule {
+    /// Compiles and checks a rule; the error names the column of what is wrong in `when`.
+    ///
+    /// ```
+    /// use cerberus_core::guardrails::rule::{Rule, RuleSettings};
+    /// use cerberus_core::PolicyLevel;
+    /// let settings: RuleSettings = serde_json::from_str(r#"{"when": "tool == 'x' && agent.nmae == 'ci'"}"#)?;
+    /// let error = Rule::new(settings, PolicyLevel::Organisation).unwrap_err();
+    /// assert_eq!(error.to_string(), "when: column 20: no field `nmae`: the caller has id, name and labels");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn new(settings: RuleSettings, level: PolicyLevel) -> Result<Self, PolicyError> {
+        let program = ENV.compile(&settings.when).map_err(|errors| {
+            let message = errors
+                .errors
+                .iter()
+                .map(|e| format!("{}: {}", position(&settings.when, e.pos), e.msg))
+                .collect::<Vec<_>>()
+                .join("; ");
+            PolicyError::new("when", message)
+        })?;
+        let info = program.source_info();
+        let offset_of = |id: u64| info.offset_for(id).map_or(0, |(start, _)| start as usize);
+        let reads = check::check(program.expression(), &offset_of).map_err(|e| {
+            PolicyError::new(
+                "when",
+                format!("{}: {}", column_of(&settings.when, e.at), e.message),
+            )
+        })?;
+        let label = match &settings.name {
+            Some(name) => format!("rule:{name}"),
+            None => format!("rule:{}", shortened(&settings.when)),
+        };
+        Ok(Self {
+            settings,
+            level,
+            program: Arc::new(program),
+            reads,
+            label,
+        })
+    }
+
+    /// The name the trace gives this rule: `rule:` and its name, or its text.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &RuleSettings {
+        &self.settings
+    }
+
+    /// The policy level it came from.
+    pub fn level(&self) -> PolicyLevel {
+        self.level
+    }
+
+    /// Runs the rule over `variables`.
+    fn judge(&self, variables: &cel::Context<'_, '_>) -> Outcome {
+        match self.program.execute(variables) {
+            Ok(Value::Bool(true)) => Outcome::Holds,
+            Ok(Value::Bool(false)) => Outcome::DoesNotHold,
+            Ok(other) => Outcome::Failed(format!(
+                "it gave a {} instead of true or false",
+                other.type_of()
+            )),
+            Err(error) => Outcome::Failed(describe(&error)),
+        }
+    }
+}
+
+enum Outcome {
+    Holds,
+    DoesNotHold,
+    Failed(String),
+}
+
+/// Every `rule` entry of a policy, run over variables made once per message.
+#[derive(Clone, Debug)]
+pub struct RuleGuardrail {
+    rules: Vec<Rule>,
+    /// What any rule reads.
+    reads: Variables,
+}
+
+impl RuleGuardrail {
+    /// A guardrail for `rules`, run in their order.
+    pub fn new(rules: Vec<Rule>) -> Self {
+        let reads = rules
+            .iter()
+            .fold(Variables::default(), |all, r| all.union(r.reads));
+        Self { rules, reads }
+    }
+
+    fn decide(&self, ctx: &GuardrailContext<'_>, trace: &mut Trace) -> GuardrailResult {
+        let variables = self.reads.context(&ENV, ctx, chrono::Utc::now());
+        for rule in self
+            .rules
+            .iter()
+            .filter(|r| r.settings.direction.includes(ctx.direction))
+        {
+            let label = Cow::Owned(rule.label.clone());
+            match rule.judge(&variables) {
+                Outcome::DoesNotHold => trace.record(label, rule.level, &GuardrailResult::Allow),
+                Outcome::Holds => {
+                    let reason = rule
+                        .settings
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| format!("the message matches {}", rule.label));
+                    let result = GuardrailResult::block(CODE, reason);
+                    trace.record(label, rule.level, &result);
+                    return result;
+                }
+                Outcome::Failed(why) => {
+                    let reason = format!("{} could not be run: {why}", rule.label);
+                    match rule.settings.on_error {
+                        OnError::Block => {
+                            let result = GuardrailResult::block(FAILED_CODE, reason);
+                            trace.record(label, rule.level, &result);
+                            return result;
+                        }
+                        OnError::Allow => trace.push(
+                            TraceEntry::new(label, rule.level, DecisionKind::Allow)
+                                .with_reason(format!("{reason}; on_error allows the message")),
+                        ),
+                    }
+                }
+            }
+        }
+        GuardrailResult::Allow
+    }
+}
+
+#[async_trait]
+impl Guardrail for RuleGuardrail {
+    /// `rule`: the trace names each rule instead.
+    fn type_name(&self) -> &str {
+        "rule"
+    }
+
+    fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.settings.direction.includes(ctx.direction))
+    }
+
+    async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        self.decide(ctx, &mut Trace::new())
+    }
+
+    async fn evaluate_traced(
+        &self,
+        ctx: &GuardrailContext<'_>,
+        _level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> GuardrailResult {
+        self.decide(ctx, trace)
+    }
+
+    /// A rule never waits.
+    fn evaluate_now(
+        &self,
+        ctx: &GuardrailContext<'_>,
+        _level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> Option<GuardrailResult> {
+        Some(self.decide(ctx, trace))
+    }
+}
+
+/// Why a rule could not be run, naming operators, functions and types but no value of the message
+/// (the crate's own messages quote the values).
+fn describe(error: &ExecutionError) -> String {
+    match error {
+        ExecutionError::NoSuchKey(_) => {
+            "a member it reads is missing (has() tells whether one is there)".into()
+        }
+        ExecutionError::UndeclaredReference(name) => format!("`{name}` is not declared"),
+        ExecutionError::NoSuchOverload(overload) => format!(
+            "`{}` does not take a {}",
+            overload.function().trim_matches('_'),
+            overload.argument_types().join(" and a ")
+        ),
+        ExecutionError::UnexpectedType { got, want } => {
+            format!("a {got} where a {want} was expected")
+        }
+        ExecutionError::InvalidArgumentCount { expected, actual } => {
+            format!("a function got {actual} arguments instead of {expected}")
+        }
+        ExecutionError::UnsupportedBinaryOperator(op, a, b) => format!(
+            "`{op}` does not take a {} and a {}",
+            a.type_of(),
+            b.type_of()
+        ),
+        ExecutionError::ValuesNotComparable(a, b) => {
+            format!(
+                "a {} cannot be compared with a {}",
+                a.type_of(),
+                b.type_of()
+            )
+        }
+        ExecutionError::NotSupportedAsMethod { method, target } => {
+            format!("`{method}` cannot be called on a {}", target.type_of())
+        }
+        ExecutionError::UnsupportedTargetType { target } => {
+            format!("a function cannot take a {}", target.type_of())
+        }
+        ExecutionError::UnsupportedIndex(index, container) => format!(
+            "a {} cannot be indexed with a {}",
+            container.type_of(),
+            index.type_of()
+        ),
+        ExecutionError::UnsupportedKeyType(key) => {
+            format!("a {} cannot be a map key", key.type_of())
+        }
+        ExecutionError::FunctionError { function, .. } => format!("`{function}` failed"),
+        ExecutionError::DivisionByZero(_) | ExecutionError::RemainderByZero(_) => {
+            "a division by zero".into()
+        }
+        ExecutionError::Overflow(op, _, _) => format!("`{op}` overflowed"),
+        ExecutionError::IndexOutOfBounds(_) => "an index out of bounds".into(),
+        _ => "the expression failed".into(),
+    }
+}
+
+/// `line L, column C` of a parse error, or `column C` in a one-line rule.
+fn position(text: &str, (line, column): (isize, isize)) -> String {
+    if text.contains('\n') {
+        format!("line {line}, column {column}")
+    } else {
+        format!("column {column}")
+    }
+}
+
+/// The position of byte `at` of `text`, in the words of [`position`].
+fn column_of(text: &str, at: usize) -> String {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |last| last.chars().count())
+        + 1;
+    position(
+        text,
+        (
+            isize::try_from(line).unwrap_or(isize::MAX),
+            isize::try_from(column).unwrap_or(isize::MAX),
+        ),
+    )
+}
+
+/// `text` on one line, at most [`LABEL_CHARS`] characters.
+fn shortened(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(LABEL_CHARS) {
+        Some((cut, _)) => format!("{}…", one_line.get(..cut).unwrap_or_default()),
+        None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests;
