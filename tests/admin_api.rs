@@ -413,6 +413,30 @@ async fn bad_input_is_refused_with_the_field_named() {
                 Some("document.guardrails[0].limit")
             )
         );
+        // A rule that cannot work is refused when saved, with the column of the fault.
+        let (status, answer) = owner
+            .call(
+                "POST",
+                "/api/v1/policies",
+                Some(json!({"level": "organisation", "target_id": org,
+                "document": {"guardrails": [
+                    {"type": "rule", "name": "cap", "when": "tool == 'transfer' && arguments.amount > 1000"},
+                    {"type": "rule", "name": "typo", "when": "agent.nmae == 'ci'"}
+                ]}})),
+            )
+            .await;
+        assert_eq!(
+            (status, answer["error"]["field"].as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("document.guardrails[1].when")
+            ),
+            "{answer}"
+        );
+        assert!(
+            answer.to_string().contains("column 6: no field `nmae`"),
+            "{answer}"
+        );
         let (status, _) = owner
             .call(
                 "POST",

@@ -515,7 +515,10 @@ mod tests {
         ]}))
         .unwrap_err()
         .to_string();
-        assert!(twice.starts_with("guardrails[1].type: `rule` `cap` appears twice"), "{twice}");
+        assert!(
+            twice.starts_with("guardrails[1].type: `rule` `cap` appears twice"),
+            "{twice}"
+        );
     }
 
     #[test]
@@ -534,7 +537,11 @@ mod tests {
             (PolicyLevel::Organisation, &org),
             (PolicyLevel::Workspace, &workspace),
         ]);
-        let names: Vec<_> = policy.entries.iter().filter_map(|e| e.spec.name()).collect();
+        let names: Vec<_> = policy
+            .entries
+            .iter()
+            .filter_map(|e| e.spec.name())
+            .collect();
         assert_eq!(names, ["cap", "local"]);
         assert_eq!(policy.ignored[0].guardrail, "rule:cap");
         let pipeline = GuardrailRegistry::default().build(&policy).unwrap();

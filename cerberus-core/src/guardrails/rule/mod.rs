@@ -39,6 +39,7 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use cel::{Env, ExecutionError, Program, Value};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::guardrail::{Guardrail, GuardrailContext, GuardrailResult};
@@ -136,12 +137,16 @@ impl Rule {
     /// ```
     pub fn new(settings: RuleSettings, level: PolicyLevel) -> Result<Self, PolicyError> {
         let program = ENV.compile(&settings.when).map_err(|errors| {
-            let message = errors
+            // The first syntax error is the one to fix; those after it often follow from it.
+            let first = errors
                 .errors
                 .iter()
-                .map(|e| format!("{}: {}", position(&settings.when, e.pos), e.msg))
-                .collect::<Vec<_>>()
-                .join("; ");
+                .find(|e| e.msg.starts_with("Syntax error"))
+                .or(errors.errors.first());
+            let message = match first {
+                Some(e) => format!("{}: {}", position(&settings.when, e.pos), e.msg),
+                None => "the expression does not parse".to_owned(),
+            };
             PolicyError::new("when", message)
         })?;
         let info = program.source_info();
@@ -206,6 +211,8 @@ pub struct RuleGuardrail {
     rules: Vec<Rule>,
     /// What any rule reads.
     reads: Variables,
+    /// What `now` is.
+    clock: fn() -> DateTime<Utc>,
 }
 
 impl RuleGuardrail {
@@ -214,11 +221,29 @@ impl RuleGuardrail {
         let reads = rules
             .iter()
             .fold(Variables::default(), |all, r| all.union(r.reads));
-        Self { rules, reads }
+        Self {
+            rules,
+            reads,
+            clock: Utc::now,
+        }
+    }
+
+    /// The same guardrail with `now` read from `clock`: a dry run as of another time, or a test.
+    ///
+    /// ```
+    /// use cerberus_core::guardrails::rule::{Rule, RuleGuardrail};
+    /// use cerberus_core::PolicyLevel;
+    /// let rule = Rule::new(serde_json::from_str(r#"{"when": "now.getHours('UTC') < 9"}"#)?, PolicyLevel::Organisation)?;
+    /// let at_seven = || chrono::DateTime::parse_from_rfc3339("2026-01-05T07:00:00Z").unwrap().to_utc();
+    /// let guardrail = RuleGuardrail::new(vec![rule]).with_clock(at_seven);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_clock(self, clock: fn() -> DateTime<Utc>) -> Self {
+        Self { clock, ..self }
     }
 
     fn decide(&self, ctx: &GuardrailContext<'_>, trace: &mut Trace) -> GuardrailResult {
-        let variables = self.reads.context(&ENV, ctx, chrono::Utc::now());
+        let variables = self.reads.context(&ENV, ctx, (self.clock)());
         for rule in self
             .rules
             .iter()
