@@ -182,6 +182,64 @@ pub fn tool_call_4k() -> Vec<u8> {
     serde_json::to_vec(&call).unwrap_or_default()
 }
 
+/// A `tools/call` of `transfer` with about 1 KB of arguments: an amount under the cap, and the
+/// fields a payment tool takes.
+pub fn rule_call_1kb() -> Vec<u8> {
+    let mut arguments = serde_json::Map::new();
+    arguments.insert("amount".into(), serde_json::json!(250.5));
+    arguments.insert("currency".into(), serde_json::json!("EUR"));
+    arguments.insert("to".into(), serde_json::json!("ops@example.com"));
+    arguments.insert(
+        "path".into(),
+        serde_json::json!("/srv/shared/invoices/2026/01/invoice-0042.pdf"),
+    );
+    arguments.insert(
+        "query".into(),
+        serde_json::json!("SELECT id, total FROM invoices WHERE customer = 42"),
+    );
+    for i in 0..20 {
+        arguments.insert(
+            format!("field_{i:02}"),
+            serde_json::json!(format!("value {i} of the payment's reference data")),
+        );
+    }
+    let call = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": "transfer", "arguments": arguments}
+    });
+    serde_json::to_vec(&call).unwrap_or_default()
+}
+
+/// Fifty rules of the shapes policies hold: tool names, amounts, prefixes, patterns, labels, time.
+/// None holds on [`rule_call_1kb`] or on a result, so every one runs.
+pub fn fifty_rules() -> Vec<cerberus_core::guardrails::rule::RuleSettings> {
+    let shapes = [
+        "tool == 'transfer' && double(arguments.amount) > 1000.0",
+        "tool == 'run_sql' && !arguments.query.matches(r'(?i)^\\s*select\\b')",
+        "tool == 'read_file' && !arguments.path.startsWith('/srv/shared/')",
+        "has(arguments.to) && !arguments.to.endsWith('@example.com')",
+        "tool in ['delete_everything', 'drop_table'] && agent.labels.role != 'admin'",
+        "has(arguments.currency) && !(arguments.currency in ['EUR', 'USD', 'GBP'])",
+        "has(arguments.field_00) && size(arguments.field_00) > 500",
+        "now.getHours('UTC') == 3 && tool == 'deploy'",
+        "method == 'tools/call' && tool.contains('danger')",
+        "arguments.exists(k, k == 'password')",
+    ];
+    (0..50)
+        .map(|i| {
+            let when = shapes.get(i % shapes.len()).copied().unwrap_or("false");
+            #[expect(
+                clippy::expect_used,
+                reason = "the shapes are valid settings; the bench runs them"
+            )]
+            serde_json::from_value(serde_json::json!({"name": format!("rule-{i}"), "when": when}))
+                .expect("valid rule settings")
+        })
+        .collect()
+}
+
 /// The load benchmark's argument: about 1 KB of prose, as a search query or a note would be, with a
 /// version number in it; every guardrail reads it.
 pub fn load_text() -> String {
@@ -353,4 +411,35 @@ pub async fn serve_upstream(
         .with_state(result);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use cerberus_core::guardrails::rule::{Rule, RuleGuardrail};
+    use cerberus_core::{
+        Direction, Guardrail, GuardrailContext, GuardrailResult, Identity, Message, PolicyLevel,
+        Trace,
+    };
+
+    #[test]
+    fn no_bench_rule_holds_on_the_bench_call_so_every_one_runs() {
+        let rules: Vec<Rule> = super::fifty_rules()
+            .into_iter()
+            .map(|r| Rule::new(r, PolicyLevel::Organisation).unwrap())
+            .collect();
+        let guardrail = RuleGuardrail::new(rules);
+        let message = Message::parse(super::rule_call_1kb()).unwrap();
+        let identity = Identity::new_random();
+        let ctx = GuardrailContext::new(Direction::Request, &identity, &message);
+        let mut trace = Trace::new();
+        let result = guardrail.evaluate_now(&ctx, PolicyLevel::Organisation, &mut trace);
+        assert_eq!(result, Some(GuardrailResult::Allow), "{trace:?}");
+        assert_eq!(trace.entries().len(), 50);
+        assert!(message.to_bytes().len() > 1000);
+        let result = Message::parse(super::tool_result_4k(super::Payload::Clean)).unwrap();
+        let ctx = GuardrailContext::new(Direction::Response, &identity, &result);
+        let mut trace = Trace::new();
+        let decided = guardrail.evaluate_now(&ctx, PolicyLevel::Organisation, &mut trace);
+        assert_eq!(decided, Some(GuardrailResult::Allow), "{trace:?}");
+    }
 }

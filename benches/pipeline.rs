@@ -9,10 +9,10 @@
 use std::hint::black_box;
 
 use cerberus_benches::corpus::{records_result, short_strings_result};
-use cerberus_benches::{Payload, default_policy, tool_call_4k, tool_result_4k};
+use cerberus_benches::{Payload, default_policy, fifty_rules, tool_call_4k, tool_result_4k};
 use cerberus_core::{
-    Direction, EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message, Pipeline,
-    PolicyDocument, methods,
+    Direction, EffectivePolicy, Envelope, GuardrailRegistry, GuardrailSpec, Identity, Message,
+    Pipeline, PolicyDocument, methods,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -67,10 +67,30 @@ fn run(
     outcome.message.to_bytes().len()
 }
 
+/// The example policy and ten rules.
+fn pipeline_with_rules() -> Pipeline {
+    let mut policy = default_policy();
+    for rule in fifty_rules().into_iter().take(10) {
+        let serde_json::Value::Object(settings) = serde_json::to_value(rule).unwrap() else {
+            unreachable!("settings serialise as an object")
+        };
+        policy.guardrails.push(GuardrailSpec::new("rule", settings));
+    }
+    pipeline_of(&policy)
+}
+
 fn bench(c: &mut Criterion) {
-    let pipeline = pipeline();
+    four_kb(c, "default_pipeline_4k", &pipeline());
+    four_kb(
+        c,
+        "default_pipeline_4k_with_10_rules",
+        &pipeline_with_rules(),
+    );
+}
+
+fn four_kb(c: &mut Criterion, group: &str, pipeline: &Pipeline) {
     let identity = Identity::new_random();
-    let mut group = c.benchmark_group("default_pipeline_4k");
+    let mut group = c.benchmark_group(group);
     for (name, direction, bytes) in [
         (
             "tools_call_result_clean",
@@ -92,15 +112,7 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         let answering = (direction == Direction::Response).then_some(methods::TOOLS_CALL);
         group.bench_function(name, |b| {
-            b.iter(|| {
-                run(
-                    &pipeline,
-                    &identity,
-                    direction,
-                    answering,
-                    black_box(&bytes),
-                )
-            })
+            b.iter(|| run(pipeline, &identity, direction, answering, black_box(&bytes)))
         });
     }
     group.finish();

@@ -241,8 +241,11 @@ fn cerberus_check_names_the_rule_that_decided() {
     );
 }
 
+/// The gateway's caller is agent `bot` of workspace `tools` of organisation `acme`: the second rule
+/// holds unless the gateway hands those names to rules.
 const POLICY: &str = r#"{ guardrails = [
-    { type = "rule", name = "no-shouting", when = "tool == 'echo' && arguments.text.matches('^[A-Z ]+$')", reason = "no shouting" }
+    { type = "rule", name = "no-shouting", when = "tool == 'echo' && arguments.text.matches('^[A-Z ]+$')", reason = "no shouting" },
+    { type = "rule", name = "known-caller", when = "agent.name != 'bot' || workspace.name != 'tools' || organisation.name != 'acme'" }
 ] }"#;
 
 fn text(result: &rmcp::model::CallToolResult) -> String {

@@ -27,8 +27,8 @@ use std::sync::Arc;
 
 use cerberus_core::store::UpstreamDefinition;
 use cerberus_core::{
-    AgentId, EffectivePolicy, GuardrailRegistry, Identity, OrganisationId, PolicyDocument,
-    PolicyFormat, PolicyLevel, WorkspaceId,
+    AgentId, CallerProfile, EffectivePolicy, GuardrailRegistry, Identity, OrganisationId,
+    PolicyDocument, PolicyFormat, PolicyLevel, Profile, WorkspaceId,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -202,6 +202,8 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawOrganisation {
     name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
     policy: Option<PolicySource>,
 }
 
@@ -209,6 +211,8 @@ struct RawOrganisation {
 #[serde(deny_unknown_fields)]
 struct RawWorkspace {
     name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
     organisation: String,
     upstream: RawUpstream,
     policy: Option<PolicySource>,
@@ -218,6 +222,8 @@ struct RawWorkspace {
 #[serde(deny_unknown_fields)]
 struct RawAgent {
     name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
     workspace: String,
     key_sha256: String,
     policy: Option<PolicySource>,
@@ -230,6 +236,8 @@ pub struct OrganisationConfig {
     pub id: OrganisationId,
     /// Its name.
     pub name: String,
+    /// Its labels, for rules (`organisation.labels`).
+    pub labels: BTreeMap<String, String>,
     /// Its policy, if any.
     pub policy: Option<PolicyDocument>,
 }
@@ -241,6 +249,8 @@ pub struct WorkspaceConfig {
     pub id: WorkspaceId,
     /// Its name.
     pub name: String,
+    /// Its labels, for rules (`workspace.labels`).
+    pub labels: BTreeMap<String, String>,
     /// The organisation it belongs to (an index into [`GatewayConfig::organisations`]).
     pub organisation: usize,
     /// Its MCP server.
@@ -256,6 +266,8 @@ pub struct AgentConfig {
     pub identity: Identity,
     /// Its name.
     pub name: String,
+    /// Its labels, for rules (`agent.labels`).
+    pub labels: BTreeMap<String, String>,
     /// Its workspace (an index into [`GatewayConfig::workspaces`]).
     pub workspace: usize,
     /// The hash of its key.
@@ -480,6 +492,7 @@ impl GatewayConfig {
                     format!("organisation:{}", org.name).as_bytes(),
                 )),
                 name: org.name.clone(),
+                labels: org.labels.clone(),
                 policy: policy(&org.policy, format!("{path}.policy"))?,
             });
         }
@@ -515,6 +528,7 @@ impl GatewayConfig {
                     format!("workspace:{org_name}/{}", ws.name).as_bytes(),
                 )),
                 name: ws.name.clone(),
+                labels: ws.labels.clone(),
                 organisation,
                 upstream,
                 policy: policy(&ws.policy, format!("{path}.policy"))?,
@@ -567,6 +581,7 @@ impl GatewayConfig {
                     )),
                 },
                 name: agent.name.clone(),
+                labels: agent.labels.clone(),
                 workspace,
                 key_hash,
                 policy: policy(&agent.policy, format!("{path}.policy"))?,
@@ -637,14 +652,33 @@ impl GatewayConfig {
                 let e = e.within(&format!("agents[{i}].effective_policy"));
                 ConfigError::new(e.path, e.message)
             })?;
+            let profile = CallerProfile {
+                organisation: organisation
+                    .map(|o| Profile {
+                        name: o.name.clone(),
+                        labels: o.labels.clone(),
+                    })
+                    .unwrap_or_default(),
+                workspace: Profile {
+                    name: workspace.name.clone(),
+                    labels: workspace.labels.clone(),
+                },
+                agent: Profile {
+                    name: agent.name.clone(),
+                    labels: agent.labels.clone(),
+                },
+            };
             routes.insert(
                 agent.key_hash,
-                Arc::new(AgentRoute::new(
-                    agent.identity,
-                    agent.name.clone(),
-                    workspace.upstream.clone(),
-                    pipeline,
-                )),
+                Arc::new(
+                    AgentRoute::new(
+                        agent.identity,
+                        agent.name.clone(),
+                        workspace.upstream.clone(),
+                        pipeline,
+                    )
+                    .with_profile(profile),
+                ),
             );
         }
         Ok(routes)
@@ -708,6 +742,43 @@ mod tests {
         );
         assert_eq!(a.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(a.agents[0].identity.organisation, a.organisations[0].id);
+    }
+
+    #[test]
+    fn labels_and_names_reach_the_route_for_rules() {
+        let text = minimal("labels = { role = \"release\" }\n")
+            .replace(
+                "name = \"acme\"\n",
+                "name = \"acme\"\nlabels = { region = \"eu\" }\n",
+            )
+            .replace(
+                "organisation = \"acme\"\n",
+                "organisation = \"acme\"\nlabels = { kind = \"crm\" }\n",
+            )
+            .replace(HASH, &KeyHash::of("cbk_labels").to_hex());
+        let config = parse(&text).unwrap();
+        let routes = config.routes(&GuardrailRegistry::default()).unwrap();
+        let route = routes.find("cbk_labels").unwrap();
+        let label = |p: &Profile, k: &str| p.labels.get(k).cloned();
+        assert_eq!(route.profile.agent.name, "bot");
+        assert_eq!(
+            label(&route.profile.agent, "role").as_deref(),
+            Some("release")
+        );
+        assert_eq!(route.profile.workspace.name, "crm");
+        assert_eq!(
+            label(&route.profile.workspace, "kind").as_deref(),
+            Some("crm")
+        );
+        assert_eq!(route.profile.organisation.name, "acme");
+        assert_eq!(
+            label(&route.profile.organisation, "region").as_deref(),
+            Some("eu")
+        );
+        assert!(
+            parse(&minimal("labels = { role = 5 }\n")).is_err(),
+            "labels are strings"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use cerberus_core::audit::{AuditSink, PayloadRedactor};
 use cerberus_core::exchange::{Conversation, Conversations, Exchange, Observer, Recorder};
 use cerberus_core::session::{SessionLimits, SessionStore};
-use cerberus_core::{Identity, Pipeline};
+use cerberus_core::{CallerProfile, Identity, Pipeline, Profile};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{KeyIndex, display_prefix};
@@ -166,17 +166,32 @@ pub struct AgentRoute {
     pub upstream: Upstream,
     /// Its effective policy, built.
     pub pipeline: Pipeline,
+    /// The names and labels of its organisation, workspace and itself, for rules.
+    pub profile: CallerProfile,
 }
 
 impl AgentRoute {
     /// The route of the agent `name`, who is `identity`, to `upstream` through `pipeline`.
     pub fn new(identity: Identity, name: String, upstream: Upstream, pipeline: Pipeline) -> Self {
+        let profile = CallerProfile {
+            agent: Profile {
+                name: name.clone(),
+                ..Profile::default()
+            },
+            ..CallerProfile::default()
+        };
         Self {
             identity,
             name,
             upstream,
             pipeline,
+            profile,
         }
+    }
+
+    /// The same route with the names and labels its rules read.
+    pub fn with_profile(self, profile: CallerProfile) -> Self {
+        Self { profile, ..self }
     }
 }
 
@@ -321,6 +336,7 @@ impl Gateway {
         )
         .with_session(session)
         .with_key_prefix(Some(&caller.key_prefix))
+        .with_profile(Some(&caller.route.profile))
     }
 
     /// The conversation of `session` for `caller`; one of its own, not kept, without a session.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cerberus_core::store::{ControlStore, ResolvedAgent};
-use cerberus_core::{EffectivePolicy, GuardrailRegistry, PolicyDocument, PolicyLevel};
+use cerberus_core::{
+    CallerProfile, EffectivePolicy, GuardrailRegistry, PolicyDocument, PolicyLevel, Profile,
+};
 use subtle::ConstantTimeEq;
 
 use super::DirectoryError;
@@ -124,12 +126,18 @@ impl StoredAgents {
                     source,
                 }
             })?;
-        Ok(AgentRoute {
-            identity: agent.identity(),
-            name: agent.name,
-            upstream,
-            pipeline,
-        })
+        let profile = CallerProfile {
+            workspace: Profile {
+                name: workspace.name.clone(),
+                ..Profile::default()
+            },
+            agent: Profile {
+                name: agent.name.clone(),
+                ..Profile::default()
+            },
+            ..CallerProfile::default()
+        };
+        Ok(AgentRoute::new(agent.identity(), agent.name, upstream, pipeline).with_profile(profile))
     }
 }
 

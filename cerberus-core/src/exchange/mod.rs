@@ -40,7 +40,7 @@ use tracing::{Instrument, Span};
 pub use self::conversation::{Conversation, Conversations, MAX_PENDING, Pending};
 use crate::audit::{AuditSink, EventDraft, NullAuditSink, PayloadRedactor, UpstreamTiming};
 use crate::guardrail::Direction;
-use crate::identity::Identity;
+use crate::identity::{CallerProfile, Identity};
 use crate::message::{Message, MessageKind, RequestId};
 use crate::pipeline::{Decision, Envelope, Pipeline};
 use crate::refusal;
@@ -170,6 +170,7 @@ pub struct Exchange<'a> {
     recorder: &'a Recorder,
     session: Option<&'a str>,
     key_prefix: Option<&'a str>,
+    profile: Option<&'a CallerProfile>,
     upstream_status: Option<u16>,
     upstream_sent: Option<Instant>,
 }
@@ -189,9 +190,15 @@ impl<'a> Exchange<'a> {
             recorder,
             session: None,
             key_prefix: None,
+            profile: None,
             upstream_status: None,
             upstream_sent: None,
         }
+    }
+
+    /// The same exchange with the caller's names and labels, for guardrails that read them.
+    pub fn with_profile(self, profile: Option<&'a CallerProfile>) -> Self {
+        Self { profile, ..self }
     }
 
     /// The same exchange naming `session` to guardrails and in audit events.
@@ -248,6 +255,7 @@ impl<'a> Exchange<'a> {
         };
         let envelope = Envelope::new(direction, self.identity)
             .with_session(self.session)
+            .with_profile(self.profile)
             .answering(answered.as_ref().map(|p| p.method.as_str()));
         // The server's time, up to this message's arrival.
         let upstream = match direction {

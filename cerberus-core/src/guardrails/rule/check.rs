@@ -209,6 +209,15 @@ impl Checker<'_> {
     }
 
     fn select(&mut self, expr: &IdedExpr, select: &SelectExpr) -> Result<Type, CheckError> {
+        // A member of `arguments` or `result` read by name: only that member need be made.
+        if let Expr::Ident(name) = &select.operand.expr
+            && !self.scope.iter().any(|(n, _)| n == name)
+            && let Some(variable @ (Variable::Arguments | Variable::Result)) =
+                Variable::from_name(name)
+        {
+            self.reads.insert_member(variable, &select.field);
+            return Ok(if select.test { Type::Bool } else { Type::Dyn });
+        }
         let operand = self.expr(&select.operand)?;
         let field = select.field.as_str();
         let ty = match &operand {

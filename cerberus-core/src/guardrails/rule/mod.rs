@@ -220,7 +220,7 @@ impl RuleGuardrail {
     pub fn new(rules: Vec<Rule>) -> Self {
         let reads = rules
             .iter()
-            .fold(Variables::default(), |all, r| all.union(r.reads));
+            .fold(Variables::default(), |all, r| all.union(r.reads.clone()));
         Self {
             rules,
             reads,
@@ -330,10 +330,18 @@ fn describe(error: &ExecutionError) -> String {
         ExecutionError::NoSuchOverload(overload) => format!(
             "`{}` does not take a {}",
             overload.function().trim_matches('_'),
-            overload.argument_types().join(" and a ")
+            overload
+                .argument_types()
+                .iter()
+                .map(|t| type_name(t))
+                .collect::<Vec<_>>()
+                .join(" and a ")
         ),
-        ExecutionError::UnexpectedType { got, want } => {
-            format!("a {got} where a {want} was expected")
+        ExecutionError::UnexpectedType { want, .. } => {
+            format!(
+                "a value of another type where a {} was expected",
+                type_name(want)
+            )
         }
         ExecutionError::InvalidArgumentCount { expected, actual } => {
             format!("a function got {actual} arguments instead of {expected}")
@@ -372,6 +380,17 @@ fn describe(error: &ExecutionError) -> String {
         ExecutionError::IndexOutOfBounds(_) => "an index out of bounds".into(),
         _ => "the expression failed".into(),
     }
+}
+
+/// `name` if it reads as a type name (`string`, `google.protobuf.Timestamp`); the crate sometimes puts
+/// a value's debug form where a type name goes, and a value of the message must not be shown.
+fn type_name(name: &str) -> &str {
+    let plain = name.len() <= 40
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    if plain { name } else { "value" }
 }
 
 /// `line L, column C` of a parse error, or `column C` in a one-line rule.

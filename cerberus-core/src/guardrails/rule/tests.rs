@@ -79,6 +79,32 @@ fn a_rule_that_cannot_run_fails_closed_unless_told_otherwise() {
         !reason.contains("a lot") && !reason.contains("secret"),
         "{reason}"
     );
+    // However the crate words its errors, no value of the message reaches the reason.
+    for when in [
+        "arguments.note && true",
+        "!arguments.note",
+        "arguments.note > 5",
+        "arguments.note + 1 == 2",
+        "arguments.note.startsWith(dyn(size(arguments.note)))",
+        "int(arguments.note) == 1",
+        "arguments.note[0] == 's'",
+        "arguments.amount / 0 == 1",
+        "size(arguments.note) / 0 == 1",
+        "timestamp(arguments.note) > now",
+        "arguments.note.matches('(')",
+    ] {
+        let r = rule(json!({"when": when})).unwrap_or_else(|e| panic!("{when}: {e}"));
+        let (result, trace) = judge(vec![r], Direction::Request, &message);
+        let text = format!("{result:?} {trace:?}");
+        assert!(
+            matches!(result, GuardrailResult::Block { .. }),
+            "{when}: {text}"
+        );
+        assert!(
+            !text.contains("secret") && !text.contains("a lot"),
+            "{when}: {text}"
+        );
+    }
     let missing = rule(json!({"when": "arguments.missing == 1"})).unwrap();
     let (result, _) = judge(vec![missing], Direction::Request, &message);
     assert!(
@@ -233,5 +259,43 @@ fn every_function_the_checker_allows_exists() {
             matches!(result, GuardrailResult::Block { ref code, .. } if code == CODE),
             "{when}: {result:?} {trace:?}"
         );
+    }
+}
+
+/// Rules that read members by name get a map of only those members; the same rule made to read the
+/// whole map (through `size`) must decide alike on every message.
+#[test]
+fn reading_members_by_name_decides_as_reading_the_whole_map() {
+    let messages = [
+        call("t", json!({"amount": 5, "to": "a@example.com", "x": {"y": [1, 2]}})),
+        call("t", json!({"amount": "5", "other": null})),
+        call("t", json!({})),
+        Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"amount":1,"amount":2000}}}"#).unwrap(),
+        call("t", json!([1, 2])),
+    ];
+    for when in [
+        "arguments.amount > 1000",
+        "has(arguments.amount) && arguments.amount > 1",
+        "has(arguments.to) && arguments.to.endsWith('@example.com')",
+        "arguments.x.y[1] == 2",
+        "!has(arguments.missing)",
+        "has(result.isError)",
+    ] {
+        let by_name = rule(json!({"when": when})).unwrap();
+        let whole =
+            rule(json!({"when": format!("size(arguments) >= 0 && size(result) >= 0 && ({when})")}))
+                .unwrap();
+        for message in &messages {
+            let code = |r: &Rule| match judge(vec![r.clone()], Direction::Request, message).0 {
+                GuardrailResult::Block { code, .. } => Some(code),
+                _ => None,
+            };
+            assert_eq!(
+                code(&by_name),
+                code(&whole),
+                "{when} on {}",
+                String::from_utf8_lossy(&message.to_bytes())
+            );
+        }
     }
 }

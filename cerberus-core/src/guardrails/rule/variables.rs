@@ -1,6 +1,6 @@
 //! The variables a rule reads, made from one message and its caller.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use cel::objects::{Key, Map};
@@ -60,26 +60,86 @@ impl Variable {
     }
 }
 
-/// A set of variables: those some rule reads, so that no other is made.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Variables(u16);
+/// The variables some rule reads, so that no other is made; and of `arguments` and `result`, the
+/// members read, so that no other is converted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Variables {
+    read: u16,
+    arguments: Members,
+    result: Members,
+}
+
+/// What rules read of a map variable: members by name (`arguments.amount`, `has(arguments.to)`), or
+/// the whole map (iterated, indexed by a computed key, compared, passed to a function).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Members {
+    whole: bool,
+    names: BTreeSet<String>,
+}
+
+impl Members {
+    fn union(mut self, other: Self) -> Self {
+        self.whole |= other.whole;
+        self.names.extend(other.names);
+        self
+    }
+
+    /// `json` as CEL reads it, holding only the members read (a missing member reads alike: a
+    /// member absent from the map, whose `has()` is false and whose reading fails).
+    fn value(&self, json: Option<JsonRef<'_>>) -> Value {
+        match json {
+            None => empty_map(),
+            Some(json) if self.whole => to_value(json),
+            Some(JsonRef::Object(members)) => {
+                let map: HashMap<Key, Value> = members
+                    .filter(|(name, _)| self.names.contains(*name))
+                    .map(|(name, value)| (Key::from(name), to_value(value)))
+                    .collect();
+                Value::Map(Map { map: Arc::new(map) })
+            }
+            Some(other) => to_value(other),
+        }
+    }
+}
 
 impl Variables {
+    /// Notes that `variable` is read whole.
     pub(super) fn insert(&mut self, variable: Variable) {
-        self.0 |= variable.bit();
+        self.read |= variable.bit();
+        match variable {
+            Variable::Arguments => self.arguments.whole = true,
+            Variable::Result => self.result.whole = true,
+            _ => {}
+        }
+    }
+
+    /// Notes that member `name` of `variable` is read; for a variable that is not a map of the
+    /// message, the variable whole.
+    pub(super) fn insert_member(&mut self, variable: Variable, name: &str) {
+        let members = match variable {
+            Variable::Arguments => &mut self.arguments,
+            Variable::Result => &mut self.result,
+            _ => return self.insert(variable),
+        };
+        self.read |= variable.bit();
+        members.names.insert(name.to_owned());
     }
 
     pub(super) fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
+        Self {
+            read: self.read | other.read,
+            arguments: self.arguments.union(other.arguments),
+            result: self.result.union(other.result),
+        }
     }
 
-    fn contains(self, variable: Variable) -> bool {
-        self.0 & variable.bit() != 0
+    fn contains(&self, variable: Variable) -> bool {
+        self.read & variable.bit() != 0
     }
 
     /// A context holding these variables for the message of `ctx`, read at `now`.
     pub(super) fn context(
-        self,
+        &self,
         env: &Arc<Env>,
         ctx: &GuardrailContext<'_>,
         now: chrono::DateTime<chrono::Utc>,
@@ -89,9 +149,9 @@ impl Variables {
             let value = match variable {
                 Variable::Method => string(ctx.method().unwrap_or_default()),
                 Variable::Tool => string(target(ctx).unwrap_or_default()),
-                Variable::Arguments => arguments(ctx).map_or_else(empty_map, to_value),
+                Variable::Arguments => self.arguments.value(arguments(ctx)),
                 Variable::Direction => string(ctx.direction.as_str()),
-                Variable::Result => result(ctx).map_or_else(empty_map, to_value),
+                Variable::Result => self.result.value(result(ctx)),
                 Variable::Agent => who(
                     ctx.identity.agent.to_string(),
                     ctx.profile.map(|p| &p.agent),
