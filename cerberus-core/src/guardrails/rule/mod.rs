@@ -19,7 +19,7 @@
 //! | `now` | timestamp | when the message is judged |
 //!
 //! A rule is checked when its policy is saved: it must parse, read only these variables, and give
-//! true or false with operands every operator accepts (see [`check`]); the error names the column.
+//! true or false with operands every operator accepts (the `check` module); the error names the column.
 //! When it holds, the message is blocked with code [`CODE`] and the rule's `reason`. When it fails to
 //! run (a member it reads is missing, a value of another type than it expects: a client can send
 //! either on purpose), the message is blocked too, with code [`FAILED_CODE`], unless the entry says
@@ -132,7 +132,7 @@ impl Rule {
     /// use cerberus_core::PolicyLevel;
     /// let settings: RuleSettings = serde_json::from_str(r#"{"when": "tool == 'x' && agent.nmae == 'ci'"}"#)?;
     /// let error = Rule::new(settings, PolicyLevel::Organisation).unwrap_err();
-    /// assert_eq!(error.to_string(), "when: column 20: no field `nmae`: the caller has id, name and labels");
+    /// assert_eq!(error.to_string(), "when: column 21: no field `nmae`: the caller has id, name and labels");
     /// # Ok::<(), serde_json::Error>(())
     /// ```
     pub fn new(settings: RuleSettings, level: PolicyLevel) -> Result<Self, PolicyError> {
@@ -232,10 +232,15 @@ impl RuleGuardrail {
     ///
     /// ```
     /// use cerberus_core::guardrails::rule::{Rule, RuleGuardrail};
-    /// use cerberus_core::PolicyLevel;
+    /// use cerberus_core::{Direction, Guardrail, GuardrailContext, GuardrailResult, Identity, Message, PolicyLevel, Trace};
     /// let rule = Rule::new(serde_json::from_str(r#"{"when": "now.getHours('UTC') < 9"}"#)?, PolicyLevel::Organisation)?;
     /// let at_seven = || chrono::DateTime::parse_from_rfc3339("2026-01-05T07:00:00Z").unwrap().to_utc();
     /// let guardrail = RuleGuardrail::new(vec![rule]).with_clock(at_seven);
+    /// let message = Message::parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)?;
+    /// let identity = Identity::new_random();
+    /// let ctx = GuardrailContext::new(Direction::Request, &identity, &message);
+    /// let decided = guardrail.evaluate_now(&ctx, PolicyLevel::Organisation, &mut Trace::new());
+    /// assert!(matches!(decided, Some(GuardrailResult::Block { .. })), "before nine");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_clock(self, clock: fn() -> DateTime<Utc>) -> Self {
