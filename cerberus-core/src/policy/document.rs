@@ -187,6 +187,18 @@ fn parse_spec(entry: Value) -> Result<GuardrailSpec, PolicyError> {
         };
     let enabled = flag(&mut settings, "enabled", true)?;
     let mandatory = flag(&mut settings, "mandatory", false)?;
+    // The name tells entries of one type apart through the levels: a wrong one would match nothing.
+    if let Some(name) = settings.get("name")
+        && name.as_str().is_none_or(str::is_empty)
+    {
+        return Err(PolicyError::new("name", "expected a non-empty string"));
+    }
+    if type_name == "rule" && !settings.contains_key("name") && !settings.contains_key("when") {
+        return Err(PolicyError::new(
+            "name",
+            "missing field: a rule is told apart by its `name`, or else by its `when`",
+        ));
+    }
     Ok(GuardrailSpec {
         type_name,
         enabled,
@@ -267,6 +279,27 @@ mod tests {
             doc.guardrails[2].settings,
             json!({"limit": 60}).as_object().unwrap().clone()
         );
+    }
+
+    #[test]
+    fn entries_of_one_type_are_told_apart_by_a_name_that_means_something() {
+        assert_eq!(
+            err(json!({"guardrails": [{"type": "rule", "enabled": false}]})),
+            "guardrails[0].name: missing field: a rule is told apart by its `name`, or else by its `when`"
+        );
+        for name in [json!(""), json!(5), json!(null)] {
+            assert_eq!(
+                err(json!({"guardrails": [{"type": "rule", "name": name, "when": "true"}]})),
+                "guardrails[0].name: expected a non-empty string"
+            );
+        }
+        let doc = PolicyDocument::from_value(json!({"guardrails": [
+            {"type": "rule", "name": "a", "enabled": false},
+            {"type": "rule", "when": "true"}
+        ]}))
+        .unwrap();
+        let names: Vec<_> = doc.guardrails.iter().map(GuardrailSpec::name).collect();
+        assert_eq!(names, [Some("a"), Some("true")]);
     }
 
     #[test]
