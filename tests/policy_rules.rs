@@ -313,3 +313,69 @@ fn a_rule_that_cannot_work_is_refused_by_the_configuration_file() {
         "{error}"
     );
 }
+
+/// The example rules in front of a server that has none of their tools: what a rule refuses never
+/// leaves the gateway, and what it lets through reaches the server (which answers that it has no
+/// such tool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_rules_decide_through_the_gateway() {
+    let upstream = start_upstream().await;
+    let policy = format!("{:?}", rules_file().display().to_string());
+    let gateway = start_gateway(&upstream, &policy).await;
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(gateway.url.as_str()).auth_header(KEY),
+    );
+    let client = ().serve(transport).await.unwrap();
+    let call = |tool: &'static str, arguments: Value| {
+        CallToolRequestParams::new(tool).with_arguments(arguments.as_object().unwrap().clone())
+    };
+    for (tool, arguments, refused) in [
+        ("run_sql", json!({"query": "SELECT 1"}), None),
+        (
+            "run_sql",
+            json!({"query": "DROP TABLE t"}),
+            Some("run_sql takes a single SELECT statement"),
+        ),
+        ("transfer", json!({"amount": 5}), None),
+        (
+            "transfer",
+            json!({"amount": 5000}),
+            Some("transfers above 1,000 need a person"),
+        ),
+        ("read_file", json!({"path": "/srv/shared/a"}), None),
+        (
+            "read_file",
+            json!({"path": "/etc/passwd"}),
+            Some("read_file reads below /srv/shared/ only"),
+        ),
+        ("send_email", json!({"to": "a@example.com"}), None),
+        (
+            "send_email",
+            json!({"to": "a@evil.io"}),
+            Some("send_email writes to example.com addresses only"),
+        ),
+        // The gateway's agent has no `role` label: deploys are refused whatever the hour.
+        ("deploy", json!({}), Some("deploy is for release agents")),
+    ] {
+        let error = client
+            .call_tool(call(tool, arguments.clone()))
+            .await
+            .expect_err("the test server has none of these tools")
+            .to_string();
+        match refused {
+            Some(reason) => assert!(error.contains(reason), "{tool} {arguments}: {error}"),
+            None => assert!(
+                !error.contains("blocked by guardrail") && !error.contains("-32050"),
+                "{tool} {arguments} passes the rules and reaches the server: {error}"
+            ),
+        }
+    }
+    client.cancel().await.unwrap();
+    let refused = gateway
+        .audit
+        .events()
+        .iter()
+        .filter(|e| e.decision == DecisionKind::Block)
+        .count();
+    assert_eq!(refused, 5);
+}
