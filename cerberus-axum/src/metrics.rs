@@ -6,6 +6,7 @@
 //! | `cerberus_messages_total` | counter | `direction`, `decision` |
 //! | `cerberus_guardrail_decisions_total` | counter | `guardrail` (type), `direction`, `decision` |
 //! | `cerberus_gateway_overhead_seconds` | histogram | `direction`: time in the guardrails per message |
+//! | `cerberus_guardrail_wait_seconds` | histogram | `guardrail` (type): time the pipeline waited for a guardrail that answers asynchronously (a webhook, a rate limit counted in Redis) |
 //! | `cerberus_upstream_latency_seconds` | histogram | from sending a request upstream to each message of its answer |
 //! | `cerberus_audit_queue_depth` | gauge | events waiting for the database writer |
 //! | `cerberus_audit_events_unwritten` | gauge | events recorded and not yet stored (queued or in the batch being written): what a crash now would lose |
@@ -50,6 +51,11 @@ const OVERHEAD_BUCKETS: [f64; 13] = [
     0.05, 0.1,
 ];
 
+/// Upper bounds of the guardrail wait histogram, in seconds: 500 µs to 30 s.
+const WAIT_BUCKETS: [f64; 15] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// Upper bounds of the upstream latency histogram, in seconds: 1 ms to 2 minutes.
 const UPSTREAM_BUCKETS: [f64; 16] = [
     0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -60,6 +66,11 @@ const UPSTREAM_BUCKETS: [f64; 16] = [
 struct HttpLabels {
     path: String,
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WaitLabels {
+    guardrail: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,6 +104,8 @@ pub struct Metrics {
     by_guardrail: RwLock<GuardrailTable>,
     /// By direction.
     overhead: [Histogram; 2],
+    /// Time waited for asynchronous guardrails, by type.
+    waits: Family<WaitLabels, Histogram>,
     upstream: Histogram,
     sources: Arc<Sources>,
 }
@@ -110,6 +123,13 @@ struct GuardrailTable {
     by_address: Vec<((usize, usize), Arc<GuardrailCounters>)>,
 }
 
+/// The type part of a trace entry's guardrail: `rule` for `rule:amount_cap`. A policy author names
+/// rules and webhooks as they like, and a label must hold a bounded set.
+fn guardrail_type(name: &str) -> &str {
+    name.split_once(':')
+        .map_or(name, |(type_name, _)| type_name)
+}
+
 /// More distinct `&'static` names than any policy has types: past this, names are found by text only.
 const MAX_ADDRESSED_NAMES: usize = 64;
 
@@ -123,13 +143,17 @@ impl GuardrailTable {
                 return Some(counters);
             }
         }
-        self.by_name.get(name.as_ref())
+        self.by_name.get(guardrail_type(name))
     }
 
     /// The counters of `entry`'s guardrail type, made on first use.
     fn get_or_insert(&mut self, entry: &TraceEntry) -> Arc<GuardrailCounters> {
         let name = &entry.guardrail;
-        let counters = Arc::clone(self.by_name.entry(name.as_ref().to_owned()).or_default());
+        let counters = Arc::clone(
+            self.by_name
+                .entry(guardrail_type(name).to_owned())
+                .or_default(),
+        );
         if let Cow::Borrowed(name) = name
             && self.by_address.len() < MAX_ADDRESSED_NAMES
         {
@@ -205,6 +229,14 @@ impl Metrics {
             Unit::Seconds,
             overhead_family,
         );
+        let waits =
+            Family::<WaitLabels, Histogram>::new_with_constructor(|| Histogram::new(WAIT_BUCKETS));
+        registry.register_with_unit(
+            "guardrail_wait",
+            "Time the pipeline waited for a guardrail that answers asynchronously, by guardrail type",
+            Unit::Seconds,
+            waits.clone(),
+        );
         let upstream = Histogram::new(UPSTREAM_BUCKETS);
         registry.register_with_unit(
             "upstream_latency",
@@ -221,6 +253,7 @@ impl Metrics {
             guardrails,
             by_guardrail: RwLock::new(GuardrailTable::default()),
             overhead,
+            waits,
             upstream,
             sources,
         }
@@ -275,6 +308,15 @@ impl Metrics {
             let counters = self.guardrail_counters(entry);
             self.count(&counters, direction, entry);
         }
+        for entry in trace.entries() {
+            if let Some(waited) = entry.waited_us {
+                self.waits
+                    .get_or_create(&WaitLabels {
+                        guardrail: guardrail_type(&entry.guardrail).to_owned(),
+                    })
+                    .observe(Duration::from_micros(waited).as_secs_f64());
+            }
+        }
         if let Some(histogram) = self.overhead.get(index) {
             histogram.observe(overhead.as_secs_f64());
         }
@@ -294,7 +336,7 @@ impl Metrics {
         cell.get_or_init(|| {
             self.guardrails
                 .get_or_create(&GuardrailLabels {
-                    guardrail: entry.guardrail.to_string(),
+                    guardrail: guardrail_type(&entry.guardrail).to_owned(),
                     direction: direction.as_str(),
                     decision: entry.decision.as_str(),
                 })
@@ -609,5 +651,39 @@ mod tests {
             1,
             "only the static name has an address"
         );
+    }
+
+    #[test]
+    fn named_rules_and_webhooks_count_under_their_type_alone() {
+        let metrics = Metrics::new();
+        let mut trace = Trace::default();
+        for name in ["rule:amount_cap", "rule:sql_read_only", "rule:tool == 'x'"] {
+            trace.push(TraceEntry::new(
+                String::from(name),
+                PolicyLevel::Workspace,
+                DecisionKind::Allow,
+            ));
+        }
+        metrics.observe_event(&event(Direction::Request, DecisionKind::Allow, trace));
+        let mut trace = Trace::default();
+        trace.push(TraceEntry {
+            waited_us: Some(30_000),
+            ..TraceEntry::new(
+                String::from("webhook:opa"),
+                PolicyLevel::Organisation,
+                DecisionKind::Allow,
+            )
+        });
+        metrics.observe_event(&event(Direction::Request, DecisionKind::Allow, trace));
+        let text = metrics.render();
+        for line in [
+            r#"cerberus_guardrail_wait_seconds_bucket{le="0.025",guardrail="webhook"} 0"#,
+            r#"cerberus_guardrail_wait_seconds_bucket{le="0.05",guardrail="webhook"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        let line = r#"cerberus_guardrail_decisions_total{guardrail="rule",direction="request",decision="allow"} 3"#;
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        assert!(!text.contains("amount_cap"), "a rule's name is no label");
     }
 }

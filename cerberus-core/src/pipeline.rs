@@ -3,7 +3,7 @@
 //! BLOCK and THROTTLE stop the run; MODIFY hands the changed message to the next guardrail; ALLOW passes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -207,10 +207,13 @@ impl Pipeline {
             let result = match stage.guardrail.evaluate_now(&ctx, stage.level, &mut trace) {
                 Some(result) => result,
                 None => {
-                    stage
+                    let started = Instant::now();
+                    let result = stage
                         .guardrail
                         .evaluate_traced(&ctx, stage.level, &mut trace)
-                        .await
+                        .await;
+                    trace.mark_waited(first_entry, started.elapsed());
+                    result
                 }
             };
             let deciding = |kind: DecisionKind| {

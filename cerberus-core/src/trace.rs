@@ -69,6 +69,10 @@ pub struct TraceEntry {
     /// For a throttle: when a retry may succeed, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// For a guardrail the pipeline had to wait for (a webhook, a rate limit counted in Redis): how
+    /// long, in microseconds. `None` for one that decided without waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_us: Option<u64>,
 }
 
 impl TraceEntry {
@@ -85,6 +89,7 @@ impl TraceEntry {
             code: None,
             reason: None,
             retry_after_ms: None,
+            waited_us: None,
         }
     }
 
@@ -159,6 +164,14 @@ impl Trace {
         self.entries.push(entry);
     }
 
+    /// Notes on every entry from index `from` on that the pipeline waited `waited` for them.
+    pub(crate) fn mark_waited(&mut self, from: usize, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        for entry in self.entries.get_mut(from..).unwrap_or_default() {
+            entry.waited_us = Some(micros);
+        }
+    }
+
     /// Appends an entry as it is.
     pub fn push(&mut self, entry: TraceEntry) {
         self.entries.push(entry);
@@ -199,6 +212,7 @@ fn entry(
         code,
         reason,
         retry_after_ms: None,
+        waited_us: None,
     }
 }
 

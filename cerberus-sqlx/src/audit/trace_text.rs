@@ -1,5 +1,5 @@
 //! How a trace is stored: one JSON array per entry, `[guardrail, level, decision]`, with an object of
-//! its code, reason and retry hint appended only when it has any. The trace is most of an audit row
+//! its code, reason, retry hint and wait appended only when it has any. The trace is most of an audit row
 //! and most entries are plain `allow`s, so this form stores about half the bytes of the trace's JSON
 //! objects. Reading accepts both forms.
 
@@ -13,8 +13,10 @@ struct Compact<'a>(&'a TraceEntry);
 impl Serialize for Compact<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let entry = self.0;
-        let extras =
-            entry.code.is_some() || entry.reason.is_some() || entry.retry_after_ms.is_some();
+        let extras = entry.code.is_some()
+            || entry.reason.is_some()
+            || entry.retry_after_ms.is_some()
+            || entry.waited_us.is_some();
         let mut seq = serializer.serialize_seq(Some(if extras { 4 } else { 3 }))?;
         seq.serialize_element(&entry.guardrail)?;
         seq.serialize_element(&entry.level)?;
@@ -41,6 +43,9 @@ impl Serialize for Extras<'_> {
         }
         if let Some(retry) = entry.retry_after_ms {
             map.serialize_entry("retry_after_ms", &retry)?;
+        }
+        if let Some(waited) = entry.waited_us {
+            map.serialize_entry("waited_us", &waited)?;
         }
         map.end()
     }
@@ -70,6 +75,7 @@ struct StoredExtras {
     code: Option<String>,
     reason: Option<String>,
     retry_after_ms: Option<u64>,
+    waited_us: Option<u64>,
 }
 
 /// The trace stored as `text`.
@@ -85,6 +91,7 @@ pub(super) fn decode(text: &str) -> Result<Trace, serde_json::Error> {
                     code: extras.code,
                     reason: extras.reason,
                     retry_after_ms: extras.retry_after_ms,
+                    waited_us: extras.waited_us,
                     ..TraceEntry::new(guardrail, level, decision)
                 }
             }
@@ -113,6 +120,7 @@ mod tests {
         trace.push(TraceEntry {
             code: Some("rate_limited".into()),
             retry_after_ms: Some(1500),
+            waited_us: Some(830),
             ..TraceEntry::new(
                 "rate_limit_per_minute",
                 PolicyLevel::Workspace,
