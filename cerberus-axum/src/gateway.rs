@@ -73,6 +73,10 @@ pub struct ServerSettings {
     /// Networks that upstreams set through the admin API may never reach, even when allowed above or
     /// public (the addresses of the gateway's own database and Redis, for example).
     pub admin_upstream_deny: Vec<ipnet::IpNet>,
+    /// Networks that `webhook` guardrails may reach although they are private (a decision service
+    /// beside the gateway: `["127.0.0.1/32"]`); by default webhooks reach public addresses only, and
+    /// never those of `admin_upstream_deny`.
+    pub webhook_allow: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerSettings {
@@ -97,6 +101,7 @@ impl Default for ServerSettings {
             body_read_timeout_secs: 30,
             admin_upstream_allow: Vec::new(),
             admin_upstream_deny: Vec::new(),
+            webhook_allow: Vec::new(),
         }
     }
 }
@@ -117,6 +122,11 @@ impl ServerSettings {
             self.admin_upstream_allow.clone(),
             self.admin_upstream_deny.clone(),
         )
+    }
+
+    /// Which addresses `webhook` guardrails may reach.
+    pub fn webhook_egress_policy(&self) -> EgressPolicy {
+        EgressPolicy::new(self.webhook_allow.clone(), self.admin_upstream_deny.clone())
     }
 
     /// The caps and idle time of stdio upstream processes.

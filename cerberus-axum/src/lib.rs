@@ -34,6 +34,8 @@ pub mod telemetry;
 pub mod upstream;
 #[cfg(feature = "gateway")]
 pub mod upstream_client;
+#[cfg(feature = "gateway")]
+pub mod webhook;
 
 #[cfg(feature = "control-plane")]
 pub mod admin;

@@ -201,6 +201,16 @@ fn cargo_build(package: &str, kind: &str, name: &str) -> std::path::PathBuf {
 
 /// Starts a gateway for one agent whose workspace's `upstream` table is given as TOML.
 pub async fn start_gateway_for(upstream: &str, policy: &str) -> TestGateway {
+    start_gateway_with(upstream, policy, GuardrailRegistry::default).await
+}
+
+/// Like [`start_gateway_for`], with the guardrail types of the registries `registry` makes (one to
+/// read the configuration, one to build the gateway).
+pub async fn start_gateway_with(
+    upstream: &str,
+    policy: &str,
+    registry: impl Fn() -> GuardrailRegistry,
+) -> TestGateway {
     let hash = cerberus_axum::auth::KeyHash::of(KEY).to_hex();
     let config = format!(
         "[server]\nmax_body_bytes = 65536\nupstream_timeout_secs = 5\nbody_read_timeout_secs = 2\n\n\
@@ -208,15 +218,10 @@ pub async fn start_gateway_for(upstream: &str, policy: &str) -> TestGateway {
          [[workspaces]]\nname = \"tools\"\norganisation = \"acme\"\nupstream = {upstream}\n\n\
          [[agents]]\nname = \"bot\"\nworkspace = \"tools\"\nkey_sha256 = \"{hash}\"\n"
     );
-    let config = GatewayConfig::parse(
-        &config,
-        std::path::Path::new("."),
-        &GuardrailRegistry::default(),
-    )
-    .unwrap();
+    let config = GatewayConfig::parse(&config, std::path::Path::new("."), &registry()).unwrap();
     let audit = Arc::new(MemoryAuditSink::new());
     let (gateway, router) =
-        cerberus_axum::serve::build(&config, GuardrailRegistry::default(), audit.clone()).unwrap();
+        cerberus_axum::serve::build(&config, registry(), audit.clone()).unwrap();
     let address = listen(router).await;
     TestGateway {
         url: format!("http://{address}{}", cerberus_axum::proxy::PROXY_PATH),

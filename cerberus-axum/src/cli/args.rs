@@ -64,6 +64,7 @@ with the file's field or the variable named.
   CERBERUS_SERVER__ADMIN_UPSTREAM_ALLOW     private networks upstreams set through the admin API
                                             may reach ([]: public addresses only)
   CERBERUS_SERVER__ADMIN_UPSTREAM_DENY      networks they may never reach ([])
+  CERBERUS_SERVER__WEBHOOK_ALLOW            private networks `webhook` guardrails may reach ([])
   CERBERUS_DATABASE__URL                    sqlite://cerberus.db?mode=rwc, sqlite::memory: or postgres://...
   CERBERUS_DATABASE__MIGRATE                apply missing migrations at start-up (true)
   CERBERUS_DATABASE__CACHE_TTL_MS           how long a looked-up key and policy are trusted (500)
@@ -101,7 +102,8 @@ with the file's field or the variable named.
 
 Other variables: CERBERUS_CONFIG (--config), CERBERUS_LISTEN (--listen), CERBERUS_AUDIT_LOG
 (--audit-log), CERBERUS_LOG_FORMAT (--log-format), CERBERUS_JWT_SECRET, and
-CERBERUS_BOOTSTRAP_ORGANISATION, _EMAIL and _PASSWORD (the first owner of a new database).";
+CERBERUS_BOOTSTRAP_ORGANISATION, _EMAIL and _PASSWORD (the first owner of a new database), and
+CERBERUS_WEBHOOK_SECRET_<NAME> (the key of `webhook` entries with `secret = \"<name>\"`).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

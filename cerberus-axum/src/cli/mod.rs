@@ -43,24 +43,37 @@ use clap::Parser;
 
 pub use self::args::*;
 use crate::config::GatewayConfig;
+use crate::webhook::{Reach, Webhooks};
 
 /// The `cerberus` command with the guardrail types of a registry; see the [module docs](self).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Cerberus {
     registry: GuardrailRegistry,
+    /// The `webhook` type, unless the registry had a type of that name already.
+    webhooks: Option<Webhooks>,
+}
+
+impl Default for Cerberus {
+    fn default() -> Self {
+        Self::with_registry(GuardrailRegistry::default())
+    }
 }
 
 impl Cerberus {
-    /// The command as the stock binary runs it: the built-in guardrail types only.
+    /// The command as the stock binary runs it: the built-in guardrail types and the gateway's
+    /// `webhook` (its secrets in `CERBERUS_WEBHOOK_SECRET_*` variables).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The command whose policies may name every type `registry` knows, built-in and registered.
-    /// Its rate-limit guardrails count in memory unless the configuration shares them through
-    /// Redis; the custom types are kept either way.
-    pub fn with_registry(registry: GuardrailRegistry) -> Self {
-        Self { registry }
+    /// The command whose policies may name every type `registry` knows, built-in and registered,
+    /// and `webhook` unless `registry` has a type of that name. Its rate-limit guardrails count in
+    /// memory unless the configuration shares them through Redis; the custom types are kept either
+    /// way.
+    pub fn with_registry(mut registry: GuardrailRegistry) -> Self {
+        let webhooks = Webhooks::from_environment();
+        let webhooks = webhooks.register(&mut registry).is_ok().then_some(webhooks);
+        Self { registry, webhooks }
     }
 
     /// Runs the command this process's arguments name, and says how it went as the process's exit
@@ -101,6 +114,13 @@ impl Cerberus {
             }
         };
         let registry = self.registry;
+        // `serve` may run a tenant's policies and limits webhooks to the addresses its configuration
+        // permits; every other command runs the operator's own files.
+        if let Some(webhooks) = &self.webhooks
+            && !matches!(cli.command, Command::Serve(_))
+        {
+            webhooks.limit_to(Reach::Anywhere);
+        }
         match cli.command {
             Command::Check(args) => match runtime.block_on(crate::check::run(&args, &registry)) {
                 Ok(report) => print_json(&report.to_json()),
@@ -121,7 +141,13 @@ impl Cerberus {
                 println!("key_sha256: {}", key.hash.to_hex());
                 ExitCode::SUCCESS
             }
-            Command::Serve(args) => serve(cli.log_format, &args, registry, &runtime),
+            Command::Serve(args) => serve(
+                cli.log_format,
+                &args,
+                registry,
+                self.webhooks.as_ref(),
+                &runtime,
+            ),
             #[cfg(feature = "control-plane")]
             Command::Openapi => print_json(&crate::admin::openapi_document()),
             #[cfg(feature = "control-plane")]
@@ -140,12 +166,16 @@ fn serve(
     format: LogFormat,
     args: &ServeArgs,
     registry: GuardrailRegistry,
+    webhooks: Option<&Webhooks>,
     runtime: &tokio::runtime::Runtime,
 ) -> ExitCode {
     let config = match load_config(args, &registry) {
         Ok(config) => config,
         Err(e) => return failed(&e),
     };
+    if let Some(webhooks) = webhooks {
+        webhooks.limit_to(Reach::Limited(config.server.webhook_egress_policy()));
+    }
     let telemetry = match logs::init(format, Some(&config.telemetry)) {
         Ok(telemetry) => telemetry,
         Err(e) => return failed(&e),

@@ -45,10 +45,14 @@ pub struct GuardrailSpec {
 
 impl GuardrailSpec {
     /// What tells this entry apart from the others of its type, if its type has several: its `name`,
-    /// or for a `rule` its `when` text.
+    /// or for a `rule` its `when` text, for a `webhook` its `url`.
     pub fn name(&self) -> Option<&str> {
         let text = |key: &str| self.settings.get(key).and_then(Value::as_str);
-        text("name").or_else(|| (self.type_name == "rule").then(|| text("when")).flatten())
+        text("name").or_else(|| match self.type_name.as_str() {
+            "rule" => text("when"),
+            "webhook" => text("url"),
+            _ => None,
+        })
     }
 
     /// Whether `other` is the same guardrail: same type, same name.
