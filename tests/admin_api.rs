@@ -15,7 +15,7 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use admin_support::{Admin, AdminGateway, proxy_status, tool_names};
+use admin_support::{Admin, AdminGateway, call_echo, proxy_status, tool_names};
 use base64::Engine;
 use cerberus_axum::admin::credentials::TokenIssuer;
 use cerberus_core::store::{Role, User, UserId};
@@ -771,4 +771,115 @@ async fn failed_logins_are_throttled_and_weak_passwords_refused() {
         assert_eq!(body["error"]["field"], "password", "{body}");
     }
     gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_set_through_the_api_reach_the_rules_of_the_proxy() {
+    for backend in BACKENDS {
+        println!("{backend:?}");
+        let gateway = AdminGateway::start(backend).await;
+        let upstream = support::start_upstream().await;
+        let owner = gateway.tenant("acme", "owner@acme.example").await;
+        let org = owner.organisation.clone();
+        let workspace = owner.workspace("crm", &upstream).await;
+        let (agent, key) = owner.agent(&workspace, "deployer").await;
+        let set = |path: String, labels: serde_json::Value| {
+            let owner = &owner;
+            async move {
+                owner
+                    .call("PUT", &path, Some(json!({"labels": labels})))
+                    .await
+            }
+        };
+        let org_labels = format!("/api/v1/organisations/{org}/labels");
+        let workspace_labels =
+            format!("/api/v1/organisations/{org}/mcp-server-workspaces/{workspace}/labels");
+        let agent_labels = format!("/api/v1/agent-accesses/{agent}/labels");
+        assert_eq!(
+            set(org_labels.clone(), json!({"region": "eu"})).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            set(workspace_labels.clone(), json!({"kind": "crm"}))
+                .await
+                .0,
+            StatusCode::OK
+        );
+        let (status, body) = set(agent_labels.clone(), json!({"role": "release"})).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::OK, json!({"labels": {"role": "release"}}))
+        );
+        let shown = owner
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("/api/v1/agent-accesses/{agent}"),
+                None,
+            )
+            .await;
+        assert_eq!(shown["labels"], json!({"role": "release"}));
+        let shown = owner
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("/api/v1/organisations/{org}"),
+                None,
+            )
+            .await;
+        assert_eq!(shown["labels"], json!({"region": "eu"}));
+
+        // A rule reads all three levels' labels and the organisation's name.
+        owner
+            .policy(
+                "organisation",
+                &org,
+                json!({"guardrails": [{"type": "rule", "name": "release-only",
+                    "when": "tool == 'echo' && !(agent.labels.role == 'release' \
+                             && workspace.labels.kind == 'crm' \
+                             && organisation.labels.region == 'eu' && organisation.name == 'acme')",
+                    "reason": "only release agents of the EU CRM"}]}),
+            )
+            .await;
+        assert_eq!(
+            call_echo(&gateway.mcp(), &key, "ship it").await.unwrap(),
+            "ship it"
+        );
+        // A change of labels takes effect at once (the route cache is cleared).
+        assert_eq!(
+            set(agent_labels.clone(), json!({"role": "intern"})).await.0,
+            StatusCode::OK
+        );
+        let refused = call_echo(&gateway.mcp(), &key, "ship it")
+            .await
+            .unwrap_err();
+        assert!(refused.contains("only release agents"), "{refused}");
+
+        // Bad labels are refused with the label named; another tenant's ids are not found.
+        let (status, body) = set(agent_labels.clone(), json!({"a b": "x"})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["field"], "labels.a b", "{body}");
+        let (status, _) = set(agent_labels.clone(), json!({"note": "line\nbreak"})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let many: serde_json::Map<String, serde_json::Value> =
+            (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+        let (status, body) = set(agent_labels.clone(), json!(many)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"]["field"], "labels", "{body}");
+        let (status, _) = set(agent_labels.clone(), json!({"team": 7})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let other = gateway.tenant("globex", "owner@globex.example").await;
+        for path in [&org_labels, &workspace_labels, &agent_labels] {
+            let (status, _) = other.call("PUT", path, Some(json!({"labels": {}}))).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        }
+        let still = call_echo(&gateway.mcp(), &key, "ship it")
+            .await
+            .unwrap_err();
+        assert!(
+            still.contains("only release"),
+            "the other tenant changed nothing: {still}"
+        );
+        gateway.stop().await;
+    }
 }

@@ -146,6 +146,22 @@ impl RawUpstream {
     }
 }
 
+/// `labels` as given at `path`, checked as the admin API checks them.
+fn checked_labels(
+    labels: &BTreeMap<String, String>,
+    path: &str,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    cerberus_core::check_labels(labels).map_err(|(key, message)| {
+        let at = if key.is_empty() {
+            format!("{path}.labels")
+        } else {
+            format!("{path}.labels.{key}")
+        };
+        ConfigError::new(at, message)
+    })?;
+    Ok(labels.clone())
+}
+
 /// A section this build leaves out, kept as written: a file that has one is refused with the cargo
 /// feature it needs named, rather than as an unknown field.
 #[cfg(not(all(feature = "control-plane", feature = "redis")))]
@@ -492,7 +508,7 @@ impl GatewayConfig {
                     format!("organisation:{}", org.name).as_bytes(),
                 )),
                 name: org.name.clone(),
-                labels: org.labels.clone(),
+                labels: checked_labels(&org.labels, &path)?,
                 policy: policy(&org.policy, format!("{path}.policy"))?,
             });
         }
@@ -528,7 +544,7 @@ impl GatewayConfig {
                     format!("workspace:{org_name}/{}", ws.name).as_bytes(),
                 )),
                 name: ws.name.clone(),
-                labels: ws.labels.clone(),
+                labels: checked_labels(&ws.labels, &path)?,
                 organisation,
                 upstream,
                 policy: policy(&ws.policy, format!("{path}.policy"))?,
@@ -581,7 +597,7 @@ impl GatewayConfig {
                     )),
                 },
                 name: agent.name.clone(),
-                labels: agent.labels.clone(),
+                labels: checked_labels(&agent.labels, &path)?,
                 workspace,
                 key_hash,
                 policy: policy(&agent.policy, format!("{path}.policy"))?,
@@ -742,6 +758,15 @@ mod tests {
         );
         assert_eq!(a.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(a.agents[0].identity.organisation, a.organisations[0].id);
+    }
+
+    #[test]
+    fn labels_are_checked_as_the_admin_api_checks_them() {
+        let text = minimal("labels = { \"a b\" = \"x\" }\n");
+        let err = GatewayConfig::parse(&text, Path::new("."), &GuardrailRegistry::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("agents[0].labels.a b: a label key is"), "{err}");
     }
 
     #[test]

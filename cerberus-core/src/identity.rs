@@ -128,3 +128,59 @@ pub struct Profile {
     /// Key-value pairs an admin set on it (`team: payments`, `tier: trusted`).
     pub labels: BTreeMap<String, String>,
 }
+
+/// The most labels one organisation, workspace or agent access may carry.
+pub const MAX_LABELS: usize = 64;
+/// The longest label key, in characters.
+pub const MAX_LABEL_KEY_CHARS: usize = 63;
+/// The longest label value, in characters.
+pub const MAX_LABEL_VALUE_CHARS: usize = 256;
+
+/// Checks labels as an admin writes them: at most [`MAX_LABELS`]; keys of 1 to
+/// [`MAX_LABEL_KEY_CHARS`] ASCII letters, digits, `_`, `-`, `.` and `/`, starting with a letter or
+/// digit (so that a rule reads `agent.labels.team` or `agent.labels["cost-centre"]`); values of at
+/// most [`MAX_LABEL_VALUE_CHARS`] characters, none a control character. The error names the label.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// let good = BTreeMap::from([("team".to_owned(), "payments".to_owned())]);
+/// assert!(cerberus_core::check_labels(&good).is_ok());
+/// let bad = BTreeMap::from([("a b".to_owned(), "x".to_owned())]);
+/// assert_eq!(cerberus_core::check_labels(&bad).unwrap_err().0, "a b");
+/// ```
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), (String, String)> {
+    if labels.len() > MAX_LABELS {
+        return Err((
+            String::new(),
+            format!("at most {MAX_LABELS} labels, not {}", labels.len()),
+        ));
+    }
+    for (key, value) in labels {
+        let starts_well = key
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+        let key_ok = starts_well
+            && key.len() <= MAX_LABEL_KEY_CHARS
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'));
+        if !key_ok {
+            return Err((
+                key.clone(),
+                format!(
+                    "a label key is 1 to {MAX_LABEL_KEY_CHARS} letters, digits, `_`, `-`, `.` and `/`, starting with a letter or digit"
+                ),
+            ));
+        }
+        if value.chars().count() > MAX_LABEL_VALUE_CHARS || value.chars().any(char::is_control) {
+            return Err((
+                key.clone(),
+                format!(
+                    "a label value is at most {MAX_LABEL_VALUE_CHARS} characters, none a control character"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

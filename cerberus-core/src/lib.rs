@@ -24,7 +24,9 @@ mod trace;
 
 pub use cause::Cause;
 pub use guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult, SyncGuardrail};
-pub use identity::{AgentId, CallerProfile, Identity, OrganisationId, Profile, WorkspaceId};
+pub use identity::{
+    AgentId, CallerProfile, Identity, OrganisationId, Profile, WorkspaceId, check_labels,
+};
 pub use message::{
     Items, JsonEdit, JsonRef, Members, Message, MessageError, MessageKind, Part, RequestId, methods,
 };

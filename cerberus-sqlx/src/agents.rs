@@ -7,7 +7,7 @@ use cerberus_core::store::{
     AgentAccess, AgentAccessStore, Page, ResolvedAgent, ResolvedPolicies, StoreError, StoredKey,
     WorkspaceStore,
 };
-use cerberus_core::{AgentId, Cause, OrganisationId, WorkspaceId};
+use cerberus_core::{AgentId, Cause, OrganisationId, Profile, WorkspaceId};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -156,7 +156,8 @@ impl AgentAccessStore for SqlStore {
             .collect::<Vec<_>>()
             .join(", ");
         let row = sqlx::query(&format!(
-            "SELECT {columns}, a.key_hash, a.previous_key_hash FROM agent_accesses a \
+            "SELECT {columns}, a.key_hash, a.previous_key_hash, \
+             o.name AS organisation_name, o.labels AS organisation_labels FROM agent_accesses a \
              JOIN workspaces w ON w.id = a.workspace_id \
              JOIN organisations o ON o.id = a.organisation_id \
              WHERE (a.key_hash = $1 OR (a.previous_key_hash = $1 AND a.previous_key_valid_until > $2)) \
@@ -171,6 +172,10 @@ impl AgentAccessStore for SqlStore {
         .map_err(store_error)?;
         let Some(row) = row else { return Ok(None) };
         let agent = rows::agent_access(&row)?;
+        let organisation = Profile {
+            name: row.try_get("organisation_name").map_err(store_error)?,
+            labels: rows::json(&row, "organisation_labels")?,
+        };
         let current = rows::hash(&row, "key_hash")?;
         let matched = if current == key_hash {
             current
@@ -208,6 +213,7 @@ impl AgentAccessStore for SqlStore {
             ResolvedAgent {
                 agent,
                 workspace,
+                organisation,
                 policies,
             },
             matched,

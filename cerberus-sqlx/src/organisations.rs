@@ -1,12 +1,16 @@
 //! Organisations, created together with their first owner.
 
 use async_trait::async_trait;
-use cerberus_core::OrganisationId;
-use cerberus_core::store::{Organisation, OrganisationStore, Role, StoreError, User, UserId};
+use cerberus_core::{Cause, OrganisationId};
+use std::collections::BTreeMap;
+
+use cerberus_core::store::{
+    Organisation, OrganisationStore, PolicyTarget, Role, StoreError, User, UserId,
+};
 use uuid::Uuid;
 
 use crate::SqlStore;
-use crate::rows::{self, ORGANISATION_COLUMNS, conflict, now, store_error, time};
+use crate::rows::{self, ORGANISATION_COLUMNS, conflict, now, storable, store_error, time};
 
 #[async_trait]
 impl OrganisationStore for SqlStore {
@@ -20,6 +24,7 @@ impl OrganisationStore for SqlStore {
         let organisation = Organisation {
             id: OrganisationId(Uuid::new_v4()),
             name: name.to_owned(),
+            labels: Default::default(),
             created_at: time(now),
             updated_at: time(now),
         };
@@ -89,6 +94,46 @@ impl OrganisationStore for SqlStore {
         .as_ref()
         .map(rows::organisation)
         .transpose()
+    }
+
+    async fn set_labels(
+        &self,
+        organisation: OrganisationId,
+        target: PolicyTarget,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool, StoreError> {
+        let text =
+            serde_json::to_string(labels).map_err(|e| StoreError::Rejected(Cause::new(e)))?;
+        let text = storable(&text).into_owned();
+        let id = target.uuid().to_string();
+        // The organisation scopes every target: another tenant's id matches no row.
+        let query = match target {
+            PolicyTarget::Organisation(_) => sqlx::query(
+                "UPDATE organisations SET labels = $1, updated_at = $2 \
+                 WHERE id = $3 AND id = $4 AND deleted_at IS NULL",
+            )
+            .bind(text)
+            .bind(now()),
+            PolicyTarget::Workspace(_) => sqlx::query(
+                "UPDATE workspaces SET labels = $1, updated_at = $2 \
+                 WHERE id = $3 AND organisation_id = $4 AND deleted_at IS NULL",
+            )
+            .bind(text)
+            .bind(now()),
+            // An agent access has no time of change of its own: its key's rotation is its change.
+            PolicyTarget::Agent(_) => sqlx::query(
+                "UPDATE agent_accesses SET labels = $1 \
+                 WHERE id = $2 AND organisation_id = $3 AND deleted_at IS NULL",
+            )
+            .bind(text),
+        };
+        let done = query
+            .bind(id)
+            .bind(organisation.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn delete_organisation(&self, id: OrganisationId) -> Result<bool, StoreError> {

@@ -12,14 +12,14 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 /// The columns [`organisation`] reads.
-pub(crate) const ORGANISATION_COLUMNS: &str = "id, name, created_at, updated_at";
+pub(crate) const ORGANISATION_COLUMNS: &str = "id, name, labels, created_at, updated_at";
 /// The columns [`user`] reads.
 pub(crate) const USER_COLUMNS: &str = "id, organisation_id, email, role, created_at, updated_at";
 /// The columns [`workspace`] reads.
 pub(crate) const WORKSPACE_COLUMNS: &str =
-    "id, organisation_id, name, environment, upstream, created_at, updated_at";
+    "id, organisation_id, name, labels, environment, upstream, created_at, updated_at";
 /// The columns [`agent_access`] reads.
-pub(crate) const AGENT_COLUMNS: &str = "id, organisation_id, workspace_id, name, key_prefix, created_at, \
+pub(crate) const AGENT_COLUMNS: &str = "id, organisation_id, workspace_id, name, labels, key_prefix, created_at, \
      rotated_at, previous_key_valid_until, expires_at, revoked_at";
 /// The columns [`policy`] reads.
 pub(crate) const POLICY_COLUMNS: &str =
@@ -116,7 +116,10 @@ fn parsed<T: std::str::FromStr<Err = String>>(row: &AnyRow, column: &str) -> Res
     text(row, column)?.parse().map_err(|e| corrupt(column, e))
 }
 
-fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T, StoreError> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(&text(row, column)?).map_err(|e| corrupt(column, e))
 }
 
@@ -125,6 +128,7 @@ pub(crate) fn organisation(row: &AnyRow) -> Result<Organisation, StoreError> {
     Ok(Organisation {
         id: OrganisationId(uuid(row, "id")?),
         name: text(row, "name")?,
+        labels: json(row, "labels")?,
         created_at: at(row, "created_at")?,
         updated_at: at(row, "updated_at")?,
     })
@@ -148,6 +152,7 @@ pub(crate) fn workspace(row: &AnyRow) -> Result<Workspace, StoreError> {
         id: WorkspaceId(uuid(row, "id")?),
         organisation: OrganisationId(uuid(row, "organisation_id")?),
         name: text(row, "name")?,
+        labels: json(row, "labels")?,
         environment: parsed(row, "environment")?,
         upstream: json(row, "upstream")?,
         created_at: at(row, "created_at")?,
@@ -162,6 +167,7 @@ pub(crate) fn agent_access(row: &AnyRow) -> Result<AgentAccess, StoreError> {
         organisation: OrganisationId(uuid(row, "organisation_id")?),
         workspace: WorkspaceId(uuid(row, "workspace_id")?),
         name: text(row, "name")?,
+        labels: json(row, "labels")?,
         key_prefix: text(row, "key_prefix")?,
         created_at: at(row, "created_at")?,
         rotated_at: maybe_at(row, "rotated_at")?,

@@ -31,6 +31,7 @@ impl WorkspaceStore for SqlStore {
             id: WorkspaceId(Uuid::new_v4()),
             organisation,
             name: workspace.name,
+            labels: Default::default(),
             environment: workspace.environment,
             upstream: workspace.upstream,
             created_at: time(now),

@@ -334,3 +334,30 @@ pub async fn tool_names(mcp: &str, key: &str) -> Vec<String> {
     client.cancel().await.unwrap();
     names
 }
+
+/// What an rmcp client gets through the proxy with `key` when it calls `echo` with `text`: the
+/// echoed text, or the error's text.
+pub async fn call_echo(mcp: &str, key: &str, text: &str) -> Result<String, String> {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(mcp).auth_header(key),
+    );
+    let client =
+        ().serve_with_lifecycle(transport, ClientLifecycleMode::Initialize)
+            .await
+            .expect("the client connects through the gateway");
+    let call = CallToolRequestParams::new("echo")
+        .with_arguments(json!({"text": text}).as_object().unwrap().clone());
+    let result = match client.call_tool(call).await {
+        Ok(result) => Ok(serde_json::to_value(&result.content).unwrap()[0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    client.cancel().await.unwrap();
+    result
+}

@@ -14,6 +14,7 @@ mod docs;
 pub mod error;
 pub mod extract;
 mod hs256;
+mod labels;
 mod login;
 mod organisations;
 mod policies;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use cerberus_core::GuardrailRegistry;
 use cerberus_core::store::ControlStore;
 
@@ -142,7 +143,9 @@ impl AdminState {
 
 /// The admin API routes.
 pub fn router(state: AdminState) -> Router {
-    use self::{agents as a, login as l, organisations as o, policies as p, workspaces as w};
+    use self::{
+        agents as a, labels as t, login as l, organisations as o, policies as p, workspaces as w,
+    };
     Router::new()
         .route("/api/v1/auth/login", post(l::login))
         .route("/api/v1/auth/refresh", post(l::refresh))
@@ -152,6 +155,12 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/organisations/{id}",
             get(o::get).patch(o::update).delete(o::delete),
         )
+        .route("/api/v1/organisations/{id}/labels", put(t::organisation))
+        .route(
+            "/api/v1/organisations/{id}/mcp-server-workspaces/{workspace_id}/labels",
+            put(t::workspace),
+        )
+        .route("/api/v1/agent-accesses/{id}/labels", put(t::agent_access))
         .route(
             "/api/v1/organisations/{id}/users",
             get(o::users).post(o::create_user),

@@ -113,12 +113,14 @@ pub async fn update(
     let id = caller.own(id)?;
     caller.require_owner()?;
     let name = validate::name("name", &changes.name)?;
-    state
+    let renamed = state
         .store
         .rename_organisation(id, &name)
         .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound)
+        .ok_or(ApiError::NotFound)?;
+    // Cached routes carry the name rules read (`organisation.name`).
+    state.changed();
+    Ok(Json(renamed))
 }
 
 /// `DELETE /organisations/{id}` (owners): everything in it stops working.

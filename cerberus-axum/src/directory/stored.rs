@@ -96,6 +96,7 @@ impl StoredAgents {
         let ResolvedAgent {
             agent,
             workspace,
+            organisation,
             policies,
         } = resolved;
         let policy_error = |source| DirectoryError::Policy {
@@ -127,15 +128,15 @@ impl StoredAgents {
                 }
             })?;
         let profile = CallerProfile {
+            organisation,
             workspace: Profile {
-                name: workspace.name.clone(),
-                ..Profile::default()
+                name: workspace.name,
+                labels: workspace.labels,
             },
             agent: Profile {
                 name: agent.name.clone(),
-                ..Profile::default()
+                labels: agent.labels.clone(),
             },
-            ..CallerProfile::default()
         };
         Ok(AgentRoute::new(agent.identity(), agent.name, upstream, pipeline).with_profile(profile))
     }

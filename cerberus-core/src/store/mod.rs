@@ -7,6 +7,7 @@
 
 mod model;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::SystemTime;
 
@@ -129,6 +130,14 @@ pub trait OrganisationStore: Send + Sync {
     ) -> Result<Option<Organisation>, StoreError>;
     /// Deletes an organisation (softly); its users, workspaces and keys stop working with it.
     async fn delete_organisation(&self, id: OrganisationId) -> Result<bool, StoreError>;
+    /// Replaces the labels of the organisation itself, or of one of its workspaces or agent
+    /// accesses; `false` when the target is not the organisation's (or not live).
+    async fn set_labels(
+        &self,
+        organisation: OrganisationId,
+        target: PolicyTarget,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Users of the admin API.

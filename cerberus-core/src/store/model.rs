@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::identity::{AgentId, Identity, OrganisationId, WorkspaceId};
+use crate::identity::{AgentId, Identity, OrganisationId, Profile, WorkspaceId};
 
 id_type!(
     /// Identifies a user of the admin API.
@@ -144,6 +144,9 @@ pub struct Organisation {
     pub id: OrganisationId,
     /// Its name, unique among live organisations.
     pub name: String,
+    /// Key-value pairs an admin set on it, which rules read (`organisation.labels`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// When it was created.
     #[serde(with = "rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -203,6 +206,9 @@ pub struct Workspace {
     pub organisation: OrganisationId,
     /// Its name, unique among the organisation's live workspaces.
     pub name: String,
+    /// Key-value pairs an admin set on it, which rules read (`workspace.labels`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// The stage it serves.
     pub environment: Environment,
     /// Its MCP server.
@@ -229,6 +235,9 @@ pub struct AgentAccess {
     pub workspace: WorkspaceId,
     /// Its name, unique among the workspace's live agent accesses.
     pub name: String,
+    /// Key-value pairs an admin set on it, which rules read (`agent.labels`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// The first characters of the current key, for display.
     pub key_prefix: String,
     /// When it was created.
@@ -327,6 +336,8 @@ pub struct ResolvedAgent {
     pub agent: AgentAccess,
     /// Its workspace.
     pub workspace: Workspace,
+    /// Its organisation's name and labels.
+    pub organisation: Profile,
     /// The policy documents of its organisation, workspace and itself, where there are any.
     pub policies: ResolvedPolicies,
 }
@@ -431,6 +442,7 @@ mod tests {
         let org = Organisation {
             id: OrganisationId::new_random(),
             name: "acme".into(),
+            labels: BTreeMap::from([("region".into(), "eu".into())]),
             created_at: SystemTime::UNIX_EPOCH
                 + std::time::Duration::from_millis(1_700_000_000_123),
             updated_at: SystemTime::UNIX_EPOCH,
