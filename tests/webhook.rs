@@ -342,3 +342,56 @@ fn a_webhook_without_its_secret_is_refused_by_the_configuration_file() {
         "{error}"
     );
 }
+
+/// `cerberus check` runs the operator's own policy file: it reaches the service on loopback without
+/// `webhook_allow`, reads the secret from `CERBERUS_WEBHOOK_SECRET_OPA`, and reports the service's
+/// reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cerberus_check_reports_the_services_reason() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let (url, service) = start_service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        json!({"guardrails": [{"type": "webhook", "name": "opa", "url": url, "secret": "opa"}]})
+            .to_string(),
+    )
+    .unwrap();
+    let binary = support::workspace_binary("cerberus-axum", "cerberus");
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(binary)
+            .arg("check")
+            .arg("--policy")
+            .arg(&policy)
+            .env("CERBERUS_WEBHOOK_SECRET_OPA", SECRET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                             "params": {"name": "echo", "arguments": {"text": "block it"}}});
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(message.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["decision"], "block", "{report}");
+    assert_eq!(report["guardrail"], "webhook:opa", "{report}");
+    assert_eq!(
+        report["reason"], "webhook:opa: the ticket is closed",
+        "{report}"
+    );
+    assert_eq!(report["trace"][0]["level"], "organisation", "{report}");
+    assert!(report["trace"][0]["waited_us"].is_u64(), "{report}");
+    assert_eq!(service.inputs.lock().unwrap().len(), 1);
+}

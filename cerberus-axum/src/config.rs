@@ -766,7 +766,10 @@ mod tests {
         let err = GatewayConfig::parse(&text, Path::new("."), &GuardrailRegistry::default())
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("agents[0].labels.a b: a label key is"), "{err}");
+        assert!(
+            err.starts_with("agents[0].labels.a b: a label key is"),
+            "{err}"
+        );
     }
 
     #[test]
