@@ -22,10 +22,11 @@ mod policy;
 mod registry;
 mod trace;
 
-pub use cause::Cause;
+pub use cause::{Cause, with_causes};
 pub use guardrail::{Direction, Guardrail, GuardrailContext, GuardrailResult, SyncGuardrail};
 pub use identity::{
-    AgentId, CallerProfile, Identity, OrganisationId, Profile, WorkspaceId, check_labels,
+    AgentId, CallerProfile, Identity, MAX_LABEL_KEY_CHARS, MAX_LABEL_VALUE_CHARS, MAX_LABELS,
+    OrganisationId, Profile, WorkspaceId, check_labels,
 };
 pub use message::{
     Items, JsonEdit, JsonRef, Members, Message, MessageError, MessageKind, Part, RequestId, methods,
