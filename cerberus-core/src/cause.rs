@@ -50,6 +50,28 @@ impl Error for Cause {
     }
 }
 
+/// `error` and each of its causes after it, `outer: middle: inner`, each said once (an error that
+/// repeats its cause in its own message does not get it twice): what a log line or a reason shows.
+///
+/// ```
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+/// let error = cerberus_core::store::StoreError::Unavailable(cerberus_core::Cause::new(io));
+/// assert_eq!(cerberus_core::with_causes(&error), "storage unavailable: connection refused");
+/// ```
+pub fn with_causes(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let next = error.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = error.source();
+    }
+    text
+}
+
 /// A cause that is only a description.
 #[derive(Debug)]
 struct Message(String);
@@ -61,3 +83,35 @@ impl fmt::Display for Message {
 }
 
 impl Error for Message {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapping(&'static str, std::io::Error);
+
+    impl fmt::Display for Wrapping {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl Error for Wrapping {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.1)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let inner = || std::io::Error::other("inner");
+        assert_eq!(with_causes(&Wrapping("outer", inner())), "outer: inner");
+        assert_eq!(
+            with_causes(&Wrapping("outer: inner", inner())),
+            "outer: inner",
+            "a message that repeats its cause"
+        );
+        assert_eq!(with_causes(&inner()), "inner");
+    }
+}

@@ -239,24 +239,8 @@ fn finish(result: Result<(), Box<dyn Error>>) -> ExitCode {
 
 /// Reports `error` with every cause after it, `error: a: b: c`, and exits with status 2.
 fn failed(error: &dyn Error) -> ExitCode {
-    eprintln!("error: {}", chain(error));
+    eprintln!("error: {}", cerberus_core::with_causes(error));
     ExitCode::from(2)
-}
-
-/// An error and its causes, each after a colon.
-fn chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        let next = error.to_string();
-        // Some errors repeat their cause in their own message: say it once.
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        cause = error.source();
-    }
-    text
 }
 
 /// The configuration's database, opened; an error when the file has none.
@@ -304,19 +288,4 @@ async fn create_user(
         args.organisation, args.email
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn an_error_is_reported_with_its_causes() {
-        let error = Outer(std::io::Error::other("inner"));
-        assert_eq!(chain(&error), "outer: inner");
-    }
 }

@@ -434,7 +434,7 @@ impl WebhookGuardrail {
             let response = client
                 .send(request)
                 .await
-                .map_err(|e| format!("the call failed: {}", chain(&e)))?;
+                .map_err(|e| format!("the call failed: {}", cerberus_core::with_causes(&e)))?;
             let status = response.status();
             let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
                 response.into_body(),
@@ -518,21 +518,6 @@ impl Guardrail for WebhookGuardrail {
         trace.record(self.label.clone(), level, &result);
         result
     }
-}
-
-/// An error and its causes, each after a colon.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        let next = error.to_string();
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        cause = error.source();
-    }
-    text
 }
 
 #[cfg(test)]
