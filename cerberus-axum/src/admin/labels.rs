@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::AdminState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminCaller, Body, Id, Ids};
+use super::validate;
 
 /// The labels of one organisation, workspace or agent access.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -19,6 +20,7 @@ use super::extract::{AdminCaller, Body, Id, Ids};
 pub struct Labels {
     /// At most 64; keys of 1 to 63 letters, digits, `_`, `-`, `.` and `/`, starting with a letter or
     /// digit; values of at most 256 characters.
+    #[schema(value_type = validate::LabelMap)]
     labels: BTreeMap<String, String>,
 }
 

@@ -77,6 +77,36 @@ impl utoipa::PartialSchema for NewPassword {
 
 impl utoipa::ToSchema for NewPassword {}
 
+/// Labels in the OpenAPI document: what [`cerberus_core::check_labels`] accepts.
+pub struct LabelMap;
+
+impl utoipa::PartialSchema for LabelMap {
+    fn schema() -> RefOr<Schema> {
+        use cerberus_core::{MAX_LABEL_KEY_CHARS, MAX_LABEL_VALUE_CHARS, MAX_LABELS};
+        let key = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!(
+                "^[A-Za-z0-9][A-Za-z0-9_./-]{{0,{}}}$",
+                MAX_LABEL_KEY_CHARS - 1
+            )));
+        let value = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(MAX_LABEL_VALUE_CHARS))
+            .pattern(Some(format!("^{NO_CONTROL}*$")));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "at most 64 labels; keys of 1 to 63 letters, digits, `_`, `-`, `.` and `/`, starting with a letter or digit; values of at most 256 characters, no control characters",
+            ))
+            .max_properties(Some(MAX_LABELS))
+            .property_names(Some(key))
+            .additional_properties(Some(value))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for LabelMap {}
+
 /// A display name: 1 to 100 characters after trimming, no control characters.
 pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
     let value = value.trim();
