@@ -8,6 +8,7 @@ mod identity;
 pub mod audit;
 pub mod exchange;
 pub mod guardrails;
+pub mod pinning;
 pub mod rate_limit;
 pub mod refusal;
 pub mod session;
