@@ -647,15 +647,21 @@ impl GatewayConfig {
     pub fn routes(&self, registry: &GuardrailRegistry) -> Result<Routes, ConfigError> {
         let mut routes = Routes::default();
         for (i, agent) in self.agents.iter().enumerate() {
-            let Some(workspace) = self.workspaces.get(agent.workspace) else {
-                continue;
+            // Parsing resolves every reference; a configuration built otherwise with a dangling one
+            // must not serve the agent without its organisation's policy.
+            let dangling = || {
+                ConfigError::new(
+                    format!("agents[{i}]"),
+                    "refers to no workspace or organisation",
+                )
             };
-            let organisation = self.organisations.get(workspace.organisation);
+            let workspace = self.workspaces.get(agent.workspace).ok_or_else(dangling)?;
+            let organisation = self
+                .organisations
+                .get(workspace.organisation)
+                .ok_or_else(dangling)?;
             let levels = [
-                (
-                    PolicyLevel::Organisation,
-                    organisation.and_then(|o| o.policy.as_ref()),
-                ),
+                (PolicyLevel::Organisation, organisation.policy.as_ref()),
                 (PolicyLevel::Workspace, workspace.policy.as_ref()),
                 (PolicyLevel::Agent, agent.policy.as_ref()),
             ];
@@ -669,12 +675,10 @@ impl GatewayConfig {
                 ConfigError::new(e.path, e.message)
             })?;
             let profile = CallerProfile {
-                organisation: organisation
-                    .map(|o| Profile {
-                        name: o.name.clone(),
-                        labels: o.labels.clone(),
-                    })
-                    .unwrap_or_default(),
+                organisation: Profile {
+                    name: organisation.name.clone(),
+                    labels: organisation.labels.clone(),
+                },
                 workspace: Profile {
                     name: workspace.name.clone(),
                     labels: workspace.labels.clone(),

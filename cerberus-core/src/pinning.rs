@@ -52,6 +52,9 @@ pub enum DefinitionError {
     /// The entry has no `name`, or one that is not a string.
     #[error("a tool definition must have a string `name`")]
     NoName,
+    /// The result has no `tools` list.
+    #[error("a tools/list result must have a `tools` list")]
+    NoTools,
 }
 
 /// One tool's definition, reduced to [`PINNED_MEMBERS`].
@@ -142,13 +145,16 @@ pub struct MemberChange {
     pub current: Option<Value>,
 }
 
-/// The tool definitions of a `tools/list` result, each with its error when it is not one.
-pub fn definitions(result: &Value) -> Vec<Result<ToolDefinition, DefinitionError>> {
-    result
+/// The tool definitions of a `tools/list` result, each with its error when it is not one; an error
+/// when the result has no `tools` list (which a pin check must not read as "no tools").
+pub fn definitions(
+    result: &Value,
+) -> Result<Vec<Result<ToolDefinition, DefinitionError>>, DefinitionError> {
+    let tools = result
         .get("tools")
         .and_then(Value::as_array)
-        .map(|tools| tools.iter().map(ToolDefinition::from_tool).collect())
-        .unwrap_or_default()
+        .ok_or(DefinitionError::NoTools)?;
+    Ok(tools.iter().map(ToolDefinition::from_tool).collect())
 }
 
 /// `value` in canonical form.
@@ -292,13 +298,16 @@ mod tests {
     #[test]
     fn a_result_yields_each_definition_or_why_not() {
         let result = json!({"tools": [tool("a"), {"description": "no name"}, 3]});
-        let found = definitions(&result);
+        let found = definitions(&result).unwrap();
         assert_eq!(found.len(), 3);
         assert_eq!(found[0].as_ref().unwrap().name(), "query");
         assert_eq!(found[1], Err(DefinitionError::NoName));
         assert_eq!(found[2], Err(DefinitionError::NotAnObject));
-        assert!(definitions(&json!({"tools": "x"})).is_empty());
-        assert!(definitions(&json!({})).is_empty());
+        assert_eq!(
+            definitions(&json!({"tools": "x"})),
+            Err(DefinitionError::NoTools)
+        );
+        assert_eq!(definitions(&json!({})), Err(DefinitionError::NoTools));
     }
 
     #[test]

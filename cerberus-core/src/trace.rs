@@ -167,7 +167,7 @@ impl Trace {
     /// Notes on every entry from index `from` on that the pipeline waited `waited` for them.
     pub(crate) fn mark_waited(&mut self, from: usize, waited: Duration) {
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        for entry in self.entries.get_mut(from..).unwrap_or_default() {
+        for entry in self.entries.iter_mut().skip(from) {
             entry.waited_us = Some(micros);
         }
     }
