@@ -311,18 +311,22 @@ pub async fn proxy_status(mcp: &str, key: &str) -> StatusCode {
         .status()
 }
 
-/// The tools an rmcp client sees through the proxy with `key`, sorted.
-pub async fn tool_names(mcp: &str, key: &str) -> Vec<String> {
+/// An rmcp client connected through the proxy with `key`.
+async fn connect(mcp: &str, key: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
     use rmcp::transport::StreamableHttpClientTransport;
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
     use rmcp::{ClientLifecycleMode, ClientServiceExt};
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(mcp).auth_header(key),
     );
-    let client =
-        ().serve_with_lifecycle(transport, ClientLifecycleMode::Initialize)
-            .await
-            .expect("the client connects through the gateway");
+    ().serve_with_lifecycle(transport, ClientLifecycleMode::Initialize)
+        .await
+        .expect("the client connects through the gateway")
+}
+
+/// The tools an rmcp client sees through the proxy with `key`, sorted.
+pub async fn tool_names(mcp: &str, key: &str) -> Vec<String> {
+    let client = connect(mcp, key).await;
     let mut names: Vec<String> = client
         .list_all_tools()
         .await
@@ -339,16 +343,7 @@ pub async fn tool_names(mcp: &str, key: &str) -> Vec<String> {
 /// echoed text, or the error's text.
 pub async fn call_echo(mcp: &str, key: &str, text: &str) -> Result<String, String> {
     use rmcp::model::CallToolRequestParams;
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    use rmcp::{ClientLifecycleMode, ClientServiceExt};
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(mcp).auth_header(key),
-    );
-    let client =
-        ().serve_with_lifecycle(transport, ClientLifecycleMode::Initialize)
-            .await
-            .expect("the client connects through the gateway");
+    let client = connect(mcp, key).await;
     let call = CallToolRequestParams::new("echo")
         .with_arguments(json!({"text": text}).as_object().unwrap().clone());
     let result = match client.call_tool(call).await {

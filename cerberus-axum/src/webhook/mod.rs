@@ -101,16 +101,8 @@ pub const BLOCKED: &str = "webhook_blocked";
 /// The block code of a failed call, under `on_error: block`.
 pub const FAILED: &str = "webhook_failed";
 
-/// What a failed call does.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Refuse the message (`webhook_failed`).
-    #[default]
-    Block,
-    /// Let it through, the failure noted in the trace.
-    Allow,
-}
+/// What a failed call does: `block` (`webhook_failed`, the default) or `allow`.
+pub use cerberus_core::guardrails::OnError;
 
 /// Which form of the message the service receives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -458,24 +450,8 @@ impl WebhookGuardrail {
         // The URL may carry a token in its query: the label names the entry instead.
         tracing::warn!(webhook = %self.label, error = %why, "webhook failed");
         let reason = format!("{} failed: {why}", self.label);
-        match self.on_error {
-            OnError::Block => {
-                let result = GuardrailResult::block(FAILED, reason);
-                trace.record(self.label.clone(), level, &result);
-                result
-            }
-            OnError::Allow => {
-                trace.push(
-                    cerberus_core::TraceEntry::new(
-                        self.label.clone(),
-                        level,
-                        cerberus_core::DecisionKind::Allow,
-                    )
-                    .with_reason(format!("{reason}; on_error allows the message")),
-                );
-                GuardrailResult::Allow
-            }
-        }
+        self.on_error
+            .settle(FAILED, reason, self.label.clone(), level, trace)
     }
 }
 

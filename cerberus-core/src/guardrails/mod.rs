@@ -19,7 +19,11 @@ pub mod wildcard;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::guardrail::Direction;
+use std::borrow::Cow;
+
+use crate::guardrail::{Direction, GuardrailResult};
+use crate::policy::PolicyLevel;
+use crate::trace::{DecisionKind, Trace, TraceEntry};
 
 /// How deep guardrails follow JSON documents held inside strings (a tool that returns its JSON
 /// answer as text, which itself holds JSON as text, …).
@@ -100,6 +104,46 @@ mod tests {
             ("[1, 2", false),
         ] {
             assert_eq!(embedded_json(text).is_some(), holds, "{text:?}");
+        }
+    }
+}
+
+/// The `on_error` setting: what a guardrail does when it cannot decide (a rule that cannot be run on
+/// a message, a decision service that does not answer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Refuse the message (fail closed).
+    #[default]
+    Block,
+    /// Let it through, noting the failure in the trace.
+    Allow,
+}
+
+impl OnError {
+    /// Settles a failure described by `reason`: under `Block` a block with `code`, under `Allow`
+    /// the message let through; either way recorded in `trace` under `label` at `level`.
+    pub fn settle(
+        self,
+        code: &str,
+        reason: String,
+        label: impl Into<Cow<'static, str>>,
+        level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> GuardrailResult {
+        match self {
+            Self::Block => {
+                let result = GuardrailResult::block(code, reason);
+                trace.record(label, level, &result);
+                result
+            }
+            Self::Allow => {
+                trace.push(
+                    TraceEntry::new(label, level, DecisionKind::Allow)
+                        .with_reason(format!("{reason}; on_error allows the message")),
+                );
+                GuardrailResult::Allow
+            }
         }
     }
 }

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use crate::guardrail::{Guardrail, GuardrailContext, GuardrailResult};
 use crate::guardrails::Directions;
 use crate::policy::{PolicyError, PolicyLevel};
-use crate::trace::{DecisionKind, Trace, TraceEntry};
+use crate::trace::Trace;
 
 use variables::Variables;
 
@@ -71,15 +71,7 @@ pub enum RuleAction {
 }
 
 /// What a rule does when it cannot be run on a message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Refuse the message (fail closed).
-    #[default]
-    Block,
-    /// Let it through, noting the failure in the trace.
-    Allow,
-}
+pub use crate::guardrails::OnError;
 
 /// The settings of one `rule` entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,16 +261,15 @@ impl RuleGuardrail {
                 }
                 Outcome::Failed(why) => {
                     let reason = format!("{} could not be run: {why}", rule.label);
-                    match rule.settings.on_error {
-                        OnError::Block => {
-                            let result = GuardrailResult::block(FAILED_CODE, reason);
-                            trace.record(label, rule.level, &result);
-                            return result;
-                        }
-                        OnError::Allow => trace.push(
-                            TraceEntry::new(label, rule.level, DecisionKind::Allow)
-                                .with_reason(format!("{reason}; on_error allows the message")),
-                        ),
+                    let result = rule.settings.on_error.settle(
+                        FAILED_CODE,
+                        reason,
+                        label,
+                        rule.level,
+                        trace,
+                    );
+                    if !matches!(result, GuardrailResult::Allow) {
+                        return result;
                     }
                 }
             }

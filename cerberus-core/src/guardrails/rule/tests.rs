@@ -2,6 +2,7 @@ use super::*;
 use crate::guardrail::Direction;
 use crate::identity::{CallerProfile, Identity, Profile};
 use crate::message::Message;
+use crate::trace::DecisionKind;
 use serde_json::json;
 
 fn rule(settings: serde_json::Value) -> Result<Rule, PolicyError> {
