@@ -14,6 +14,8 @@ use crate::guardrails::rate_limit::{RateLimitGuardrail, RateLimitPeriod, RateLim
 use crate::guardrails::rbac::Rbac;
 #[cfg(feature = "rules")]
 use crate::guardrails::rule::{Rule, RuleGuardrail};
+use crate::guardrails::tool_pinning::ToolPinning;
+use crate::pinning::{MemoryPinStore, PinStore};
 use crate::pipeline::Pipeline;
 use crate::policy::{EffectivePolicy, PolicyDocument, PolicyError, PolicyLevel};
 use crate::rate_limit::{MemoryRateLimiter, RateLimiter};
@@ -31,6 +33,7 @@ pub const BUILTIN_TYPES: &[&str] = &[
     "content_large_documents",
     "content_structured_data",
     "content_source_code",
+    "tool_pinning",
     #[cfg(feature = "rules")]
     "rule",
 ];
@@ -61,6 +64,8 @@ pub fn parse_settings<T: DeserializeOwned>(
 pub struct BuildEnv {
     /// Where rate limits are counted.
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Where tool definitions are pinned.
+    pub pin_store: Arc<dyn PinStore>,
 }
 
 /// Builds a guardrail of one type from its settings.
@@ -132,7 +137,7 @@ impl fmt::Debug for GuardrailRegistry {
 }
 
 impl Default for GuardrailRegistry {
-    /// A registry counting rate limits in memory.
+    /// A registry counting rate limits and pinning tool definitions in memory.
     fn default() -> Self {
         Self::new(Arc::new(MemoryRateLimiter::new()))
     }
@@ -151,11 +156,15 @@ enum Planned {
 }
 
 impl GuardrailRegistry {
-    /// A registry whose rate-limit guardrails count in `rate_limiter`.
+    /// A registry whose rate-limit guardrails count in `rate_limiter`, pinning tool definitions in
+    /// memory.
     pub fn new(rate_limiter: Arc<dyn RateLimiter>) -> Self {
         Self {
             custom: HashMap::new(),
-            env: BuildEnv { rate_limiter },
+            env: BuildEnv {
+                rate_limiter,
+                pin_store: Arc::new(MemoryPinStore::new()),
+            },
             scanners: Mutex::new(HashMap::new()),
         }
     }
@@ -164,6 +173,13 @@ impl GuardrailRegistry {
     /// gateway does to the registry it is given when several instances share their limits.
     pub fn with_rate_limiter(mut self, rate_limiter: Arc<dyn RateLimiter>) -> Self {
         self.env.rate_limiter = rate_limiter;
+        self
+    }
+
+    /// The same registry with tool definitions pinned in `pin_store`: what a gateway with a
+    /// database does, so that pins and approvals outlive the process and reach every instance.
+    pub fn with_pin_store(mut self, pin_store: Arc<dyn PinStore>) -> Self {
+        self.env.pin_store = pin_store;
         self
     }
 
@@ -357,6 +373,10 @@ impl GuardrailRegistry {
             "content_large_documents" => Arc::new(LargeDocuments(parse_settings(settings)?)),
             "content_structured_data" => Arc::new(StructuredData(parse_settings(settings)?)),
             "content_source_code" => Arc::new(SourceCode(parse_settings(settings)?)),
+            "tool_pinning" => Arc::new(ToolPinning::new(
+                parse_settings(settings)?,
+                Arc::clone(&self.env.pin_store),
+            )),
             custom => match self.custom.get(custom) {
                 Some(factory) => factory.build(settings, &self.env)?,
                 None => {
@@ -415,7 +435,8 @@ mod tests {
             {"type": "rate_limit_per_hour", "limit": 1000, "key": "agent_tool"},
             {"type": "content_large_documents", "max_bytes": 100000},
             {"type": "content_structured_data", "max_rows": 100},
-            {"type": "content_source_code", "max_lines": 50}
+            {"type": "content_source_code", "max_lines": 50},
+            {"type": "tool_pinning", "mode": "warn", "on_error": "allow"}
         ]}))
         .unwrap();
     }

@@ -7,6 +7,7 @@
 //! | `rate_limit_per_minute`, `rate_limit_per_hour` | [`rate_limit`] |
 //! | `content_large_documents`, `content_structured_data`, `content_source_code` | [`content`] |
 //! | `rule` (feature `rules`) | [`rule`] |
+//! | `tool_pinning` | [`tool_pinning`] |
 
 pub mod content;
 pub mod pii;
@@ -14,6 +15,7 @@ pub mod rate_limit;
 pub mod rbac;
 #[cfg(feature = "rules")]
 pub mod rule;
+pub mod tool_pinning;
 pub mod wildcard;
 
 use serde::{Deserialize, Serialize};
