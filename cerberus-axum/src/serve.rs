@@ -99,6 +99,8 @@ pub fn build_with_store(
     audit: Arc<dyn AuditSink>,
     store: Arc<dyn ControlStore>,
 ) -> Result<Built, ServeError> {
+    // Pins and their approvals live in the database, shared by every instance.
+    let registry = registry.with_pin_store(Arc::clone(&store) as _);
     let mut parts = Parts::new(config, registry, audit)?;
     let ttl = config
         .database

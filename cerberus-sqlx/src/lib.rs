@@ -4,6 +4,7 @@
 mod agents;
 mod audit;
 mod organisations;
+mod pins;
 mod policies;
 mod rows;
 mod scoped;

@@ -85,13 +85,13 @@ pub(crate) fn conflict(what: &str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
     }
 }
 
-fn corrupt(column: &str, error: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(column: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(Cause::message(format!(
         "stored {column} is unreadable: {error}"
     )))
 }
 
-fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
+pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
     row.try_get::<String, _>(column)
         .map_err(|e| corrupt(column, e))
 }
@@ -100,13 +100,13 @@ fn uuid(row: &AnyRow, column: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(&text(row, column)?).map_err(|e| corrupt(column, e))
 }
 
-fn at(row: &AnyRow, column: &str) -> Result<SystemTime, StoreError> {
+pub(crate) fn at(row: &AnyRow, column: &str) -> Result<SystemTime, StoreError> {
     row.try_get::<i64, _>(column)
         .map(time)
         .map_err(|e| corrupt(column, e))
 }
 
-fn maybe_at(row: &AnyRow, column: &str) -> Result<Option<SystemTime>, StoreError> {
+pub(crate) fn maybe_at(row: &AnyRow, column: &str) -> Result<Option<SystemTime>, StoreError> {
     row.try_get::<Option<i64>, _>(column)
         .map(|t| t.map(time))
         .map_err(|e| corrupt(column, e))

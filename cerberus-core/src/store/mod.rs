@@ -348,7 +348,7 @@ pub trait StoreHealth: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Everything the control plane stores, its audit log included, behind one object.
+/// Everything the control plane stores, its audit log and tool pins included, behind one object.
 pub trait ControlStore:
     StoreHealth
     + OrganisationStore
@@ -358,6 +358,7 @@ pub trait ControlStore:
     + PolicyStore
     + RefreshTokenStore
     + crate::audit::AuditStore
+    + crate::pinning::PinStore
     + fmt::Debug
 {
 }
@@ -371,6 +372,7 @@ impl<T> ControlStore for T where
         + PolicyStore
         + RefreshTokenStore
         + crate::audit::AuditStore
+        + crate::pinning::PinStore
         + fmt::Debug
 {
 }
