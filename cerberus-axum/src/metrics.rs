@@ -7,6 +7,7 @@
 //! | `cerberus_guardrail_decisions_total` | counter | `guardrail` (type), `direction`, `decision` |
 //! | `cerberus_gateway_overhead_seconds` | histogram | `direction`: time in the guardrails per message |
 //! | `cerberus_guardrail_wait_seconds` | histogram | `guardrail` (type): time the pipeline waited for a guardrail that answers asynchronously (a webhook, a rate limit counted in Redis) |
+//! | `cerberus_tool_pin_reports_total` | counter | `report` (`changed`, `new`, `invalid`: a `tools/list` answer holding such definitions; `unapproved_call`: a call of a tool whose definition is not approved), `decision` (`allow` under `warn`, `modify` or `block` under `enforce`) |
 //! | `cerberus_upstream_latency_seconds` | histogram | from sending a request upstream to each message of its answer |
 //! | `cerberus_audit_queue_depth` | gauge | events waiting for the database writer |
 //! | `cerberus_audit_events_unwritten` | gauge | events recorded and not yet stored (queued or in the batch being written): what a crash now would lose |
@@ -74,6 +75,24 @@ struct WaitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PinLabels {
+    report: &'static str,
+    decision: &'static str,
+}
+
+/// The `report` label of a `tool_pinning` trace entry's code.
+fn pin_report(code: &str) -> Option<&'static str> {
+    use cerberus_core::guardrails::tool_pinning::codes;
+    match code {
+        codes::CHANGED => Some("changed"),
+        codes::NEW => Some("new"),
+        codes::INVALID => Some("invalid"),
+        codes::UNAPPROVED_CALL => Some("unapproved_call"),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GuardrailLabels {
     guardrail: String,
     direction: &'static str,
@@ -106,6 +125,8 @@ pub struct Metrics {
     overhead: [Histogram; 2],
     /// Time waited for asynchronous guardrails, by type.
     waits: Family<WaitLabels, Histogram>,
+    /// Unapproved tool definitions the `tool_pinning` guardrail reported.
+    pin_reports: Family<PinLabels, Counter>,
     upstream: Histogram,
     sources: Arc<Sources>,
 }
@@ -237,6 +258,12 @@ impl Metrics {
             Unit::Seconds,
             waits.clone(),
         );
+        let pin_reports = Family::<PinLabels, Counter>::default();
+        registry.register(
+            "tool_pin_reports",
+            "Unapproved tool definitions reported by tool_pinning: tools/list answers holding changed, new or invalid definitions, and calls of unapproved tools",
+            pin_reports.clone(),
+        );
         let upstream = Histogram::new(UPSTREAM_BUCKETS);
         registry.register_with_unit(
             "upstream_latency",
@@ -254,6 +281,7 @@ impl Metrics {
             by_guardrail: RwLock::new(GuardrailTable::default()),
             overhead,
             waits,
+            pin_reports,
             upstream,
             sources,
         }
@@ -309,6 +337,16 @@ impl Metrics {
             self.count(&counters, direction, entry);
         }
         for entry in trace.entries() {
+            if entry.guardrail == "tool_pinning"
+                && let Some(report) = entry.code.as_deref().and_then(pin_report)
+            {
+                self.pin_reports
+                    .get_or_create(&PinLabels {
+                        report,
+                        decision: entry.decision.as_str(),
+                    })
+                    .inc();
+            }
             if let Some(waited) = entry.waited_us {
                 self.waits
                     .get_or_create(&WaitLabels {

@@ -107,7 +107,7 @@ impl AdminGateway {
         let url = self.database.as_ref().map(|d| d.url.clone()).unwrap();
         let config = GatewayConfig::parse(
             &format!(
-                "[database]\nurl = \"{url}\"\ncache_ttl_ms = {cache_ttl_ms}\n\n[admin]\njwt_secret = \"{}\"\n",
+                "[server]\n{LOOPBACK_ALLOWED}\n\n[database]\nurl = \"{url}\"\ncache_ttl_ms = {cache_ttl_ms}\n\n[admin]\njwt_secret = \"{}\"\n",
                 "s".repeat(40)
             ),
             std::path::Path::new("."),

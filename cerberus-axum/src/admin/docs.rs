@@ -17,7 +17,7 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{agents, analytics, audit, labels, login, organisations, policies, workspaces};
+use super::{agents, analytics, audit, labels, login, organisations, pins, policies, workspaces};
 
 /// The OpenAPI document of the admin API.
 #[derive(OpenApi)]
@@ -37,10 +37,12 @@ use super::{agents, analytics, audit, labels, login, organisations, policies, wo
         policies::effective,
         audit::list, audit::export, analytics::get,
         labels::organisation, labels::workspace, labels::agent_access,
+        pins::list, pins::approve,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, Organisation, User, Role, Workspace, Environment, UpstreamDefinition,
-        AgentAccess, StoredPolicy, PolicyTarget, labels::Labels,
+        AgentAccess, StoredPolicy, PolicyTarget, labels::Labels, pins::ToolPins, pins::ToolPinView,
+        pins::MemberChangeView, pins::ApproveBody,
     )),
     modifiers(&BearerToken, &StandardAnswers, &ExactSchemas)
 )]
@@ -346,7 +348,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is documented");
         }
-        assert_eq!(paths.len(), 22, "every admin route");
+        assert_eq!(paths.len(), 24, "every admin route");
         assert!(document["paths"]["/api/v1/auth/login"]["post"]["security"].is_null());
         assert_eq!(
             document["paths"]["/api/v1/policies"]["post"]["security"][0]["bearer"],

@@ -26,6 +26,10 @@ pub enum ApiError {
     /// A live row already has that unique value.
     #[error("{0} already exists")]
     Conflict(String),
+    /// What the request was based on has changed since (a definition reviewed before the server
+    /// listed another).
+    #[error("{0}")]
+    Outdated(String),
     /// A field is missing or has a value that cannot be used.
     #[error("{field}: {message}")]
     Invalid {
@@ -81,7 +85,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::Outdated(_) => StatusCode::CONFLICT,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

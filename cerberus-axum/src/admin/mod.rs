@@ -17,6 +17,7 @@ mod hs256;
 mod labels;
 mod login;
 mod organisations;
+mod pins;
 mod policies;
 pub mod throttle;
 pub(crate) mod validate;
@@ -161,6 +162,14 @@ pub fn router(state: AdminState) -> Router {
             put(t::workspace),
         )
         .route("/api/v1/agent-accesses/{id}/labels", put(t::agent_access))
+        .route(
+            "/api/v1/organisations/{id}/mcp-server-workspaces/{workspace_id}/tool-pins",
+            get(pins::list),
+        )
+        .route(
+            "/api/v1/organisations/{id}/mcp-server-workspaces/{workspace_id}/tool-pins/approve",
+            post(pins::approve),
+        )
         .route(
             "/api/v1/organisations/{id}/users",
             get(o::users).post(o::create_user),
