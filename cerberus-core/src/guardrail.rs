@@ -105,6 +105,16 @@ pub enum GuardrailResult {
         /// Why, for people; never the personal data that caused it.
         reason: String,
     },
+    /// Let the message through only once a person approves it. The guardrails after this one still
+    /// run, so a message another refuses is never put to anyone; then the door that carries it asks
+    /// (see [`crate::approval`]) and passes or refuses it by the answer. A door that cannot ask
+    /// refuses it.
+    Hold {
+        /// A stable, machine-readable code such as `approval_required`.
+        code: String,
+        /// Why it needs approval, for the person asked.
+        reason: String,
+    },
     /// Refuse the message for now: the caller may retry after `retry_after`.
     Throttle {
         /// When a retry may succeed.

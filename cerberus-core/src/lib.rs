@@ -5,6 +5,7 @@
 #[macro_use]
 mod identity;
 
+pub mod approval;
 pub mod audit;
 pub mod exchange;
 pub mod guardrails;

@@ -89,6 +89,17 @@ pub enum Decision {
         /// Why, for people.
         reason: String,
     },
+    /// No guardrail refused the message, and one said it needs a person's approval: the door asks
+    /// and settles it ([`crate::exchange`] does); until then it is refused, as a door that cannot ask
+    /// refuses it.
+    Hold {
+        /// The type of the guardrail that asked for approval (the first, if several did).
+        guardrail: String,
+        /// Its machine-readable code.
+        code: String,
+        /// Why, for the person asked.
+        reason: String,
+    },
     /// A guardrail refused the message for now.
     Throttle {
         /// The type of the guardrail that refused.
@@ -107,12 +118,12 @@ impl Decision {
         match self {
             Self::Allow => DecisionKind::Allow,
             Self::Modify => DecisionKind::Modify,
-            Self::Block { .. } => DecisionKind::Block,
+            Self::Block { .. } | Self::Hold { .. } => DecisionKind::Block,
             Self::Throttle { .. } => DecisionKind::Throttle,
         }
     }
 
-    /// Whether the message may go on (allowed or modified).
+    /// Whether the message may go on (allowed or modified): not a held one, until it is approved.
     pub fn passes(&self) -> bool {
         matches!(self, Self::Allow | Self::Modify)
     }
@@ -198,6 +209,7 @@ impl Pipeline {
         // Room for one entry per stage and then some: the PII stage records one per enabled kind.
         let mut trace = Trace::with_capacity(2 * self.stages.len());
         let mut modified = false;
+        let mut held: Option<(String, String, String)> = None;
         for stage in &self.stages {
             let ctx = envelope.context(&message);
             if !stage.guardrail.applies_to(&ctx) {
@@ -234,6 +246,22 @@ impl Pipeline {
                     message = changed;
                     modified = true;
                 }
+                GuardrailResult::Hold { code, reason } => {
+                    if held.is_none() {
+                        // The entry that holds names the guardrail (`rule:NAME` for a rule).
+                        let guardrail = trace
+                            .entries()
+                            .get(first_entry..)
+                            .and_then(|entries| {
+                                entries.iter().find(|e| e.code.as_deref() == Some(&code))
+                            })
+                            .map_or_else(
+                                || stage.guardrail.type_name().to_owned(),
+                                |e| e.guardrail.to_string(),
+                            );
+                        held = Some((guardrail, code, reason));
+                    }
+                }
                 GuardrailResult::Block { code, reason } => {
                     let guardrail = deciding(DecisionKind::Block);
                     return PipelineOutcome {
@@ -263,7 +291,13 @@ impl Pipeline {
                 }
             }
         }
-        let decision = if modified {
+        let decision = if let Some((guardrail, code, reason)) = held {
+            Decision::Hold {
+                guardrail,
+                code,
+                reason,
+            }
+        } else if modified {
             Decision::Modify
         } else {
             Decision::Allow

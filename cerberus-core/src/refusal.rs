@@ -74,6 +74,20 @@ pub fn refusal(id: Option<&Value>, decision: &Decision) -> Option<Message> {
                 json!({"type": "blocked", "guardrail": guardrail, "code": code, "reason": reason}),
             ),
         ),
+        // A hold nobody settled: the door had no way to ask.
+        Decision::Hold {
+            guardrail,
+            code,
+            reason,
+        } => error_message(
+            id,
+            BLOCKED,
+            &format!("blocked by guardrail {guardrail}: {reason}, and there is no one to ask"),
+            Some(
+                json!({"type": "blocked", "guardrail": guardrail, "code": code,
+                "reason": format!("{reason}, and there is no one to ask")}),
+            ),
+        ),
         Decision::Throttle {
             guardrail,
             retry_after,

@@ -147,6 +147,15 @@ impl Trace {
                 Some(code.clone()),
                 Some(reason.clone()),
             ),
+            // A hold lets the message on as far as this guardrail goes; the approval's own entry,
+            // added when it is answered, says whether it went further.
+            GuardrailResult::Hold { code, reason } => entry(
+                guardrail,
+                level,
+                DecisionKind::Allow,
+                Some(code.clone()),
+                Some(reason.clone()),
+            ),
             GuardrailResult::Throttle {
                 retry_after,
                 reason,

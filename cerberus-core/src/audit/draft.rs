@@ -35,6 +35,8 @@ pub struct UpstreamTiming {
 #[derive(Debug)]
 pub struct EventDraft {
     started: Instant,
+    /// Time since `started` that was not the gateway's: a person deciding about a held call.
+    excluded: Duration,
     size_bytes: usize,
     jsonrpc_id: Option<String>,
     method: Option<String>,
@@ -46,6 +48,7 @@ impl EventDraft {
     pub fn new(envelope: Envelope<'_>, message: &Message) -> Self {
         Self {
             started: Instant::now(),
+            excluded: Duration::ZERO,
             size_bytes: message.to_bytes().len(),
             jsonrpc_id: message.id().map(id_text),
             method: message
@@ -65,6 +68,12 @@ impl EventDraft {
         self
     }
 
+    /// Leaves `waited` out of the overhead the event reports: time spent waiting for a person, not
+    /// in the gateway.
+    pub fn exclude(&mut self, waited: Duration) {
+        self.excluded += waited;
+    }
+
     /// The event for `outcome`. The trace moves into the event (the outcome keeps an empty one): the
     /// caller acts on the decision and the message, the trace is the audit's. With `payloads`, the
     /// event keeps the resulting message, redacted. Whatever `payloads` says, personal data in the
@@ -78,7 +87,7 @@ impl EventDraft {
         upstream: Option<UpstreamTiming>,
         payloads: Option<&PayloadRedactor>,
     ) -> AuditEvent {
-        let overhead_us = micros(self.started.elapsed());
+        let overhead_us = micros(self.started.elapsed().saturating_sub(self.excluded));
         let fields = PayloadRedactor::for_fields();
         let mut trace = std::mem::take(&mut outcome.trace);
         for reason in trace

@@ -105,6 +105,16 @@ impl PayloadRedactor {
         self.bounded(redacted)
     }
 
+    /// `value` (a message's arguments, say), travelling `direction`, redacted and bounded as
+    /// [`redact`](Self::redact) does a whole message.
+    pub fn redact_value(&self, direction: Direction, value: &Value) -> Value {
+        let redacted = self
+            .pii
+            .redact(direction, value)
+            .unwrap_or_else(|| value.clone());
+        self.bounded(redacted)
+    }
+
     /// `value`, or its summary when its JSON is longer than the bound.
     fn bounded(&self, value: Value) -> Value {
         let mut summary = Summary::new(self.max_bytes);

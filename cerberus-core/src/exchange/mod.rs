@@ -38,13 +38,15 @@ use std::time::{Duration, Instant};
 use tracing::{Instrument, Span};
 
 pub use self::conversation::{Conversation, Conversations, MAX_PENDING, Pending};
+use crate::approval::{ApprovalAnswer, ApprovalRequest, Approver};
 use crate::audit::{AuditSink, EventDraft, NullAuditSink, PayloadRedactor, UpstreamTiming};
 use crate::guardrail::Direction;
 use crate::identity::{CallerProfile, Identity};
 use crate::message::{Message, MessageKind, RequestId};
 use crate::pipeline::{Decision, Envelope, Pipeline};
+use crate::policy::PolicyLevel;
 use crate::refusal;
-use crate::trace::Trace;
+use crate::trace::{DecisionKind, Trace};
 
 /// What the door does with a message after the pipeline.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +109,7 @@ pub struct Recorder {
     audit: Arc<dyn AuditSink>,
     payloads: Option<PayloadRedactor>,
     observer: Option<Arc<dyn Observer>>,
+    approver: Option<Arc<dyn Approver>>,
 }
 
 impl Default for Recorder {
@@ -122,6 +125,7 @@ impl Recorder {
             audit,
             payloads: None,
             observer: None,
+            approver: None,
         }
     }
 
@@ -144,6 +148,14 @@ impl Recorder {
     pub fn with_observer(self, observer: Arc<dyn Observer>) -> Self {
         Self {
             observer: Some(observer),
+            ..self
+        }
+    }
+
+    /// The same recorder putting held calls to `approver` (without one, they are refused).
+    pub fn with_approver(self, approver: Arc<dyn Approver>) -> Self {
+        Self {
+            approver: Some(approver),
             ..self
         }
     }
@@ -266,7 +278,7 @@ impl<'a> Exchange<'a> {
                 .map(|sent| sent.elapsed()),
         };
         let audit = &self.recorder.audit;
-        let draft = audit.keeps_events().then(|| {
+        let mut draft = audit.keeps_events().then(|| {
             EventDraft::new(envelope, &message)
                 .or_target(answered.as_ref().and_then(|p| p.target.as_deref()))
         });
@@ -281,12 +293,20 @@ impl<'a> Exchange<'a> {
             .run(envelope, message)
             .instrument(span.clone())
             .await;
+        let elapsed = started.elapsed();
+        if matches!(outcome.decision, Decision::Hold { .. }) {
+            let asked = Instant::now();
+            self.settle_hold(envelope, kind, &mut outcome).await;
+            if let Some(draft) = &mut draft {
+                draft.exclude(asked.elapsed());
+            }
+        }
         if let Some(observer) = &self.recorder.observer {
             observer.observe(&Observation {
                 envelope,
                 decision: &outcome.decision,
                 trace: &outcome.trace,
-                elapsed: started.elapsed(),
+                elapsed,
                 upstream,
                 span: &span,
             });
@@ -334,6 +354,76 @@ impl<'a> Exchange<'a> {
             decision: outcome.decision,
             action,
         }
+    }
+}
+
+impl Exchange<'_> {
+    /// Puts a held message to the recorder's approver and records the answer: the message then
+    /// passes as the pipeline would have let it, or is refused. Only a client's request can wait
+    /// for a person; anything else held is refused.
+    async fn settle_hold(
+        &self,
+        envelope: Envelope<'_>,
+        kind: MessageKind,
+        outcome: &mut crate::pipeline::PipelineOutcome,
+    ) {
+        let Decision::Hold {
+            guardrail, reason, ..
+        } = &outcome.decision
+        else {
+            return;
+        };
+        let entries = outcome.trace.entries();
+        let level = entries
+            .iter()
+            .find(|e| e.guardrail == guardrail.as_str() && e.code.is_some())
+            .map_or(PolicyLevel::Organisation, |e| e.level);
+        let passed = if entries.iter().any(|e| e.decision == DecisionKind::Modify) {
+            Decision::Modify
+        } else {
+            Decision::Allow
+        };
+        let started = Instant::now();
+        let answer = match (
+            &self.recorder.approver,
+            kind,
+            envelope.direction,
+            outcome.message.method(),
+        ) {
+            (None, ..) => ApprovalAnswer::Unavailable {
+                reason: "this gateway has no one to ask".into(),
+            },
+            (Some(approver), MessageKind::Request, Direction::Request, Some(method)) => {
+                let redactor = self
+                    .recorder
+                    .payloads
+                    .as_ref()
+                    .unwrap_or_else(|| PayloadRedactor::for_fields());
+                let arguments = outcome
+                    .message
+                    .arguments()
+                    .map(|a| redactor.redact_value(Direction::Request, a));
+                approver
+                    .decide(ApprovalRequest {
+                        identity: self.identity,
+                        profile: self.profile,
+                        session: self.session,
+                        method,
+                        target: outcome.message.target(),
+                        arguments: arguments.as_ref(),
+                        guardrail,
+                        reason,
+                    })
+                    .await
+            }
+            _ => ApprovalAnswer::Unavailable {
+                reason: "only a client's request can wait for approval".into(),
+            },
+        };
+        let (mut entry, decision) = answer.settle(passed, level);
+        entry.waited_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        outcome.trace.push(entry);
+        outcome.decision = decision;
     }
 }
 

@@ -249,3 +249,166 @@ async fn events_keep_no_personal_data_in_their_id_target_or_reasons() {
     );
     assert_eq!(events[1].decision, DecisionKind::Block);
 }
+
+/// Answers every held call the same way, keeping what it was asked.
+#[derive(Debug)]
+struct Fixed(ApprovalAnswer, Mutex<Vec<(String, Option<Value>, String)>>);
+
+#[async_trait::async_trait]
+impl Approver for Fixed {
+    async fn decide(&self, request: ApprovalRequest<'_>) -> ApprovalAnswer {
+        self.1.lock().unwrap().push((
+            request.target.unwrap_or_default().to_owned(),
+            request.arguments.cloned(),
+            request.reason.to_owned(),
+        ));
+        self.0.clone()
+    }
+}
+
+use serde_json::Value;
+
+const HELD: &str = r#"{"guardrails": [
+    {"type": "rbac", "allow": ["echo"], "approve": ["pay*"]},
+    {"type": "pii_email", "action": "redact"}
+]}"#;
+
+fn pay(to: &str) -> Message {
+    message(&format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"pay","arguments":{{"to":"{to}","amount":5}}}}}}"#
+    ))
+}
+
+async fn held_call(
+    answer: ApprovalAnswer,
+) -> (
+    Handled,
+    Vec<(String, Option<Value>, String)>,
+    crate::audit::AuditEvent,
+) {
+    let pipeline = pipeline(HELD);
+    let identity = Identity::new_random();
+    let conversation = Conversation::new();
+    let audit = Arc::new(MemoryAuditSink::new());
+    let approver = Arc::new(Fixed(answer, Mutex::new(Vec::new())));
+    let recorder = Recorder::new(audit.clone()).with_approver(approver.clone());
+    let exchange = Exchange::new(&pipeline, &identity, &conversation, &recorder);
+    let handled = exchange.from_client(pay("jane@example.com")).await;
+    let asked = approver.1.lock().unwrap().clone();
+    (handled, asked, audit.events().remove(0))
+}
+
+#[tokio::test]
+async fn an_approved_call_goes_on_as_the_pipeline_left_it() {
+    let (handled, asked, event) = held_call(ApprovalAnswer::Approved { by: "u1".into() }).await;
+    assert_eq!(handled.decision, Decision::Modify);
+    let Action::Forward(call) = handled.action else {
+        panic!("not forwarded")
+    };
+    assert_eq!(call.arguments().unwrap()["to"], "[REDACTED:EMAIL]");
+    // The person saw the arguments redacted, and why.
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].0, "pay");
+    assert_eq!(asked[0].1.as_ref().unwrap()["to"], "[REDACTED:EMAIL]");
+    assert_eq!(asked[0].2, "tool `pay` needs approval for each request");
+    let last = event.trace.entries().last().unwrap();
+    assert_eq!(last.guardrail, "approval");
+    assert_eq!(last.code.as_deref(), Some(crate::approval::codes::GRANTED));
+    assert_eq!(last.reason.as_deref(), Some("approved by u1"));
+    assert!(last.waited_us.is_some());
+    assert_eq!(event.decision, DecisionKind::Modify);
+}
+
+#[tokio::test]
+async fn a_denied_or_timed_out_call_is_refused_with_its_reason() {
+    for (answer, code, reason) in [
+        (
+            ApprovalAnswer::Denied {
+                by: "u2".into(),
+                reason: Some("not this week".into()),
+            },
+            crate::approval::codes::DENIED,
+            "denied by u2: not this week",
+        ),
+        (
+            ApprovalAnswer::TimedOut {
+                after: Duration::from_secs(300),
+            },
+            crate::approval::codes::TIMED_OUT,
+            "nobody answered within 300 s",
+        ),
+    ] {
+        let (handled, _, event) = held_call(answer).await;
+        let Action::Reply(error) = handled.action else {
+            panic!("not refused")
+        };
+        let data = &error.error().unwrap()["data"];
+        assert_eq!(data["guardrail"], "approval");
+        assert_eq!(data["code"], code);
+        assert_eq!(data["reason"], reason);
+        assert_eq!(event.decision, DecisionKind::Block);
+        assert_eq!(
+            event.trace.entries().last().unwrap().reason.as_deref(),
+            Some(reason)
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_an_approver_a_held_call_is_refused_and_others_pass() {
+    let pipeline = pipeline(HELD);
+    let identity = Identity::new_random();
+    let conversation = Conversation::new();
+    let recorder = Recorder::none();
+    let exchange = Exchange::new(&pipeline, &identity, &conversation, &recorder);
+    let handled = exchange.from_client(pay("x")).await;
+    let Action::Reply(error) = handled.action else {
+        panic!("not refused")
+    };
+    assert_eq!(
+        error.error().unwrap()["data"]["code"],
+        crate::approval::codes::UNAVAILABLE
+    );
+    let echo =
+        message(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#);
+    assert_eq!(exchange.from_client(echo).await.decision, Decision::Allow);
+}
+
+#[tokio::test]
+async fn a_call_another_guardrail_refuses_is_never_put_to_anyone() {
+    let pipeline = pipeline(
+        r#"{"guardrails": [
+            {"type": "rule", "name": "ask", "when": "tool == 'pay'", "action": "approve"},
+            {"type": "rule", "name": "cap", "when": "tool == 'pay' && arguments.amount > 1"},
+            {"type": "rbac", "allow": ["*"]}
+        ]}"#,
+    );
+    let identity = Identity::new_random();
+    let conversation = Conversation::new();
+    let approver = Arc::new(Fixed(
+        ApprovalAnswer::Approved { by: "u".into() },
+        Mutex::new(Vec::new()),
+    ));
+    let recorder = Recorder::none().with_approver(approver.clone());
+    let exchange = Exchange::new(&pipeline, &identity, &conversation, &recorder);
+    let handled = exchange.from_client(pay("x")).await;
+    assert!(
+        matches!(handled.decision, Decision::Block { ref guardrail, .. } if guardrail == "rule:cap")
+    );
+    assert!(approver.1.lock().unwrap().is_empty());
+    // A rule that holds alone names itself as the guardrail that asked.
+    let pipeline = self::pipeline(
+        r#"{"guardrails": [{"type": "rule", "name": "ask", "when": "tool == 'pay'", "action": "approve", "reason": "payments need a person"}]}"#,
+    );
+    let outcome = pipeline
+        .run(Envelope::new(Direction::Request, &identity), pay("x"))
+        .await;
+    assert_eq!(
+        outcome.decision,
+        Decision::Hold {
+            guardrail: "rule:ask".into(),
+            code: crate::approval::codes::REQUIRED.into(),
+            reason: "payments need a person".into()
+        }
+    );
+}

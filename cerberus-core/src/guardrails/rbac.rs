@@ -5,8 +5,10 @@
 //!  "prompts": {"allow": ["*"]}, "resources": {"allow": ["file:///public/*"]}}
 //! ```
 //!
-//! A name matching a `deny` pattern is refused even if it also matches an `allow` pattern. A name in
-//! neither list is refused unless `unlisted` is `"allow"`, so an empty allow list allows nothing.
+//! A name matching a `deny` pattern is refused even if it also matches an `allow` pattern. A name
+//! matching an `approve` pattern (and no `deny` pattern) is allowed one request at a time: each is
+//! held until a person approves it ([`crate::approval`]). A name in none of the lists is refused
+//! unless `unlisted` is `"allow"`, so an empty allow list allows nothing.
 //! Tools are always governed; prompts and resources only when their lists are configured.
 //!
 //! Requests naming something refused (`tools/call`, `prompts/get`, `resources/read`,
@@ -42,10 +44,13 @@ pub struct AccessList {
     /// Patterns of names allowed.
     #[serde(default)]
     pub allow: Vec<Wildcard>,
-    /// Patterns of names refused; these win over `allow`.
+    /// Patterns of names refused; these win over `allow` and `approve`.
     #[serde(default)]
     pub deny: Vec<Wildcard>,
-    /// What happens to names in neither list.
+    /// Patterns of names allowed once a person approves each request; these win over `allow`.
+    #[serde(default)]
+    pub approve: Vec<Wildcard>,
+    /// What happens to names in no list.
     #[serde(default)]
     pub unlisted: Unlisted,
 }
@@ -56,7 +61,14 @@ impl AccessList {
         if self.deny.iter().any(|p| p.matches(name)) {
             return false;
         }
-        self.allow.iter().any(|p| p.matches(name)) || self.unlisted == Unlisted::Allow
+        self.allow.iter().any(|p| p.matches(name))
+            || self.approve.iter().any(|p| p.matches(name))
+            || self.unlisted == Unlisted::Allow
+    }
+
+    /// Whether a request naming `name` is held for approval (it matches `approve` and no `deny`).
+    pub fn needs_approval(&self, name: &str) -> bool {
+        self.approve.iter().any(|p| p.matches(name)) && !self.deny.iter().any(|p| p.matches(name))
     }
 }
 
@@ -70,6 +82,9 @@ pub struct RbacSettings {
     /// Tool name patterns refused.
     #[serde(default)]
     pub deny: Vec<Wildcard>,
+    /// Tool name patterns allowed once a person approves each call.
+    #[serde(default)]
+    pub approve: Vec<Wildcard>,
     /// What happens to tools in neither list.
     #[serde(default)]
     pub unlisted: Unlisted,
@@ -103,6 +118,7 @@ impl Rbac {
             tools: AccessList {
                 allow: settings.allow,
                 deny: settings.deny,
+                approve: settings.approve,
                 unlisted: settings.unlisted,
             },
             prompts: settings.prompts,
@@ -178,6 +194,10 @@ impl SyncGuardrail for Rbac {
                 return GuardrailResult::Allow;
             };
             return match name {
+                Some(name) if list.needs_approval(name) => GuardrailResult::Hold {
+                    code: crate::approval::codes::REQUIRED.to_owned(),
+                    reason: format!("{noun} `{name}` needs approval for each request"),
+                },
                 Some(name) if list.permits(name) => GuardrailResult::Allow,
                 Some(name) => GuardrailResult::block(
                     CODE,

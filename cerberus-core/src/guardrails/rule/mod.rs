@@ -68,6 +68,9 @@ pub enum RuleAction {
     /// Refuse the message.
     #[default]
     Block,
+    /// Hold the request until a person approves it ([`crate::approval`]); the rules after it still
+    /// run, and one that blocks refuses it without asking anyone.
+    Approve,
 }
 
 /// What a rule does when it cannot be run on a message.
@@ -241,6 +244,7 @@ impl RuleGuardrail {
 
     fn decide(&self, ctx: &GuardrailContext<'_>, trace: &mut Trace) -> GuardrailResult {
         let variables = self.reads.context(&ENV, ctx, (self.clock)());
+        let mut held = None;
         for rule in self
             .rules
             .iter()
@@ -255,6 +259,15 @@ impl RuleGuardrail {
                         .reason
                         .clone()
                         .unwrap_or_else(|| format!("the message matches {}", rule.label));
+                    if rule.settings.action == RuleAction::Approve {
+                        let result = GuardrailResult::Hold {
+                            code: crate::approval::codes::REQUIRED.to_owned(),
+                            reason,
+                        };
+                        trace.record(label, rule.level, &result);
+                        held.get_or_insert(result);
+                        continue;
+                    }
                     let result = GuardrailResult::block(CODE, reason);
                     trace.record(label, rule.level, &result);
                     return result;
@@ -274,7 +287,7 @@ impl RuleGuardrail {
                 }
             }
         }
-        GuardrailResult::Allow
+        held.unwrap_or(GuardrailResult::Allow)
     }
 }
 
