@@ -818,3 +818,129 @@ async fn tool_pins_test(store: &SqlStore) {
     );
     assert!(store.pin(org, ws2, "extra").await.unwrap().is_none());
 }
+
+on_each_backend!(approvals, approvals_test);
+async fn approvals_test(store: &SqlStore) {
+    use cerberus_core::store::{Approval, ApprovalStatus, ApprovalStore, Verdict};
+    let org = OrganisationId::new_random();
+    let held = |target: &str, expires_in: Duration| {
+        Approval::pending(
+            org,
+            cerberus_core::WorkspaceId::new_random(),
+            AgentId::new_random(),
+            "tools/call".into(),
+            Some(target.into()),
+            Some(json!({"to": "[REDACTED:EMAIL]", "amount": 5})),
+            "rbac".into(),
+            format!("tool `{target}` needs approval for each request"),
+            SystemTime::now() + expires_in,
+        )
+    };
+    let first = held("pay", Duration::from_secs(300));
+    let second = held("refund\0", Duration::from_secs(300));
+    let expired = held("wire", Duration::ZERO);
+    for approval in [&first, &second, &expired] {
+        store.create_approval(approval).await.unwrap();
+    }
+    let stored = store.approval(org, first.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ApprovalStatus::Pending);
+    assert_eq!(stored.arguments, first.arguments);
+    assert_eq!(stored.reason, first.reason);
+    let pending = store
+        .approvals(org, Some(ApprovalStatus::Pending), Page::default())
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 3);
+    assert_eq!(pending[0].id, expired.id, "newest first");
+
+    // Another tenant finds and decides nothing.
+    let other = OrganisationId::new_random();
+    assert!(store.approval(other, first.id).await.unwrap().is_none());
+    assert!(
+        store
+            .decide_approval(other, first.id, Verdict::Approve, "x", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .approvals(other, None, Page::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The first answer stands.
+    let approved = store
+        .decide_approval(org, first.id, Verdict::Approve, "admin-1", Some("ok"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(approved.status, ApprovalStatus::Approved);
+    assert_eq!(approved.decided_by.as_deref(), Some("admin-1"));
+    assert_eq!(approved.note.as_deref(), Some("ok"));
+    assert!(approved.decided_at.is_some());
+    let late = store
+        .decide_approval(org, first.id, Verdict::Deny, "admin-2", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(late.status, ApprovalStatus::Approved);
+    assert_eq!(
+        store
+            .expire_approval(org, first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ApprovalStatus::Approved
+    );
+
+    // A denial, and an expired one no answer can reach.
+    let denied = store
+        .decide_approval(org, second.id, Verdict::Deny, "admin-2", Some("not\0now"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(denied.status, ApprovalStatus::Denied);
+    assert_eq!(denied.target.as_deref(), Some("refund\\u0000"));
+    let too_late = store
+        .decide_approval(org, expired.id, Verdict::Approve, "admin-1", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(too_late.status, ApprovalStatus::Pending);
+    let timed_out = store
+        .expire_approval(org, expired.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(timed_out.status, ApprovalStatus::TimedOut);
+    assert!(timed_out.decided_by.is_none());
+    let all = store.approvals(org, None, Page::default()).await.unwrap();
+    let statuses: Vec<_> = all.iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            ApprovalStatus::TimedOut,
+            ApprovalStatus::Denied,
+            ApprovalStatus::Approved
+        ]
+    );
+    assert_eq!(
+        store
+            .approvals(
+                org,
+                Some(ApprovalStatus::Denied),
+                Page {
+                    limit: 10,
+                    offset: 0
+                }
+            )
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

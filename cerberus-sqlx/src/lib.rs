@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod agents;
+mod approvals;
 mod audit;
 mod organisations;
 mod pins;

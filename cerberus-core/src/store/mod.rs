@@ -5,6 +5,7 @@
 //! nothing outside it: another tenant's id is as unknown as one that never existed. Deletes are soft
 //! (a deleted row keeps its id but is found by nothing), and names are unique among live rows only.
 
+mod approvals;
 mod model;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use approvals::{Approval, ApprovalId, ApprovalStatus, ApprovalStore, Verdict};
 pub use model::{
     AgentAccess, Environment, Organisation, PolicyId, PolicyTarget, RefreshTokenRecord,
     ResolvedAgent, ResolvedPolicies, Role, StoredPolicy, UpstreamDefinition, User, UserCredentials,
@@ -348,7 +350,8 @@ pub trait StoreHealth: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Everything the control plane stores, its audit log and tool pins included, behind one object.
+/// Everything the control plane stores, its audit log, tool pins and approvals included, behind one
+/// object.
 pub trait ControlStore:
     StoreHealth
     + OrganisationStore
@@ -359,6 +362,7 @@ pub trait ControlStore:
     + RefreshTokenStore
     + crate::audit::AuditStore
     + crate::pinning::PinStore
+    + ApprovalStore
     + fmt::Debug
 {
 }
@@ -373,6 +377,7 @@ impl<T> ControlStore for T where
         + RefreshTokenStore
         + crate::audit::AuditStore
         + crate::pinning::PinStore
+        + ApprovalStore
         + fmt::Debug
 {
 }
