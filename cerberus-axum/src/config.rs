@@ -61,7 +61,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             source: None,
             path: path.into(),
@@ -611,6 +611,8 @@ impl GatewayConfig {
         }
         #[cfg(not(feature = "redis"))]
         unsupported("redis", &raw.redis, "redis")?;
+        #[cfg(feature = "control-plane")]
+        raw.admin.check()?;
         if !(0.0..=1.0).contains(&raw.telemetry.sample_ratio) {
             return Err(ConfigError::new(
                 "telemetry.sample_ratio",

@@ -40,6 +40,8 @@ pub mod webhook;
 #[cfg(feature = "control-plane")]
 pub mod admin;
 #[cfg(feature = "control-plane")]
+pub mod approvals;
+#[cfg(feature = "control-plane")]
 pub mod control_plane;
 
 #[cfg(feature = "redis")]

@@ -8,6 +8,8 @@
 //! | `cerberus_gateway_overhead_seconds` | histogram | `direction`: time in the guardrails per message |
 //! | `cerberus_guardrail_wait_seconds` | histogram | `guardrail` (type): time the pipeline waited for a guardrail that answers asynchronously (a webhook, a rate limit counted in Redis) |
 //! | `cerberus_tool_pin_reports_total` | counter | `report` (`changed`, `new`, `invalid`: a `tools/list` answer holding such definitions; `unapproved_call`: a call of a tool whose definition is not approved), `decision` (`allow` under `warn`, `modify` or `block` under `enforce`) |
+//! | `cerberus_approvals_total` | counter | `outcome`: what became of calls held for approval (`approved`, `denied`, `timed_out`, `unavailable`) |
+//! | `cerberus_approvals_waiting` | gauge | calls held on this instance, waiting for an admin's answer |
 //! | `cerberus_upstream_latency_seconds` | histogram | from sending a request upstream to each message of its answer |
 //! | `cerberus_audit_queue_depth` | gauge | events waiting for the database writer |
 //! | `cerberus_audit_events_unwritten` | gauge | events recorded and not yet stored (queued or in the batch being written): what a crash now would lose |
@@ -80,6 +82,23 @@ struct PinLabels {
     decision: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApprovalLabels {
+    outcome: &'static str,
+}
+
+/// The `outcome` label of an `approval` trace entry's code.
+fn approval_outcome(code: &str) -> Option<&'static str> {
+    use cerberus_core::approval::codes;
+    match code {
+        codes::GRANTED => Some("approved"),
+        codes::DENIED => Some("denied"),
+        codes::TIMED_OUT => Some("timed_out"),
+        codes::UNAVAILABLE => Some("unavailable"),
+        _ => None,
+    }
+}
+
 /// The `report` label of a `tool_pinning` trace entry's code.
 fn pin_report(code: &str) -> Option<&'static str> {
     use cerberus_core::guardrails::tool_pinning::codes;
@@ -127,6 +146,8 @@ pub struct Metrics {
     waits: Family<WaitLabels, Histogram>,
     /// Unapproved tool definitions the `tool_pinning` guardrail reported.
     pin_reports: Family<PinLabels, Counter>,
+    /// Held calls, by what became of them.
+    approvals: Family<ApprovalLabels, Counter>,
     upstream: Histogram,
     sources: Arc<Sources>,
 }
@@ -195,6 +216,8 @@ struct Sources {
     limiter: OnceLock<Arc<cerberus_redis::RedisRateLimiter>>,
     stdio: OnceLock<Arc<StdioSessions>>,
     sessions: OnceLock<Arc<MemorySessionStore>>,
+    #[cfg(feature = "control-plane")]
+    approvals: OnceLock<Arc<crate::approvals::AdminApprover>>,
 }
 
 impl Default for Metrics {
@@ -264,6 +287,12 @@ impl Metrics {
             "Unapproved tool definitions reported by tool_pinning: tools/list answers holding changed, new or invalid definitions, and calls of unapproved tools",
             pin_reports.clone(),
         );
+        let approvals = Family::<ApprovalLabels, Counter>::default();
+        registry.register(
+            "approvals",
+            "Calls held for approval, by outcome: approved, denied, timed_out, unavailable",
+            approvals.clone(),
+        );
         let upstream = Histogram::new(UPSTREAM_BUCKETS);
         registry.register_with_unit(
             "upstream_latency",
@@ -282,6 +311,7 @@ impl Metrics {
             overhead,
             waits,
             pin_reports,
+            approvals,
             upstream,
             sources,
         }
@@ -347,6 +377,13 @@ impl Metrics {
                     })
                     .inc();
             }
+            if entry.guardrail == cerberus_core::approval::GUARDRAIL
+                && let Some(outcome) = entry.code.as_deref().and_then(approval_outcome)
+            {
+                self.approvals
+                    .get_or_create(&ApprovalLabels { outcome })
+                    .inc();
+            }
             if let Some(waited) = entry.waited_us {
                 self.waits
                     .get_or_create(&WaitLabels {
@@ -409,6 +446,12 @@ impl Metrics {
     /// Reads the number of stdio upstream processes at each scrape.
     pub fn watch_stdio(&self, sessions: Arc<StdioSessions>) {
         let _ = self.sources.stdio.set(sessions);
+    }
+
+    /// Reports how many held calls wait on this instance.
+    #[cfg(feature = "control-plane")]
+    pub fn watch_approvals(&self, approver: Arc<crate::approvals::AdminApprover>) {
+        let _ = self.sources.approvals.set(approver);
     }
 
     /// Every metric in the Prometheus text format.
@@ -494,6 +537,15 @@ impl prometheus_client::collector::Collector for Sources {
                 "sessions_open",
                 "Gateway sessions kept in this instance's memory",
                 i64::try_from(sessions.len()).unwrap_or(i64::MAX),
+            )?;
+        }
+        #[cfg(feature = "control-plane")]
+        if let Some(approvals) = self.approvals.get() {
+            gauge(
+                &mut encoder,
+                "approvals_waiting",
+                "Calls held on this instance, waiting for an admin's answer",
+                i64::try_from(approvals.waiting()).unwrap_or(i64::MAX),
             )?;
         }
         if let Some(stdio) = self.stdio.get() {

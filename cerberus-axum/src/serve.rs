@@ -113,6 +113,18 @@ pub fn build_with_store(
         ttl,
         crate::directory::MAX_CACHED,
     );
+    // Held calls wait for the organisation's admins, through the database.
+    let approver = Arc::new(crate::approvals::AdminApprover::new(
+        Arc::clone(&store) as _,
+        config.admin.approval_timeout(),
+        config.admin.approval_poll_interval(),
+    ));
+    parts.gateway.recorder = parts
+        .gateway
+        .recorder
+        .clone()
+        .with_approver(Arc::clone(&approver) as _);
+    parts.gateway.metrics.watch_approvals(Arc::clone(&approver));
     let gateway = Arc::new(parts.gateway);
     let local: Arc<dyn Fn() + Send + Sync> = {
         let gateway = Arc::clone(&gateway);
@@ -146,7 +158,8 @@ pub fn build_with_store(
         parts.registry,
         config.admin.clone(),
         invalidate,
-    );
+    )
+    .with_approvals(approver);
     let readiness = Readiness::new(config.upstreams()).with_store(store);
     #[cfg(feature = "redis")]
     let readiness = readiness.with_redis(parts.distributed);

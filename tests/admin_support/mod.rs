@@ -53,14 +53,23 @@ impl AdminGateway {
         Self::start_with(backend, false, server).await
     }
 
+    /// Starts one on `backend` whose `[admin]` section also holds `admin` (settings, one per line).
+    pub async fn start_with_admin(backend: Backend, admin: &str) -> Self {
+        Self::start_configured(backend, false, LOOPBACK_ALLOWED, admin).await
+    }
+
     async fn start_with(backend: Backend, audited: bool, server: &str) -> Self {
+        Self::start_configured(backend, audited, server, "").await
+    }
+
+    async fn start_configured(backend: Backend, audited: bool, server: &str, admin: &str) -> Self {
         let database = TestDatabase::create(backend).await;
         let store = Arc::new(database.store().await);
         let config = GatewayConfig::parse(
             &format!(
                 "[server]\nmax_body_bytes = 65536\nupstream_timeout_secs = 5\n{server}\n\n\
                  [database]\nurl = \"{}\"\ncache_ttl_ms = 60000\n\n\
-                 [admin]\njwt_secret = \"{}\"\n",
+                 [admin]\njwt_secret = \"{}\"\n{admin}\n",
                 database.url,
                 "s".repeat(40)
             ),

@@ -7,8 +7,8 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use cerberus_core::store::{
-    AgentAccess, Environment, Organisation, PolicyTarget, Role, StoredPolicy, UpstreamDefinition,
-    User, Workspace,
+    AgentAccess, Approval, ApprovalStatus, Environment, Organisation, PolicyTarget, Role,
+    StoredPolicy, UpstreamDefinition, User, Workspace,
 };
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Schema, Type};
@@ -17,7 +17,9 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{agents, analytics, audit, labels, login, organisations, pins, policies, workspaces};
+use super::{
+    agents, analytics, approvals, audit, labels, login, organisations, pins, policies, workspaces,
+};
 
 /// The OpenAPI document of the admin API.
 #[derive(OpenApi)]
@@ -38,11 +40,12 @@ use super::{agents, analytics, audit, labels, login, organisations, pins, polici
         audit::list, audit::export, analytics::get,
         labels::organisation, labels::workspace, labels::agent_access,
         pins::list, pins::approve,
+        approvals::list, approvals::get, approvals::approve, approvals::deny,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, Organisation, User, Role, Workspace, Environment, UpstreamDefinition,
         AgentAccess, StoredPolicy, PolicyTarget, labels::Labels, pins::ToolPins, pins::ToolPinView,
-        pins::MemberChangeView, pins::ApproveBody,
+        pins::MemberChangeView, pins::ApproveBody, approvals::AnswerBody, Approval, ApprovalStatus,
     )),
     modifiers(&BearerToken, &StandardAnswers, &ExactSchemas)
 )]
@@ -348,7 +351,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is documented");
         }
-        assert_eq!(paths.len(), 24, "every admin route");
+        assert_eq!(paths.len(), 28, "every admin route");
         assert!(document["paths"]["/api/v1/auth/login"]["post"]["security"].is_null());
         assert_eq!(
             document["paths"]["/api/v1/policies"]["post"]["security"][0]["bearer"],

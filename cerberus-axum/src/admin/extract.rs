@@ -223,12 +223,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
         let Query(query) = Query::<PageQuery>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::invalid("query", e.body_text()))?;
-        let limit = query.limit.unwrap_or(50);
+        Self::of(query.limit, query.offset)
+    }
+}
+
+impl Pagination {
+    /// The page `?limit=&offset=` ask for, checked.
+    pub fn of(limit: Option<u32>, offset: Option<u64>) -> Result<Self, ApiError> {
+        let limit = limit.unwrap_or(50);
         if !(1..=200).contains(&limit) {
             return Err(ApiError::invalid("limit", "must be from 1 to 200"));
         }
         // The databases count rows in signed 64 bits.
-        let offset = query.offset.unwrap_or(0);
+        let offset = offset.unwrap_or(0);
         if i64::try_from(offset).is_err() {
             return Err(ApiError::invalid(
                 "offset",

@@ -8,6 +8,7 @@
 
 mod agents;
 mod analytics;
+mod approvals;
 mod audit;
 pub mod credentials;
 mod docs;
@@ -59,6 +60,12 @@ pub struct AdminSettings {
     pub login_failures_per_address: u32,
     /// How long failed logins are remembered, from the first, in seconds.
     pub login_failure_window_secs: u64,
+    /// How long a call held for approval waits for an admin's answer before it is refused, in
+    /// seconds (1 to 86 400).
+    pub approval_timeout_secs: u64,
+    /// How often a waiting call looks for an answer given through another instance, in
+    /// milliseconds (50 to 10 000); an answer through this instance wakes it at once.
+    pub approval_poll_interval_ms: u64,
 }
 
 impl Default for AdminSettings {
@@ -72,6 +79,8 @@ impl Default for AdminSettings {
             login_failures_per_account: 10,
             login_failures_per_address: 100,
             login_failure_window_secs: 15 * 60,
+            approval_timeout_secs: 5 * 60,
+            approval_poll_interval_ms: 500,
         }
     }
 }
@@ -80,6 +89,33 @@ impl AdminSettings {
     /// The default grace period of a rotated key.
     pub fn key_rotation_grace(&self) -> Duration {
         Duration::from_secs(self.key_rotation_grace_secs)
+    }
+
+    /// Refuses settings out of their range, naming the setting.
+    pub fn check(&self) -> Result<(), crate::config::ConfigError> {
+        if !(1..=86_400).contains(&self.approval_timeout_secs) {
+            return Err(crate::config::ConfigError::new(
+                "admin.approval_timeout_secs",
+                "must be from 1 to 86400",
+            ));
+        }
+        if !(50..=10_000).contains(&self.approval_poll_interval_ms) {
+            return Err(crate::config::ConfigError::new(
+                "admin.approval_poll_interval_ms",
+                "must be from 50 to 10000",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long a held call waits for an answer.
+    pub fn approval_timeout(&self) -> Duration {
+        Duration::from_secs(self.approval_timeout_secs)
+    }
+
+    /// How often a held call looks for an answer in the database.
+    pub fn approval_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.approval_poll_interval_ms)
     }
 
     /// The limits of failed logins.
@@ -105,6 +141,8 @@ pub struct AdminState {
     pub settings: Arc<AdminSettings>,
     /// Failed logins, per account and per address.
     pub logins: LoginThrottle,
+    /// This instance's waiting held calls, woken when an answer is given here.
+    pub approvals: Option<Arc<crate::approvals::AdminApprover>>,
     on_change: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -132,7 +170,16 @@ impl AdminState {
             registry,
             logins: LoginThrottle::new(settings.login_limits()),
             settings: Arc::new(settings),
+            approvals: None,
             on_change,
+        }
+    }
+
+    /// The same state waking `approver`'s waiting calls when an answer is given here.
+    pub fn with_approvals(self, approver: Arc<crate::approvals::AdminApprover>) -> Self {
+        Self {
+            approvals: Some(approver),
+            ..self
         }
     }
 
@@ -204,6 +251,22 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/api/v1/organisations/{id}/analytics",
             get(self::analytics::get),
+        )
+        .route(
+            "/api/v1/organisations/{id}/approvals",
+            get(self::approvals::list),
+        )
+        .route(
+            "/api/v1/organisations/{id}/approvals/{approval_id}",
+            get(self::approvals::get),
+        )
+        .route(
+            "/api/v1/organisations/{id}/approvals/{approval_id}/approve",
+            post(self::approvals::approve),
+        )
+        .route(
+            "/api/v1/organisations/{id}/approvals/{approval_id}/deny",
+            post(self::approvals::deny),
         )
         .route("/api/v1/policies", get(p::list).post(p::create))
         .route(

@@ -77,6 +77,8 @@ with the file's field or the variable named.
   CERBERUS_ADMIN__LOGIN_FAILURES_PER_ACCOUNT failed logins for one email in the window; then 429 (10)
   CERBERUS_ADMIN__LOGIN_FAILURES_PER_ADDRESS failed logins from one address in the window (100)
   CERBERUS_ADMIN__LOGIN_FAILURE_WINDOW_SECS how long failed logins are remembered (900)
+  CERBERUS_ADMIN__APPROVAL_TIMEOUT_SECS     how long a held call waits for an admin (300)
+  CERBERUS_ADMIN__APPROVAL_POLL_INTERVAL_MS how often it looks for an answer given elsewhere (500)
   CERBERUS_AUDIT__DATABASE                  store audit records in the database (true)
   CERBERUS_AUDIT__QUEUE_CAPACITY            events waiting for the writer (65536)
   CERBERUS_AUDIT__BATCH_SIZE                most events per transaction (1000)

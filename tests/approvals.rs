@@ -1,0 +1,286 @@
+//! Calls held for an admin's approval, between a real rmcp client and server through the gateway: an
+//! approved call completes, a denied one and a timed-out one are refused with their reasons, a call
+//! held on one instance is released by an answer given through another, and every held call's
+//! audit record names who answered or the timeout.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+mod admin_support;
+mod databases;
+mod support;
+
+use admin_support::{Admin, AdminGateway, call_echo};
+use axum::http::StatusCode;
+use cerberus_sqlx::Backend;
+use serde_json::{Value, json};
+
+/// `echo` needs approval for each call; everything else is allowed.
+fn policy() -> Value {
+    json!({"guardrails": [
+        {"type": "rbac", "allow": ["*"], "approve": ["echo"]},
+        {"type": "pii_email", "action": "redact"}
+    ]})
+}
+
+/// A tenant with a workspace in front of the test upstream under [`policy`]; returns the admin
+/// and an agent key.
+async fn tenant(gateway: &AdminGateway) -> (Admin, String) {
+    let admin = gateway.tenant("acme", "owner@acme.example").await;
+    let upstream = support::start_upstream().await;
+    let workspace = admin.workspace("payments", &upstream).await;
+    let (_, key) = admin.agent(&workspace, "assistant").await;
+    admin.policy("workspace", &workspace, policy()).await;
+    (admin, key)
+}
+
+fn approvals_path(admin: &Admin) -> String {
+    format!("/api/v1/organisations/{}/approvals", admin.organisation)
+}
+
+/// Waits for the organisation's one pending approval and returns it.
+async fn pending(admin: &Admin) -> Value {
+    let path = format!("{}?status=pending", approvals_path(admin));
+    tokio::time::timeout(support::HANG, async {
+        loop {
+            let page = admin.expect(StatusCode::OK, "GET", &path, None).await;
+            if let Some(approval) = page["items"].as_array().and_then(|items| items.first()) {
+                return approval.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a call is held")
+}
+
+/// The reason of the last `approval` entry the gateway audited.
+fn audited_answer(gateway: &AdminGateway) -> String {
+    gateway
+        .audit
+        .events()
+        .iter()
+        .flat_map(|e| e.trace.entries().to_vec())
+        .rev()
+        .find(|entry| entry.guardrail == "approval")
+        .and_then(|entry| entry.reason)
+        .expect("an approval entry")
+}
+
+async fn user_id(admin: &Admin) -> String {
+    let users = admin
+        .expect(
+            StatusCode::OK,
+            "GET",
+            &format!("/api/v1/organisations/{}/users", admin.organisation),
+            None,
+        )
+        .await;
+    users["items"][0]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_call_completes_and_a_denied_one_is_refused() {
+    for backend in databases::BACKENDS {
+        println!("{backend:?}");
+        let gateway = AdminGateway::start(backend).await;
+        let (admin, key) = tenant(&gateway).await;
+        let me = user_id(&admin).await;
+        let mcp = gateway.mcp();
+
+        // Held: the admin sees who asked, for which tool, with which (redacted) arguments, and why.
+        let call = tokio::spawn({
+            let (mcp, key) = (mcp.clone(), key.clone());
+            async move { call_echo(&mcp, &key, "pay jane@example.com 5 EUR").await }
+        });
+        let held = pending(&admin).await;
+        assert_eq!(held["status"], "pending");
+        assert_eq!(held["method"], "tools/call");
+        assert_eq!(held["target"], "echo");
+        assert_eq!(
+            held["arguments"],
+            json!({"text": "pay [REDACTED:EMAIL] 5 EUR"})
+        );
+        assert_eq!(held["guardrail"], "rbac");
+        assert_eq!(
+            held["reason"],
+            "tool `echo` needs approval for each request"
+        );
+        assert!(!call.is_finished(), "the call waits");
+        let id = held["id"].as_str().unwrap();
+
+        // A viewer may read but not answer; another tenant sees nothing.
+        admin
+            .expect(
+                StatusCode::CREATED,
+                "POST",
+                &format!("/api/v1/organisations/{}/users", admin.organisation),
+                Some(json!({"email": "viewer@acme.example", "role": "viewer",
+                    "password": admin_support::PASSWORD})),
+            )
+            .await;
+        let viewer = gateway.login("viewer@acme.example").await;
+        viewer
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("{}/{id}", approvals_path(&admin)),
+                None,
+            )
+            .await;
+        viewer
+            .expect(
+                StatusCode::FORBIDDEN,
+                "POST",
+                &format!("{}/{id}/approve", approvals_path(&admin)),
+                Some(json!({})),
+            )
+            .await;
+        let rival = gateway.tenant("rival", "owner@rival.example").await;
+        rival
+            .expect(
+                StatusCode::NOT_FOUND,
+                "GET",
+                &format!("{}/{id}", approvals_path(&admin)),
+                None,
+            )
+            .await;
+        let approved = admin
+            .expect(
+                StatusCode::OK,
+                "POST",
+                &format!("{}/{id}/approve", approvals_path(&admin)),
+                Some(json!({"note": "expected payment"})),
+            )
+            .await;
+        assert_eq!(approved["status"], "approved");
+        assert_eq!(approved["decided_by"], me.as_str());
+        assert_eq!(
+            call.await.unwrap().unwrap(),
+            "pay [REDACTED:EMAIL] 5 EUR",
+            "the approved call goes on as the pipeline left it"
+        );
+        assert_eq!(audited_answer(&gateway), format!("approved by admin {me}"));
+        // Answered once: a second answer is refused.
+        admin
+            .expect(
+                StatusCode::CONFLICT,
+                "POST",
+                &format!("{}/{id}/deny", approvals_path(&admin)),
+                Some(json!({})),
+            )
+            .await;
+
+        // Denied, with a reason the caller gets.
+        let call = tokio::spawn({
+            let (mcp, key) = (mcp.clone(), key.clone());
+            async move { call_echo(&mcp, &key, "pay again").await }
+        });
+        let held = pending(&admin).await;
+        let id = held["id"].as_str().unwrap();
+        admin
+            .expect(
+                StatusCode::OK,
+                "POST",
+                &format!("{}/{id}/deny", approvals_path(&admin)),
+                Some(json!({"reason": "not this week"})),
+            )
+            .await;
+        let refused = call.await.unwrap().unwrap_err();
+        assert!(
+            refused.contains(&format!("denied by admin {me}: not this week")),
+            "{refused}"
+        );
+        assert_eq!(
+            audited_answer(&gateway),
+            format!("denied by admin {me}: not this week")
+        );
+        let all = admin
+            .expect(StatusCode::OK, "GET", &approvals_path(&admin), None)
+            .await;
+        let statuses: Vec<&str> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["denied", "approved"]);
+
+        let metrics = reqwest::get(format!("{}/metrics", gateway.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in [
+            r#"cerberus_approvals_total{outcome="approved"} 1"#,
+            r#"cerberus_approvals_total{outcome="denied"} 1"#,
+            "cerberus_approvals_waiting 0",
+        ] {
+            assert!(metrics.contains(line), "{line} in\n{metrics}");
+        }
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_through_one_instance_releases_a_call_held_on_another() {
+    let gateway = AdminGateway::start(Backend::Postgres).await;
+    let (admin, key) = tenant(&gateway).await;
+    let other = gateway.second_instance(0).await;
+    let call = tokio::spawn(async move { call_echo(&other, &key, "held elsewhere").await });
+    let held = pending(&admin).await;
+    admin
+        .expect(
+            StatusCode::OK,
+            "POST",
+            &format!(
+                "{}/{}/approve",
+                approvals_path(&admin),
+                held["id"].as_str().unwrap()
+            ),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(call.await.unwrap().unwrap(), "held elsewhere");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_nobody_answers_is_refused_when_its_time_is_up() {
+    let gateway =
+        AdminGateway::start_with_admin(Backend::Sqlite, "approval_timeout_secs = 1").await;
+    let (admin, key) = tenant(&gateway).await;
+    let refused = call_echo(&gateway.mcp(), &key, "anyone?")
+        .await
+        .unwrap_err();
+    assert!(refused.contains("nobody answered within 1 s"), "{refused}");
+    assert_eq!(audited_answer(&gateway), "nobody answered within 1 s");
+    let all = admin
+        .expect(StatusCode::OK, "GET", &approvals_path(&admin), None)
+        .await;
+    let approval = &all["items"][0];
+    assert_eq!(approval["status"], "timed_out");
+    assert!(approval["decided_by"].is_null());
+    let late = admin
+        .expect(
+            StatusCode::CONFLICT,
+            "POST",
+            &format!(
+                "{}/{}/approve",
+                approvals_path(&admin),
+                approval["id"].as_str().unwrap()
+            ),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        late["error"]["message"],
+        "the approval is already timed_out"
+    );
+    gateway.stop().await;
+}
