@@ -284,3 +284,86 @@ async fn a_call_nobody_answers_is_refused_when_its_time_is_up() {
     );
     gateway.stop().await;
 }
+
+/// Approves the organisation's one pending approval once `after` has passed.
+async fn approve_after(admin: &Admin, after: std::time::Duration) {
+    let held = pending(admin).await;
+    tokio::time::sleep(after).await;
+    admin
+        .expect(
+            StatusCode::OK,
+            "POST",
+            &format!(
+                "{}/{}/approve",
+                approvals_path(admin),
+                held["id"].as_str().unwrap()
+            ),
+            Some(json!({})),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_call_keeps_its_event_stream_alive_in_both_eras() {
+    let gateway =
+        AdminGateway::start_with_admin(Backend::Sqlite, "approval_keep_alive_secs = 1").await;
+    let (admin, key) = tenant(&gateway).await;
+    let wait = std::time::Duration::from_millis(2500);
+
+    // The bytes a client gets: an event stream at once, comments while it waits, then the answer.
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "held"}, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let post = support::mcp_post(&gateway.mcp(), &key, "2026-07-28", None, &call)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .send();
+    let (response, ()) = tokio::join!(post, approve_after(&admin, wait));
+    let response = response.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await.unwrap();
+    assert!(
+        text.matches(": keep-alive\n\n").count() >= 2,
+        "comments while the call waited: {text:?}"
+    );
+    let event = text
+        .lines()
+        .find_map(|line| line.strip_prefix("data: "))
+        .expect("the answer as an event");
+    let answer: Value = serde_json::from_str(event).unwrap();
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "held", "{answer}");
+
+    // A real client of either era reads that stream and gets its answer.
+    for (era, lifecycle) in [
+        ("session era", rmcp::ClientLifecycleMode::Initialize),
+        (
+            "stateless era",
+            rmcp::ClientLifecycleMode::Discover {
+                preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+            },
+        ),
+    ] {
+        println!("{era}");
+        use rmcp::ClientServiceExt;
+        let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                gateway.mcp(),
+            )
+            .auth_header(key.clone()),
+        );
+        let client = ().serve_with_lifecycle(transport, lifecycle).await.unwrap();
+        let arguments = json!({"text": era});
+        let call = client.call_tool(
+            rmcp::model::CallToolRequestParams::new("echo")
+                .with_arguments(arguments.as_object().unwrap().clone()),
+        );
+        let (result, ()) = tokio::join!(call, approve_after(&admin, wait));
+        let result = serde_json::to_value(result.unwrap().content).unwrap();
+        assert_eq!(result[0]["text"], era);
+        client.cancel().await.unwrap();
+    }
+    gateway.stop().await;
+}

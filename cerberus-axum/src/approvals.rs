@@ -156,6 +156,7 @@ impl Approver for AdminApprover {
             };
         }
         let (organisation, id) = (approval.organisation, approval.id);
+        crate::proxy::holding::signal_held();
         tracing::info!(approval = %id, %organisation, target = ?approval.target, "call held for approval");
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let mut abandoned = Abandoned {

@@ -258,6 +258,9 @@ pub struct Gateway {
     /// ready, for the client's GET to take (`proxy::listening`); off when sessions are shared
     /// between instances.
     pub pre_open_streams: bool,
+    /// With calls held for approval (a database): how often a held call's client gets a keep-alive
+    /// comment on its event stream (`proxy::holding`). `None`: no call is ever held here.
+    pub approval_keep_alive: Option<std::time::Duration>,
 }
 
 /// The identity of the caller and what it may reach, as found from its key.
@@ -313,6 +316,7 @@ impl Gateway {
             opening_streams: Arc::default(),
             large_message_turns: LargeMessageTurns::default(),
             pre_open_streams: true,
+            approval_keep_alive: None,
         })
     }
 

@@ -125,6 +125,7 @@ pub fn build_with_store(
         .clone()
         .with_approver(Arc::clone(&approver) as _);
     parts.gateway.metrics.watch_approvals(Arc::clone(&approver));
+    parts.gateway.approval_keep_alive = Some(config.admin.approval_keep_alive());
     let gateway = Arc::new(parts.gateway);
     let local: Arc<dyn Fn() + Send + Sync> = {
         let gateway = Arc::clone(&gateway);

@@ -66,6 +66,9 @@ pub struct AdminSettings {
     /// How often a waiting call looks for an answer given through another instance, in
     /// milliseconds (50 to 10 000); an answer through this instance wakes it at once.
     pub approval_poll_interval_ms: u64,
+    /// How often a client whose call is held gets a keep-alive comment on its event stream, in
+    /// seconds (1 to 300).
+    pub approval_keep_alive_secs: u64,
 }
 
 impl Default for AdminSettings {
@@ -81,6 +84,7 @@ impl Default for AdminSettings {
             login_failure_window_secs: 15 * 60,
             approval_timeout_secs: 5 * 60,
             approval_poll_interval_ms: 500,
+            approval_keep_alive_secs: 15,
         }
     }
 }
@@ -105,7 +109,18 @@ impl AdminSettings {
                 "must be from 50 to 10000",
             ));
         }
+        if !(1..=300).contains(&self.approval_keep_alive_secs) {
+            return Err(crate::config::ConfigError::new(
+                "admin.approval_keep_alive_secs",
+                "must be from 1 to 300",
+            ));
+        }
         Ok(())
+    }
+
+    /// How often a held call's client gets a keep-alive comment.
+    pub fn approval_keep_alive(&self) -> Duration {
+        Duration::from_secs(self.approval_keep_alive_secs)
     }
 
     /// How long a held call waits for an answer.

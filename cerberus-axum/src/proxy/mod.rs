@@ -7,6 +7,7 @@
 
 mod checks;
 mod forward;
+pub(crate) mod holding;
 mod intermediary;
 pub mod listening;
 mod relay;
@@ -82,7 +83,19 @@ async fn post_message(State(gateway): State<Arc<Gateway>>, request: Request) -> 
                     )));
                 }
             };
-            Ok(forward::post(&gateway, &caller, &headers, body).await)
+            // A call held for approval keeps its client's event stream alive while it waits.
+            match gateway
+                .approval_keep_alive
+                .filter(|_| holding::accepts_events(&headers))
+            {
+                Some(interval) => {
+                    let (gateway, headers) = (Arc::clone(&gateway), headers.clone());
+                    let post =
+                        async move { forward::post(&gateway, &caller, &headers, body).await };
+                    Ok(holding::respond(post, interval).await)
+                }
+                None => Ok(forward::post(&gateway, &caller, &headers, body).await),
+            }
         }),
     )
     .await

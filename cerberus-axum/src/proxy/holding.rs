@@ -1,0 +1,225 @@
+//! A POST whose call is held for approval answers with an event stream at once and keeps it alive.
+//!
+//! A held call may wait minutes for an admin. A client, or a proxy in between, would take a
+//! request that sends nothing for that long as dead. So when the client accepts
+//! `text/event-stream`, the POST runs with a signal the [approver](crate::approvals) raises when it
+//! holds the call: from then on the client gets a `200` event stream, a `: keep-alive` comment at
+//! once and every `interval`, and then the POST's answer as events (an answer that was an event
+//! stream already is passed on as it is; a JSON body becomes one `message` event per message). A
+//! POST whose call is not held answers as it would have. A client that goes away while its call
+//! waits drops the call, which marks its approval timed out.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc};
+
+use crate::sse::MAX_EVENT_BYTES;
+
+tokio::task_local! {
+    /// Raised by the approver when it holds the call of the POST being handled.
+    static HELD: Arc<Notify>;
+}
+
+/// The keep-alive comment.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// Tells the POST being handled, if it listens, that its call is held.
+#[cfg_attr(
+    not(feature = "control-plane"),
+    allow(dead_code, reason = "only the approvals of a database hold calls")
+)]
+pub(crate) fn signal_held() {
+    let _ = HELD.try_with(|held| held.notify_one());
+}
+
+/// Whether the client takes an event stream for its POST.
+pub(super) fn accepts_events(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+/// Runs `post` (the whole handling of one POST); if its call is held, answers with an event stream
+/// kept alive every `interval` while `post` goes on.
+pub(super) async fn respond(
+    post: impl Future<Output = Response> + Send + 'static,
+    interval: Duration,
+) -> Response {
+    let held = Arc::new(Notify::new());
+    let mut post = Box::pin(HELD.scope(Arc::clone(&held), post));
+    tokio::select! {
+        biased;
+        response = &mut post => return response,
+        () = held.notified() => {}
+    }
+    let (events, body) = mpsc::channel::<Result<Bytes, Infallible>>(4);
+    tokio::spawn(async move {
+        if events
+            .send(Ok(Bytes::from_static(KEEP_ALIVE)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let response = loop {
+            tokio::select! {
+                response = &mut post => break response,
+                _ = ticks.tick() => {
+                    // The client went away: dropping the call abandons its approval.
+                    if events.send(Ok(Bytes::from_static(KEEP_ALIVE))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        pass_on(response, &events).await;
+    });
+    let body = Body::from_stream(futures::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|chunk| (chunk, body))
+    }));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Sends the POST's answer on the event stream.
+async fn pass_on(response: Response, events: &mpsc::Sender<Result<Bytes, Infallible>>) {
+    let streamed = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let status = response.status();
+    let mut body = response.into_body().into_data_stream();
+    if streamed {
+        while let Some(Ok(chunk)) = body.next().await {
+            if events.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+        return;
+    }
+    let mut whole = Vec::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        if whole.len() + chunk.len() > MAX_EVENT_BYTES {
+            tracing::error!("a held call's answer is too large to pass on as an event");
+            return;
+        }
+        whole.extend_from_slice(&chunk);
+    }
+    if whole.is_empty() && status == StatusCode::ACCEPTED {
+        return;
+    }
+    let messages = match serde_json::from_slice::<Value>(&whole) {
+        Ok(Value::Array(messages)) => messages,
+        Ok(message) => vec![message],
+        Err(e) => {
+            tracing::error!(%status, error = %e, "a held call's answer is not JSON: it cannot be passed on");
+            return;
+        }
+    };
+    for message in messages {
+        let event = format!("event: message\ndata: {message}\n\n");
+        if events.send(Ok(Bytes::from(event))).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_text(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn json(text: &str) -> Response {
+        let mut response = Response::new(Body::from(text.to_owned()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_post_that_is_not_held_answers_as_it_would() {
+        let response = respond(
+            async { json(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#) },
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_text(response).await,
+            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_post_is_kept_alive_then_answered_as_an_event() {
+        let response = respond(
+            async {
+                signal_held();
+                tokio::time::sleep(Duration::from_millis(3500)).await;
+                json(
+                    "{\n  \"jsonrpc\": \"2.0\", \"id\": 1,\n  \"result\": {\"text\": \"a\\nb\"}\n}",
+                )
+            },
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        assert_eq!(
+            body_text(response).await,
+            ": keep-alive\n\n: keep-alive\n\n: keep-alive\n\n: keep-alive\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"text\":\"a\\nb\"}}\n\n"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_stream_answer_is_passed_on_as_it_is() {
+        let response = respond(
+            async {
+                signal_held();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let mut response = Response::new(Body::from(
+                    "id: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
+                ));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                );
+                response
+            },
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(
+            body_text(response).await,
+            ": keep-alive\n\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"
+        );
+    }
+}
