@@ -367,3 +367,75 @@ async fn a_held_call_keeps_its_event_stream_alive_in_both_eras() {
     }
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_system_hears_of_each_held_call_in_a_signed_notice() {
+    use cerberus_axum::webhook::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+    use std::sync::{Arc, Mutex};
+    const SECRET: &str = "an-approval-notice-secret";
+    let notices: Arc<Mutex<Vec<(axum::http::HeaderMap, bytes::Bytes)>>> = Arc::default();
+    let receiver = axum::Router::new().route(
+        "/hooks/approvals",
+        axum::routing::post({
+            let notices = Arc::clone(&notices);
+            move |headers: axum::http::HeaderMap, body: bytes::Bytes| async move {
+                notices.lock().unwrap().push((headers, body));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let address = support::listen(receiver).await;
+    let gateway = AdminGateway::start_with_admin(
+        Backend::Sqlite,
+        &format!(
+            "approval_webhook_url = \"http://{address}/hooks/approvals\"\n\
+             approval_webhook_secret = \"{SECRET}\""
+        ),
+    )
+    .await;
+    let (admin, key) = tenant(&gateway).await;
+    let call = tokio::spawn({
+        let mcp = gateway.mcp();
+        async move { call_echo(&mcp, &key, "refund jane@example.com").await }
+    });
+    let held = pending(&admin).await;
+    let id = held["id"].as_str().unwrap();
+    let (headers, body) = tokio::time::timeout(support::HANG, async {
+        loop {
+            if let Some(notice) = notices.lock().unwrap().first().cloned() {
+                return notice;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a notice arrives");
+    let signer = Signer::new(SECRET.as_bytes()).unwrap();
+    assert!(signer.verify(
+        headers[TIMESTAMP_HEADER].to_str().unwrap(),
+        &body,
+        headers[SIGNATURE_HEADER].to_str().unwrap(),
+    ));
+    let notice: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(notice["type"], "approval.pending");
+    assert_eq!(notice["approval"]["id"], id);
+    assert_eq!(notice["approval"]["target"], "echo");
+    assert_eq!(
+        notice["approval"]["arguments"],
+        json!({"text": "refund [REDACTED:EMAIL]"})
+    );
+    assert_eq!(
+        notice["approve"],
+        format!("{}/{id}/approve", approvals_path(&admin))
+    );
+    admin
+        .expect(
+            StatusCode::OK,
+            "POST",
+            &format!("{}/{id}/deny", approvals_path(&admin)),
+            Some(json!({})),
+        )
+        .await;
+    assert!(call.await.unwrap().is_err());
+    gateway.stop().await;
+}

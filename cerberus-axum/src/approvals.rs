@@ -13,10 +13,126 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use cerberus_core::approval::{ApprovalAnswer, ApprovalRequest, Approver};
 use cerberus_core::store::{Approval, ApprovalId, ApprovalStatus, ApprovalStore};
 use cerberus_core::{OrganisationId, with_causes};
+use http::{Request, Uri, header};
 use tokio::sync::Notify;
+
+use crate::upstream_client::{SetByOperator, UpstreamClient};
+use crate::webhook::{MIN_SECRET_BYTES, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+
+/// How long a notice may take, connecting included.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Tells an outside system (a chat tool, a ticket queue) of every call held for approval: a signed
+/// `POST` of `{"type": "approval.pending", "approval": {…}, "approve": PATH, "deny": PATH}`, with
+/// the `cerberus-timestamp` and `cerberus-signature` headers of the `webhook` guardrail. A notice
+/// that fails is logged; the call waits all the same.
+pub struct ApprovalNotifier {
+    url: Uri,
+    signer: Signer,
+    client: UpstreamClient,
+}
+
+impl std::fmt::Debug for ApprovalNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a token in its query.
+        f.debug_struct("ApprovalNotifier").finish_non_exhaustive()
+    }
+}
+
+impl ApprovalNotifier {
+    /// A notifier POSTing to `url`, signing with `secret` (at least 16 bytes).
+    pub fn new(url: &str, secret: &[u8]) -> Result<Self, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err("must be an http:// or https:// URL".into());
+        }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err("must not hold credentials".into());
+        }
+        let signer = Signer::new(secret)
+            .filter(|_| secret.len() >= MIN_SECRET_BYTES)
+            .ok_or_else(|| format!("the secret must have at least {MIN_SECRET_BYTES} bytes"))?;
+        // The operator chose the URL: it may be anywhere, as their upstreams may.
+        let client =
+            UpstreamClient::new(NOTICE_TIMEOUT, None, crate::egress::EgressPolicy::default())
+                .map_err(|e| format!("cannot make the client: {e}"))?;
+        Ok(Self {
+            url: uri,
+            signer,
+            client,
+        })
+    }
+
+    /// Sends the notice of `approval`.
+    async fn notify(&self, approval: &Approval) {
+        let base = format!(
+            "/api/v1/organisations/{}/approvals/{}",
+            approval.organisation, approval.id
+        );
+        let body = match serde_json::to_vec(&serde_json::json!({
+            "type": "approval.pending",
+            "approval": approval,
+            "approve": format!("{base}/approve"),
+            "deny": format!("{base}/deny"),
+        })) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write an approval notice");
+                return;
+            }
+        };
+        let timestamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs())
+            .to_string();
+        let signature = self.signer.sign(&timestamp, &body);
+        let request = Request::post(self.url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(TIMESTAMP_HEADER, timestamp)
+            .header(SIGNATURE_HEADER, signature)
+            .extension(SetByOperator)
+            .body(Bytes::from(body));
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot make an approval notice");
+                return;
+            }
+        };
+        let sent = async {
+            let response = self
+                .client
+                .send(request)
+                .await
+                .map_err(|e| with_causes(&e))?;
+            let status = response.status();
+            // Read the answer to the end, so the connection can serve the next notice.
+            let _ = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+                response.into_body(),
+                64 * 1024,
+            ))
+            .await;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!("the service answered {status}"))
+            }
+        };
+        match tokio::time::timeout(NOTICE_TIMEOUT, sent).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                tracing::warn!(approval = %approval.id, error = %why, "approval notice failed")
+            }
+            Err(_) => {
+                tracing::warn!(approval = %approval.id, "approval notice got no answer in time")
+            }
+        }
+    }
+}
 
 /// Puts held calls to the organisation's admins through the database.
 pub struct AdminApprover {
@@ -27,6 +143,8 @@ pub struct AdminApprover {
     answered: Notify,
     /// Calls waiting on this instance.
     waiting: AtomicUsize,
+    /// Who hears of held calls, besides the admin API.
+    notifier: Option<Arc<ApprovalNotifier>>,
 }
 
 impl std::fmt::Debug for AdminApprover {
@@ -49,6 +167,15 @@ impl AdminApprover {
             poll,
             answered: Notify::new(),
             waiting: AtomicUsize::new(0),
+            notifier: None,
+        }
+    }
+
+    /// The same approver telling `notifier` of every held call.
+    pub fn with_notifier(self, notifier: ApprovalNotifier) -> Self {
+        Self {
+            notifier: Some(Arc::new(notifier)),
+            ..self
         }
     }
 
@@ -157,6 +284,10 @@ impl Approver for AdminApprover {
         }
         let (organisation, id) = (approval.organisation, approval.id);
         crate::proxy::holding::signal_held();
+        if let Some(notifier) = &self.notifier {
+            let (notifier, approval) = (Arc::clone(notifier), approval.clone());
+            tokio::spawn(async move { notifier.notify(&approval).await });
+        }
         tracing::info!(approval = %id, %organisation, target = ?approval.target, "call held for approval");
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let mut abandoned = Abandoned {
@@ -184,5 +315,46 @@ impl Approver for AdminApprover {
         );
         tracing::info!(approval = %id, ?answer, "held call answered");
         answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::AdminSettings;
+
+    #[test]
+    fn a_notice_url_and_secret_are_checked_before_the_gateway_starts() {
+        let secret = b"sixteen-bytes-ok";
+        assert!(ApprovalNotifier::new("https://chat.example/hooks/1", secret).is_ok());
+        for (url, key, why) in [
+            ("ftp://chat.example/x", &secret[..], "http:// or https://"),
+            ("https://user:pw@chat.example/x", &secret[..], "credentials"),
+            ("not a url", &secret[..], "not a URL"),
+            ("https://chat.example/x", &b"short"[..], "at least 16 bytes"),
+        ] {
+            let error = ApprovalNotifier::new(url, key).unwrap_err();
+            assert!(error.contains(why), "{url}: {error}");
+        }
+        let half = AdminSettings {
+            approval_webhook_url: Some("https://chat.example/x".into()),
+            ..AdminSettings::default()
+        };
+        assert!(
+            half.check()
+                .unwrap_err()
+                .to_string()
+                .starts_with("admin.approval_webhook_secret")
+        );
+        let slow = AdminSettings {
+            approval_timeout_secs: 0,
+            ..AdminSettings::default()
+        };
+        assert!(
+            slow.check()
+                .unwrap_err()
+                .to_string()
+                .starts_with("admin.approval_timeout_secs")
+        );
     }
 }

@@ -114,11 +114,20 @@ pub fn build_with_store(
         crate::directory::MAX_CACHED,
     );
     // Held calls wait for the organisation's admins, through the database.
-    let approver = Arc::new(crate::approvals::AdminApprover::new(
+    let mut approver = crate::approvals::AdminApprover::new(
         Arc::clone(&store) as _,
         config.admin.approval_timeout(),
         config.admin.approval_poll_interval(),
-    ));
+    );
+    if let (Some(url), Some(secret)) = (
+        &config.admin.approval_webhook_url,
+        &config.admin.approval_webhook_secret,
+    ) {
+        let notifier = crate::approvals::ApprovalNotifier::new(url, secret.as_bytes())
+            .map_err(|e| ConfigError::new("admin.approval_webhook_url", e))?;
+        approver = approver.with_notifier(notifier);
+    }
+    let approver = Arc::new(approver);
     parts.gateway.recorder = parts
         .gateway
         .recorder

@@ -69,6 +69,12 @@ pub struct AdminSettings {
     /// How often a client whose call is held gets a keep-alive comment on its event stream, in
     /// seconds (1 to 300).
     pub approval_keep_alive_secs: u64,
+    /// Where the gateway POSTs a signed notice of every call held for approval, so that a chat tool
+    /// can post it; none when absent.
+    pub approval_webhook_url: Option<String>,
+    /// The HMAC key that signs those notices (at least 16 bytes). Better given as
+    /// `CERBERUS_ADMIN__APPROVAL_WEBHOOK_SECRET`.
+    pub approval_webhook_secret: Option<String>,
 }
 
 impl Default for AdminSettings {
@@ -85,6 +91,8 @@ impl Default for AdminSettings {
             approval_timeout_secs: 5 * 60,
             approval_poll_interval_ms: 500,
             approval_keep_alive_secs: 15,
+            approval_webhook_url: None,
+            approval_webhook_secret: None,
         }
     }
 }
@@ -108,6 +116,26 @@ impl AdminSettings {
                 "admin.approval_poll_interval_ms",
                 "must be from 50 to 10000",
             ));
+        }
+        match (&self.approval_webhook_url, &self.approval_webhook_secret) {
+            (None, None) => {}
+            (Some(url), Some(secret)) => {
+                crate::approvals::ApprovalNotifier::new(url, secret.as_bytes()).map_err(|e| {
+                    crate::config::ConfigError::new("admin.approval_webhook_url", e)
+                })?;
+            }
+            (Some(_), None) => {
+                return Err(crate::config::ConfigError::new(
+                    "admin.approval_webhook_secret",
+                    "a webhook needs the secret that signs its notices",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(crate::config::ConfigError::new(
+                    "admin.approval_webhook_url",
+                    "a webhook secret needs a URL",
+                ));
+            }
         }
         if !(1..=300).contains(&self.approval_keep_alive_secs) {
             return Err(crate::config::ConfigError::new(

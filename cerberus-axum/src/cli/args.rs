@@ -80,6 +80,8 @@ with the file's field or the variable named.
   CERBERUS_ADMIN__APPROVAL_TIMEOUT_SECS     how long a held call waits for an admin (300)
   CERBERUS_ADMIN__APPROVAL_POLL_INTERVAL_MS how often it looks for an answer given elsewhere (500)
   CERBERUS_ADMIN__APPROVAL_KEEP_ALIVE_SECS  keep-alive comments to a held call's client (15)
+  CERBERUS_ADMIN__APPROVAL_WEBHOOK_URL      where a signed notice of each held call goes (none)
+  CERBERUS_ADMIN__APPROVAL_WEBHOOK_SECRET   the notices' HMAC key, 16+ bytes (none)
   CERBERUS_AUDIT__DATABASE                  store audit records in the database (true)
   CERBERUS_AUDIT__QUEUE_CAPACITY            events waiting for the writer (65536)
   CERBERUS_AUDIT__BATCH_SIZE                most events per transaction (1000)
