@@ -439,3 +439,126 @@ async fn an_outside_system_hears_of_each_held_call_in_a_signed_notice() {
     assert!(call.await.unwrap().is_err());
     gateway.stop().await;
 }
+
+/// A client whose user answers every question with `approve`, remembering what it was asked.
+struct Person {
+    approve: bool,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl rmcp::ClientHandler for Person {
+    async fn create_elicitation(
+        &self,
+        request: rmcp::model::ElicitRequestParams,
+        _: rmcp::service::RequestContext<rmcp::RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        let asked = serde_json::to_value(&request).unwrap();
+        self.asked
+            .lock()
+            .unwrap()
+            .push(asked["message"].as_str().unwrap_or_default().to_owned());
+        Ok(
+            rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
+                .with_content(json!({"approve": self.approve})),
+        )
+    }
+
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut info = rmcp::model::ClientConfig::default();
+        info.capabilities = rmcp::model::ClientCapabilities::builder()
+            .enable_elicitation()
+            .build();
+        info
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_person_at_the_client_confirms_a_call_in_both_eras() {
+    use rmcp::ClientServiceExt;
+    let upstream = support::start_upstream().await;
+    let gateway = support::start_gateway(
+        &upstream,
+        r#"{ guardrails = [
+            { type = "rbac", allow = ["*"], approve = ["echo"], approve_by = "user" },
+            { type = "pii_email", action = "redact" }
+        ] }"#,
+    )
+    .await;
+    for (era, lifecycle) in [
+        ("session era", rmcp::ClientLifecycleMode::Initialize),
+        (
+            "stateless era",
+            rmcp::ClientLifecycleMode::Discover {
+                preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+            },
+        ),
+    ] {
+        println!("{era}");
+        for approve in [true, false] {
+            let asked = std::sync::Arc::default();
+            let person = Person {
+                approve,
+                asked: std::sync::Arc::clone(&asked),
+            };
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+                rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                    gateway.url.as_str(),
+                )
+                .auth_header(support::KEY),
+            );
+            let client = person
+                .serve_with_lifecycle(transport, lifecycle.clone())
+                .await
+                .unwrap();
+            let arguments = json!({"text": "pay jane@example.com"});
+            let result = client
+                .call_tool(
+                    rmcp::model::CallToolRequestParams::new("echo")
+                        .with_arguments(arguments.as_object().unwrap().clone()),
+                )
+                .await;
+            let asked = asked.lock().unwrap().clone();
+            assert_eq!(asked.len(), 1, "the person was asked once");
+            assert!(
+                asked[0].contains("`echo`") && asked[0].contains("[REDACTED:EMAIL]"),
+                "{}",
+                asked[0]
+            );
+            assert!(!asked[0].contains("jane@"), "{}", asked[0]);
+            if approve {
+                let text = serde_json::to_value(result.unwrap().content).unwrap()[0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                assert_eq!(text, "pay [REDACTED:EMAIL]");
+            } else {
+                let refused = result.unwrap_err().to_string();
+                assert!(refused.contains("denied by the user"), "{refused}");
+            }
+            client.cancel().await.unwrap();
+        }
+    }
+    let answers: Vec<String> = gateway
+        .audit
+        .events()
+        .iter()
+        .flat_map(|e| e.trace.entries().to_vec())
+        .filter(|entry| entry.guardrail == "approval")
+        .filter_map(|entry| entry.reason)
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            "approved by the user",
+            "denied by the user",
+            "approved by the user",
+            "denied by the user"
+        ]
+    );
+
+    // A client that declared no elicitation cannot be asked: under `user`, the call is refused.
+    let refused = call_echo(&gateway.url, support::KEY, "x")
+        .await
+        .unwrap_err();
+    assert!(refused.contains("the client cannot be asked"), "{refused}");
+}

@@ -260,6 +260,7 @@ mod tests {
             upstream_session: None,
             protocol_version: Some("2025-11-25".into()),
             served_by: None,
+            client_elicits: false,
         };
         let closed = sessions_without_redis(FailureMode::FailClosed);
         assert!(closed.insert("s", record.clone()).await.is_err());

@@ -258,9 +258,12 @@ pub struct Gateway {
     /// ready, for the client's GET to take (`proxy::listening`); off when sessions are shared
     /// between instances.
     pub pre_open_streams: bool,
-    /// With calls held for approval (a database): how often a held call's client gets a keep-alive
-    /// comment on its event stream (`proxy::holding`). `None`: no call is ever held here.
+    /// How often a held call's client gets a keep-alive comment on its event stream
+    /// (`proxy::holding`); `None` keeps no POST open for a hold (a held call's client then cannot
+    /// be asked).
     pub approval_keep_alive: Option<std::time::Duration>,
+    /// The gateway's questions to clients about held calls, waiting for their answers.
+    pub elicitations: Arc<crate::asking::Elicitations>,
 }
 
 /// The identity of the caller and what it may reach, as found from its key.
@@ -300,9 +303,16 @@ impl Gateway {
         let stdio = Arc::new(StdioSessions::new(settings.stdio_limits()));
         let metrics = Arc::new(Metrics::new());
         metrics.watch_stdio(Arc::clone(&stdio));
+        // Held calls are put to the user where the client can be asked; a gateway with a
+        // database also puts them to admins (`serve::build_with_store`).
+        let elicitations = Arc::new(crate::asking::Elicitations::default());
         let recorder = Recorder::new(audit)
             .with_payloads(payloads)
-            .with_observer(Arc::clone(&metrics) as Arc<dyn Observer>);
+            .with_observer(Arc::clone(&metrics) as Arc<dyn Observer>)
+            .with_approver(Arc::new(crate::asking::Asking::new(
+                Arc::clone(&elicitations),
+                crate::asking::DEFAULT_TIMEOUT,
+            )));
         Ok(Self {
             settings,
             directory: AgentDirectory::configured(routes),
@@ -316,7 +326,8 @@ impl Gateway {
             opening_streams: Arc::default(),
             large_message_turns: LargeMessageTurns::default(),
             pre_open_streams: true,
-            approval_keep_alive: None,
+            approval_keep_alive: Some(crate::asking::DEFAULT_KEEP_ALIVE),
+            elicitations,
         })
     }
 

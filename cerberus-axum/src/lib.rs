@@ -9,6 +9,8 @@ pub mod sse;
 pub mod wire;
 
 #[cfg(feature = "gateway")]
+pub mod asking;
+#[cfg(feature = "gateway")]
 pub mod auth;
 #[cfg(feature = "gateway")]
 pub mod config;

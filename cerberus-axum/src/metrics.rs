@@ -694,6 +694,7 @@ mod tests {
                 upstream_session: None,
                 protocol_version: None,
                 served_by: None,
+                client_elicits: false,
             };
             sessions.insert(id, record).await.unwrap();
         }

@@ -128,11 +128,14 @@ pub fn build_with_store(
         approver = approver.with_notifier(notifier);
     }
     let approver = Arc::new(approver);
+    let timeout = config.admin.approval_timeout();
+    let asking = crate::asking::Asking::new(Arc::clone(&parts.gateway.elicitations), timeout)
+        .with_admins(Arc::clone(&approver) as _, timeout);
     parts.gateway.recorder = parts
         .gateway
         .recorder
         .clone()
-        .with_approver(Arc::clone(&approver) as _);
+        .with_approver(Arc::new(asking));
     parts.gateway.metrics.watch_approvals(Arc::clone(&approver));
     parts.gateway.approval_keep_alive = Some(config.admin.approval_keep_alive());
     let gateway = Arc::new(parts.gateway);

@@ -12,12 +12,38 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::identity::{CallerProfile, Identity};
 use crate::pipeline::Decision;
 use crate::policy::PolicyLevel;
 use crate::trace::{DecisionKind, TraceEntry};
+
+/// Who is asked to approve a held call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApproveBy {
+    /// The organisation's admins, through the admin API.
+    #[default]
+    Admin,
+    /// The person at the client, through MCP elicitation (a yes/no form); a client that cannot be
+    /// asked gets the call refused.
+    User,
+    /// The person at the client where it can be asked, the admins otherwise.
+    UserOrAdmin,
+}
+
+impl ApproveBy {
+    /// The name used in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+            Self::UserOrAdmin => "user_or_admin",
+        }
+    }
+}
 
 /// The trace name of an approval's answer.
 pub const GUARDRAIL: &str = "approval";
@@ -56,6 +82,8 @@ pub struct ApprovalRequest<'a> {
     pub guardrail: &'a str,
     /// Why it needs approval.
     pub reason: &'a str,
+    /// Who the policy says to ask.
+    pub by: ApproveBy,
 }
 
 /// What became of a held call.

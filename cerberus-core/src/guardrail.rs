@@ -114,6 +114,8 @@ pub enum GuardrailResult {
         code: String,
         /// Why it needs approval, for the person asked.
         reason: String,
+        /// Who to ask.
+        by: crate::approval::ApproveBy,
     },
     /// Refuse the message for now: the caller may retry after `retry_after`.
     Throttle {

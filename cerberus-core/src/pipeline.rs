@@ -99,6 +99,8 @@ pub enum Decision {
         code: String,
         /// Why, for the person asked.
         reason: String,
+        /// Who to ask.
+        by: crate::approval::ApproveBy,
     },
     /// A guardrail refused the message for now.
     Throttle {
@@ -209,7 +211,7 @@ impl Pipeline {
         // Room for one entry per stage and then some: the PII stage records one per enabled kind.
         let mut trace = Trace::with_capacity(2 * self.stages.len());
         let mut modified = false;
-        let mut held: Option<(String, String, String)> = None;
+        let mut held: Option<(String, String, String, crate::approval::ApproveBy)> = None;
         for stage in &self.stages {
             let ctx = envelope.context(&message);
             if !stage.guardrail.applies_to(&ctx) {
@@ -246,7 +248,7 @@ impl Pipeline {
                     message = changed;
                     modified = true;
                 }
-                GuardrailResult::Hold { code, reason } => {
+                GuardrailResult::Hold { code, reason, by } => {
                     if held.is_none() {
                         // The entry that holds names the guardrail (`rule:NAME` for a rule).
                         let guardrail = trace
@@ -259,7 +261,7 @@ impl Pipeline {
                                 || stage.guardrail.type_name().to_owned(),
                                 |e| e.guardrail.to_string(),
                             );
-                        held = Some((guardrail, code, reason));
+                        held = Some((guardrail, code, reason, by));
                     }
                 }
                 GuardrailResult::Block { code, reason } => {
@@ -291,11 +293,12 @@ impl Pipeline {
                 }
             }
         }
-        let decision = if let Some((guardrail, code, reason)) = held {
+        let decision = if let Some((guardrail, code, reason, by)) = held {
             Decision::Hold {
                 guardrail,
                 code,
                 reason,
+                by,
             }
         } else if modified {
             Decision::Modify

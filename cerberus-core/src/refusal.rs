@@ -79,6 +79,7 @@ pub fn refusal(id: Option<&Value>, decision: &Decision) -> Option<Message> {
             guardrail,
             code,
             reason,
+            ..
         } => error_message(
             id,
             BLOCKED,

@@ -27,6 +27,10 @@ pub struct SessionRecord {
     /// can serve; `None` when any instance can (HTTP upstreams).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_by: Option<String>,
+    /// Whether the client declared at `initialize` that it can be asked (the `elicitation`
+    /// capability).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_elicits: bool,
 }
 
 /// A session store could not be reached.
@@ -231,6 +235,7 @@ mod tests {
             upstream_session: Some("up-1".into()),
             protocol_version: Some("2025-11-25".into()),
             served_by: None,
+            client_elicits: false,
         };
         store.insert("gw-1", record.clone()).await.unwrap();
         assert_eq!(store.get("gw-1").await.unwrap(), Some(record.clone()));
@@ -245,6 +250,7 @@ mod tests {
             upstream_session: None,
             protocol_version: None,
             served_by: None,
+            client_elicits: false,
         }
     }
 

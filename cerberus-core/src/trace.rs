@@ -149,7 +149,7 @@ impl Trace {
             ),
             // A hold lets the message on as far as this guardrail goes; the approval's own entry,
             // added when it is answered, says whether it went further.
-            GuardrailResult::Hold { code, reason } => entry(
+            GuardrailResult::Hold { code, reason, .. } => entry(
                 guardrail,
                 level,
                 DecisionKind::Allow,

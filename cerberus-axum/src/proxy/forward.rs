@@ -155,10 +155,28 @@ pub(super) async fn post(
         .large_message_turns
         .take(caller.route.identity, body.len())
         .await;
-    let posted = match requests::parse(body) {
+    let mut posted = match requests::parse(body) {
         Ok(posted) => posted,
         Err(response) => return *response,
     };
+    // A client's answer to the gateway's own question (a held call put to the user) is the
+    // gateway's, not the server's.
+    if !posted.batch
+        && let [answer] = posted.messages.as_slice()
+        && answer
+            .id()
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|id| id.starts_with(crate::asking::REQUEST_ID_PREFIX))
+        && let Some(answer) = posted.messages.pop()
+    {
+        match gateway
+            .elicitations
+            .answer(caller.route.identity.agent, answer)
+        {
+            None => return StatusCode::ACCEPTED.into_response(),
+            Some(theirs) => posted.messages.push(theirs),
+        }
+    }
     let is_batch = posted.batch;
     let version = header(headers, &VERSION_HEADER);
     if is_batch && version.is_some_and(|v| v != "2025-03-26") {
@@ -194,6 +212,12 @@ pub(super) async fn post(
         );
     }
     let session_id = session.as_ref().map(|(id, _)| id.as_str());
+    super::holding::set_client_elicits(
+        session
+            .as_ref()
+            .is_some_and(|(_, record)| record.client_elicits)
+            || client_elicits(&posted.messages),
+    );
     let conversation = gateway.conversation(caller, session_id);
     let governed = requests::govern(
         &gateway.exchange(caller, &conversation, session_id),
@@ -316,6 +340,7 @@ pub(super) async fn post(
                 .map(str::to_owned),
             protocol_version: initialize_version(&governed.forwarded),
             served_by: None,
+            client_elicits: client_elicits(&governed.forwarded),
         };
         if let Err(e) = gateway.sessions.insert(&id, record).await {
             tracing::error!(error = %e, "cannot store a new session");
@@ -573,6 +598,26 @@ pub(super) async fn delete(
 }
 
 /// The protocol version an `initialize` request among `messages` asks for.
+/// Whether the client declares among `messages` that it can be asked: the `elicitation` capability
+/// of its `initialize`, or of a stateless request's `_meta`.
+fn client_elicits(messages: &[Message]) -> bool {
+    messages.iter().any(|m| {
+        let Some(params) = m.params().filter(|_| m.kind() == MessageKind::Request) else {
+            return false;
+        };
+        let capabilities = if m.method() == Some(methods::INITIALIZE) {
+            params.get("capabilities")
+        } else {
+            params
+                .get("_meta")
+                .and_then(|meta| meta.get("io.modelcontextprotocol/clientCapabilities"))
+        };
+        capabilities
+            .and_then(|c| c.get("elicitation"))
+            .is_some_and(serde_json::Value::is_object)
+    })
+}
+
 fn initialize_version(messages: &[Message]) -> Option<String> {
     messages
         .iter()
@@ -695,6 +740,7 @@ async fn post_stdio(
             upstream_session: None,
             protocol_version,
             served_by: Some(gateway.instance.clone()),
+            client_elicits: client_elicits(forwarded),
         };
         if let Err(e) = gateway.sessions.insert(&id, record).await {
             tracing::error!(error = %e, "cannot store a new session");

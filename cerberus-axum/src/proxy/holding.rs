@@ -2,15 +2,20 @@
 //!
 //! A held call may wait minutes for an admin. A client, or a proxy in between, would take a
 //! request that sends nothing for that long as dead. So when the client accepts
-//! `text/event-stream`, the POST runs with a signal the [approver](crate::approvals) raises when it
+//! `text/event-stream`, the POST runs with a signal the approver ([`crate::asking`]) raises when it
 //! holds the call: from then on the client gets a `200` event stream, a `: keep-alive` comment at
 //! once and every `interval`, and then the POST's answer as events (an answer that was an event
 //! stream already is passed on as it is; a JSON body becomes one `message` event per message). A
 //! POST whose call is not held answers as it would have. A client that goes away while its call
 //! waits drops the call, which marks its approval timed out.
+//!
+//! The same stream carries the gateway's own request to the client when the person at the client
+//! is asked (`elicitation/create`, see [`crate::asking`]): [`ask_client`] sends it there, and the
+//! client's answer comes back in a POST of its own.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -23,9 +28,22 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::sse::MAX_EVENT_BYTES;
 
+/// What the POST being handled shares with whoever holds its call.
+#[derive(Debug, Default)]
+struct Hold {
+    /// Raised when the call is held.
+    held: Notify,
+    /// Whether the client declared it can be asked (elicitation).
+    client_elicits: AtomicBool,
+    /// Messages for the client, sent on the stream once the call is held.
+    to_client: Mutex<Vec<Bytes>>,
+    /// Raised when a message for the client is queued.
+    queued: Notify,
+}
+
 tokio::task_local! {
-    /// Raised by the approver when it holds the call of the POST being handled.
-    static HELD: Arc<Notify>;
+    /// The hold of the POST being handled.
+    static HOLD: Arc<Hold>;
 }
 
 /// The keep-alive comment.
@@ -34,10 +52,41 @@ const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// Tells the POST being handled, if it listens, that its call is held.
 #[cfg_attr(
     not(feature = "control-plane"),
-    allow(dead_code, reason = "only the approvals of a database hold calls")
+    allow(
+        dead_code,
+        reason = "only the admins' approvals hold calls without asking the client"
+    )
 )]
 pub(crate) fn signal_held() {
-    let _ = HELD.try_with(|held| held.notify_one());
+    let _ = HOLD.try_with(|hold| hold.held.notify_one());
+}
+
+/// Notes whether the client of the POST being handled can be asked (it declared elicitation).
+pub(crate) fn set_client_elicits(elicits: bool) {
+    let _ = HOLD.try_with(|hold| hold.client_elicits.store(elicits, Ordering::Relaxed));
+}
+
+/// Whether the client of the POST being handled can be asked: it declared elicitation and takes
+/// an event stream for its POST.
+pub(crate) fn client_can_be_asked() -> bool {
+    HOLD.try_with(|hold| hold.client_elicits.load(Ordering::Relaxed))
+        .unwrap_or(false)
+}
+
+/// Holds the POST being handled and sends `message` to its client on the POST's event stream;
+/// false when the POST has no stream to send it on.
+pub(crate) fn ask_client(message: &Value) -> bool {
+    HOLD.try_with(|hold| {
+        let event = Bytes::from(format!("event: message\ndata: {message}\n\n"));
+        match hold.to_client.lock() {
+            Ok(mut queue) => queue.push(event),
+            Err(_) => return false,
+        }
+        hold.held.notify_one();
+        hold.queued.notify_one();
+        true
+    })
+    .unwrap_or(false)
 }
 
 /// Whether the client takes an event stream for its POST.
@@ -55,12 +104,12 @@ pub(super) async fn respond(
     post: impl Future<Output = Response> + Send + 'static,
     interval: Duration,
 ) -> Response {
-    let held = Arc::new(Notify::new());
-    let mut post = Box::pin(HELD.scope(Arc::clone(&held), post));
+    let hold = Arc::new(Hold::default());
+    let mut post = Box::pin(HOLD.scope(Arc::clone(&hold), post));
     tokio::select! {
         biased;
         response = &mut post => return response,
-        () = held.notified() => {}
+        () = hold.held.notified() => {}
     }
     let (events, body) = mpsc::channel::<Result<Bytes, Infallible>>(4);
     tokio::spawn(async move {
@@ -73,8 +122,19 @@ pub(super) async fn respond(
         }
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let response = loop {
+            let queued: Vec<Bytes> = hold
+                .to_client
+                .lock()
+                .map(|mut queue| std::mem::take(&mut *queue))
+                .unwrap_or_default();
+            for message in queued {
+                if events.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
             tokio::select! {
                 response = &mut post => break response,
+                () = hold.queued.notified() => {}
                 _ = ticks.tick() => {
                     // The client went away: dropping the call abandons its approval.
                     if events.send(Ok(Bytes::from_static(KEEP_ALIVE))).await.is_err() {

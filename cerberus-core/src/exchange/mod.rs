@@ -368,7 +368,10 @@ impl Exchange<'_> {
         outcome: &mut crate::pipeline::PipelineOutcome,
     ) {
         let Decision::Hold {
-            guardrail, reason, ..
+            guardrail,
+            reason,
+            by,
+            ..
         } = &outcome.decision
         else {
             return;
@@ -413,6 +416,7 @@ impl Exchange<'_> {
                         arguments: arguments.as_ref(),
                         guardrail,
                         reason,
+                        by: *by,
                     })
                     .await
             }

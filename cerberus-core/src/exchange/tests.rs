@@ -408,7 +408,8 @@ async fn a_call_another_guardrail_refuses_is_never_put_to_anyone() {
         Decision::Hold {
             guardrail: "rule:ask".into(),
             code: crate::approval::codes::REQUIRED.into(),
-            reason: "payments need a person".into()
+            reason: "payments need a person".into(),
+            by: crate::approval::ApproveBy::Admin,
         }
     );
 }

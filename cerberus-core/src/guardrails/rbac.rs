@@ -85,6 +85,9 @@ pub struct RbacSettings {
     /// Tool name patterns allowed once a person approves each call.
     #[serde(default)]
     pub approve: Vec<Wildcard>,
+    /// Who approves them: `admin` (the default), `user` or `user_or_admin`.
+    #[serde(default)]
+    pub approve_by: crate::approval::ApproveBy,
     /// What happens to tools in neither list.
     #[serde(default)]
     pub unlisted: Unlisted,
@@ -100,6 +103,7 @@ pub struct RbacSettings {
 #[derive(Clone, Debug)]
 pub struct Rbac {
     tools: AccessList,
+    approve_by: crate::approval::ApproveBy,
     prompts: Option<AccessList>,
     resources: Option<AccessList>,
 }
@@ -121,6 +125,7 @@ impl Rbac {
                 approve: settings.approve,
                 unlisted: settings.unlisted,
             },
+            approve_by: settings.approve_by,
             prompts: settings.prompts,
             resources: settings.resources,
         }
@@ -197,6 +202,7 @@ impl SyncGuardrail for Rbac {
                 Some(name) if list.needs_approval(name) => GuardrailResult::Hold {
                     code: crate::approval::codes::REQUIRED.to_owned(),
                     reason: format!("{noun} `{name}` needs approval for each request"),
+                    by: self.approve_by,
                 },
                 Some(name) if list.permits(name) => GuardrailResult::Allow,
                 Some(name) => GuardrailResult::block(

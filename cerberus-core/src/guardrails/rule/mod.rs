@@ -97,6 +97,9 @@ pub struct RuleSettings {
     /// What to do when it cannot be run on a message.
     #[serde(default)]
     pub on_error: OnError,
+    /// With `action = "approve"`: who approves, `admin` (the default), `user` or `user_or_admin`.
+    #[serde(default)]
+    pub approve_by: crate::approval::ApproveBy,
 }
 
 /// One compiled `rule` entry.
@@ -263,6 +266,7 @@ impl RuleGuardrail {
                         let result = GuardrailResult::Hold {
                             code: crate::approval::codes::REQUIRED.to_owned(),
                             reason,
+                            by: rule.settings.approve_by,
                         };
                         trace.record(label, rule.level, &result);
                         held.get_or_insert(result);
