@@ -2,7 +2,7 @@
 //! `search` tool changes its description between two listings: `enforce` hides and refuses the
 //! changed tool until an admin approves the new definition through the admin API (on SQLite and
 //! PostgreSQL, with the approval made through one instance serving every other), and `warn` reports
-//! it in the audit trail while serving it.
+//! it in the audit trail while serving it; a stdio upstream's changed tool is held back as well.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -391,4 +391,39 @@ async fn warn_reports_a_changed_tool_and_serves_it() {
             )
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_holds_back_a_changed_tool_of_a_stdio_upstream_too() {
+    let directory = std::env::temp_dir().join(format!("cerberus-pins-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let description = directory.join("description.txt");
+    std::fs::write(&description, REVIEWED).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/changing_tools.py");
+    let upstream = format!(
+        "{{ command = \"python3\", args = [\"{}\", \"{}\"] }}",
+        script.display(),
+        description.display()
+    );
+    let gateway = support::start_gateway_for(
+        &upstream,
+        r#"{ guardrails = [
+            { type = "rbac", allow = ["*"] },
+            { type = "tool_pinning", mode = "enforce" }
+        ] }"#,
+    )
+    .await;
+    let key = support::KEY;
+    assert_eq!(names(&listed(&gateway.url, key).await), ["search"]);
+    assert_eq!(call_search(&gateway.url, key).await.unwrap(), "search ran");
+    std::fs::write(&description, POISONED).unwrap();
+    assert!(listed(&gateway.url, key).await.is_empty());
+    let refused = call_search(&gateway.url, key).await.unwrap_err();
+    assert!(refused.contains("changed since it was pinned"), "{refused}");
+    // Back to the reviewed definition: served again, with no approval needed.
+    std::fs::write(&description, REVIEWED).unwrap();
+    assert_eq!(names(&listed(&gateway.url, key).await), ["search"]);
+    assert_eq!(call_search(&gateway.url, key).await.unwrap(), "search ran");
+    std::fs::remove_dir_all(&directory).unwrap();
 }
