@@ -943,4 +943,13 @@ async fn approvals_test(store: &SqlStore) {
             .len(),
         1
     );
+
+    // Retention takes answered approvals and leaves waiting calls alone.
+    let waiting = held("still", Duration::from_secs(300));
+    store.create_approval(&waiting).await.unwrap();
+    let later = SystemTime::now() + Duration::from_secs(1);
+    assert_eq!(store.delete_approvals_before(later).await.unwrap(), 3);
+    let left = store.approvals(org, None, Page::default()).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, waiting.id);
 }

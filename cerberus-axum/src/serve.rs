@@ -287,14 +287,13 @@ pub async fn run(
     if let Some(store) = &store
         && config.audit.database
     {
-        let store: Arc<dyn AuditStore> = Arc::clone(store) as _;
         let sink = Arc::new(crate::audit::BatchedAuditSink::start(
-            Arc::clone(&store),
+            Arc::clone(store) as Arc<dyn AuditStore>,
             &config.audit,
         ));
         batched = Some(Arc::clone(&sink));
         sinks.push(sink);
-        crate::audit::spawn_retention(store, config.audit.retention_days);
+        crate::audit::spawn_retention(Arc::clone(store) as _, config.audit.retention_days);
     }
     match audit_log {
         Some(path) if path == Path::new("-") => sinks.push(Arc::new(JsonLinesAuditSink::new(

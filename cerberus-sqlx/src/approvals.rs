@@ -153,6 +153,20 @@ impl ApprovalStore for SqlStore {
         self.approval(organisation, id).await
     }
 
+    async fn delete_approvals_before(
+        &self,
+        before: std::time::SystemTime,
+    ) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM approvals WHERE requested_at < $1 AND status <> 'pending'")
+                .bind(millis(before))
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?
+                .rows_affected(),
+        )
+    }
+
     async fn expire_approval(
         &self,
         organisation: OrganisationId,

@@ -81,10 +81,11 @@ impl Default for AuditSettings {
     }
 }
 
-/// Deletes records older than `retention_days` from `store`: now, then every hour, for as long as the
+/// Deletes records older than `retention_days` from `store`, and the answered approvals of held
+/// calls with them (they are part of the same trail): now, then every hour, for as long as the
 /// returned task runs.
 pub fn spawn_retention(
-    store: Arc<dyn AuditStore>,
+    store: Arc<dyn cerberus_core::store::ControlStore>,
     retention_days: u64,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if retention_days == 0 {
@@ -98,11 +99,17 @@ pub fn spawn_retention(
             let Some(before) = std::time::SystemTime::now().checked_sub(keep) else {
                 continue;
             };
-            match store.delete_audit_before(before).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, retention_days, "old audit records deleted"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot delete old audit records; trying again in an hour")
+            let deleted = [
+                ("audit records", store.delete_audit_before(before).await),
+                ("approvals", store.delete_approvals_before(before).await),
+            ];
+            for (what, deleted) in deleted {
+                match deleted {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, retention_days, "old {what} deleted"),
+                    Err(e) => {
+                        tracing::warn!(error = %cerberus_core::with_causes(&e), "cannot delete old {what}; trying again in an hour")
+                    }
                 }
             }
         }

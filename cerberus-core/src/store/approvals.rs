@@ -185,6 +185,10 @@ pub trait ApprovalStore: Send + Sync {
         note: Option<&str>,
     ) -> Result<Option<Approval>, StoreError>;
 
+    /// Deletes the answered (or timed-out) approvals of calls held before `before` (retention); how
+    /// many went. Pending ones stay.
+    async fn delete_approvals_before(&self, before: SystemTime) -> Result<u64, StoreError>;
+
     /// Marks an approval still pending as timed out; gives it as it stands afterwards (an answer
     /// that came first stands).
     async fn expire_approval(
