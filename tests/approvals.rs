@@ -71,25 +71,13 @@ fn audited_answer(gateway: &AdminGateway) -> String {
         .expect("an approval entry")
 }
 
-async fn user_id(admin: &Admin) -> String {
-    let users = admin
-        .expect(
-            StatusCode::OK,
-            "GET",
-            &format!("/api/v1/organisations/{}/users", admin.organisation),
-            None,
-        )
-        .await;
-    users["items"][0]["id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_call_completes_and_a_denied_one_is_refused() {
     for backend in databases::BACKENDS {
         println!("{backend:?}");
         let gateway = AdminGateway::start(backend).await;
         let (admin, key) = tenant(&gateway).await;
-        let me = user_id(&admin).await;
+        let me = admin.user.clone();
         let mcp = gateway.mcp();
 
         // Held: the admin sees who asked, for which tool, with which (redacted) arguments, and why.
@@ -337,15 +325,7 @@ async fn a_held_call_keeps_its_event_stream_alive_in_both_eras() {
     assert_eq!(answer["result"]["content"][0]["text"], "held", "{answer}");
 
     // A real client of either era reads that stream and gets its answer.
-    for (era, lifecycle) in [
-        ("session era", rmcp::ClientLifecycleMode::Initialize),
-        (
-            "stateless era",
-            rmcp::ClientLifecycleMode::Discover {
-                preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
-            },
-        ),
-    ] {
+    for (era, lifecycle) in support::eras() {
         println!("{era}");
         use rmcp::ClientServiceExt;
         let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
@@ -484,15 +464,7 @@ async fn the_person_at_the_client_confirms_a_call_in_both_eras() {
         ] }"#,
     )
     .await;
-    for (era, lifecycle) in [
-        ("session era", rmcp::ClientLifecycleMode::Initialize),
-        (
-            "stateless era",
-            rmcp::ClientLifecycleMode::Discover {
-                preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
-            },
-        ),
-    ] {
+    for (era, lifecycle) in support::eras() {
         println!("{era}");
         for approve in [true, false] {
             let asked = std::sync::Arc::default();

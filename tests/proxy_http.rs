@@ -10,12 +10,12 @@
 mod support;
 
 use cerberus_core::DecisionKind;
-use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientLifecycleMode, ClientServiceExt, ServiceExt};
 use serde_json::json;
-use support::{KEY, start_gateway, start_upstream};
+use support::{KEY, eras, start_gateway, start_upstream};
 
 const POLICY: &str = r#"{ guardrails = [
     { type = "rbac", allow = ["echo", "whoami"] },
@@ -23,22 +23,6 @@ const POLICY: &str = r#"{ guardrails = [
     { type = "pii_phone", action = "redact", direction = "response" },
     { type = "rate_limit_per_minute", limit = 5 }
 ] }"#;
-
-/// The two protocol eras a gateway must serve on one endpoint.
-fn eras() -> [(&'static str, ClientLifecycleMode); 2] {
-    [
-        (
-            "session era (initialize, 2025-11-25)",
-            ClientLifecycleMode::Initialize,
-        ),
-        (
-            "stateless era (server/discover, 2026-07-28)",
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        ),
-    ]
-}
 
 async fn client(
     url: &str,

@@ -169,6 +169,7 @@ impl AdminGateway {
             token: body["access_token"].as_str().map(str::to_owned),
             refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
             organisation: body["user"]["organisation"].as_str().unwrap().to_owned(),
+            user: body["user"]["id"].as_str().unwrap().to_owned(),
         }
     }
 
@@ -192,6 +193,8 @@ pub struct Admin {
     pub refresh_token: String,
     /// Its organisation's id.
     pub organisation: String,
+    /// Its user's id.
+    pub user: String,
 }
 
 impl Admin {
@@ -202,6 +205,7 @@ impl Admin {
             token: None,
             refresh_token: String::new(),
             organisation: String::new(),
+            user: String::new(),
         }
     }
 

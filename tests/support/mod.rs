@@ -119,6 +119,22 @@ impl Upstream {
     }
 }
 
+/// The two protocol eras a gateway serves on one endpoint, as an rmcp client starts each.
+pub fn eras() -> [(&'static str, rmcp::ClientLifecycleMode); 2] {
+    [
+        (
+            "session era (initialize, 2025-11-25)",
+            rmcp::ClientLifecycleMode::Initialize,
+        ),
+        (
+            "stateless era (server/discover, 2026-07-28)",
+            rmcp::ClientLifecycleMode::Discover {
+                preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+            },
+        ),
+    ]
+}
+
 /// A deadline that only turns a hang into a failure; it measures nothing.
 pub const HANG: std::time::Duration = std::time::Duration::from_secs(30);
 

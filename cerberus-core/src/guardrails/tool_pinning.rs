@@ -143,15 +143,7 @@ impl ToolPinning {
             .await
         {
             Ok(statuses) => statuses,
-            Err(e) => {
-                return self.settings.on_error.settle(
-                    codes::UNAVAILABLE,
-                    format!("cannot check tool pins: {}", crate::with_causes(&e)),
-                    TYPE_NAME,
-                    level,
-                    trace,
-                );
-            }
+            Err(e) => return self.unavailable(&e, level, trace),
         };
         let mut changed = Vec::new();
         let mut new = Vec::new();
@@ -222,6 +214,22 @@ impl ToolPinning {
         }
     }
 
+    /// A store that cannot answer, settled by `on_error`.
+    fn unavailable(
+        &self,
+        error: &crate::store::StoreError,
+        level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> GuardrailResult {
+        self.settings.on_error.settle(
+            codes::UNAVAILABLE,
+            format!("cannot check tool pins: {}", crate::with_causes(error)),
+            TYPE_NAME,
+            level,
+            trace,
+        )
+    }
+
     /// A listing the guardrail cannot judge: refused under `enforce`, reported under `warn`.
     fn unreadable(&self, why: &str, level: PolicyLevel, trace: &mut Trace) -> GuardrailResult {
         let reason = format!("cannot check the tools/list result: {why}");
@@ -259,15 +267,7 @@ impl ToolPinning {
             .await
         {
             Ok(pin) => pin,
-            Err(e) => {
-                return self.settings.on_error.settle(
-                    codes::UNAVAILABLE,
-                    format!("cannot check tool pins: {}", crate::with_causes(&e)),
-                    TYPE_NAME,
-                    level,
-                    trace,
-                );
-            }
+            Err(e) => return self.unavailable(&e, level, trace),
         };
         let tool = shown(tool);
         let why = match pin.as_ref().map(|pin| pin.status()) {
