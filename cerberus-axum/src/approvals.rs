@@ -23,6 +23,11 @@ use tokio::sync::Notify;
 use crate::upstream_client::{SetByOperator, UpstreamClient};
 use crate::webhook::{MIN_SECRET_BYTES, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
 
+/// How many calls of one organisation may wait on one instance; more are refused at once
+/// (`approval_unavailable`), so that one tenant's agents cannot tie up the instance's connections
+/// and the database's rows at the others' expense.
+pub const MAX_WAITING_PER_ORGANISATION: usize = 1_000;
+
 /// How long a notice may take, connecting included.
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -143,6 +148,8 @@ pub struct AdminApprover {
     answered: Notify,
     /// Calls waiting on this instance.
     waiting: AtomicUsize,
+    /// The same, by organisation.
+    by_organisation: std::sync::Mutex<std::collections::HashMap<OrganisationId, usize>>,
     /// Who hears of held calls, besides the admin API.
     notifier: Option<Arc<ApprovalNotifier>>,
 }
@@ -167,6 +174,7 @@ impl AdminApprover {
             poll,
             answered: Notify::new(),
             waiting: AtomicUsize::new(0),
+            by_organisation: std::sync::Mutex::default(),
             notifier: None,
         }
     }
@@ -220,19 +228,47 @@ impl AdminApprover {
     }
 }
 
-/// Marks an approval timed out if its call stops waiting before an answer (the client went away).
-struct Abandoned<'a> {
-    store: &'a Arc<dyn ApprovalStore>,
-    approval: Option<(OrganisationId, ApprovalId)>,
-    waiting: &'a AtomicUsize,
+/// A call counted as waiting on this instance until it is dropped; one that stops waiting before
+/// an answer (its client went away) has its approval marked timed out.
+struct Waiting<'a> {
+    approver: &'a AdminApprover,
+    organisation: OrganisationId,
+    /// The approval to close if the call stops waiting unanswered.
+    open: Option<ApprovalId>,
 }
 
-impl Drop for Abandoned<'_> {
+impl<'a> Waiting<'a> {
+    /// Counts a call of `organisation`, unless the organisation has too many waiting already.
+    fn start(approver: &'a AdminApprover, organisation: OrganisationId) -> Option<Self> {
+        let mut counts = approver.by_organisation.lock().ok()?;
+        let count = counts.entry(organisation).or_insert(0);
+        if *count >= MAX_WAITING_PER_ORGANISATION {
+            return None;
+        }
+        *count += 1;
+        approver.waiting.fetch_add(1, Ordering::Relaxed);
+        Some(Self {
+            approver,
+            organisation,
+            open: None,
+        })
+    }
+}
+
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        if let Some((organisation, id)) = self.approval.take() {
-            let store = Arc::clone(self.store);
-            tokio::spawn(async move {
+        self.approver.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut counts) = self.approver.by_organisation.lock()
+            && let Some(count) = counts.get_mut(&self.organisation)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.organisation);
+            }
+        }
+        if let (Some(id), Ok(runtime)) = (self.open.take(), tokio::runtime::Handle::try_current()) {
+            let (store, organisation) = (Arc::clone(&self.approver.store), self.organisation);
+            runtime.spawn(async move {
                 if let Err(e) = store.expire_approval(organisation, id).await {
                     tracing::warn!(approval = %id, error = %with_causes(&e), "cannot close the approval of an abandoned call");
                 }
@@ -265,6 +301,14 @@ fn answer_of(approval: &Approval, timeout: Duration) -> ApprovalAnswer {
 impl Approver for AdminApprover {
     async fn decide(&self, request: ApprovalRequest<'_>) -> ApprovalAnswer {
         let identity = request.identity;
+        let Some(mut waiting) = Waiting::start(self, identity.organisation) else {
+            tracing::warn!(organisation = %identity.organisation, "too many calls of one organisation wait for approval");
+            return ApprovalAnswer::Unavailable {
+                reason: format!(
+                    "{MAX_WAITING_PER_ORGANISATION} calls of this organisation already wait for approval"
+                ),
+            };
+        };
         let approval = Approval::pending(
             identity.organisation,
             identity.workspace,
@@ -289,12 +333,7 @@ impl Approver for AdminApprover {
             tokio::spawn(async move { notifier.notify(&approval).await });
         }
         tracing::info!(approval = %id, %organisation, target = ?approval.target, "call held for approval");
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let mut abandoned = Abandoned {
-            store: &self.store,
-            approval: Some((organisation, id)),
-            waiting: &self.waiting,
-        };
+        waiting.open = Some(id);
         let decided = match self.answer(organisation, id).await {
             Some(approval) => Some(approval),
             // Time is up: an answer that came at the last moment stands.
@@ -306,7 +345,7 @@ impl Approver for AdminApprover {
                 }
             },
         };
-        abandoned.approval = None;
+        waiting.open = None;
         let answer = decided.as_ref().map_or(
             ApprovalAnswer::TimedOut {
                 after: self.timeout,
@@ -322,6 +361,73 @@ impl Approver for AdminApprover {
 mod tests {
     use super::*;
     use crate::admin::AdminSettings;
+    use cerberus_core::store::{Page, StoreError, Verdict};
+
+    #[derive(Debug)]
+    struct NoStore;
+
+    #[async_trait]
+    impl ApprovalStore for NoStore {
+        async fn create_approval(&self, _: &Approval) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn approval(
+            &self,
+            _: OrganisationId,
+            _: ApprovalId,
+        ) -> Result<Option<Approval>, StoreError> {
+            Ok(None)
+        }
+        async fn approvals(
+            &self,
+            _: OrganisationId,
+            _: Option<ApprovalStatus>,
+            _: Page,
+        ) -> Result<Vec<Approval>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn decide_approval(
+            &self,
+            _: OrganisationId,
+            _: ApprovalId,
+            _: Verdict,
+            _: &str,
+            _: Option<&str>,
+        ) -> Result<Option<Approval>, StoreError> {
+            Ok(None)
+        }
+        async fn delete_approvals_before(&self, _: SystemTime) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn expire_approval(
+            &self,
+            _: OrganisationId,
+            _: ApprovalId,
+        ) -> Result<Option<Approval>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn one_organisation_cannot_hold_more_than_its_share_of_waiting_calls() {
+        let approver = AdminApprover::new(
+            Arc::new(NoStore),
+            Duration::from_secs(1),
+            Duration::from_millis(50),
+        );
+        let (greedy, other) = (OrganisationId::new_random(), OrganisationId::new_random());
+        let mut held: Vec<_> = (0..MAX_WAITING_PER_ORGANISATION)
+            .map(|_| Waiting::start(&approver, greedy).unwrap())
+            .collect();
+        assert!(Waiting::start(&approver, greedy).is_none());
+        let theirs = Waiting::start(&approver, other).unwrap();
+        assert_eq!(approver.waiting(), MAX_WAITING_PER_ORGANISATION + 1);
+        held.pop();
+        assert!(Waiting::start(&approver, greedy).is_some());
+        drop((held, theirs));
+        assert_eq!(approver.waiting(), 0);
+        assert!(approver.by_organisation.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn a_notice_url_and_secret_are_checked_before_the_gateway_starts() {
