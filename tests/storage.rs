@@ -742,6 +742,14 @@ async fn tool_pins_test(store: &SqlStore) {
     );
     let pin = store.pin(org, ws, "search").await.unwrap().unwrap();
     assert_eq!(pin.status(), PinStatus::Changed);
+    for (tool, status) in [
+        ("search", Some(PinStatus::Changed)),
+        ("fresh", Some(PinStatus::New)),
+        ("nul\0name", Some(PinStatus::Approved)),
+        ("never", None),
+    ] {
+        assert_eq!(store.status(org, ws, tool).await.unwrap(), status, "{tool}");
+    }
     assert_eq!(pin.listed, poisoned);
     assert_eq!(
         pin.pinned.as_ref().unwrap().fingerprint(),

@@ -313,6 +313,8 @@ async fn enforce_hides_a_changed_tool_until_an_admin_approves_it() {
         assert_eq!(approved["status"], "approved");
         assert_eq!(approved["changes"], json!([]));
         assert_eq!(approved["approved_by"], admin.user.as_str());
+        // At once, though this instance trusts what it read for a minute (`cache_ttl_ms`).
+        assert_eq!(call_search(&mcp, &key).await.unwrap(), "search ran");
         for endpoint in [&mcp, &other_instance] {
             let tools = listed(endpoint, &key).await;
             assert_eq!(names(&tools), ["echo", "search"]);

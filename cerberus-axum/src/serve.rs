@@ -99,13 +99,19 @@ pub fn build_with_store(
     audit: Arc<dyn AuditSink>,
     store: Arc<dyn ControlStore>,
 ) -> Result<Built, ServeError> {
-    // Pins and their approvals live in the database, shared by every instance.
-    let registry = registry.with_pin_store(Arc::clone(&store) as _);
-    let mut parts = Parts::new(config, registry, audit)?;
     let ttl = config
         .database
         .as_ref()
         .map_or(std::time::Duration::from_millis(500), |d| d.cache_ttl());
+    // Pins and their approvals live in the database, shared by every instance; a call's pin status
+    // is trusted for as long as a key and policy are, and forgotten with them on an admin change.
+    let pins = Arc::new(cerberus_core::pinning::CachedPinStore::new(
+        Arc::clone(&store) as _,
+        ttl,
+        usize::try_from(crate::directory::MAX_CACHED).unwrap_or(usize::MAX),
+    ));
+    let registry = registry.with_pin_store(Arc::clone(&pins) as _);
+    let mut parts = Parts::new(config, registry, audit)?;
     parts.gateway.directory = parts.gateway.directory.with_store(
         Arc::clone(&store),
         Arc::clone(&parts.registry),
@@ -141,7 +147,10 @@ pub fn build_with_store(
     let gateway = Arc::new(parts.gateway);
     let local: Arc<dyn Fn() + Send + Sync> = {
         let gateway = Arc::clone(&gateway);
-        Arc::new(move || gateway.directory.invalidate())
+        Arc::new(move || {
+            gateway.directory.invalidate();
+            pins.clear();
+        })
     };
     // An admin change clears this instance's cache at once and, in distributed mode, every other
     // instance's through Redis; a message that cannot be published is logged, and the others then

@@ -220,6 +220,36 @@ impl PinStore for SqlStore {
         .transpose()
     }
 
+    async fn status(
+        &self,
+        organisation: OrganisationId,
+        workspace: WorkspaceId,
+        tool: &str,
+    ) -> Result<Option<PinStatus>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT pinned_fingerprint, listed_fingerprint FROM tool_pins \
+             WHERE organisation_id = $1 AND workspace_id = $2 AND tool = $3",
+        )
+        .bind(organisation.to_string())
+        .bind(workspace.to_string())
+        .bind(storable(tool).as_ref())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let pinned = row
+            .try_get::<Option<String>, _>("pinned_fingerprint")
+            .map_err(|e| corrupt("pinned_fingerprint", e))?;
+        let listed = text(&row, "listed_fingerprint")?;
+        Ok(Some(match pinned {
+            None => PinStatus::New,
+            Some(pinned) if pinned == listed => PinStatus::Approved,
+            Some(_) => PinStatus::Changed,
+        }))
+    }
+
     async fn pins(
         &self,
         organisation: OrganisationId,

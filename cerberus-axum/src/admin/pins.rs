@@ -195,6 +195,8 @@ pub async fn approve(
         .await?
     {
         Approval::Approved(pin) => {
+            // Every instance's proxy judges calls by the new pin at once.
+            state.changed();
             tracing::info!(
                 workspace = %workspace.id,
                 tool = %body.tool,

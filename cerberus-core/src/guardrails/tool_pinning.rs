@@ -261,16 +261,16 @@ impl ToolPinning {
             return GuardrailResult::Allow;
         };
         let identity = ctx.identity;
-        let pin = match self
+        let status = match self
             .store
-            .pin(identity.organisation, identity.workspace, tool)
+            .status(identity.organisation, identity.workspace, tool)
             .await
         {
-            Ok(pin) => pin,
+            Ok(status) => status,
             Err(e) => return self.unavailable(&e, level, trace),
         };
         let tool = shown(tool);
-        let why = match pin.as_ref().map(|pin| pin.status()) {
+        let why = match status {
             Some(PinStatus::Approved) => {
                 trace.record(TYPE_NAME, level, &GuardrailResult::Allow);
                 return GuardrailResult::Allow;
@@ -611,6 +611,16 @@ mod tests {
             _: WorkspaceId,
             _: &str,
         ) -> Result<Option<ToolPin>, StoreError> {
+            Err(StoreError::Unavailable(crate::Cause::message(
+                "connection refused",
+            )))
+        }
+        async fn status(
+            &self,
+            _: OrganisationId,
+            _: WorkspaceId,
+            _: &str,
+        ) -> Result<Option<PinStatus>, StoreError> {
             Err(StoreError::Unavailable(crate::Cause::message(
                 "connection refused",
             )))

@@ -115,6 +115,19 @@ impl PinStore for MemoryPinStore {
             .cloned())
     }
 
+    async fn status(
+        &self,
+        organisation: OrganisationId,
+        workspace: WorkspaceId,
+        tool: &str,
+    ) -> Result<Option<PinStatus>, StoreError> {
+        Ok(self
+            .lock()?
+            .get(&(organisation, workspace))
+            .and_then(|pins| pins.tools.get(tool))
+            .map(ToolPin::status))
+    }
+
     async fn pins(
         &self,
         organisation: OrganisationId,

@@ -32,6 +32,7 @@
 //! # Ok::<(), cerberus_core::pinning::DefinitionError>(())
 //! ```
 
+mod cached;
 mod definition;
 mod memory;
 
@@ -41,6 +42,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use cached::CachedPinStore;
 pub use definition::{DefinitionError, MemberChange, PINNED_MEMBERS, ToolDefinition, definitions};
 pub use memory::MemoryPinStore;
 
@@ -164,6 +166,15 @@ pub trait PinStore: Send + Sync + fmt::Debug {
         workspace: WorkspaceId,
         tool: &str,
     ) -> Result<Option<ToolPin>, StoreError>;
+
+    /// Where one tool's listed definition stands, if the workspace listed it: what a call is judged
+    /// by, without reading the definitions.
+    async fn status(
+        &self,
+        organisation: OrganisationId,
+        workspace: WorkspaceId,
+        tool: &str,
+    ) -> Result<Option<PinStatus>, StoreError>;
 
     /// Every tool the workspace listed, by name.
     async fn pins(
