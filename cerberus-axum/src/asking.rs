@@ -108,6 +108,19 @@ impl Elicitations {
     }
 }
 
+/// A question waiting for a client: forgotten however the wait ends (an answer, the timeout, or the
+/// held call dropped because its client went away).
+struct Question<'a> {
+    elicitations: &'a Elicitations,
+    id: String,
+}
+
+impl Drop for Question<'_> {
+    fn drop(&mut self) {
+        self.elicitations.forget(&self.id);
+    }
+}
+
 /// The gateway's approver: asks the user or the admins, as the policy says.
 #[derive(Debug)]
 pub struct Asking {
@@ -143,11 +156,16 @@ impl Asking {
                 reason: "too many questions wait for clients".into(),
             };
         };
+        let question = Question {
+            elicitations: &self.elicitations,
+            id,
+        };
+        let id = question.id.as_str();
         let target = request.target.unwrap_or(request.method);
         let arguments = request
             .arguments
             .map_or_else(|| "none".to_owned(), Value::to_string);
-        let question = json!({
+        let message = json!({
             "jsonrpc": "2.0",
             "id": id,
             "method": "elicitation/create",
@@ -170,14 +188,13 @@ impl Asking {
                 },
             },
         });
-        if !holding::ask_client(&question) {
-            self.elicitations.forget(&id);
+        if !holding::ask_client(&message) {
             return ApprovalAnswer::Unavailable {
                 reason: "the client has no stream to be asked on".into(),
             };
         }
         let answer = tokio::time::timeout(self.timeout, answer).await;
-        self.elicitations.forget(&id);
+        drop(question);
         match answer {
             Err(_) => ApprovalAnswer::TimedOut {
                 after: self.timeout,
@@ -292,6 +309,21 @@ mod tests {
             };
             assert_eq!(kind, expected, "{text}");
         }
+    }
+
+    #[test]
+    fn a_question_is_forgotten_however_its_wait_ends() {
+        let elicitations = Elicitations::default();
+        let id = format!("{REQUEST_ID_PREFIX}2");
+        let _answer = elicitations.ask(&id, AgentId::new_random()).unwrap();
+        let question = Question {
+            elicitations: &elicitations,
+            id,
+        };
+        assert_eq!(elicitations.len(), 1);
+        // The held call's future is dropped mid-wait when its client goes away.
+        drop(question);
+        assert!(elicitations.is_empty());
     }
 
     #[test]

@@ -134,6 +134,8 @@ pub(super) async fn respond(
             }
             tokio::select! {
                 response = &mut post => break response,
+                // The client went away: dropping the call abandons its approval.
+                () = events.closed() => return,
                 () = hold.queued.notified() => {}
                 _ = ticks.tick() => {
                     // The client went away: dropping the call abandons its approval.
