@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cerberus_core::approval::{ApprovalAnswer, ApprovalRequest, Approver};
-use cerberus_core::store::{Approval, ApprovalId, ApprovalStatus, ApprovalStore};
+use cerberus_core::store::{Approval, ApprovalId, ApprovalStatus, ApprovalStore, WorkspaceStore};
 use cerberus_core::{OrganisationId, with_causes};
 use http::{Request, Uri, header};
 use tokio::sync::Notify;
@@ -152,6 +152,8 @@ pub struct AdminApprover {
     by_organisation: std::sync::Mutex<std::collections::HashMap<OrganisationId, usize>>,
     /// Who hears of held calls, besides the admin API.
     notifier: Option<Arc<ApprovalNotifier>>,
+    /// The workspaces the admin API manages, when only their calls can be answered there.
+    workspaces: Option<Arc<dyn WorkspaceStore>>,
 }
 
 impl std::fmt::Debug for AdminApprover {
@@ -176,6 +178,16 @@ impl AdminApprover {
             waiting: AtomicUsize::new(0),
             by_organisation: std::sync::Mutex::default(),
             notifier: None,
+            workspaces: None,
+        }
+    }
+
+    /// The same approver refusing at once the calls of workspaces `workspaces` does not hold (those
+    /// of the configuration file): no admin can answer them through the API.
+    pub fn managing(self, workspaces: Arc<dyn WorkspaceStore>) -> Self {
+        Self {
+            workspaces: Some(workspaces),
+            ..self
         }
     }
 
@@ -301,6 +313,26 @@ fn answer_of(approval: &Approval, timeout: Duration) -> ApprovalAnswer {
 impl Approver for AdminApprover {
     async fn decide(&self, request: ApprovalRequest<'_>) -> ApprovalAnswer {
         let identity = request.identity;
+        if let Some(workspaces) = &self.workspaces {
+            match workspaces
+                .workspace(identity.organisation, identity.workspace)
+                .await
+            {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return ApprovalAnswer::Unavailable {
+                        reason: "no admin can answer for a workspace of the configuration file"
+                            .into(),
+                    };
+                }
+                Err(e) => {
+                    tracing::error!(error = %with_causes(&e), "cannot look up a held call's workspace");
+                    return ApprovalAnswer::Unavailable {
+                        reason: "the approval could not be recorded".into(),
+                    };
+                }
+            }
+        }
         let Some(mut waiting) = Waiting::start(self, identity.organisation) else {
             tracing::warn!(organisation = %identity.organisation, "too many calls of one organisation wait for approval");
             return ApprovalAnswer::Unavailable {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cerberus_core::approval::{ApprovalAnswer, ApprovalRequest, ApproveBy, Approver};
-use cerberus_core::{AgentId, Message, MessageKind};
+use cerberus_core::{AgentId, Identity, Message, MessageKind, OrganisationId};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -43,10 +43,21 @@ pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How many questions may wait for clients at once; more are refused (no one is asked).
 const MAX_WAITING: usize = 10_000;
 
+/// How many of them one organisation's calls may hold, so that one tenant cannot use up the rest.
+const MAX_WAITING_PER_ORGANISATION: usize = 1_000;
+
+/// Who a question was put to, and where its answer goes.
+#[derive(Debug)]
+struct Asked {
+    organisation: OrganisationId,
+    agent: AgentId,
+    answer: oneshot::Sender<Message>,
+}
+
 /// Questions put to clients, waiting for their answers, by request id.
 #[derive(Debug, Default)]
 pub struct Elicitations {
-    waiting: Mutex<HashMap<String, (AgentId, oneshot::Sender<Message>)>>,
+    waiting: Mutex<HashMap<String, Asked>>,
 }
 
 impl Elicitations {
@@ -69,8 +80,8 @@ impl Elicitations {
             return None;
         };
         match waiting.remove(&id) {
-            Some((asked, sender)) if asked == agent => {
-                let _ = sender.send(message);
+            Some(asked) if asked.agent == agent => {
+                let _ = asked.answer.send(message);
             }
             Some(other) => {
                 tracing::warn!("an answer to the gateway's question came from another agent");
@@ -81,13 +92,24 @@ impl Elicitations {
         None
     }
 
-    fn ask(&self, id: &str, agent: AgentId) -> Option<oneshot::Receiver<Message>> {
-        let (sender, receiver) = oneshot::channel();
+    fn ask(&self, id: &str, identity: &Identity) -> Option<oneshot::Receiver<Message>> {
+        let (answer, receiver) = oneshot::channel();
         let mut waiting = self.waiting.lock().ok()?;
-        if waiting.len() >= MAX_WAITING {
+        let theirs = waiting
+            .values()
+            .filter(|asked| asked.organisation == identity.organisation)
+            .count();
+        if waiting.len() >= MAX_WAITING || theirs >= MAX_WAITING_PER_ORGANISATION {
             return None;
         }
-        waiting.insert(id.to_owned(), (agent, sender));
+        waiting.insert(
+            id.to_owned(),
+            Asked {
+                organisation: identity.organisation,
+                agent: identity.agent,
+                answer,
+            },
+        );
         Some(receiver)
     }
 
@@ -151,7 +173,7 @@ impl Asking {
 
     async fn ask_user(&self, request: &ApprovalRequest<'_>) -> ApprovalAnswer {
         let id = format!("{REQUEST_ID_PREFIX}{}", uuid::Uuid::new_v4());
-        let Some(answer) = self.elicitations.ask(&id, request.identity.agent) else {
+        let Some(answer) = self.elicitations.ask(&id, request.identity) else {
             return ApprovalAnswer::Unavailable {
                 reason: "too many questions wait for clients".into(),
             };
@@ -315,7 +337,7 @@ mod tests {
     fn a_question_is_forgotten_however_its_wait_ends() {
         let elicitations = Elicitations::default();
         let id = format!("{REQUEST_ID_PREFIX}2");
-        let _answer = elicitations.ask(&id, AgentId::new_random()).unwrap();
+        let _answer = elicitations.ask(&id, &Identity::new_random()).unwrap();
         let question = Question {
             elicitations: &elicitations,
             id,
@@ -327,11 +349,27 @@ mod tests {
     }
 
     #[test]
+    fn one_organisation_cannot_use_up_the_questions() {
+        let elicitations = Elicitations::default();
+        let greedy = Identity::new_random();
+        let _held: Vec<_> = (0..MAX_WAITING_PER_ORGANISATION)
+            .map(|i| elicitations.ask(&format!("q{i}"), &greedy).unwrap())
+            .collect();
+        assert!(elicitations.ask("one-more", &greedy).is_none());
+        assert!(
+            elicitations
+                .ask("theirs", &Identity::new_random())
+                .is_some()
+        );
+    }
+
+    #[test]
     fn only_the_asked_agent_answers_a_question() {
         let elicitations = Elicitations::default();
-        let (asked, other) = (AgentId::new_random(), AgentId::new_random());
+        let identity = Identity::new_random();
+        let (asked, other) = (identity.agent, AgentId::new_random());
         let id = format!("{REQUEST_ID_PREFIX}1");
-        let mut receiver = elicitations.ask(&id, asked).unwrap();
+        let mut receiver = elicitations.ask(&id, &identity).unwrap();
         let answer = message(&format!(
             r#"{{"jsonrpc":"2.0","id":"{id}","result":{{"action":"cancel"}}}}"#
         ));

@@ -124,7 +124,8 @@ pub fn build_with_store(
         Arc::clone(&store) as _,
         config.admin.approval_timeout(),
         config.admin.approval_poll_interval(),
-    );
+    )
+    .managing(Arc::clone(&store) as _);
     if let (Some(url), Some(secret)) = (
         &config.admin.approval_webhook_url,
         &config.admin.approval_webhook_secret,

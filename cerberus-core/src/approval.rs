@@ -60,6 +60,8 @@ pub mod codes {
     pub const TIMED_OUT: &str = "approval_timed_out";
     /// The approval could not be asked for (no approver, a store that does not answer).
     pub const UNAVAILABLE: &str = "approval_unavailable";
+    /// The caller went away before an answer came.
+    pub const ABANDONED: &str = "approval_abandoned";
 }
 
 /// A held call, as it is put to a person.

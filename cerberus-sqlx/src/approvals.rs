@@ -157,14 +157,16 @@ impl ApprovalStore for SqlStore {
         &self,
         before: std::time::SystemTime,
     ) -> Result<u64, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM approvals WHERE requested_at < $1 AND status <> 'pending'")
-                .bind(millis(before))
-                .execute(&self.pool)
-                .await
-                .map_err(store_error)?
-                .rows_affected(),
+        Ok(sqlx::query(
+            "DELETE FROM approvals WHERE requested_at < $1 \
+                 AND (status <> 'pending' OR expires_at < $2)",
         )
+        .bind(millis(before))
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?
+        .rows_affected())
     }
 
     async fn expire_approval(

@@ -208,6 +208,21 @@ impl AuditSink for BatchedAuditSink {
         }
     }
 
+    fn record_now(&self, event: AuditEvent) {
+        match self.sender.try_send(event) {
+            Ok(()) => {
+                self.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("the audit queue is full: an event was dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("the audit writer has stopped: an event was lost");
+            }
+        }
+    }
+
     /// Queued or being stored: the events a crash would lose. During a database outage that is every
     /// event since it began, up to the queue's capacity plus one batch.
     fn unwritten(&self) -> u64 {

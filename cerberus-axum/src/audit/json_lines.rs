@@ -84,6 +84,12 @@ impl AuditSink for JsonLinesAuditSink {
         }
     }
 
+    fn record_now(&self, event: AuditEvent) {
+        if self.sender.try_send(Item::Event(Box::new(event))).is_err() {
+            tracing::error!("the audit writer is full or stopped; an event was lost");
+        }
+    }
+
     /// The events waiting for the writer thread (a line being written is not counted).
     fn unwritten(&self) -> u64 {
         let queued = self.sender.max_capacity() - self.sender.capacity();

@@ -170,12 +170,17 @@ async fn pass_on(response: Response, events: &mpsc::Sender<Result<Bytes, Infalli
     let status = response.status();
     let mut body = response.into_body().into_data_stream();
     if streamed {
-        while let Some(Ok(chunk)) = body.next().await {
+        loop {
+            let chunk = tokio::select! {
+                chunk = body.next() => chunk,
+                // The client went away: stop reading the upstream's stream.
+                () = events.closed() => return,
+            };
+            let Some(Ok(chunk)) = chunk else { return };
             if events.send(Ok(chunk)).await.is_err() {
                 return;
             }
         }
-        return;
     }
     let mut whole = Vec::new();
     while let Some(Ok(chunk)) = body.next().await {

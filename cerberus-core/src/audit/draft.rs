@@ -32,7 +32,7 @@ pub struct UpstreamTiming {
 /// assert_eq!(event.method.as_deref(), Some("tools/call"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct EventDraft {
     started: Instant,
     /// Time since `started` that was not the gateway's: a person deciding about a held call.

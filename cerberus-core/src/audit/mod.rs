@@ -81,6 +81,13 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
     /// Records one event.
     async fn record(&self, event: AuditEvent);
 
+    /// Records one event without waiting, for a caller that cannot wait: the record of a held call
+    /// whose client went away, made as its future is dropped. A sink whose queue is full loses it
+    /// and counts the loss as `record` would; the default loses it and logs an error.
+    fn record_now(&self, event: AuditEvent) {
+        tracing::error!(id = %event.id, "this audit sink cannot record without waiting: an event was lost");
+    }
+
     /// Writes out whatever the sink still holds; called once at shutdown, after the last `record`.
     async fn flush(&self) {}
 
@@ -222,6 +229,15 @@ impl AuditSink for FanoutAuditSink {
         }
     }
 
+    fn record_now(&self, event: AuditEvent) {
+        if let Some((last, others)) = self.sinks.split_last() {
+            for sink in others {
+                sink.record_now(event.clone());
+            }
+            last.record_now(event);
+        }
+    }
+
     async fn flush(&self) {
         for sink in &self.sinks {
             sink.flush().await;
@@ -258,6 +274,10 @@ impl MemoryAuditSink {
 #[async_trait]
 impl AuditSink for MemoryAuditSink {
     async fn record(&self, event: AuditEvent) {
+        self.record_now(event);
+    }
+
+    fn record_now(&self, event: AuditEvent) {
         if let Ok(mut events) = self.events.lock() {
             events.push(event);
         }
@@ -271,6 +291,8 @@ pub struct NullAuditSink;
 #[async_trait]
 impl AuditSink for NullAuditSink {
     async fn record(&self, _event: AuditEvent) {}
+
+    fn record_now(&self, _event: AuditEvent) {}
 
     fn keeps_events(&self) -> bool {
         false

@@ -295,8 +295,17 @@ impl<'a> Exchange<'a> {
             .await;
         let elapsed = started.elapsed();
         if matches!(outcome.decision, Decision::Hold { .. }) {
+            // The record of the call if its caller goes away while it waits (its future is then
+            // dropped here): every held call leaves one.
+            let abandoned = draft.as_ref().map(|draft| Abandoned {
+                audit: Arc::clone(audit),
+                event: Some(self.abandoned_event(envelope, draft.clone(), &outcome)),
+            });
             let asked = Instant::now();
             self.settle_hold(envelope, kind, &mut outcome).await;
+            if let Some(mut abandoned) = abandoned {
+                abandoned.event = None;
+            }
             if let Some(draft) = &mut draft {
                 draft.exclude(asked.elapsed());
             }
@@ -357,7 +366,56 @@ impl<'a> Exchange<'a> {
     }
 }
 
+/// Records its event if dropped armed: a held call whose caller went away before an answer.
+struct Abandoned {
+    audit: Arc<dyn AuditSink>,
+    event: Option<crate::audit::AuditEvent>,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(event) = self.event.take() {
+            self.audit.record_now(event);
+        }
+    }
+}
+
 impl Exchange<'_> {
+    /// The audit event of a held call whose caller went away before an answer: refused, with an
+    /// `approval` entry saying so.
+    fn abandoned_event(
+        &self,
+        envelope: Envelope<'_>,
+        draft: EventDraft,
+        outcome: &crate::pipeline::PipelineOutcome,
+    ) -> crate::audit::AuditEvent {
+        let mut abandoned = outcome.clone();
+        let reason = "the caller went away before an answer".to_owned();
+        let level = abandoned
+            .trace
+            .entries()
+            .iter()
+            .find(|e| e.code.as_deref() == Some(crate::approval::codes::REQUIRED))
+            .map_or(PolicyLevel::Organisation, |e| e.level);
+        abandoned.trace.push(crate::trace::TraceEntry {
+            code: Some(crate::approval::codes::ABANDONED.to_owned()),
+            ..crate::trace::TraceEntry::new(crate::approval::GUARDRAIL, level, DecisionKind::Block)
+                .with_reason(reason.clone())
+        });
+        abandoned.decision = Decision::Block {
+            guardrail: crate::approval::GUARDRAIL.to_owned(),
+            code: crate::approval::codes::ABANDONED.to_owned(),
+            reason,
+        };
+        draft.finish(
+            envelope,
+            &mut abandoned,
+            self.key_prefix.map(str::to_owned),
+            None,
+            self.recorder.payloads.as_ref(),
+        )
+    }
+
     /// Puts a held message to the recorder's approver and records the answer: the message then
     /// passes as the pipeline would have let it, or is refused. Only a client's request can wait
     /// for a person; anything else held is refused.
@@ -406,16 +464,29 @@ impl Exchange<'_> {
                     .message
                     .arguments()
                     .map(|a| redactor.redact_value(Direction::Request, a));
+                // What the caller chose (a tool name, a resource URI, quoted in the reason) is
+                // shown, stored and logged as the audit log keeps it: redacted.
+                let fields = PayloadRedactor::for_fields();
+                let redacted = |text: &str| {
+                    let mut text = text.to_owned();
+                    fields.redact_text(&mut text);
+                    text
+                };
+                let (method, target, reason) = (
+                    redacted(method),
+                    outcome.message.target().map(redacted),
+                    redacted(reason),
+                );
                 approver
                     .decide(ApprovalRequest {
                         identity: self.identity,
                         profile: self.profile,
                         session: self.session,
-                        method,
-                        target: outcome.message.target(),
+                        method: &method,
+                        target: target.as_deref(),
                         arguments: arguments.as_ref(),
                         guardrail,
-                        reason,
+                        reason: &reason,
                         by: *by,
                     })
                     .await

@@ -413,3 +413,44 @@ async fn a_call_another_guardrail_refuses_is_never_put_to_anyone() {
         }
     );
 }
+
+/// Never answers.
+#[derive(Debug)]
+struct Silent;
+
+#[async_trait::async_trait]
+impl Approver for Silent {
+    async fn decide(&self, _: ApprovalRequest<'_>) -> ApprovalAnswer {
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn a_held_call_whose_caller_goes_away_still_leaves_its_record() {
+    use futures::FutureExt as _;
+    let pipeline = pipeline(HELD);
+    let identity = Identity::new_random();
+    let conversation = Conversation::new();
+    let audit = Arc::new(MemoryAuditSink::new());
+    let recorder = Recorder::new(audit.clone()).with_approver(Arc::new(Silent));
+    let exchange = Exchange::new(&pipeline, &identity, &conversation, &recorder);
+    // The call waits; its caller goes away, which drops the wait.
+    assert!(
+        exchange
+            .from_client(pay("jane@example.com"))
+            .now_or_never()
+            .is_none()
+    );
+    let events = audit.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].decision, DecisionKind::Block);
+    let last = events[0].trace.entries().last().unwrap();
+    assert_eq!(
+        last.code.as_deref(),
+        Some(crate::approval::codes::ABANDONED)
+    );
+    assert_eq!(
+        last.reason.as_deref(),
+        Some("the caller went away before an answer")
+    );
+}

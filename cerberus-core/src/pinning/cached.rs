@@ -26,6 +26,9 @@ pub struct CachedPinStore {
     ttl: Duration,
     capacity: usize,
     statuses: Mutex<HashMap<Key, (Option<PinStatus>, Instant)>>,
+    /// Moved by every forgetting: a status read while it moved may be older than the change that
+    /// moved it, and is not remembered.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl CachedPinStore {
@@ -36,6 +39,7 @@ impl CachedPinStore {
             ttl,
             capacity: capacity.max(1),
             statuses: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -43,12 +47,16 @@ impl CachedPinStore {
     /// API over the store itself) calls for.
     pub fn clear(&self) {
         if let Ok(mut statuses) = self.statuses.lock() {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             statuses.clear();
         }
     }
 
     fn forget(&self, organisation: OrganisationId, workspace: WorkspaceId) {
         if let Ok(mut statuses) = self.statuses.lock() {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             statuses.retain(|(o, w, _), _| (*o, *w) != (organisation, workspace));
         }
     }
@@ -94,8 +102,11 @@ impl PinStore for CachedPinStore {
         {
             return Ok(*status);
         }
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let status = self.inner.status(organisation, workspace, tool).await?;
-        if let Ok(mut statuses) = self.statuses.lock() {
+        if let Ok(mut statuses) = self.statuses.lock()
+            && self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation
+        {
             if statuses.len() >= self.capacity {
                 let mut ages: Vec<Instant> = statuses.values().map(|(_, read)| *read).collect();
                 ages.sort_unstable();

@@ -185,8 +185,9 @@ pub trait ApprovalStore: Send + Sync {
         note: Option<&str>,
     ) -> Result<Option<Approval>, StoreError>;
 
-    /// Deletes the answered (or timed-out) approvals of calls held before `before` (retention); how
-    /// many went. Pending ones stay.
+    /// Deletes the approvals of calls held before `before` (retention) that nobody waits for any
+    /// more: answered, timed out, or past their time (left pending by an instance that stopped while
+    /// the call waited); how many went.
     async fn delete_approvals_before(&self, before: SystemTime) -> Result<u64, StoreError>;
 
     /// Marks an approval still pending as timed out; gives it as it stands afterwards (an answer
