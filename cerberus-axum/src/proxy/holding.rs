@@ -41,6 +41,16 @@ struct Hold {
     queued: Notify,
 }
 
+impl Hold {
+    /// The messages for the client. A list of whole messages is never left half changed, so one a
+    /// panic poisoned is still right to send: the question it holds must not be lost.
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Bytes>> {
+        self.to_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 tokio::task_local! {
     /// The hold of the POST being handled.
     static HOLD: Arc<Hold>;
@@ -78,10 +88,7 @@ pub(crate) fn client_can_be_asked() -> bool {
 pub(crate) fn ask_client(message: &Value) -> bool {
     HOLD.try_with(|hold| {
         let event = Bytes::from(format!("event: message\ndata: {message}\n\n"));
-        match hold.to_client.lock() {
-            Ok(mut queue) => queue.push(event),
-            Err(_) => return false,
-        }
+        hold.queue().push(event);
         hold.held.notify_one();
         hold.queued.notify_one();
         true
@@ -122,11 +129,7 @@ pub(super) async fn respond(
         }
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let response = loop {
-            let queued: Vec<Bytes> = hold
-                .to_client
-                .lock()
-                .map(|mut queue| std::mem::take(&mut *queue))
-                .unwrap_or_default();
+            let queued = std::mem::take(&mut *hold.queue());
             for message in queued {
                 if events.send(Ok(message)).await.is_err() {
                     return;
