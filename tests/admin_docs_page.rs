@@ -14,25 +14,11 @@ mod admin_support;
 mod databases;
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
 use admin_support::AdminGateway;
 use cerberus_sqlx::Backend;
-use serde_json::Value;
-
-/// The workspace's root, where `scripts/node` is.
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_renders_with_nothing_from_elsewhere() {
-    let modules = root().join("scripts/node/node_modules");
-    assert!(
-        modules.join("playwright-core").is_dir() && Path::new("/usr/bin/chromium").exists(),
-        "the browser test needs playwright-core and chromium: run scripts/node/install"
-    );
     let gateway = AdminGateway::start(Backend::Sqlite).await;
 
     let client = reqwest::Client::builder().no_gzip().build().unwrap();
@@ -68,24 +54,7 @@ async fn the_reference_renders_with_nothing_from_elsewhere() {
             .contains("immutable")
     );
 
-    let base = gateway.base.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(root().join("tests/browser/docs_page.cjs"))
-            .arg(base)
-            .env("NODE_PATH", modules)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = support::browser::run("docs_page.cjs", vec![gateway.base.clone().into()]).await;
     assert_eq!(report["rendered"], true, "{report}");
     assert_eq!(report["outside"], serde_json::json!([]), "{report}");
     assert_eq!(report["violations"], serde_json::json!([]), "{report}");

@@ -115,6 +115,29 @@ async fn the_audit_log_is_filtered_paged_and_exported_per_organisation() {
             )
             .await;
         assert_eq!(modified["items"].as_array().unwrap().len(), 1);
+        // By the guardrail that changed or refused the message.
+        for (guardrail, target) in [("rbac", "delete_everything"), ("pii_email", "echo")] {
+            let acted = owner
+                .expect(
+                    StatusCode::OK,
+                    "GET",
+                    &format!("{logs}?guardrail={guardrail}&method=tools/call"),
+                    None,
+                )
+                .await;
+            let acted = acted["items"].as_array().unwrap();
+            assert_eq!(acted.len(), 1, "{guardrail}: {acted:?}");
+            assert_eq!(acted[0]["target"], target);
+        }
+        let none = owner
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("{logs}?guardrail=pii_ssn"),
+                None,
+            )
+            .await;
+        assert_eq!(none["items"].as_array().unwrap().len(), 0);
         // A filter no database could hold as it is (a NUL) finds nothing, and fails nothing.
         let nothing = owner
             .expect(StatusCode::OK, "GET", &format!("{logs}?tool=ec%00ho"), None)

@@ -1,14 +1,19 @@
-//! `cerberus check`: a dry run of the guardrail pipeline for policy authors.
+//! `cerberus check`: a dry run of the guardrail pipeline for policy authors, from the command line
+//! and from the admin console (`POST /api/v1/policies/check`).
 
+#[cfg(feature = "cli")]
 use std::io::Read;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "cli")]
+use std::path::Path;
+use std::path::PathBuf;
 
 use cerberus_core::{
     Decision, Direction, EffectivePolicy, Envelope, GuardrailRegistry, Identity, Message,
-    MessageKind, PolicyDocument, PolicyError, PolicyFormat, PolicyLevel, Trace,
+    MessageKind, PolicyDocument, PolicyError, PolicyLevel, Trace,
 };
 use serde_json::{Map, Value};
 
+#[cfg(feature = "cli")]
 use crate::cli::{CheckArgs, CliDirection};
 
 /// Why a check could not run.
@@ -76,6 +81,7 @@ impl CheckReport {
     }
 }
 
+#[cfg(feature = "cli")]
 fn read(path: &Path) -> Result<String, CheckError> {
     std::fs::read_to_string(path).map_err(|source| CheckError::Read {
         path: path.to_owned(),
@@ -84,6 +90,7 @@ fn read(path: &Path) -> Result<String, CheckError> {
 }
 
 /// Loads and checks the policy files, highest level first.
+#[cfg(feature = "cli")]
 pub fn load_policies(
     registry: &GuardrailRegistry,
     paths: &[PathBuf],
@@ -99,8 +106,8 @@ pub fn load_policies(
                 path: path.clone(),
                 source,
             };
-            let document = PolicyDocument::parse(&read(path)?, PolicyFormat::from_path(path))
-                .map_err(policy_error)?;
+            let format = cerberus_core::PolicyFormat::from_path(path);
+            let document = PolicyDocument::parse(&read(path)?, format).map_err(policy_error)?;
             registry.validate(&document).map_err(policy_error)?;
             Ok((level, document))
         })
@@ -133,6 +140,7 @@ pub async fn check(
 }
 
 /// `cerberus check` from its command-line arguments, with the guardrail types of `registry`.
+#[cfg(feature = "cli")]
 pub async fn run(
     args: &CheckArgs,
     registry: &GuardrailRegistry,
@@ -158,6 +166,7 @@ pub async fn run(
     .await
 }
 
+#[cfg(feature = "cli")]
 fn read_stdin() -> Result<String, CheckError> {
     let mut text = String::new();
     std::io::stdin()

@@ -49,7 +49,7 @@ pub mod control_plane;
 #[cfg(feature = "redis")]
 pub mod distributed;
 
-#[cfg(feature = "cli")]
+#[cfg(any(feature = "cli", feature = "control-plane"))]
 pub mod check;
 #[cfg(feature = "cli")]
 pub mod cli;

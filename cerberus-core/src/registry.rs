@@ -176,6 +176,16 @@ impl GuardrailRegistry {
         self
     }
 
+    /// A registry of the same guardrail types that counts rate limits and pins tool definitions in
+    /// memory of its own: for trying policies on sample messages (a dry run) without spending an
+    /// agent's quota or pinning definitions in the gateway's store.
+    pub fn sandbox(&self) -> Self {
+        Self {
+            custom: self.custom.clone(),
+            ..Self::default()
+        }
+    }
+
     /// The same registry with tool definitions pinned in `pin_store`: what a gateway with a
     /// database does, so that pins and approvals outlive the process and reach every instance.
     pub fn with_pin_store(mut self, pin_store: Arc<dyn PinStore>) -> Self {

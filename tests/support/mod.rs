@@ -8,6 +8,9 @@
     reason = "sampling is deprecated by SEP-2577, but session-era clients use it and the gateway relays it"
 )]
 
+pub mod browser;
+pub mod changing;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

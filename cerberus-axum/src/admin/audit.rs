@@ -49,6 +49,9 @@ pub struct AuditQuery {
     decision: Option<String>,
     /// Of this method (`tools/call`).
     method: Option<String>,
+    /// Changed or refused by this guardrail type (`pii_email`, `rbac`): a trace entry of it that
+    /// did not allow.
+    guardrail: Option<String>,
     /// Records per page, 1 to 500 (100 by default).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -121,6 +124,7 @@ impl AuditQuery {
                 target: self.tool,
                 decision,
                 method: self.method,
+                guardrail: self.guardrail,
             },
             limit,
             cursor: self.cursor.as_deref().map(decode_cursor).transpose()?,

@@ -18,7 +18,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{
-    agents, analytics, approvals, audit, labels, login, organisations, pins, policies, workspaces,
+    agents, analytics, approvals, audit, labels, login, organisations, pins, policies, trial,
+    workspaces,
 };
 
 /// The OpenAPI document of the admin API.
@@ -36,7 +37,7 @@ use super::{
         workspaces::list, workspaces::create, workspaces::get, workspaces::update, workspaces::delete,
         agents::list, agents::create, agents::get, agents::rotate, agents::revoke, agents::delete,
         policies::create, policies::list, policies::get, policies::update, policies::delete,
-        policies::effective,
+        policies::effective, trial::check, trial::types,
         audit::list, audit::export, analytics::get,
         labels::organisation, labels::workspace, labels::agent_access,
         pins::list, pins::approve,
@@ -158,9 +159,9 @@ impl Modify for StandardAnswers {
 
 /// Says in the document what the derived schemas leave out: an upstream definition takes no other
 /// members (it is an untagged enum whose variants deny unknown fields) and its `url` is an http or
-/// https URL, and a policy document is an object with a `guardrails` array of objects that each name
-/// their `type`. What a guardrail's settings may be depends on the guardrail types a build
-/// registers, so the document stops there.
+/// https URL, and a policy document (stored or tried) is an object with a `guardrails` array of
+/// objects that each name their `type`. What a guardrail's settings may be depends on the guardrail
+/// types a build registers, so the document stops there.
 struct ExactSchemas;
 
 impl Modify for ExactSchemas {
@@ -182,7 +183,7 @@ impl Modify for ExactSchemas {
                 }
             }
         }
-        for body in ["NewPolicy", "PolicyUpdate"] {
+        for body in ["NewPolicy", "PolicyUpdate", "PolicyTrial"] {
             if let Some(RefOr::T(Schema::Object(body))) = components.schemas.get_mut(body)
                 && let Some(RefOr::T(Schema::Object(document))) =
                     body.properties.get_mut("document")
@@ -351,7 +352,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is documented");
         }
-        assert_eq!(paths.len(), 28, "every admin route");
+        assert_eq!(paths.len(), 30, "every admin route");
         assert!(document["paths"]["/api/v1/auth/login"]["post"]["security"].is_null());
         assert_eq!(
             document["paths"]["/api/v1/policies"]["post"]["security"][0]["bearer"],

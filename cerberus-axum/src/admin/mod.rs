@@ -3,13 +3,15 @@
 //! Authentication is a short-lived JWT access token (`POST /api/v1/auth/login`, renewed with a refresh
 //! token at `/auth/refresh`); every query is scoped to the caller's organisation, so another tenant's
 //! ids are 404; viewers read, admins also write workspaces, agent accesses and policies, owners also
-//! manage the organisation and its users. Changes the proxy depends on call [`AdminState::changed`],
+//! manage the organisation and its users. The console at `/console` is a browser client of the same
+//! API. Changes the proxy depends on call [`AdminState::changed`],
 //! which drops the proxy's cached keys and policies at once.
 
 mod agents;
 mod analytics;
 mod approvals;
 mod audit;
+mod console;
 pub mod credentials;
 mod docs;
 pub mod error;
@@ -21,6 +23,7 @@ mod organisations;
 mod pins;
 mod policies;
 pub mod throttle;
+mod trial;
 pub(crate) mod validate;
 mod workspaces;
 
@@ -180,6 +183,8 @@ pub struct AdminState {
     pub tokens: TokenIssuer,
     /// Checks policy documents.
     pub registry: Arc<GuardrailRegistry>,
+    /// The same guardrail types, with rate limits and pins of their own: where policies are tried.
+    pub sandbox: Arc<GuardrailRegistry>,
     /// The admin settings.
     pub settings: Arc<AdminSettings>,
     /// Failed logins, per account and per address.
@@ -210,6 +215,7 @@ impl AdminState {
         Self {
             store,
             tokens,
+            sandbox: Arc::new(registry.sandbox()),
             registry,
             logins: LoginThrottle::new(settings.login_limits()),
             settings: Arc::new(settings),
@@ -320,9 +326,14 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/policies/mcp-server-workspaces/{id}/effective-policies",
             get(p::effective),
         )
+        .route("/api/v1/policies/check", post(trial::check))
+        .route("/api/v1/guardrail-types", get(trial::types))
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
         .route(docs::RAPIDOC_PATH, get(docs::rapidoc))
+        .route("/console", get(console::redirect))
+        .route("/console/", get(console::page))
+        .route("/console/{*name}", get(console::asset))
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
         .with_state(state)
 }

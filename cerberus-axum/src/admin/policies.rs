@@ -37,14 +37,18 @@ pub struct PolicyUpdate {
     document: serde_json::Value,
 }
 
-/// Checks a document as the proxy will build it, naming the field.
-fn check(state: &AdminState, document: &serde_json::Value) -> Result<(), ApiError> {
+/// Checks a document as the proxy will build it, naming the field; the parsed document.
+pub(super) fn check_document(
+    state: &AdminState,
+    document: &serde_json::Value,
+) -> Result<PolicyDocument, ApiError> {
     let parsed = PolicyDocument::from_value(document.clone())
         .map_err(|e| ApiError::invalid(prefixed(&e.path), e.message))?;
     state
         .registry
         .validate(&parsed)
-        .map_err(|e| ApiError::invalid(prefixed(&e.path), e.message))
+        .map_err(|e| ApiError::invalid(prefixed(&e.path), e.message))?;
+    Ok(parsed)
 }
 
 fn prefixed(path: &str) -> String {
@@ -82,7 +86,7 @@ pub async fn create(
         })
     };
     caller.require_write_on(target_is_ours).await?;
-    check(&state, &new.document)?;
+    check_document(&state, &new.document)?;
     let policy = state
         .store
         .create_policy(caller.organisation(), target, &new.document)
@@ -129,7 +133,7 @@ pub async fn update(
     caller
         .require_write_on(state.store.policy(caller.organisation(), PolicyId(id.0)))
         .await?;
-    check(&state, &update.document)?;
+    check_document(&state, &update.document)?;
     let policy = state
         .store
         .update_policy(caller.organisation(), PolicyId(id.0), &update.document)

@@ -151,6 +151,9 @@ pub struct AuditFilter {
     pub decision: Option<DecisionKind>,
     /// Of this method.
     pub method: Option<String>,
+    /// Changed or refused by this guardrail type: its trace has an entry of this guardrail whose
+    /// decision is not `allow`.
+    pub guardrail: Option<String>,
 }
 
 /// How much one read of audit records may return: at most `records` of them, and none past the one

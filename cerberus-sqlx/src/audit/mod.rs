@@ -234,6 +234,14 @@ impl AuditStore for SqlStore {
         if let Some(method) = &filter.method {
             conditions.text("method = $?", method.clone());
         }
+        if let Some(guardrail) = &filter.guardrail {
+            // Each record's interventions are found by its id, the first column of their key.
+            conditions.text(
+                "EXISTS (SELECT 1 FROM audit_interventions i \
+                 WHERE i.audit_id = audit_logs.id AND i.guardrail = $?)",
+                guardrail.clone(),
+            );
+        }
         if let Some(from) = filter.from {
             conditions.number("occurred_at >= $?", millis(from));
         }
