@@ -60,6 +60,7 @@ async fn the_console_serves_its_files_under_a_strict_policy() {
         "{policy}"
     );
     assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["cross-origin-opener-policy"], "same-origin");
     assert!(
         page.text()
             .await
@@ -248,9 +249,19 @@ async fn a_policy_is_checked_and_tried_without_being_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_governs_a_gateway_from_the_console() {
-    let gateway = AdminGateway::start_audited(Backend::Sqlite).await;
+    // Access tokens live a second, so that the console renews one on the way.
+    let gateway =
+        AdminGateway::start_audited_with_admin(Backend::Sqlite, "access_token_ttl_secs = 1").await;
     let upstream = support::start_upstream().await;
     let admin = gateway.tenant("acme", "owner@acme.example").await;
+    admin
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            &format!("/api/v1/organisations/{}/users", admin.organisation),
+            Some(json!({"email": "auditor@acme.example", "role": "viewer", "password": PASSWORD})),
+        )
+        .await;
 
     // A second workspace whose server's `search` changed since it was pinned, and whose agent's
     // `echo` calls wait for an administrator.
@@ -280,7 +291,11 @@ async fn an_administrator_governs_a_gateway_from_the_console() {
     ]
     .map(PathBuf::from)
     .into_iter()
-    .chain([screenshots(), PathBuf::from(&held_key)])
+    .chain([
+        screenshots(),
+        PathBuf::from(&held_key),
+        PathBuf::from("auditor@acme.example"),
+    ])
     .collect();
     let report = support::browser::run("console.cjs", args).await;
     assert_eq!(report["errors"], json!([]), "{report:#}");
@@ -291,6 +306,7 @@ async fn an_administrator_governs_a_gateway_from_the_console() {
             "signed in",
             "workspace created",
             "agent access created",
+            "labels are set",
             "a bad policy is refused",
             "a good policy is saved",
             "the policy is tried",
@@ -301,7 +317,9 @@ async fn an_administrator_governs_a_gateway_from_the_console() {
             "a changed tool definition is approved",
             "every page opens",
             "readable on a phone",
-            "signed out"
+            "a key is rotated and revoked",
+            "signed out",
+            "a viewer is offered nothing to change"
         ]),
         "{report:#}"
     );
@@ -363,6 +381,25 @@ async fn an_administrator_governs_a_gateway_from_the_console() {
         "the approved definition is served: {search:?}"
     );
     assert_eq!(report["phoneOverflow"], false, "{report:#}");
+    assert!(
+        report["refreshesBefore"].as_u64().unwrap() < report["refreshes"].as_u64().unwrap(),
+        "an expired access token was renewed: {report:#}"
+    );
+    assert_eq!(report["exportName"], "audit-log.csv");
+    let exported = report["exported"].as_str().unwrap();
+    assert!(
+        exported.lines().count() > 1 && exported.contains("pii_email"),
+        "{exported}"
+    );
+    assert_eq!(report["rotatedKeyDiffers"], true);
+    assert_eq!(
+        report["oldKeyInGrace"], 200,
+        "the old key works in its grace period"
+    );
+    assert_eq!(report["newKeyWorks"], 200);
+    assert_eq!(report["revokedKey"], 401);
+    assert_eq!(report["viewerOffered"], json!([]), "{report:#}");
+    assert_eq!(report["viewerPolicyReadonly"], "");
     assert_eq!(report["unlabelled"], json!([]), "{report:#}");
     assert_eq!(report["outside"], json!([]));
     assert_eq!(report["violations"], json!([]));

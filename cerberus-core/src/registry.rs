@@ -121,8 +121,9 @@ pub enum RegistryError {
 pub struct GuardrailRegistry {
     custom: HashMap<String, Arc<dyn GuardrailFactory>>,
     env: BuildEnv,
-    /// Compiled scanners by kind set, shared by every pipeline this registry builds.
-    scanners: Mutex<HashMap<PiiKinds, Arc<PiiScanner>>>,
+    /// Compiled scanners by kind set, shared by every pipeline this registry (and its sandboxes)
+    /// builds.
+    scanners: Arc<Mutex<HashMap<PiiKinds, Arc<PiiScanner>>>>,
 }
 
 impl fmt::Debug for GuardrailRegistry {
@@ -165,7 +166,7 @@ impl GuardrailRegistry {
                 rate_limiter,
                 pin_store: Arc::new(MemoryPinStore::new()),
             },
-            scanners: Mutex::new(HashMap::new()),
+            scanners: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -177,11 +178,13 @@ impl GuardrailRegistry {
     }
 
     /// A registry of the same guardrail types that counts rate limits and pins tool definitions in
-    /// memory of its own: for trying policies on sample messages (a dry run) without spending an
-    /// agent's quota or pinning definitions in the gateway's store.
+    /// memory of its own, and shares this one's compiled scanners: for trying a policy on a sample
+    /// message (a dry run) without spending an agent's quota or pinning definitions in the
+    /// gateway's store. Made per trial, it forgets the trial with it.
     pub fn sandbox(&self) -> Self {
         Self {
             custom: self.custom.clone(),
+            scanners: Arc::clone(&self.scanners),
             ..Self::default()
         }
     }
@@ -586,6 +589,28 @@ mod tests {
         registry.build(&policy).unwrap();
         registry.build(&policy).unwrap();
         assert_eq!(registry.scanners.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_sandbox_keeps_the_types_and_scanners_but_not_the_state() {
+        let shared: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
+        let mut registry = GuardrailRegistry::new(Arc::clone(&shared));
+        registry
+            .register("deny_word", |_: &Map<String, Value>, _: &BuildEnv| {
+                Ok(Arc::new(Deny("x".into())) as Arc<dyn Guardrail>)
+            })
+            .unwrap();
+        let policy = EffectivePolicy::single(&doc(json!({"guardrails": [{"type": "pii_email"}]})));
+        registry.build(&policy).unwrap();
+        let sandbox = registry.sandbox();
+        assert_eq!(sandbox.type_names(), registry.type_names());
+        sandbox.build(&policy).unwrap();
+        assert!(Arc::ptr_eq(&sandbox.scanners, &registry.scanners));
+        assert!(!Arc::ptr_eq(&sandbox.env.rate_limiter, &shared));
+        assert!(!Arc::ptr_eq(
+            &sandbox.env.pin_store,
+            &registry.env.pin_store
+        ));
     }
 
     #[derive(Debug)]

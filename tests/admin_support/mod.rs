@@ -58,6 +58,12 @@ impl AdminGateway {
         Self::start_configured(backend, false, LOOPBACK_ALLOWED, admin).await
     }
 
+    /// Starts one on `backend` that stores its audit events in the database, with `admin` in its
+    /// `[admin]` section.
+    pub async fn start_audited_with_admin(backend: Backend, admin: &str) -> Self {
+        Self::start_configured(backend, true, LOOPBACK_ALLOWED, admin).await
+    }
+
     async fn start_with(backend: Backend, audited: bool, server: &str) -> Self {
         Self::start_configured(backend, audited, server, "").await
     }

@@ -6,14 +6,17 @@
 // page (at 1280×800, and the audit log on a phone) into SHOTS.
 // Then, with the key of an agent of another workspace whose `echo` needs approval and whose server
 // changed the definition of `search`, it approves a held call and the changed definition.
-// Usage: NODE_PATH=scripts/node/node_modules node tests/browser/console.cjs BASE EMAIL PASSWORD UPSTREAM SHOTS HELD_KEY
+// It rotates and revokes the agent's key, exports the audit log, lets its access token expire (the
+// gateway is started with short-lived ones) and goes on, and finally signs in as VIEWER to check that
+// nothing the role may not do is offered.
+// Usage: NODE_PATH=scripts/node/node_modules node tests/browser/console.cjs BASE EMAIL PASSWORD UPSTREAM SHOTS HELD_KEY VIEWER
 // Prints one JSON line: the report; exits 0 whatever it found (the caller asserts).
 'use strict';
 const path = require('path');
 const fs = require('fs');
 const { chromium } = require('playwright-core');
 
-const [base, email, password, upstream, shots, heldKey] = process.argv.slice(2);
+const [base, email, password, upstream, shots, heldKey, viewer] = process.argv.slice(2);
 
 /** One MCP request with the agent key; the JSON-RPC answer (from JSON or an event stream). */
 async function mcp(key, session, body) {
@@ -45,8 +48,10 @@ async function main() {
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(base).origin });
     const page = await context.newPage();
     const origin = new URL(base).origin;
+    report.refreshes = 0;
     page.on('request', (request) => {
       const url = request.url();
+      if (url.endsWith('/api/v1/auth/refresh')) report.refreshes += 1;
       if (!url.startsWith(origin) && !url.startsWith('data:') && !url.startsWith('blob:')) report.outside.push(url);
     });
     page.on('console', (message) => {
@@ -117,6 +122,11 @@ async function main() {
     report.snippetHasKey = (await page.locator('details[open] pre').first().textContent()).includes(key);
     await shoot('workspace');
     step('agent access created');
+    await page.locator('tr').filter({ hasText: 'support-bot' }).locator('summary').click();
+    await page.getByLabel('Labels of support-bot, one key=value per line').fill('team=support');
+    await page.getByRole('button', { name: 'Save the labels of support-bot' }).click();
+    await page.locator('tr').filter({ hasText: 'support-bot' }).locator('summary').filter({ hasText: 'team=support' }).waitFor();
+    step('labels are set');
 
     // A bad policy is refused, naming the entry; a good one is saved and tried on a sample.
     await page.getByRole('link', { name: 'Policies' }).first().click();
@@ -139,6 +149,10 @@ async function main() {
     report.trial = await page.locator('#trial-result').textContent();
     await shoot('policies');
     step('the policy is tried');
+
+    // The access token lives a second (and five of leeway): the next request renews it, unseen.
+    await page.waitForTimeout(6500);
+    report.refreshesBefore = report.refreshes;
 
     // A governed MCP call with the new key.
     const init = await mcp(key, null, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'console-test', version: '1' } } });
@@ -163,6 +177,12 @@ async function main() {
     await page.goto(`${base}/console/#/audit?guardrail=pii_email`);
     await page.locator('#audit-results tbody tr').first().waitFor();
     report.byGuardrail = await page.locator('#audit-results tbody tr:not(.detail)').allTextContents();
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Export CSV' }).click(),
+    ]);
+    report.exportName = download.suggestedFilename();
+    report.exported = fs.readFileSync(await download.path(), 'utf8');
     await page.getByRole('button', { name: /^Trace of the record/ }).first().click();
     await shoot('audit');
     step('the audit log shows the calls');
@@ -207,12 +227,56 @@ async function main() {
     await shoot('audit-phone', false);
     step('readable on a phone');
 
+    // Rotating gives a new key while the old one keeps working for its grace period; revoking ends
+    // both.
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.getByRole('link', { name: 'Workspaces' }).click();
+    await page.getByRole('link', { name: 'crm' }).click();
+    await page.getByRole('button', { name: 'Rotate the key of support-bot' }).click();
+    await page.locator('#new-key').waitFor();
+    const rotated = await page.locator('#new-key').inputValue();
+    report.rotatedKeyDiffers = /^cbk_/.test(rotated) && rotated !== key;
+    report.oldKeyInGrace = (await mcp(key, null, { jsonrpc: '2.0', id: 20, method: 'tools/list' })).status;
+    report.newKeyWorks = (await mcp(rotated, null, { jsonrpc: '2.0', id: 21, method: 'tools/list' })).status;
+    await page.getByRole('button', { name: 'Revoke support-bot' }).click();
+    await page.getByRole('cell', { name: /^revoked/ }).waitFor();
+    report.revokedKey = (await fetch(`${base}/mcp`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${rotated}`, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'console-test', version: '1' } } }),
+    })).status;
+    step('a key is rotated and revoked');
+
     // Signing out forgets the session.
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     await page.reload();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     step('signed out');
+
+    // A viewer reads everything and is offered nothing to change.
+    await page.getByLabel('Email').fill(viewer);
+    await page.getByLabel('Password').fill(password);
+    await page.getByLabel('Password').press('Enter');
+    await page.getByRole('heading', { name: 'Workspaces' }).waitFor();
+    report.viewerOffered = [];
+    const offered = async (where) => {
+      const controls = await page.locator('main button:not([aria-expanded]), main textarea:not([readonly])').allTextContents();
+      controls.filter((text) => !/^(Filter|Show|Export|Older|Copy)/.test(text.trim()))
+        .forEach((text) => report.viewerOffered.push(`${where}: ${text.trim() || 'a writable field'}`));
+    };
+    await offered('workspaces');
+    await page.getByRole('link', { name: 'crm' }).click();
+    await page.getByRole('heading', { name: 'Workspace crm' }).waitFor();
+    await offered('workspace');
+    for (const [link, heading] of [['Policies', 'Policies'], ['Approvals', 'Approvals'], ['Organisation', /^Organisation /]]) {
+      await page.getByRole('link', { name: link, exact: true }).first().click();
+      await page.getByRole('heading', { name: heading }).first().waitFor();
+      await page.locator('p.loading').waitFor({ state: 'detached' });
+      await offered(link);
+    }
+    report.viewerPolicyReadonly = await page.goto(`${base}/console/#/policies`).then(() => page.locator('#policy-document').getAttribute('readonly'));
+    step('a viewer is offered nothing to change');
   } catch (error) {
     report.errors.push(String(error && error.stack || error));
   } finally {

@@ -140,3 +140,19 @@ export async function copy(text) {
   await navigator.clipboard.writeText(text);
   notify('Copied.');
 }
+
+/** `key=value` lines of a label map. */
+export function labelLines(labels) {
+  return Object.entries(labels || {}).map(([key, value]) => `${key}=${value}`).join('\n');
+}
+
+/** A label map from `key=value` lines; a line without `=` is an error naming it. */
+export function parseLabels(text) {
+  const labels = {};
+  for (const line of text.split('\n').map((l) => l.trim()).filter(Boolean)) {
+    const at = line.indexOf('=');
+    if (at <= 0) throw new Error(`each label is key=value: "${line}" is not`);
+    labels[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return labels;
+}

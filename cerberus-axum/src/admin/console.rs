@@ -5,7 +5,7 @@
 //! or style, no frames, no forms posted anywhere. `docs/console.md` shows each page.
 
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 /// What the console's pages may load: this origin's scripts, styles and API, and data: images.
@@ -72,6 +72,15 @@ fn secured(content_type: &'static str, body: &'static str) -> Response {
                 HeaderValue::from_static("no-referrer"),
             ),
             (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            // No other window keeps a handle on the console, and no other site embeds its files.
+            (
+                HeaderName::from_static("cross-origin-opener-policy"),
+                HeaderValue::from_static("same-origin"),
+            ),
+            (
+                HeaderName::from_static("cross-origin-resource-policy"),
+                HeaderValue::from_static("same-origin"),
+            ),
             // Assets change with the binary; revalidating a few kilobytes is cheap.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],

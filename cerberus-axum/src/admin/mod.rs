@@ -183,8 +183,6 @@ pub struct AdminState {
     pub tokens: TokenIssuer,
     /// Checks policy documents.
     pub registry: Arc<GuardrailRegistry>,
-    /// The same guardrail types, with rate limits and pins of their own: where policies are tried.
-    pub sandbox: Arc<GuardrailRegistry>,
     /// The admin settings.
     pub settings: Arc<AdminSettings>,
     /// Failed logins, per account and per address.
@@ -215,7 +213,6 @@ impl AdminState {
         Self {
             store,
             tokens,
-            sandbox: Arc::new(registry.sandbox()),
             registry,
             logins: LoginThrottle::new(settings.login_limits()),
             settings: Arc::new(settings),

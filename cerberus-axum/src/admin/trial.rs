@@ -124,8 +124,9 @@ pub async fn check(
             policies.push((level, document));
         }
     }
+    // A sandbox per trial: its rate limits and pins go with it.
     let report = crate::check::check(
-        &state.sandbox,
+        &state.registry.sandbox(),
         &policies,
         message,
         trial.direction,

@@ -2,7 +2,9 @@
 // organisation with its first owner.
 
 import * as api from '../api.js';
-import { button, field, form, h, notify, replace, table, title, when } from '../dom.js';
+import {
+  button, field, form, h, labelLines, notify, parseLabels, replace, table, title, when,
+} from '../dom.js';
 
 const ROLES = ['viewer', 'admin', 'owner'];
 
@@ -67,11 +69,15 @@ function settings(path, organisation) {
     }, { class: 'danger' }));
   return h('section', { class: 'panel' },
     h('h2', {}, 'Settings'),
-    form('Rename the organisation', [
+    form('Organisation settings', [
       field('Name', h('input', { type: 'text', name: 'name', value: organisation.name, required: true })),
-    ], 'Rename', async (data) => {
+      field('Labels', h('textarea', { name: 'labels', rows: 3 }, labelLines(organisation.labels)),
+        'One key=value per line; rules read them as organisation.labels.KEY.'),
+    ], 'Save', async (data) => {
+      const labels = parseLabels(String(data.get('labels')));
       await api.patch(path, { name: String(data.get('name')).trim() });
-      notify('Renamed.');
+      await api.put(`${path}/labels`, { labels });
+      notify('Saved.');
       window.dispatchEvent(new HashChangeEvent('hashchange'));
     }),
     h('h3', {}, 'Delete'),

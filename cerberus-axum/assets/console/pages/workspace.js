@@ -2,7 +2,9 @@
 // client configurations filled in), and the tools its server lists with their pinned definitions.
 
 import * as api from '../api.js';
-import { button, copy, field, form, h, notify, replace, table, title, when } from '../dom.js';
+import {
+  button, copy, field, form, h, labelLines, notify, parseLabels, replace, table, title, when,
+} from '../dom.js';
 import { environmentSelect } from './workspaces.js';
 import { describeUpstream, upstreamFields } from './upstream.js';
 
@@ -38,12 +40,16 @@ function settings(path, workspace) {
       field('Name', h('input', { type: 'text', name: 'name', value: workspace.name, required: true })),
       field('Environment', environmentSelect(workspace.environment)),
       upstream.element,
+      field('Labels', h('textarea', { name: 'labels', rows: 3 }, labelLines(workspace.labels)),
+        'One key=value per line; rules read them as workspace.labels.KEY.'),
     ], 'Save', async (data) => {
+      const labels = parseLabels(String(data.get('labels')));
       await api.patch(path, {
         name: String(data.get('name')).trim(),
         environment: data.get('environment'),
         upstream: upstream.read(),
       });
+      await api.put(`${path}/labels`, { labels });
       notify('Saved.');
       window.dispatchEvent(new HashChangeEvent('hashchange'));
     }),
@@ -64,12 +70,22 @@ async function drawAgents(section, workspace) {
   const shown = h('div', { class: 'key-panel', 'aria-live': 'polite' });
   const redraw = () => drawAgents(section, workspace);
   const rows = agents.map((agent) => {
-    const actions = api.canWrite() && !agent.revoked_at ? agentActions(agent, shown, redraw) : '';
+    let actions = '';
+    if (api.canWrite()) {
+      actions = agent.revoked_at
+        ? button('Delete', async () => {
+          await api.remove(`/api/v1/agent-accesses/${agent.id}`);
+          notify(`Deleted ${agent.name}.`);
+          await redraw();
+        }, { class: 'danger', 'aria-label': `Delete ${agent.name}` })
+        : agentActions(agent, shown, redraw);
+    }
     return [
       agent.name,
       h('code', {}, `${agent.key_prefix}…`),
       state(agent),
       agent.previous_key_valid_until ? `old key until ${when(agent.previous_key_valid_until)}` : '',
+      agentLabels(agent, redraw),
       h('a', { href: `#/audit?agent_id=${agent.id}` }, 'calls'),
       actions,
     ];
@@ -77,9 +93,24 @@ async function drawAgents(section, workspace) {
   replace(section,
     h('h2', { id: 'agents-heading' }, 'Agent accesses'),
     h('p', {}, 'An agent access is one key for one agent; the gateway keeps only its SHA-256 hash.'),
-    table('Agent accesses', ['Name', 'Key', 'State', 'Rotation', 'Audit', 'Actions'], rows, 'No agent access yet.'),
+    table('Agent accesses', ['Name', 'Key', 'State', 'Rotation', 'Labels', 'Audit', 'Actions'], rows, 'No agent access yet.'),
     shown,
     api.canWrite() ? newAgent(workspace, shown, redraw) : null);
+}
+
+/** An agent's labels, and for admins an editor of them. */
+function agentLabels(agent, redraw) {
+  const text = labelLines(agent.labels) || '—';
+  if (!api.canWrite() || agent.revoked_at) return h('code', {}, text);
+  const area = h('textarea', { rows: 3, 'aria-label': `Labels of ${agent.name}, one key=value per line` }, labelLines(agent.labels));
+  return h('details', {},
+    h('summary', {}, text),
+    area,
+    button('Save labels', async () => {
+      await api.put(`/api/v1/agent-accesses/${agent.id}/labels`, { labels: parseLabels(area.value) });
+      notify(`Saved the labels of ${agent.name}.`);
+      await redraw();
+    }, { 'aria-label': `Save the labels of ${agent.name}` }));
 }
 
 function agentActions(agent, shown, redraw) {
