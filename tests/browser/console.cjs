@@ -166,7 +166,9 @@ async function main() {
     // The calls in the audit log, with their trace; the records arrive as the writer flushes.
     let found = false;
     for (let attempt = 0; attempt < 60 && !found; attempt += 1) {
-      await page.goto(`${base}/console/#/audit?method=tools%2Fcall&decision=block`);
+      // The same address again does not open the page again: reload it.
+      if (attempt === 0) await page.goto(`${base}/console/#/audit?method=tools%2Fcall&decision=block`);
+      else await page.reload();
       await page.locator('#audit-results table, #audit-results .empty').first().waitFor();
       found = (await page.locator('#audit-results tbody tr:not(.detail)').filter({ hasText: 'delete_everything' }).count()) > 0;
       if (!found) await page.waitForTimeout(500);
@@ -198,7 +200,8 @@ async function main() {
     const held = mcp(heldKey, null, { jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'echo', arguments: { q: 'refund jane@example.com' } } });
     let waiting = false;
     for (let attempt = 0; attempt < 60 && !waiting; attempt += 1) {
-      await page.goto(`${base}/console/#/approvals`);
+      if (attempt === 0) await page.goto(`${base}/console/#/approvals`);
+      else await page.reload();
       await page.getByRole('heading', { name: 'Changed tool definitions' }).waitFor();
       waiting = (await page.getByRole('button', { name: 'Approve the call to echo' }).count()) > 0;
       if (!waiting) await page.waitForTimeout(250);
@@ -223,8 +226,15 @@ async function main() {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${base}/console/#/audit`);
     await page.locator('#audit-results table').waitFor();
-    report.phoneOverflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+    const overflows = () => page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+    report.phoneOverflow = [];
+    if (await overflows()) report.phoneOverflow.push('audit');
     await shoot('audit-phone', false);
+    for (const [section, heading] of [['workspaces', 'Workspaces'], ['policies', 'Policies'], ['analytics', 'Analytics'], ['approvals', 'Approvals'], ['organisation', 'Organisation acme']]) {
+      await page.goto(`${base}/console/#/${section}`);
+      await page.getByRole('heading', { level: 1, name: heading, exact: true }).waitFor();
+      if (await overflows()) report.phoneOverflow.push(section);
+    }
     step('readable on a phone');
 
     // Rotating gives a new key while the old one keeps working for its grace period; revoking ends
