@@ -349,6 +349,7 @@ pub async fn run(
     println!("MCP endpoint: http://{address}{}", proxy::PROXY_PATH);
     if database {
         println!("Admin API: http://{address}/api/v1");
+        println!("Console: http://{address}/console/");
     }
     crate::listener::serve(
         listener,
