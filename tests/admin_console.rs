@@ -249,9 +249,13 @@ async fn a_policy_is_checked_and_tried_without_being_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_governs_a_gateway_from_the_console() {
-    // Access tokens live a second, so that the console renews one on the way.
-    let gateway =
-        AdminGateway::start_audited_with_admin(Backend::Sqlite, "access_token_ttl_secs = 1").await;
+    // Access tokens live a second, so that the console renews one on the way; the audit log keeps
+    // redacted payloads (the `[audit]` section follows `[admin]`).
+    let gateway = AdminGateway::start_audited_with_admin(
+        Backend::Sqlite,
+        "access_token_ttl_secs = 1\n\n[audit]\npayloads = \"redacted\"",
+    )
+    .await;
     let upstream = support::start_upstream().await;
     let admin = gateway.tenant("acme", "owner@acme.example").await;
     admin
@@ -351,6 +355,11 @@ async fn an_administrator_governs_a_gateway_from_the_console() {
             && trace.contains("rbac_denied"),
         "{trace}"
     );
+    let payload = report["auditPayload"].as_str().unwrap();
+    assert!(
+        payload.contains("mail [REDACTED:EMAIL]") && !payload.contains("jane@example.com"),
+        "{payload}"
+    );
     let by_guardrail = report["byGuardrail"].as_array().unwrap();
     assert!(
         !by_guardrail.is_empty()
@@ -360,6 +369,10 @@ async fn an_administrator_governs_a_gateway_from_the_console() {
         "{by_guardrail:?}"
     );
     assert!(report["analyticsBars"].as_u64().unwrap() > 0);
+    assert_eq!(
+        report["latencyBars"], 8,
+        "four percentiles of two latencies: {report:#}"
+    );
     let card = report["heldCard"].as_str().unwrap();
     assert!(
         card.contains("assistant")

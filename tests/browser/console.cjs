@@ -186,12 +186,14 @@ async function main() {
     report.exportName = download.suggestedFilename();
     report.exported = fs.readFileSync(await download.path(), 'utf8');
     await page.getByRole('button', { name: /^Trace of the record/ }).first().click();
+    report.auditPayload = await page.locator('tr.detail:not([hidden]) pre.payload').first().textContent();
     await shoot('audit');
     step('the audit log shows the calls');
 
     await page.getByRole('link', { name: 'Analytics' }).click();
     await page.locator('figure.chart svg rect.bar').first().waitFor();
     report.analyticsBars = await page.locator('figure.chart svg rect.bar').count();
+    report.latencyBars = await page.locator('figure.latency svg rect.bar').count();
     report.analyticsTotals = await page.locator('ul.totals').textContent();
     await shoot('analytics');
     step('the analytics are drawn');

@@ -6,7 +6,7 @@ import { h, svg } from './dom.js';
 /** The decisions, in stacking order, with their class (colour) and label. */
 export const SERIES = [
   ['allow', 'allowed'],
-  ['modify', 'redacted'],
+  ['modify', 'modified'],
   ['block', 'blocked'],
   ['throttle', 'throttled'],
 ];
@@ -75,4 +75,34 @@ export function ranking(caption, rows, empty) {
           });
         })()),
       h('span', { class: 'count' }, SERIES.filter(([key]) => counts[key]).map(([key, label]) => `${counts[key]} ${label}`).join(', ') || '0')))));
+}
+
+/** Latency percentiles as bars on one scale: `rows` of `[name, {p50, p90, p99, max}]`, in µs. */
+export function latencyBars(caption, rows) {
+  const marks = [['p50', 'median'], ['p90', '90th'], ['p99', '99th'], ['max', 'max']];
+  const most = Math.max(1, ...rows.flatMap(([, p]) => marks.map(([key]) => p[key] || 0)));
+  const width = 720;
+  const left = 70;
+  const line = 18;
+  const height = rows.length * ((marks.length + 1) * line + 10);
+  let y = 0;
+  const bars = rows.flatMap(([name, p]) => {
+    const group = [svg('text', { x: 0, y: y + 13, class: 'tick name' }, name)];
+    y += line;
+    marks.forEach(([key, label]) => {
+      const value = p[key];
+      const wide = value ? (value / most) * (width - left - 90) : 0;
+      group.push(
+        svg('text', { x: left - 6, y: y + 13, 'text-anchor': 'end', class: 'tick' }, label),
+        svg('rect', { class: `bar latency ${key}`, x: left, y: y + 3, width: Math.max(wide, value ? 1 : 0), height: line - 6 }),
+        svg('text', { x: left + wide + 6, y: y + 13, class: 'tick' }, value ? `${value} µs` : '—'));
+      y += line;
+    });
+    y += 10;
+    return group;
+  });
+  const summary = rows.map(([name, p]) => `${name}: median ${p.p50 ?? '—'} µs, 99th ${p.p99 ?? '—'} µs`).join('; ');
+  return h('figure', { class: 'chart latency' },
+    svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `${caption}: ${summary}` }, bars),
+    h('figcaption', {}, caption));
 }

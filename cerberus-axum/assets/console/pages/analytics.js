@@ -3,7 +3,7 @@
 
 import * as api from '../api.js';
 import { field, form, h, table, title } from '../dom.js';
-import { ranking, stackedBars } from '../chart.js';
+import { latencyBars, ranking, stackedBars } from '../chart.js';
 
 /** The ranges offered, with a bucket width that gives about 24 to 60 bars. */
 const RANGES = [
@@ -39,7 +39,7 @@ export async function analyticsPage(query) {
         window.location.hash = `#/analytics?${new URLSearchParams({ range: formData.get('range'), direction: formData.get('direction') })}`;
       }),
     h('ul', { class: 'totals' },
-      [['Messages', t.total], ['Allowed', t.allow], ['Redacted', t.modify], ['Blocked', t.block], ['Throttled', t.throttle]]
+      [['Messages', t.total], ['Allowed', t.allow], ['Modified (redacted)', t.modify], ['Blocked', t.block], ['Throttled', t.throttle]]
         .map(([label, value]) => h('li', {}, h('span', { class: 'figure' }, String(value)), h('span', {}, label)))),
     stackedBars('Messages over time, by decision', data.over_time, span > 86400e3),
     h('div', { class: 'rankings' },
@@ -49,6 +49,10 @@ export async function analyticsPage(query) {
         `${row.guardrail} · ${row.direction}s`,
         { total: row.count, [row.decision]: row.count },
       ]), 'No guardrail changed or refused a message.')),
+    latencyBars('Latency percentiles', [
+      ['Gateway overhead', data.latency.gateway_overhead_us],
+      ['Upstream', data.latency.upstream_us],
+    ]),
     table('Latency', ['', 'Measured', 'p50', 'p90', 'p99', 'max'], [
       latency('Gateway overhead', data.latency.gateway_overhead_us),
       latency('Upstream', data.latency.upstream_us),
