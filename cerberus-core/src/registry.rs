@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::guardrail::Guardrail;
-use crate::guardrails::content::{LargeDocuments, SourceCode, StructuredData};
+use crate::guardrails::content::{
+    ContentLimit, ContentLimits, LargeDocuments, SourceCode, StructuredData,
+};
 use crate::guardrails::pii::{PiiGuardrail, PiiKind, PiiKinds, PiiRule, PiiScanner, PiiSettings};
 use crate::guardrails::rate_limit::{RateLimitGuardrail, RateLimitPeriod, RateLimitRule};
 use crate::guardrails::rbac::Rbac;
@@ -151,6 +153,8 @@ enum Planned {
     Pii,
     /// Where the rate-limit stage goes (at the first `rate_limit_*` entry).
     RateLimit,
+    /// Where the content stage goes (at the first `content_*` entry).
+    Content,
     /// Where the rule stage goes (at the first `rule` entry).
     #[cfg(feature = "rules")]
     Rules,
@@ -257,11 +261,12 @@ impl GuardrailRegistry {
     /// Builds the pipeline of an effective policy.
     ///
     /// Guardrails run in the policy's order; every `pii_*` entry runs in one stage at the place of the
-    /// first, and every `rate_limit_*` entry in one stage at the place of the first.
+    /// first, and so do every `rate_limit_*`, every `content_*` and every `rule` entry.
     pub fn build(&self, policy: &EffectivePolicy) -> Result<Pipeline, PolicyError> {
         let mut planned = Vec::with_capacity(policy.entries.len());
         let mut pii_rules = Vec::new();
         let mut rate_rules = Vec::new();
+        let mut content_limits = Vec::new();
         #[cfg(feature = "rules")]
         let mut rules: Vec<Rule> = Vec::new();
         for entry in &policy.entries {
@@ -300,6 +305,11 @@ impl GuardrailRegistry {
                     settings,
                     level: entry.level,
                 });
+            } else if let Some(limit) = content_limit(&spec.type_name, &spec.settings) {
+                if content_limits.is_empty() {
+                    planned.push(Planned::Content);
+                }
+                content_limits.push((limit.map_err(within)?, entry.level));
             } else {
                 let guardrail = self
                     .build_one(&spec.type_name, &spec.settings, entry.level)
@@ -307,6 +317,8 @@ impl GuardrailRegistry {
                 planned.push(Planned::Single(entry.level, guardrail));
             }
         }
+        let content_level = content_limits.first().map(|(_, level)| *level);
+        let mut content = (!content_limits.is_empty()).then(|| ContentLimits::new(content_limits));
         let pii_level = pii_rules.first().map(|r| r.level);
         let rate_level = rate_rules.first().map(|r| r.level);
         let mut pii = (!pii_rules.is_empty())
@@ -328,6 +340,11 @@ impl GuardrailRegistry {
                 }
                 Planned::RateLimit => {
                     if let (Some(g), Some(level)) = (rate.take(), rate_level) {
+                        pipeline.push(level, Arc::new(g));
+                    }
+                }
+                Planned::Content => {
+                    if let (Some(g), Some(level)) = (content.take(), content_level) {
                         pipeline.push(level, Arc::new(g));
                     }
                 }
@@ -414,6 +431,25 @@ impl GuardrailRegistry {
             Err(_) => Arc::new(PiiScanner::new(kinds)),
         }
     }
+}
+
+/// The `content_*` entry of `type_name`, if it is one, with its settings parsed.
+fn content_limit(
+    type_name: &str,
+    settings: &Map<String, Value>,
+) -> Option<Result<ContentLimit, PolicyError>> {
+    Some(match type_name {
+        "content_large_documents" => {
+            parse_settings(settings).map(|s| ContentLimit::LargeDocuments(LargeDocuments(s)))
+        }
+        "content_structured_data" => {
+            parse_settings(settings).map(|s| ContentLimit::StructuredData(StructuredData(s)))
+        }
+        "content_source_code" => {
+            parse_settings(settings).map(|s| ContentLimit::SourceCode(SourceCode(s)))
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -516,12 +552,13 @@ mod tests {
             {"type": "rbac", "allow": ["*"]},
             {"type": "rate_limit_per_hour", "limit": 5},
             {"type": "pii_ssn"},
+            {"type": "content_source_code", "max_lines": 5},
             {"type": "rate_limit_per_minute", "limit": 5}
         ]}));
         let pipeline = registry.build(&EffectivePolicy::single(&policy)).unwrap();
         assert_eq!(
             pipeline.type_names().collect::<Vec<_>>(),
-            ["content_large_documents", "pii", "rbac", "rate_limit"]
+            ["content", "pii", "rbac", "rate_limit"]
         );
     }
 

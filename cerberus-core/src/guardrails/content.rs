@@ -15,6 +15,10 @@
 //!   or recognised as code line by line.
 //!
 //! `direction` is `request`, `response` or `both` (the default).
+//!
+//! A pipeline runs every `content_*` entry of a policy in one stage, [`ContentLimits`], at the place of
+//! the first: one walk of the payload measures what each entry needs (and parses JSON held in a text
+//! once), and each entry still gets its own trace entry, at its own level.
 
 use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
@@ -22,9 +26,13 @@ use std::ops::ControlFlow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use async_trait::async_trait;
+
 use crate::guardrail::{GuardrailContext, GuardrailResult, SyncGuardrail};
 use crate::guardrails::{Directions, EMBEDDED_JSON_DEPTH};
 use crate::message::{JsonRef, Part};
+use crate::policy::PolicyLevel;
+use crate::trace::Trace;
 
 /// What `content_large_documents` measures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,13 +103,21 @@ impl SyncGuardrail for LargeDocuments {
     }
 
     fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        let size = match self.0.measure {
+            Measure::Message => ctx.message.to_bytes().len(),
+            Measure::Document => ctx.message.payload_view().map_or(0, longest_string),
+        };
+        self.decide(size)
+    }
+}
+
+impl LargeDocuments {
+    /// The decision on a message whose measure (the longest string, or the message) is `size`.
+    fn decide(&self, size: usize) -> GuardrailResult {
         let max = self.0.max_bytes.get();
-        let (size, what) = match self.0.measure {
-            Measure::Message => (ctx.message.to_bytes().len(), "message"),
-            Measure::Document => (
-                ctx.message.payload_view().map_or(0, longest_string),
-                "document",
-            ),
+        let what = match self.0.measure {
+            Measure::Message => "message",
+            Measure::Document => "document",
         };
         if size > max {
             GuardrailResult::block(
@@ -141,8 +157,14 @@ impl SyncGuardrail for StructuredData {
     }
 
     fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        self.decide(ctx.message.payload_view().map_or(0, |p| most_rows(p, 0)))
+    }
+}
+
+impl StructuredData {
+    /// The decision on a payload whose largest table has `rows` rows.
+    fn decide(&self, rows: usize) -> GuardrailResult {
         let max = self.0.max_rows.get();
-        let rows = ctx.message.payload_view().map_or(0, |p| most_rows(p, 0));
         if rows > max {
             GuardrailResult::block(
                 "structured_data_limit",
@@ -251,8 +273,14 @@ impl SyncGuardrail for SourceCode {
     }
 
     fn evaluate_sync(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        self.decide(ctx.message.payload_view().map_or(0, |p| longest_code(p, 0)))
+    }
+}
+
+impl SourceCode {
+    /// The decision on a payload whose longest code block has `lines` lines.
+    fn decide(&self, lines: usize) -> GuardrailResult {
         let max = self.0.max_lines.get();
-        let lines = ctx.message.payload_view().map_or(0, |p| longest_code(p, 0));
         if lines > max {
             GuardrailResult::block(
                 "source_code_limit",
@@ -367,6 +395,194 @@ fn unfenced_lines(text: &str) -> usize {
         blanks = 0;
     }
     best.max(run)
+}
+
+/// One `content_*` entry of a policy.
+#[derive(Clone, Debug)]
+pub enum ContentLimit {
+    /// `content_large_documents`.
+    LargeDocuments(LargeDocuments),
+    /// `content_structured_data`.
+    StructuredData(StructuredData),
+    /// `content_source_code`.
+    SourceCode(SourceCode),
+}
+
+impl ContentLimit {
+    fn guardrail(&self) -> &dyn SyncGuardrail {
+        match self {
+            Self::LargeDocuments(g) => g,
+            Self::StructuredData(g) => g,
+            Self::SourceCode(g) => g,
+        }
+    }
+}
+
+/// Every `content_*` entry of a policy, each with the level its settings came from, decided over
+/// one walk of the payload.
+#[derive(Debug)]
+pub struct ContentLimits {
+    limits: Vec<(ContentLimit, PolicyLevel)>,
+}
+
+/// What a walk measures, where asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Measures {
+    longest_string: usize,
+    rows: usize,
+    code_lines: usize,
+}
+
+/// Which measures a walk takes.
+#[derive(Clone, Copy, Debug)]
+struct Wanted {
+    strings: bool,
+    rows: bool,
+    code: bool,
+}
+
+impl ContentLimits {
+    /// The stage of these entries, run in this order.
+    pub fn new(limits: Vec<(ContentLimit, PolicyLevel)>) -> Self {
+        Self { limits }
+    }
+
+    /// Decides every entry that applies, recording each in `trace` until one blocks.
+    fn decide(&self, ctx: &GuardrailContext<'_>, mut trace: Option<&mut Trace>) -> GuardrailResult {
+        let applying = || {
+            self.limits
+                .iter()
+                .filter(|(limit, _)| limit.guardrail().applies_to(ctx))
+        };
+        let wanted = applying().fold(
+            Wanted {
+                strings: false,
+                rows: false,
+                code: false,
+            },
+            |wanted, (limit, _)| match limit {
+                ContentLimit::LargeDocuments(g) => Wanted {
+                    strings: wanted.strings || g.0.measure == Measure::Document,
+                    ..wanted
+                },
+                ContentLimit::StructuredData(_) => Wanted {
+                    rows: true,
+                    ..wanted
+                },
+                ContentLimit::SourceCode(_) => Wanted {
+                    code: true,
+                    ..wanted
+                },
+            },
+        );
+        let mut measures = Measures::default();
+        if let Some(payload) = ctx.message.payload_view() {
+            measure(&payload, 0, wanted, &mut measures);
+        }
+        for (limit, level) in applying() {
+            let result = match limit {
+                ContentLimit::LargeDocuments(g) => g.decide(match g.0.measure {
+                    Measure::Document => measures.longest_string,
+                    Measure::Message => ctx.message.to_bytes().len(),
+                }),
+                ContentLimit::StructuredData(g) => g.decide(measures.rows),
+                ContentLimit::SourceCode(g) => g.decide(measures.code_lines),
+            };
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.record(limit.guardrail().type_name().to_owned(), *level, &result);
+            }
+            if !matches!(result, GuardrailResult::Allow) {
+                return result;
+            }
+        }
+        GuardrailResult::Allow
+    }
+}
+
+/// Takes the `wanted` measures of `value`, `depth` documents deep in JSON held in texts: the
+/// longest string (of the payload itself, not of JSON in it), the most rows of a table, the most
+/// lines of a code block; each as its own guardrail's walk would, in one walk.
+fn measure(value: &JsonRef<'_>, depth: u8, wanted: Wanted, out: &mut Measures) {
+    let _: ControlFlow<()> = value.walk(&mut |part| {
+        match part {
+            Part::Name(name) if wanted.strings => {
+                out.longest_string = out.longest_string.max(name.len());
+            }
+            Part::String(text) => {
+                if wanted.strings {
+                    out.longest_string = out.longest_string.max(text.len());
+                }
+                let lines = wanted.code && has_line_break(text);
+                if wanted.rows || lines {
+                    match embedded_json(text, depth) {
+                        Some(inner) => {
+                            let inner_wanted = Wanted {
+                                strings: false,
+                                rows: wanted.rows,
+                                code: lines,
+                            };
+                            measure(&JsonRef::from(&inner), depth + 1, inner_wanted, out);
+                        }
+                        None => {
+                            if wanted.rows {
+                                out.rows = out.rows.max(text_rows(text));
+                            }
+                            if lines {
+                                out.code_lines = out
+                                    .code_lines
+                                    .max(fenced_lines(text).max(unfenced_lines(text)));
+                            }
+                        }
+                    }
+                }
+            }
+            Part::Array(items) if wanted.rows => {
+                let records = items.len() > 0
+                    && (items.clone().all(|v| v.is_object())
+                        || items.clone().all(|v| v.is_array()));
+                if records {
+                    out.rows = out.rows.max(items.len());
+                }
+            }
+            Part::Name(_) | Part::Array(_) | Part::Number(_) => {}
+        }
+        ControlFlow::Continue(())
+    });
+}
+
+#[async_trait]
+impl crate::guardrail::Guardrail for ContentLimits {
+    fn type_name(&self) -> &str {
+        "content"
+    }
+
+    fn applies_to(&self, ctx: &GuardrailContext<'_>) -> bool {
+        self.limits
+            .iter()
+            .any(|(limit, _)| limit.guardrail().applies_to(ctx))
+    }
+
+    async fn evaluate(&self, ctx: &GuardrailContext<'_>) -> GuardrailResult {
+        self.decide(ctx, None)
+    }
+
+    async fn evaluate_traced(
+        &self,
+        ctx: &GuardrailContext<'_>,
+        _level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> GuardrailResult {
+        self.decide(ctx, Some(trace))
+    }
+
+    fn evaluate_now(
+        &self,
+        ctx: &GuardrailContext<'_>,
+        _level: PolicyLevel,
+        trace: &mut Trace,
+    ) -> Option<GuardrailResult> {
+        Some(self.decide(ctx, Some(trace)))
+    }
 }
 
 #[cfg(test)]
@@ -557,5 +773,71 @@ mod tests {
             proptest::prop_assert_eq!(most_rows(wire.clone(), 0), most_rows(json.clone(), 0));
             proptest::prop_assert_eq!(longest_code(wire, 0), longest_code(json, 0));
         }
+
+        #[test]
+        fn one_walk_measures_as_the_three_walks(result in payload()) {
+            let value = json!({"jsonrpc": "2.0", "id": 1, "result": result});
+            let parsed = Message::parse(value.to_string()).unwrap();
+            let payload = parsed.payload_view().unwrap();
+            let mut measures = Measures::default();
+            let wanted = Wanted { strings: true, rows: true, code: true };
+            measure(&payload, 0, wanted, &mut measures);
+            proptest::prop_assert_eq!(measures, Measures {
+                longest_string: longest_string(payload.clone()),
+                rows: most_rows(payload.clone(), 0),
+                code_lines: longest_code(payload, 0),
+            });
+        }
+    }
+
+    #[test]
+    fn the_stage_records_each_entry_until_one_blocks() {
+        let limits = ContentLimits::new(vec![
+            (
+                ContentLimit::LargeDocuments(LargeDocuments(settings(json!({"max_bytes": 1000})))),
+                PolicyLevel::Organisation,
+            ),
+            (
+                ContentLimit::SourceCode(SourceCode(settings(
+                    json!({"max_lines": 2, "direction": "request"}),
+                ))),
+                PolicyLevel::Workspace,
+            ),
+            (
+                ContentLimit::StructuredData(StructuredData(settings(json!({"max_rows": 2})))),
+                PolicyLevel::Agent,
+            ),
+            (
+                ContentLimit::SourceCode(SourceCode(settings(json!({"max_lines": 1})))),
+                PolicyLevel::Agent,
+            ),
+        ]);
+        let table = "a,b\n1,2\n3,4\n5,6";
+        let message = Message::from_value(json!({"jsonrpc": "2.0", "id": 1,
+            "result": {"content": [{"type": "text", "text": table}]}}))
+        .unwrap();
+        let identity = Identity::new_random();
+        let ctx = GuardrailContext::new(Direction::Response, &identity, &message);
+        let mut trace = Trace::new();
+        let result = crate::guardrail::Guardrail::evaluate_now(
+            &limits,
+            &ctx,
+            PolicyLevel::Organisation,
+            &mut trace,
+        );
+        assert_eq!(code(&result.unwrap()), Some("structured_data_limit"));
+        let entries: Vec<(&str, PolicyLevel)> = trace
+            .entries()
+            .iter()
+            .map(|e| (&*e.guardrail, e.level))
+            .collect();
+        // The request-only entry does not apply; the last one never runs.
+        assert_eq!(
+            entries,
+            [
+                ("content_large_documents", PolicyLevel::Organisation),
+                ("content_structured_data", PolicyLevel::Agent),
+            ]
+        );
     }
 }
