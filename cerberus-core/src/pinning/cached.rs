@@ -3,6 +3,7 @@
 //! of the pipeline together (`benches/tool_pinning.rs`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ pub struct CachedPinStore {
     statuses: Mutex<HashMap<Key, (Option<PinStatus>, Instant)>>,
     /// Moved by every forgetting: a status read while it moved may be older than the change that
     /// moved it, and is not remembered.
-    generation: std::sync::atomic::AtomicU64,
+    generation: AtomicU64,
 }
 
 impl CachedPinStore {
@@ -39,25 +40,25 @@ impl CachedPinStore {
             ttl,
             capacity: capacity.max(1),
             statuses: Mutex::new(HashMap::new()),
-            generation: std::sync::atomic::AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 
     /// Forgets every remembered status: what an admin's change through another path (the admin
     /// API over the store itself) calls for.
     pub fn clear(&self) {
-        if let Ok(mut statuses) = self.statuses.lock() {
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            statuses.clear();
-        }
+        self.forget_where(|_| true);
     }
 
     fn forget(&self, organisation: OrganisationId, workspace: WorkspaceId) {
+        self.forget_where(|(o, w, _)| (*o, *w) == (organisation, workspace));
+    }
+
+    /// Forgets the statuses whose key `forgotten` picks, and moves the generation.
+    fn forget_where(&self, mut forgotten: impl FnMut(&Key) -> bool) {
         if let Ok(mut statuses) = self.statuses.lock() {
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            statuses.retain(|(o, w, _), _| (*o, *w) != (organisation, workspace));
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            statuses.retain(|key, _| !forgotten(key));
         }
     }
 }
@@ -102,10 +103,10 @@ impl PinStore for CachedPinStore {
         {
             return Ok(*status);
         }
-        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let generation = self.generation.load(Ordering::SeqCst);
         let status = self.inner.status(organisation, workspace, tool).await?;
         if let Ok(mut statuses) = self.statuses.lock()
-            && self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation
+            && self.generation.load(Ordering::SeqCst) == generation
         {
             if statuses.len() >= self.capacity {
                 let mut ages: Vec<Instant> = statuses.values().map(|(_, read)| *read).collect();
