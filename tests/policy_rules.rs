@@ -85,6 +85,7 @@ fn judge(
             labels: role
                 .map(|r| [("role".to_owned(), r.to_owned())].into())
                 .unwrap_or_default(),
+            ..Default::default()
         },
         ..CallerProfile::default()
     };

@@ -164,11 +164,11 @@ fn checked_labels(
 
 /// A section this build leaves out, kept as written: a file that has one is refused with the cargo
 /// feature it needs named, rather than as an unknown field.
-#[cfg(not(all(feature = "control-plane", feature = "redis")))]
+#[cfg(not(all(feature = "control-plane", feature = "redis", feature = "oauth")))]
 type Unsupported = Option<toml::Value>;
 
 /// Refuses a `section` this build leaves out: it needs `feature`.
-#[cfg(not(all(feature = "control-plane", feature = "redis")))]
+#[cfg(not(all(feature = "control-plane", feature = "redis", feature = "oauth")))]
 fn unsupported(section: &str, value: &Unsupported, feature: &str) -> Result<(), ConfigError> {
     match value {
         None => Ok(()),
@@ -212,6 +212,47 @@ struct RawConfig {
     workspaces: Vec<RawWorkspace>,
     #[serde(default)]
     agents: Vec<RawAgent>,
+    #[cfg(feature = "oauth")]
+    #[serde(default)]
+    oauth: crate::oauth::OAuthSettings,
+    #[cfg(feature = "oauth")]
+    #[serde(default)]
+    identity_providers: Vec<RawIdentityProvider>,
+    #[cfg(not(feature = "oauth"))]
+    #[serde(default)]
+    oauth: Unsupported,
+    #[cfg(not(feature = "oauth"))]
+    #[serde(default)]
+    identity_providers: Unsupported,
+}
+
+#[cfg(feature = "oauth")]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentityProvider {
+    name: String,
+    organisation: String,
+    issuer: String,
+    jwks_uri: Option<String>,
+    workspaces: Vec<String>,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+    #[serde(default)]
+    allowed_groups: Vec<String>,
+    algorithms: Option<Vec<jsonwebtoken::Algorithm>>,
+    #[serde(default)]
+    claims: crate::oauth::ClaimNames,
+    policy: Option<PolicySource>,
+    #[serde(default)]
+    group_policies: Vec<RawGroupPolicy>,
+}
+
+#[cfg(feature = "oauth")]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroupPolicy {
+    group: String,
+    policy: PolicySource,
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,6 +359,12 @@ pub struct GatewayConfig {
     pub workspaces: Vec<WorkspaceConfig>,
     /// The agents.
     pub agents: Vec<AgentConfig>,
+    /// OAuth settings.
+    #[cfg(feature = "oauth")]
+    pub oauth: crate::oauth::OAuthSettings,
+    /// The identity providers organisations trust for their people's access tokens.
+    #[cfg(feature = "oauth")]
+    pub identity_providers: Vec<crate::oauth::IdentityProvider>,
 }
 
 /// The prefix of environment variables that override settings: `CERBERUS_<SECTION>__<KEY>`.
@@ -604,6 +651,26 @@ impl GatewayConfig {
             });
         }
 
+        #[cfg(feature = "oauth")]
+        let identity_providers = {
+            let mut providers = Vec::with_capacity(raw.identity_providers.len());
+            for (i, provider) in raw.identity_providers.iter().enumerate() {
+                let path = format!("identity_providers[{i}]");
+                providers.push(identity_provider(
+                    provider,
+                    &path,
+                    &organisations,
+                    &workspaces,
+                    &policy,
+                )?);
+            }
+            providers
+        };
+        #[cfg(not(feature = "oauth"))]
+        {
+            unsupported("oauth", &raw.oauth, "oauth")?;
+            unsupported("identity_providers", &raw.identity_providers, "oauth")?;
+        }
         #[cfg(not(feature = "control-plane"))]
         {
             unsupported("database", &raw.database, "control-plane")?;
@@ -639,7 +706,139 @@ impl GatewayConfig {
             organisations,
             workspaces,
             agents,
+            #[cfg(feature = "oauth")]
+            oauth: raw.oauth,
+            #[cfg(feature = "oauth")]
+            identity_providers,
         })
+    }
+}
+
+/// Reads and validates a policy given at a path of the file.
+#[cfg(feature = "oauth")]
+type ReadPolicy<'a> =
+    dyn Fn(&Option<PolicySource>, String) -> Result<Option<PolicyDocument>, ConfigError> + 'a;
+
+/// An identity provider of the file, checked: its organisation and workspaces exist, its policies
+/// read and validate.
+#[cfg(feature = "oauth")]
+fn identity_provider(
+    raw: &RawIdentityProvider,
+    path: &str,
+    organisations: &[OrganisationConfig],
+    workspaces: &[WorkspaceConfig],
+    policy: &ReadPolicy<'_>,
+) -> Result<crate::oauth::IdentityProvider, ConfigError> {
+    if raw.name.trim().is_empty() {
+        return Err(ConfigError::new(format!("{path}.name"), "cannot be empty"));
+    }
+    let organisation = organisations
+        .iter()
+        .position(|o| o.name == raw.organisation)
+        .ok_or_else(|| {
+            ConfigError::new(
+                format!("{path}.organisation"),
+                format!("no organisation named `{}`", raw.organisation),
+            )
+        })?;
+    let in_organisation = || workspaces.iter().filter(|w| w.organisation == organisation);
+    let mut reached = Vec::new();
+    for name in &raw.workspaces {
+        if name == "*" {
+            reached.extend(in_organisation().map(|w| w.id));
+            continue;
+        }
+        let workspace = in_organisation().find(|w| &w.name == name).ok_or_else(|| {
+            ConfigError::new(
+                format!("{path}.workspaces"),
+                format!("no workspace named `{name}` in `{}`", raw.organisation),
+            )
+        })?;
+        reached.push(workspace.id);
+    }
+    reached.sort_unstable();
+    reached.dedup();
+    if reached.is_empty() {
+        return Err(ConfigError::new(
+            format!("{path}.workspaces"),
+            "name at least one workspace (or \"*\" for all of the organisation's)",
+        ));
+    }
+    let mut group_policies = Vec::with_capacity(raw.group_policies.len());
+    for (i, group) in raw.group_policies.iter().enumerate() {
+        let at = format!("{path}.group_policies[{i}].policy");
+        let document = policy(&Some(group.policy.clone()), at.clone())?
+            .ok_or_else(|| ConfigError::new(&at, "missing"))?;
+        group_policies.push((group.group.clone(), document));
+    }
+    Ok(crate::oauth::IdentityProvider {
+        name: raw.name.clone(),
+        organisation: organisations
+            .get(organisation)
+            .map_or(OrganisationId(Uuid::nil()), |o| o.id),
+        issuer: raw.issuer.clone(),
+        jwks_uri: raw.jwks_uri.clone(),
+        workspaces: reached,
+        required_scopes: raw.required_scopes.clone(),
+        allowed_groups: raw.allowed_groups.clone(),
+        algorithms: raw
+            .algorithms
+            .clone()
+            .unwrap_or_else(|| crate::oauth::DEFAULT_ALGORITHMS.to_vec()),
+        claims: raw.claims.clone(),
+        policy: policy(&raw.policy, format!("{path}.policy"))?,
+        group_policies,
+    })
+}
+
+#[cfg(feature = "oauth")]
+impl GatewayConfig {
+    /// The resource server of the file's identity providers, fetching their keys through `http` and
+    /// building people's pipelines with `registry`; `None` without identity providers.
+    pub fn resource_server(
+        &self,
+        http: Arc<crate::upstream_client::UpstreamClient>,
+        registry: Arc<GuardrailRegistry>,
+    ) -> Result<Option<crate::oauth::ResourceServer>, ConfigError> {
+        if self.identity_providers.is_empty() {
+            return Ok(None);
+        }
+        let workspaces = self
+            .workspaces
+            .iter()
+            .filter_map(|workspace| {
+                let organisation = self.organisations.get(workspace.organisation)?;
+                Some(crate::oauth::ProtectedWorkspace {
+                    organisation: organisation.id,
+                    workspace: workspace.id,
+                    upstream: workspace.upstream.clone(),
+                    profile: CallerProfile {
+                        organisation: Profile {
+                            name: organisation.name.clone(),
+                            labels: organisation.labels.clone(),
+                            ..Default::default()
+                        },
+                        workspace: Profile {
+                            name: workspace.name.clone(),
+                            labels: workspace.labels.clone(),
+                            ..Default::default()
+                        },
+                        agent: Profile::default(),
+                    },
+                    organisation_policy: organisation.policy.clone(),
+                    workspace_policy: workspace.policy.clone(),
+                })
+            })
+            .collect();
+        crate::oauth::ResourceServer::new(
+            &self.oauth,
+            self.identity_providers.clone(),
+            workspaces,
+            http,
+            registry,
+        )
+        .map(Some)
+        .map_err(|e| ConfigError::new(e.path, e.message))
     }
 }
 
@@ -680,14 +879,17 @@ impl GatewayConfig {
                 organisation: Profile {
                     name: organisation.name.clone(),
                     labels: organisation.labels.clone(),
+                    ..Default::default()
                 },
                 workspace: Profile {
                     name: workspace.name.clone(),
                     labels: workspace.labels.clone(),
+                    ..Default::default()
                 },
                 agent: Profile {
                     name: agent.name.clone(),
                     labels: agent.labels.clone(),
+                    ..Default::default()
                 },
             };
             routes.insert(

@@ -244,8 +244,8 @@ pub struct Gateway {
     /// What each session's client and server await answers to, for the answers that come in other
     /// HTTP requests than their requests did.
     pub conversations: Conversations,
-    /// The client for HTTP upstreams.
-    pub http: UpstreamClient,
+    /// The client for HTTP upstreams (and identity providers' keys).
+    pub http: Arc<UpstreamClient>,
     /// The stdio upstream processes of this instance.
     pub stdio: Arc<StdioSessions>,
     /// What `/metrics` reports.
@@ -264,14 +264,18 @@ pub struct Gateway {
     pub approval_keep_alive: Option<std::time::Duration>,
     /// The gateway's questions to clients about held calls, waiting for their answers.
     pub elicitations: Arc<crate::asking::Elicitations>,
+    /// The workspaces that take OAuth access tokens, and the identity providers they trust.
+    #[cfg(feature = "oauth")]
+    pub oauth: Option<Arc<crate::oauth::ResourceServer>>,
 }
 
-/// The identity of the caller and what it may reach, as found from its key.
+/// The identity of the caller and what it may reach, as found from its key or access token.
 #[derive(Clone, Debug)]
 pub struct Caller {
     /// The route its key opens.
     pub route: Arc<AgentRoute>,
-    /// The first characters of its key, for the audit log.
+    /// The first characters of its key, or `oauth:<subject>` for a person's access token: how the
+    /// audit log names the credential.
     pub key_prefix: String,
 }
 
@@ -320,7 +324,7 @@ impl Gateway {
             instance: uuid::Uuid::new_v4().to_string(),
             recorder,
             conversations: Conversations::default(),
-            http,
+            http: Arc::new(http),
             stdio,
             metrics,
             opening_streams: Arc::default(),
@@ -328,6 +332,8 @@ impl Gateway {
             pre_open_streams: true,
             approval_keep_alive: Some(crate::asking::DEFAULT_KEEP_ALIVE),
             elicitations,
+            #[cfg(feature = "oauth")]
+            oauth: None,
         })
     }
 

@@ -48,6 +48,10 @@ pub mod control_plane;
 
 #[cfg(feature = "redis")]
 pub mod distributed;
+#[cfg(any(feature = "control-plane", feature = "oauth"))]
+mod jose;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 
 #[cfg(any(feature = "cli", feature = "control-plane"))]
 pub mod check;

@@ -228,7 +228,7 @@ impl Parts {
         };
         #[cfg(not(feature = "redis"))]
         let sessions: Arc<dyn SessionStore> = Arc::clone(&in_memory) as _;
-        #[allow(unused_mut, reason = "changed only with the feature redis")]
+        #[allow(unused_mut, reason = "changed only with the features redis and oauth")]
         let mut gateway = Gateway::new(
             config.server.clone(),
             config.routes(&registry)?,
@@ -249,18 +249,31 @@ impl Parts {
         // Without Redis, every session is in memory; with it, those opened while Redis could not
         // answer (failure modes other than fail_closed).
         gateway.metrics.watch_sessions(in_memory);
+        let registry = Arc::new(registry);
+        #[cfg(feature = "oauth")]
+        {
+            gateway.oauth = config
+                .resource_server(Arc::clone(&gateway.http), Arc::clone(&registry))?
+                .map(Arc::new);
+        }
         Ok(Self {
             gateway,
-            registry: Arc::new(registry),
+            registry,
             #[cfg(feature = "redis")]
             distributed,
         })
     }
 }
 
-/// Routes every deployment has around `router`: health, readiness and metrics, every route counted.
+/// Routes every deployment has around `router`: health, readiness and metrics, the metadata of
+/// the workspaces that take OAuth access tokens, every route counted.
 fn operations(gateway: &Arc<Gateway>, readiness: Readiness, router: axum::Router) -> axum::Router {
     let metrics = Arc::clone(&gateway.metrics);
+    #[cfg(feature = "oauth")]
+    let router = match &gateway.oauth {
+        Some(server) => router.merge(crate::oauth::router(Arc::clone(server))),
+        None => router,
+    };
     router
         .merge(health::router(Arc::new(readiness)))
         .route(

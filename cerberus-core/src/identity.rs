@@ -127,6 +127,10 @@ pub struct Profile {
     pub name: String,
     /// Key-value pairs an admin set on it (`team: payments`, `tier: trusted`).
     pub labels: BTreeMap<String, String>,
+    /// The groups its identity provider puts it in: a person signed in with OAuth; empty for
+    /// everything else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// The most labels one organisation, workspace or agent access may carry.

@@ -175,6 +175,7 @@ impl AgentAccessStore for SqlStore {
         let organisation = Profile {
             name: row.try_get("organisation_name").map_err(store_error)?,
             labels: rows::json(&row, "organisation_labels")?,
+            ..Default::default()
         };
         let current = rows::hash(&row, "key_hash")?;
         let matched = if current == key_hash {

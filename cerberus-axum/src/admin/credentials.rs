@@ -154,7 +154,7 @@ fn seconds(time: SystemTime) -> u64 {
 impl TokenIssuer {
     /// An issuer signing with `secret` (HS256; at least 32 bytes, shared by every instance).
     pub fn new(secret: &[u8], access_ttl: Duration, refresh_ttl: Duration) -> Self {
-        super::hs256::install();
+        crate::jose::install();
         Self {
             keys: Arc::new((
                 EncodingKey::from_secret(secret),

@@ -16,7 +16,6 @@ pub mod credentials;
 mod docs;
 pub mod error;
 pub mod extract;
-mod hs256;
 mod labels;
 mod login;
 mod organisations;

@@ -132,10 +132,12 @@ impl StoredAgents {
             workspace: Profile {
                 name: workspace.name,
                 labels: workspace.labels,
+                ..Default::default()
             },
             agent: Profile {
                 name: agent.name.clone(),
                 labels: agent.labels.clone(),
+                ..Default::default()
             },
         };
         Ok(AgentRoute::new(agent.identity(), agent.name, upstream, pipeline).with_profile(profile))

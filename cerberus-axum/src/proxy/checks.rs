@@ -3,7 +3,9 @@
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
-use super::{SUPPORTED_VERSIONS, VERSION_HEADER};
+use cerberus_core::WorkspaceId;
+
+use super::{Endpoint, SUPPORTED_VERSIONS, VERSION_HEADER};
 use crate::auth::bearer_token;
 use crate::gateway::{Caller, Gateway};
 use crate::wire;
@@ -16,7 +18,11 @@ fn refuse<T>(response: Response) -> Result<T, Refusal> {
 }
 
 /// Origin, host, credential and protocol version: the caller, or the response refusing it.
-pub(super) async fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Caller, Refusal> {
+pub(super) async fn caller(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    endpoint: &Endpoint,
+) -> Result<Caller, Refusal> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         if !origin_allowed(gateway, origin) {
@@ -36,29 +42,7 @@ pub(super) async fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Cal
             "this host is not allowed",
         ));
     }
-    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
-        return refuse(wire::unauthorised("more than one Authorization header"));
-    }
-    let Some(authorization) = headers.get(header::AUTHORIZATION) else {
-        return refuse(wire::unauthorised(
-            "missing Authorization: Bearer <agent access key>",
-        ));
-    };
-    let Some(key) = authorization.to_str().ok().and_then(bearer_token) else {
-        return refuse(wire::unauthorised("invalid agent access key"));
-    };
-    let caller = match gateway.authenticate(key).await {
-        Ok(Some(caller)) => caller,
-        Ok(None) => return refuse(wire::unauthorised("invalid agent access key")),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot look up an agent key");
-            return refuse(wire::http_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                wire::UPSTREAM_UNAVAILABLE,
-                "the gateway cannot check keys right now",
-            ));
-        }
-    };
+    let caller = credential(gateway, headers, endpoint).await?;
     crate::telemetry::record_caller(&caller.route.identity);
     if let Some(version) = headers.get(&VERSION_HEADER) {
         let version = version.to_str().unwrap_or_default();
@@ -74,6 +58,94 @@ pub(super) async fn caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Cal
         }
     }
     Ok(caller)
+}
+
+/// The caller of the request's `Authorization`: an agent key anywhere (on a workspace's own path,
+/// a key of that workspace), or a person's access token on the path of a workspace that takes them.
+async fn credential(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    endpoint: &Endpoint,
+) -> Result<Caller, Refusal> {
+    let workspace = match &endpoint.workspace {
+        None => None,
+        Some(id) => match id.parse() {
+            Ok(id) => Some(WorkspaceId(id)),
+            Err(_) => {
+                return refuse(wire::http_error(
+                    StatusCode::NOT_FOUND,
+                    wire::INVALID_REQUEST,
+                    "no MCP server at this path",
+                ));
+            }
+        },
+    };
+    #[cfg(feature = "oauth")]
+    let protected = gateway
+        .oauth
+        .as_deref()
+        .zip(workspace)
+        .filter(|(server, workspace)| server.protects(*workspace));
+    // A refusal with `message`; on a protected resource, a challenge naming its metadata, with
+    // `invalid_token` when a credential was given.
+    let unauthorised = |message: &str, given: bool| -> Refusal {
+        #[cfg(feature = "oauth")]
+        if let Some((server, workspace)) = protected {
+            let refusal = given.then(|| crate::oauth::TokenRefusal::Invalid(message.to_owned()));
+            return Box::new(crate::oauth::refuse(
+                server,
+                endpoint.base,
+                workspace,
+                refusal.as_ref(),
+            ));
+        }
+        let _ = given;
+        Box::new(wire::unauthorised(message))
+    };
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err(unauthorised("more than one Authorization header", true));
+    }
+    let Some(authorization) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorised(
+            "missing Authorization: Bearer <agent access key>",
+            false,
+        ));
+    };
+    let Some(key) = authorization.to_str().ok().and_then(bearer_token) else {
+        return Err(unauthorised("invalid agent access key", true));
+    };
+    #[cfg(feature = "oauth")]
+    if let Some((server, workspace)) = protected
+        && !key.starts_with(crate::auth::KEY_PREFIX)
+    {
+        return server
+            .authenticate(workspace, key)
+            .await
+            .map_err(|refusal| {
+                Box::new(crate::oauth::refuse(
+                    server,
+                    endpoint.base,
+                    workspace,
+                    Some(&refusal),
+                ))
+            });
+    }
+    match gateway.authenticate(key).await {
+        Ok(Some(caller))
+            if workspace.is_none_or(|workspace| caller.route.identity.workspace == workspace) =>
+        {
+            Ok(caller)
+        }
+        Ok(_) => Err(unauthorised("invalid agent access key", true)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot look up an agent key");
+            refuse(wire::http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                wire::UPSTREAM_UNAVAILABLE,
+                "the gateway cannot check keys right now",
+            ))
+        }
+    }
 }
 
 /// Content type and accepted types of a POST.

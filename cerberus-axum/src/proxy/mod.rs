@@ -18,7 +18,7 @@ pub mod turns;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::Response;
@@ -45,23 +45,63 @@ pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-03-26", "2025-06-18", "2025-11-
 /// The first protocol version without sessions.
 pub const STATELESS_VERSION: &str = "2026-07-28";
 
-/// The proxy routes, on both paths.
+/// The proxy routes, on both paths; each also serves one workspace at `{path}/{workspace id}`, the
+/// URL an OAuth client connects to (`crate::oauth`).
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let methods = || post(post_message).get(open_stream).delete(end_session);
+    type Workspace = Option<Path<String>>;
+    let methods = |base: &'static str| {
+        post(move |state, path: Workspace, request: Request| {
+            post_message(state, Endpoint::new(base, path), request)
+        })
+        .get(move |state, path: Workspace, request: Request| {
+            open_stream(state, Endpoint::new(base, path), request)
+        })
+        .delete(move |state, path: Workspace, request: Request| {
+            end_session(state, Endpoint::new(base, path), request)
+        })
+    };
     Router::new()
-        .route(PROXY_PATH, methods())
-        .route(ALIAS_PATH, methods())
+        .route(PROXY_PATH, methods(PROXY_PATH))
+        .route(ALIAS_PATH, methods(ALIAS_PATH))
+        .route(&format!("{PROXY_PATH}/{{workspace}}"), methods(PROXY_PATH))
+        .route(&format!("{ALIAS_PATH}/{{workspace}}"), methods(ALIAS_PATH))
         .with_state(gateway)
 }
 
+/// Which proxy path a request came to: the shared one, or one workspace's under it.
+#[derive(Clone, Debug)]
+pub(crate) struct Endpoint {
+    /// The proxy path or its alias.
+    #[cfg_attr(
+        not(feature = "oauth"),
+        expect(dead_code, reason = "it names an OAuth resource's metadata")
+    )]
+    pub(crate) base: &'static str,
+    /// The workspace id that follows it, as written.
+    pub(crate) workspace: Option<String>,
+}
+
+impl Endpoint {
+    fn new(base: &'static str, path: Option<Path<String>>) -> Self {
+        Self {
+            base,
+            workspace: path.map(|Path(workspace)| workspace),
+        }
+    }
+}
+
 // The handlers take the whole request, not a `HeaderMap`: extracting one clones every header.
-async fn post_message(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+async fn post_message(
+    State(gateway): State<Arc<Gateway>>,
+    endpoint: Endpoint,
+    request: Request,
+) -> Response {
     let (Parts { headers, .. }, body) = request.into_parts();
     traced(
         Method::POST,
         &headers,
         Box::pin(async {
-            let caller = checks::caller(&gateway, &headers).await?;
+            let caller = checks::caller(&gateway, &headers, &endpoint).await?;
             checks::post_headers(&headers)?;
             let limit = gateway.settings.max_body_bytes;
             let read = axum::body::to_bytes(body, limit);
@@ -101,26 +141,34 @@ async fn post_message(State(gateway): State<Arc<Gateway>>, request: Request) -> 
     .await
 }
 
-async fn open_stream(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+async fn open_stream(
+    State(gateway): State<Arc<Gateway>>,
+    endpoint: Endpoint,
+    request: Request,
+) -> Response {
     let headers = request.into_parts().0.headers;
     traced(
         Method::GET,
         &headers,
         Box::pin(async {
-            let caller = checks::caller(&gateway, &headers).await?;
+            let caller = checks::caller(&gateway, &headers, &endpoint).await?;
             Ok(forward::get(&gateway, &caller, &headers).await)
         }),
     )
     .await
 }
 
-async fn end_session(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+async fn end_session(
+    State(gateway): State<Arc<Gateway>>,
+    endpoint: Endpoint,
+    request: Request,
+) -> Response {
     let headers = request.into_parts().0.headers;
     traced(
         Method::DELETE,
         &headers,
         Box::pin(async {
-            let caller = checks::caller(&gateway, &headers).await?;
+            let caller = checks::caller(&gateway, &headers, &endpoint).await?;
             Ok(forward::delete(&gateway, &caller, &headers).await)
         }),
     )

@@ -32,7 +32,7 @@ enum Type {
     List(Box<Type>),
     /// A map with string keys, of values of this type.
     Map(Box<Type>),
-    /// `agent`, `workspace` or `organisation`: `id`, `name` and `labels`.
+    /// `agent`, `workspace` or `organisation`: `id`, `name`, `labels` and `groups`.
     Caller,
     /// A type named as a value (`type(x) == string`).
     Kind,
@@ -53,7 +53,7 @@ impl Type {
             Self::Duration => "duration".into(),
             Self::List(item) => format!("list of {}", item.describe()),
             Self::Map(value) => format!("map of {}", value.describe()),
-            Self::Caller => "caller (id, name, labels)".into(),
+            Self::Caller => "caller (id, name, labels, groups)".into(),
             Self::Kind => "type".into(),
         }
     }
@@ -224,10 +224,11 @@ impl Checker<'_> {
             Type::Caller => match field {
                 "id" | "name" => Type::String,
                 "labels" => Type::Map(Box::new(Type::String)),
+                "groups" => Type::List(Box::new(Type::String)),
                 _ => {
                     return Err(self.error(
                         expr,
-                        format!("no field `{field}`: the caller has id, name and labels"),
+                        format!("no field `{field}`: the caller has id, name, labels and groups"),
                     ));
                 }
             },

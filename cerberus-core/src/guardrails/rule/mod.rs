@@ -15,7 +15,7 @@
 //! | `arguments` | map | the `arguments` of a `tools/call` or `prompts/get` request; `{}` otherwise |
 //! | `direction` | string | `"request"` or `"response"` |
 //! | `result` | map | a response's `result`; `{}` otherwise |
-//! | `agent`, `workspace`, `organisation` | map | `id`, `name` and `labels` (a map of strings) of the caller |
+//! | `agent`, `workspace`, `organisation` | map | `id`, `name`, `labels` (a map of strings) and `groups` (a list of strings: a person's groups from their identity provider) of the caller |
 //! | `now` | timestamp | when the message is judged |
 //!
 //! A rule is checked when its policy is saved: it must parse, read only these variables, and give
@@ -130,7 +130,7 @@ impl Rule {
     /// use cerberus_core::PolicyLevel;
     /// let settings: RuleSettings = serde_json::from_str(r#"{"when": "tool == 'x' && agent.nmae == 'ci'"}"#)?;
     /// let error = Rule::new(settings, PolicyLevel::Organisation).unwrap_err();
-    /// assert_eq!(error.to_string(), "when: column 21: no field `nmae`: the caller has id, name and labels");
+    /// assert_eq!(error.to_string(), "when: column 21: no field `nmae`: the caller has id, name, labels and groups");
     /// # Ok::<(), serde_json::Error>(())
     /// ```
     pub fn new(settings: RuleSettings, level: PolicyLevel) -> Result<Self, PolicyError> {

@@ -27,6 +27,7 @@ fn judge(rules: Vec<Rule>, direction: Direction, message: &Message) -> (Guardrai
         agent: Profile {
             name: "ci-bot".into(),
             labels: [("team".to_owned(), "payments".to_owned())].into(),
+            groups: vec!["engineering".into(), "on-call".into()],
         },
         ..CallerProfile::default()
     };
@@ -139,6 +140,11 @@ fn rules_read_the_caller_the_method_and_the_time() {
             true,
         ),
         ("'team' in agent.labels && !('tier' in agent.labels)", true),
+        ("'on-call' in agent.groups && size(agent.groups) == 2", true),
+        (
+            "'sales' in agent.groups || size(workspace.groups) > 0",
+            false,
+        ),
         ("method == 'tools/call' && direction == 'request'", true),
         ("now > timestamp('2020-01-01T00:00:00Z')", true),
         ("now.getHours('UTC') >= 0 && now.getHours('UTC') < 24", true),

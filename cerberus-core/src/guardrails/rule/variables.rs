@@ -210,7 +210,7 @@ fn empty_map() -> Value {
     })
 }
 
-/// `agent`, `workspace` or `organisation`: `{id, name, labels}`.
+/// `agent`, `workspace` or `organisation`: `{id, name, labels, groups}`.
 fn who(id: String, profile: Option<&Profile>) -> Value {
     let labels: HashMap<Key, Value> = profile
         .map(|p| {
@@ -231,6 +231,14 @@ fn who(id: String, profile: Option<&Profile>) -> Value {
             Value::Map(Map {
                 map: Arc::new(labels),
             }),
+        ),
+        (
+            Key::from("groups"),
+            Value::List(Arc::new(
+                profile
+                    .map(|p| p.groups.iter().map(|g| string(g)).collect())
+                    .unwrap_or_default(),
+            )),
         ),
     ]
     .into_iter()

@@ -1,0 +1,122 @@
+//! Protected resource metadata (RFC 9728), and the `WWW-Authenticate` challenge that points to it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use cerberus_core::WorkspaceId;
+
+use super::{ResourceServer, TokenRefusal};
+use crate::proxy::{ALIAS_PATH, PROXY_PATH};
+use crate::wire;
+
+/// Where the metadata of a resource is: this, then the resource's path (RFC 9728, section 3.1).
+pub(super) const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+
+/// The metadata routes of every protected workspace, on both proxy paths.
+pub fn router(server: Arc<ResourceServer>) -> Router {
+    Router::new()
+        .route(
+            &format!("{WELL_KNOWN}{ALIAS_PATH}/{{workspace}}"),
+            get(|state, path| serve(state, path, ALIAS_PATH)),
+        )
+        .route(
+            &format!("{WELL_KNOWN}{PROXY_PATH}/{{workspace}}"),
+            get(|state, path| serve(state, path, PROXY_PATH)),
+        )
+        .with_state(server)
+}
+
+async fn serve(
+    State(server): State<Arc<ResourceServer>>,
+    Path(workspace): Path<String>,
+    base: &'static str,
+) -> Response {
+    let metadata = workspace
+        .parse()
+        .ok()
+        .map(WorkspaceId)
+        .and_then(|workspace| server.metadata(base, workspace));
+    let mut response = match metadata {
+        Some(metadata) => axum::Json(metadata).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": "no protected MCP server at this path"})),
+        )
+            .into_response(),
+    };
+    // Public metadata: a client running in a browser (the MCP Inspector) reads it across origins.
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+/// The response refusing a request to the resource at `base`/`workspace` for `refusal` (`None`:
+/// the request had no credential).
+pub fn refuse(
+    server: &ResourceServer,
+    base: &str,
+    workspace: WorkspaceId,
+    refusal: Option<&TokenRefusal>,
+) -> Response {
+    let metadata = server.metadata_url(base, workspace);
+    let scopes = server.required_scopes(workspace);
+    let mut challenge = format!("Bearer resource_metadata=\"{metadata}\"");
+    if !scopes.is_empty() {
+        challenge.push_str(&format!(", scope=\"{}\"", quoted(&scopes)));
+    }
+    let (status, message) = match refusal {
+        None => (
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <access token or agent access key>".to_owned(),
+        ),
+        Some(TokenRefusal::UnknownResource) => {
+            return wire::http_error(
+                StatusCode::NOT_FOUND,
+                wire::INVALID_REQUEST,
+                "no MCP server at this path",
+            );
+        }
+        Some(TokenRefusal::Unavailable(message)) => {
+            return wire::http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                wire::UPSTREAM_UNAVAILABLE,
+                message,
+            );
+        }
+        Some(refusal @ TokenRefusal::Invalid(message)) => {
+            challenge.push_str(&format!(
+                ", error=\"invalid_token\", error_description=\"{}\"",
+                quoted(message)
+            ));
+            (StatusCode::UNAUTHORIZED, refusal.to_string())
+        }
+        Some(refusal @ TokenRefusal::InsufficientScope(_)) => {
+            challenge.push_str(&format!(
+                ", error=\"insufficient_scope\", error_description=\"{}\"",
+                quoted(&refusal.to_string())
+            ));
+            (StatusCode::FORBIDDEN, refusal.to_string())
+        }
+        Some(refusal @ TokenRefusal::Forbidden(_)) => (StatusCode::FORBIDDEN, refusal.to_string()),
+    };
+    let mut response = wire::http_error(status, wire::INVALID_REQUEST, &message);
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// `text` fit for a quoted-string: without `"`, `\` or control characters.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '"' | '\\') && !c.is_control())
+        .collect()
+}

@@ -1,0 +1,563 @@
+//! OAuth 2.1 for MCP clients: the proxy as a resource server, as the MCP authorization specification
+//! (2025-06-18 and later) asks, so that a person signs in with their organisation's identity provider
+//! and calls tools as themselves instead of through a shared agent key.
+//!
+//! - **Where.** Each workspace an identity provider is trusted for is a protected resource of its own,
+//!   at `/mcp/{workspace id}` (and `/governance-plane/api/v1/proxy/mcp/{workspace id}`). Its
+//!   metadata (RFC 9728) is at `/.well-known/oauth-protected-resource` followed by that path, and
+//!   names the issuers the organisation trusts for it; a call without a good token gets 401 with
+//!   `WWW-Authenticate: Bearer resource_metadata="…"` pointing there, which is how a client finds
+//!   where to sign in.
+//! - **What a token must be.** A JWT signed with a key the issuer publishes (its JWKS, found through
+//!   its metadata, cached, and fetched again when a token names a key id the cache does not know, at
+//!   most once per `oauth.key_refresh_interval_secs`), by one of the provider's algorithms (never a
+//!   symmetric one), from a trusted issuer, for this resource (`aud`, RFC 8707), within its `exp` and
+//!   `nbf` (with `oauth.leeway_secs` of clock skew), carrying the provider's required scopes (else
+//!   403 `insufficient_scope`) and, when the provider lists groups, one of them.
+//! - **Who it is.** The subject becomes an identity of its own ([`cerberus_core::AgentId::from_name`] of issuer and
+//!   subject): rate limits count per person, sessions belong to the person, and the audit record
+//!   carries `oauth:<subject>` where an agent key's prefix would be. Rules read the person as
+//!   `agent`: `agent.name` (the email, or the subject), `agent.labels` (`subject`, `email`, `issuer`,
+//!   `identity_provider`) and `agent.groups`. The provider's policy and the policies of the person's
+//!   groups apply at the agent level, below the organisation's and the workspace's.
+//! - **No passthrough.** The token is never forwarded: the upstream gets the workspace's own
+//!   credentials, as for agent keys.
+
+mod keys;
+mod metadata;
+mod person;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cerberus_core::{
+    CallerProfile, GuardrailRegistry, OrganisationId, PolicyDocument, Profile, WorkspaceId,
+};
+use jsonwebtoken::Algorithm;
+use serde::{Deserialize, Serialize};
+
+use crate::gateway::{AgentRoute, Caller};
+use crate::proxy::{ALIAS_PATH, PROXY_PATH};
+use crate::upstream::Upstream;
+use crate::upstream_client::UpstreamClient;
+
+pub use metadata::{refuse, router};
+
+/// The OAuth settings of the gateway (`[oauth]` in the configuration file).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthSettings {
+    /// The address clients reach the gateway at (`https://mcp.example.com`): resource URLs, and so
+    /// the audience every token must name, are made from it. Required with identity providers; it
+    /// is never taken from a request's `Host`, which the client chooses.
+    pub public_url: Option<String>,
+    /// How far the clocks of the gateway and an identity provider may disagree, in seconds, when
+    /// `exp` and `nbf` are checked.
+    pub leeway_secs: u64,
+    /// The least time between two fetches of an issuer's keys, in seconds: a token naming an unknown
+    /// key id fetches them again at most this often, so a flood of made-up key ids cannot flood
+    /// the identity provider.
+    pub key_refresh_interval_secs: u64,
+    /// How long fetched keys are used before they are fetched again, in seconds.
+    pub key_max_age_secs: u64,
+    /// How long a person's route (their pipeline and profile) is kept once built, in seconds.
+    pub person_cache_secs: u64,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            leeway_secs: 30,
+            key_refresh_interval_secs: 30,
+            key_max_age_secs: 3600,
+            person_cache_secs: 60,
+        }
+    }
+}
+
+/// The names of the claims a provider puts a person's identity in.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    /// The person's stable identifier (`sub`).
+    pub subject: String,
+    /// Their email address (`email`); optional in a token.
+    pub email: String,
+    /// Their groups (`groups`): a list of strings, or one string of space-separated names.
+    pub groups: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            subject: "sub".into(),
+            email: "email".into(),
+            groups: "groups".into(),
+        }
+    }
+}
+
+/// The algorithms a provider may sign with unless it lists its own: every public-key algorithm
+/// `jsonwebtoken` knows. HMAC is never accepted: its key would be a secret the gateway shares.
+pub const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// An identity provider an organisation trusts, checked (`[[identity_providers]]`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct IdentityProvider {
+    /// Its name, for logs and labels.
+    pub name: String,
+    /// The organisation that trusts it.
+    pub organisation: OrganisationId,
+    /// Its issuer identifier: a token's `iss` must be this, exactly.
+    pub issuer: String,
+    /// Where its keys are, when not found through its metadata.
+    pub jwks_uri: Option<String>,
+    /// The workspaces whose MCP servers its people may reach.
+    pub workspaces: Vec<WorkspaceId>,
+    /// The scopes every token must carry.
+    pub required_scopes: Vec<String>,
+    /// When not empty, a person must be in one of these groups.
+    pub allowed_groups: Vec<String>,
+    /// The algorithms its tokens may be signed with.
+    pub algorithms: Vec<Algorithm>,
+    /// Where its tokens carry a person's identity.
+    pub claims: ClaimNames,
+    /// The policy of every person it signs in, at the agent level.
+    pub policy: Option<PolicyDocument>,
+    /// Policies of the people in a group, at the agent level after `policy`, in this order.
+    pub group_policies: Vec<(String, PolicyDocument)>,
+}
+
+/// A workspace as the resource server sees it: what a person's route is made of.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ProtectedWorkspace {
+    /// Its organisation.
+    pub organisation: OrganisationId,
+    /// The workspace.
+    pub workspace: WorkspaceId,
+    /// Its MCP server.
+    pub upstream: Upstream,
+    /// The names and labels of its organisation and itself.
+    pub profile: CallerProfile,
+    /// Its organisation's policy.
+    pub organisation_policy: Option<PolicyDocument>,
+    /// Its own policy.
+    pub workspace_policy: Option<PolicyDocument>,
+}
+
+/// Why a resource server cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct InvalidOAuth {
+    /// The setting at fault.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Why a request's access token opens nothing. Each answers as the specification asks: 401 with a
+/// challenge, 403 for missing scopes, 404 for an unknown resource, 503 when the token cannot be
+/// checked right now (the gateway fails closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenRefusal {
+    /// No MCP server of this gateway is at this path.
+    #[error("no MCP server at this path")]
+    UnknownResource,
+    /// The token is not one this resource accepts: `invalid_token`.
+    #[error("{0}")]
+    Invalid(String),
+    /// The token lacks scopes this resource requires: `insufficient_scope`.
+    #[error("the access token lacks the scopes {0}")]
+    InsufficientScope(String),
+    /// The person may not use this MCP server (not in an allowed group).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The token cannot be checked now (the issuer's keys cannot be fetched, a policy cannot be
+    /// built).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The gateway as an OAuth resource server: its protected workspaces and the providers they trust.
+pub struct ResourceServer {
+    public_url: String,
+    leeway: u64,
+    resources: HashMap<WorkspaceId, Resource>,
+    providers: Vec<Provider>,
+    people: moka::future::Cache<person::PersonKey, Arc<AgentRoute>>,
+    registry: Arc<GuardrailRegistry>,
+}
+
+impl std::fmt::Debug for ResourceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceServer")
+            .field("public_url", &self.public_url)
+            .field("resources", &self.resources.len())
+            .field("providers", &self.providers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A protected workspace and the providers it trusts (indices into `providers`).
+struct Resource {
+    workspace: ProtectedWorkspace,
+    providers: Vec<usize>,
+}
+
+struct Provider {
+    settings: IdentityProvider,
+    keys: keys::IssuerKeys,
+}
+
+/// The most groups of one person kept; a token with more is refused.
+const MAX_GROUPS: usize = 256;
+/// The longest subject, email or group name kept, in bytes; a token with a longer one is refused.
+const MAX_CLAIM_BYTES: usize = 320;
+/// The most people's routes kept at once.
+const MAX_PEOPLE: u64 = 100_000;
+
+impl ResourceServer {
+    /// A resource server for `workspaces` trusting `providers`, with `settings`; its issuers'
+    /// metadata and keys are fetched through `http` (as operator-set URLs: the configuration file's),
+    /// and people's pipelines are built with `registry`.
+    pub fn new(
+        settings: &OAuthSettings,
+        providers: Vec<IdentityProvider>,
+        workspaces: Vec<ProtectedWorkspace>,
+        http: Arc<UpstreamClient>,
+        registry: Arc<GuardrailRegistry>,
+    ) -> Result<Self, InvalidOAuth> {
+        // Tokens are checked with the process's JWT provider: install it before any arrives.
+        crate::jose::install();
+        let invalid = |path: &str, message: String| InvalidOAuth {
+            path: path.to_owned(),
+            message,
+        };
+        let public_url = settings.public_url.as_deref().ok_or_else(|| {
+            invalid(
+                "oauth.public_url",
+                "required with identity providers: every token's audience is checked against it"
+                    .into(),
+            )
+        })?;
+        let public_url = check_url(public_url).map_err(|m| invalid("oauth.public_url", m))?;
+        let mut resources: HashMap<WorkspaceId, Resource> = workspaces
+            .into_iter()
+            .map(|workspace| {
+                (
+                    workspace.workspace,
+                    Resource {
+                        workspace,
+                        providers: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        let mut built = Vec::with_capacity(providers.len());
+        for (i, provider) in providers.into_iter().enumerate() {
+            let path = format!("identity_providers[{i}]");
+            // Kept as written: a token's `iss` must equal it character for character.
+            check_url(&provider.issuer).map_err(|m| invalid(&format!("{path}.issuer"), m))?;
+            if let Some(jwks) = &provider.jwks_uri {
+                check_url(jwks).map_err(|m| invalid(&format!("{path}.jwks_uri"), m))?;
+            }
+            if provider.algorithms.is_empty()
+                || provider
+                    .algorithms
+                    .iter()
+                    .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+            {
+                return Err(invalid(
+                    &format!("{path}.algorithms"),
+                    "at least one, and no HMAC algorithm: tokens are checked with public keys"
+                        .into(),
+                ));
+            }
+            for workspace in &provider.workspaces {
+                let resource = resources.get_mut(workspace).ok_or_else(|| {
+                    invalid(
+                        &format!("{path}.workspaces"),
+                        format!("no workspace {workspace}"),
+                    )
+                })?;
+                if resource.workspace.organisation != provider.organisation {
+                    return Err(invalid(
+                        &format!("{path}.workspaces"),
+                        "a workspace of another organisation".into(),
+                    ));
+                }
+                resource.providers.push(i);
+            }
+            let keys = keys::IssuerKeys::new(
+                provider.issuer.clone(),
+                provider.jwks_uri.clone(),
+                Arc::clone(&http),
+                Duration::from_secs(settings.key_refresh_interval_secs),
+                Duration::from_secs(settings.key_max_age_secs),
+            );
+            built.push(Provider {
+                settings: provider,
+                keys,
+            });
+        }
+        resources.retain(|_, resource| !resource.providers.is_empty());
+        Ok(Self {
+            public_url,
+            leeway: settings.leeway_secs,
+            resources,
+            providers: built,
+            people: moka::future::Cache::builder()
+                .max_capacity(MAX_PEOPLE)
+                .time_to_live(Duration::from_secs(settings.person_cache_secs.max(1)))
+                .build(),
+            registry,
+        })
+    }
+
+    /// Whether `workspace` takes access tokens.
+    pub fn protects(&self, workspace: WorkspaceId) -> bool {
+        self.resources.contains_key(&workspace)
+    }
+
+    /// The protected workspaces, each with the URL its clients connect to.
+    pub fn endpoints(&self) -> impl Iterator<Item = (WorkspaceId, String)> + '_ {
+        self.resources
+            .keys()
+            .map(|id| (*id, self.resource_url(ALIAS_PATH, *id)))
+    }
+
+    /// The resource URL of `workspace` reached under `base` (the proxy path or its alias).
+    pub fn resource_url(&self, base: &str, workspace: WorkspaceId) -> String {
+        format!("{}{base}/{workspace}", self.public_url)
+    }
+
+    /// Where the metadata of the resource at `base`/`workspace` is.
+    pub fn metadata_url(&self, base: &str, workspace: WorkspaceId) -> String {
+        format!(
+            "{}{}{base}/{workspace}",
+            self.public_url,
+            metadata::WELL_KNOWN
+        )
+    }
+
+    /// The caller `token` makes of a request to `workspace`: a person of a provider the workspace
+    /// trusts, or why not.
+    pub async fn authenticate(
+        &self,
+        workspace: WorkspaceId,
+        token: &str,
+    ) -> Result<Caller, TokenRefusal> {
+        let resource = self
+            .resources
+            .get(&workspace)
+            .ok_or(TokenRefusal::UnknownResource)?;
+        let invalid = |message: &str| TokenRefusal::Invalid(message.to_owned());
+        // The issuer picks the provider, hence the keys; the signature is checked next, and `iss`
+        // again with it.
+        let issuer = person::unverified_issuer(token)
+            .ok_or_else(|| invalid("the access token is not a JWT with an issuer"))?;
+        let (index, provider) = resource
+            .providers
+            .iter()
+            .filter_map(|&i| Some((i, self.providers.get(i)?)))
+            .find(|(_, p)| p.settings.issuer == issuer)
+            .ok_or_else(|| {
+                invalid("the access token's issuer is not trusted for this MCP server")
+            })?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| invalid("the access token's header cannot be read"))?;
+        if !provider.settings.algorithms.contains(&header.alg) {
+            return Err(invalid(
+                "the access token is signed with an algorithm its issuer is not trusted to use",
+            ));
+        }
+        let key = provider
+            .keys
+            .key(header.kid.as_deref(), header.alg)
+            .await
+            .map_err(|e| {
+                tracing::warn!(issuer = %provider.settings.issuer, error = %e, "cannot fetch an identity provider's keys");
+                TokenRefusal::Unavailable("the gateway cannot check access tokens right now".into())
+            })?
+            .ok_or_else(|| invalid("the access token is signed with a key its issuer does not publish"))?;
+        let audiences = [
+            self.resource_url(ALIAS_PATH, workspace),
+            self.resource_url(PROXY_PATH, workspace),
+        ];
+        let claims = person::verify(
+            token,
+            &key,
+            header.alg,
+            &provider.settings,
+            &audiences,
+            self.leeway,
+        )?;
+        let person = person::Person::from_claims(&claims, &provider.settings.claims)?;
+        let missing: Vec<&str> = provider
+            .settings
+            .required_scopes
+            .iter()
+            .filter(|scope| !person.scopes.contains(*scope))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(TokenRefusal::InsufficientScope(missing.join(" ")));
+        }
+        let allowed = &provider.settings.allowed_groups;
+        if !allowed.is_empty() && !person.groups.iter().any(|g| allowed.contains(g)) {
+            return Err(TokenRefusal::Forbidden(
+                "the person is in no group allowed to use this MCP server".into(),
+            ));
+        }
+        let key_prefix = format!("oauth:{}", person.subject);
+        let route = self
+            .people
+            .try_get_with(
+                person.key(workspace, index),
+                self.route(resource, provider, &person),
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot build a person's pipeline");
+                TokenRefusal::Unavailable(
+                    "the gateway cannot build this person's policy right now".into(),
+                )
+            })?;
+        Ok(Caller { route, key_prefix })
+    }
+
+    /// A person's route: the workspace's upstream, the pipeline of its policies, the provider's and
+    /// those of the person's groups, and a profile of their claims.
+    async fn route(
+        &self,
+        resource: &Resource,
+        provider: &Provider,
+        person: &person::Person,
+    ) -> Result<Arc<AgentRoute>, cerberus_core::PolicyError> {
+        let workspace = &resource.workspace;
+        let settings = &provider.settings;
+        let mut levels = Vec::new();
+        if let Some(policy) = &workspace.organisation_policy {
+            levels.push((cerberus_core::PolicyLevel::Organisation, policy));
+        }
+        if let Some(policy) = &workspace.workspace_policy {
+            levels.push((cerberus_core::PolicyLevel::Workspace, policy));
+        }
+        if let Some(policy) = &settings.policy {
+            levels.push((cerberus_core::PolicyLevel::Agent, policy));
+        }
+        for (group, policy) in &settings.group_policies {
+            if person.groups.contains(group) {
+                levels.push((cerberus_core::PolicyLevel::Agent, policy));
+            }
+        }
+        let pipeline = self
+            .registry
+            .build(&cerberus_core::EffectivePolicy::merge(levels))?;
+        let identity = cerberus_core::Identity {
+            organisation: workspace.organisation,
+            workspace: workspace.workspace,
+            agent: person.agent_id(&settings.issuer),
+        };
+        let name = person
+            .email
+            .clone()
+            .unwrap_or_else(|| person.subject.clone());
+        let mut labels = std::collections::BTreeMap::from([
+            ("subject".to_owned(), person.subject.clone()),
+            ("issuer".to_owned(), settings.issuer.clone()),
+            ("identity_provider".to_owned(), settings.name.clone()),
+        ]);
+        if let Some(email) = &person.email {
+            labels.insert("email".to_owned(), email.clone());
+        }
+        let profile = CallerProfile {
+            agent: Profile {
+                name: name.clone(),
+                labels,
+                groups: person.groups.clone(),
+            },
+            ..workspace.profile.clone()
+        };
+        Ok(Arc::new(
+            AgentRoute::new(identity, name, workspace.upstream.clone(), pipeline)
+                .with_profile(profile),
+        ))
+    }
+
+    /// The protected resource metadata of `workspace` reached under `base`, if it is protected.
+    fn metadata(&self, base: &str, workspace: WorkspaceId) -> Option<serde_json::Value> {
+        let resource = self.resources.get(&workspace)?;
+        let providers: Vec<&IdentityProvider> = resource
+            .providers
+            .iter()
+            .filter_map(|&i| self.providers.get(i))
+            .map(|p| &p.settings)
+            .collect();
+        let mut scopes: Vec<&str> = providers
+            .iter()
+            .flat_map(|p| p.required_scopes.iter().map(String::as_str))
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        let name = format!(
+            "{}/{}",
+            resource.workspace.profile.organisation.name, resource.workspace.profile.workspace.name
+        );
+        Some(serde_json::json!({
+            "resource": self.resource_url(base, workspace),
+            "authorization_servers": providers.iter().map(|p| &p.issuer).collect::<Vec<_>>(),
+            "scopes_supported": scopes,
+            "bearer_methods_supported": ["header"],
+            "resource_name": name,
+        }))
+    }
+
+    /// The scopes `workspace` requires, space-separated, for a challenge.
+    pub fn required_scopes(&self, workspace: WorkspaceId) -> String {
+        let Some(resource) = self.resources.get(&workspace) else {
+            return String::new();
+        };
+        let mut scopes: Vec<&str> = resource
+            .providers
+            .iter()
+            .filter_map(|&i| self.providers.get(i))
+            .flat_map(|p| p.settings.required_scopes.iter().map(String::as_str))
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes.join(" ")
+    }
+}
+
+/// Checks an `http(s)` URL without query or fragment, `https` unless its host is a loopback one;
+/// returns it without a trailing `/`.
+fn check_url(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let host = uri.host().unwrap_or_default();
+    let loopback = matches!(host, "localhost" | "[::1]" | "::1") || host.starts_with("127.");
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if loopback => {}
+        _ => return Err("must be an https URL (http only on a loopback address)".into()),
+    }
+    if host.is_empty() || uri.query().is_some() || url.contains('#') {
+        return Err("must be a URL with a host and without query or fragment".into());
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}

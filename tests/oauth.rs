@@ -1,0 +1,597 @@
+//! People calling tools with OAuth access tokens of their organisation's identity provider: the
+//! gateway as a resource server (discovery, token checks, refusals), each person an identity of
+//! their own (policies, rate limits, audit), and no token forwarded upstream.
+//!
+//! The identity providers here are small axum servers publishing OpenID metadata and a JWK set, and
+//! the tokens are signed with `ring`, so that every claim can be made wrong on purpose; the flow of
+//! a real provider and a real SDK client is `tests/python/test_oauth.py`'s.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cerberus_axum::config::GatewayConfig;
+use cerberus_core::GuardrailRegistry;
+use cerberus_core::audit::MemoryAuditSink;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient};
+use serde_json::{Value, json};
+
+use support::{KEY, listen};
+
+/// An ES256 signing key with its key id.
+struct SigningKey {
+    id: String,
+    pair: EcdsaKeyPair,
+}
+
+impl SigningKey {
+    fn new(id: &str) -> Self {
+        let random = SystemRandom::new();
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &random).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &random)
+                .unwrap();
+        Self {
+            id: id.to_owned(),
+            pair,
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        let point = self.pair.public_key().as_ref();
+        json!({"kty": "EC", "crv": "P-256", "use": "sig", "kid": self.id,
+               "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])})
+    }
+
+    /// A JWT of `claims` signed with this key, its header naming `kid` and `alg`.
+    fn sign_as(&self, kid: &str, alg: &str, claims: &Value) -> String {
+        let header = json!({"alg": alg, "typ": "at+jwt", "kid": kid});
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self
+            .pair
+            .sign(&SystemRandom::new(), message.as_bytes())
+            .unwrap();
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        self.sign_as(&self.id, "ES256", claims)
+    }
+}
+
+/// An identity provider: OpenID metadata and a JWK set of the keys it publishes now.
+struct Issuer {
+    url: String,
+    published: Arc<Mutex<Vec<Value>>>,
+    /// How many times its key set was fetched.
+    fetches: Arc<Mutex<usize>>,
+}
+
+impl Issuer {
+    async fn start(keys: &[&SigningKey]) -> Self {
+        let published = Arc::new(Mutex::new(keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()));
+        let fetches = Arc::new(Mutex::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let metadata = json!({"issuer": url, "jwks_uri": format!("{url}/jwks"),
+                              "authorization_endpoint": format!("{url}/authorize"),
+                              "token_endpoint": format!("{url}/token")});
+        let (keys, count) = (Arc::clone(&published), Arc::clone(&fetches));
+        let router = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || async move { axum::Json(metadata) }),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(move || async move {
+                    *count.lock().unwrap() += 1;
+                    let keys = keys.lock().unwrap().clone();
+                    axum::Json(json!({"keys": keys}))
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self {
+            url,
+            published,
+            fetches,
+        }
+    }
+
+    fn publish(&self, keys: &[&SigningKey]) {
+        *self.published.lock().unwrap() = keys.iter().map(|k| k.jwk()).collect();
+    }
+
+    fn fetches(&self) -> usize {
+        *self.fetches.lock().unwrap()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A gateway whose organisation trusts `issuer` for its workspace, in front of the test upstream
+/// (which records the `Authorization` headers it is sent).
+struct Gateway {
+    /// The workspace's own MCP endpoint: the resource.
+    resource: String,
+    /// The shared proxy endpoint.
+    shared: String,
+    base: String,
+    audit: Arc<MemoryAuditSink>,
+    upstream_authorizations: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    async fn start(issuer: &str) -> Self {
+        let authorizations = Arc::new(Mutex::new(Vec::new()));
+        let upstream = {
+            let seen = Arc::clone(&authorizations);
+            let service = rmcp::transport::streamable_http_server::StreamableHttpService::new(
+                || Ok(support::Upstream::default()),
+                Arc::new(
+                    rmcp::transport::streamable_http_server::session::local::LocalSessionManager::default(),
+                ),
+                rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default()
+                    .with_sse_keep_alive(None),
+            );
+            let router =
+                axum::Router::new()
+                    .nest_service("/mcp", service)
+                    .layer(axum::middleware::from_fn(
+                        move |request: axum::extract::Request, next: axum::middleware::Next| {
+                            let seen = Arc::clone(&seen);
+                            async move {
+                                if let Some(value) = request.headers().get("authorization") {
+                                    seen.lock()
+                                        .unwrap()
+                                        .push(value.to_str().unwrap_or_default().to_owned());
+                                }
+                                next.run(request).await
+                            }
+                        },
+                    ));
+            format!("http://{}/mcp", listen(router).await)
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let hash = cerberus_axum::auth::KeyHash::of(KEY).to_hex();
+        let config = format!(
+            r#"
+[oauth]
+public_url = "{base}"
+key_refresh_interval_secs = 0
+leeway_secs = 0
+
+[[organisations]]
+name = "acme"
+policy = {{ guardrails = [{{ type = "rate_limit_per_minute", limit = 3 }}] }}
+
+[[workspaces]]
+name = "tools"
+organisation = "acme"
+upstream = {{ url = "{upstream}", headers = {{ authorization = "Bearer upstream-credential" }} }}
+
+[[agents]]
+name = "bot"
+workspace = "tools"
+key_sha256 = "{hash}"
+
+[[identity_providers]]
+name = "acme-login"
+organisation = "acme"
+issuer = "{issuer}"
+workspaces = ["tools"]
+required_scopes = ["mcp"]
+allowed_groups = ["staff", "contractors"]
+policy = {{ guardrails = [{{ type = "pii_email", action = "redact" }}] }}
+
+[[identity_providers.group_policies]]
+group = "contractors"
+policy = {{ guardrails = [
+  {{ type = "rbac", allow = ["*"], deny = ["delete_*"] }},
+  {{ type = "rule", name = "no-echo-for-interns", when = "tool == 'echo' && 'interns' in agent.groups", reason = "interns do not echo" }},
+] }}
+"#
+        );
+        let config = GatewayConfig::parse(
+            &config,
+            std::path::Path::new("."),
+            &GuardrailRegistry::default(),
+        )
+        .unwrap();
+        let audit = Arc::new(MemoryAuditSink::new());
+        let (gateway, router) =
+            cerberus_axum::serve::build(&config, GuardrailRegistry::default(), audit.clone())
+                .unwrap();
+        let workspace = config.workspaces[0].id;
+        assert!(gateway.oauth.as_ref().unwrap().protects(workspace));
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self {
+            resource: format!("{base}/mcp/{workspace}"),
+            shared: format!("{base}/mcp"),
+            base,
+            audit,
+            upstream_authorizations: authorizations,
+        }
+    }
+
+    /// Claims of a good token of `issuer` for this resource, for `subject` in `groups`.
+    fn claims(&self, issuer: &str, subject: &str, groups: &[&str]) -> Value {
+        json!({"iss": issuer, "sub": subject, "aud": self.resource, "exp": now() + 300,
+               "iat": now(), "scope": "openid mcp", "email": format!("{subject}@acme.example"),
+               "groups": groups, "client_id": "test-client"})
+    }
+}
+
+/// One POST of `initialize` to `url` with `authorization`: the status and the `WWW-Authenticate`
+/// challenge.
+async fn try_initialize(url: &str, authorization: Option<&str>) -> (u16, String) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                   "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                              "clientInfo": {"name": "t", "version": "1"}}})
+            .to_string(),
+        );
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    let response = request.send().await.unwrap();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (response.status().as_u16(), challenge)
+}
+
+async fn connect(url: &str, token: &str) -> RunningService<RoleClient, ()> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url).auth_header(token),
+    );
+    ().serve_with_lifecycle(transport, ClientLifecycleMode::Initialize)
+        .await
+        .expect("the client connects through the gateway")
+}
+
+/// Calls `tool` with `text`: the text answered, or the error.
+async fn call(client: &RunningService<RoleClient, ()>, tool: &str, text: &str) -> String {
+    let params = CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(json!({"text": text}).as_object().unwrap().clone());
+    match client.call_tool(params).await {
+        Ok(result) => result
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_finds_the_issuer_from_the_challenge_and_a_person_calls_as_themself() {
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let gateway = Gateway::start(&issuer.url).await;
+
+    // Discovery: the 401 names the metadata, which names the issuer.
+    let (status, challenge) = try_initialize(&gateway.resource, None).await;
+    assert_eq!(status, 401);
+    let metadata_url = format!(
+        "{}/.well-known/oauth-protected-resource{}",
+        gateway.base,
+        gateway.resource.trim_start_matches(&gateway.base)
+    );
+    assert_eq!(
+        challenge,
+        format!("Bearer resource_metadata=\"{metadata_url}\", scope=\"mcp\"")
+    );
+    let metadata: Value = reqwest::get(&metadata_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["resource"], gateway.resource);
+    assert_eq!(metadata["authorization_servers"], json!([issuer.url]));
+    assert_eq!(metadata["scopes_supported"], json!(["mcp"]));
+    assert_eq!(metadata["resource_name"], "acme/tools");
+    let unknown = format!(
+        "{}/.well-known/oauth-protected-resource/mcp/{}",
+        gateway.base,
+        uuid::Uuid::new_v4()
+    );
+    assert_eq!(reqwest::get(&unknown).await.unwrap().status(), 404);
+
+    // A governed call: the provider's policy redacts, and the token never reaches the upstream.
+    let ann = key.sign(&gateway.claims(&issuer.url, "ann", &["staff"]));
+    let client = connect(&gateway.resource, &ann).await;
+    assert_eq!(
+        call(&client, "echo", "mail bo@acme.example").await,
+        "mail [REDACTED:EMAIL]"
+    );
+    client.cancel().await.unwrap();
+    let seen = gateway.upstream_authorizations.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|a| a == "Bearer upstream-credential"),
+        "only the workspace's own credential goes upstream: {seen:?}"
+    );
+
+    // The audit log names the person, never their email.
+    let events = gateway.audit.events();
+    let call_event = events
+        .iter()
+        .find(|e| e.method.as_deref() == Some("tools/call"))
+        .unwrap();
+    assert_eq!(call_event.key_prefix.as_deref(), Some("oauth:ann"));
+    let stored = serde_json::to_string(&events).unwrap();
+    assert!(!stored.contains("ann@acme.example"));
+
+    // The workspace's agent key works on its path too; an access token is no key on the shared one.
+    let bot = connect(&gateway.resource, KEY).await;
+    assert_eq!(call(&bot, "echo", "hi").await, "hi");
+    bot.cancel().await.unwrap();
+    let (status, _) = try_initialize(&gateway.shared, Some(&format!("Bearer {ann}"))).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_token_is_refused_with_the_reason_in_the_challenge() {
+    let key = SigningKey::new("k1");
+    let stranger_key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let stranger = Issuer::start(&[&stranger_key]).await;
+    let gateway = Gateway::start(&issuer.url).await;
+    let good = gateway.claims(&issuer.url, "ann", &["staff"]);
+    let with = |change: Value| {
+        let mut claims = good.clone();
+        for (name, value) in change.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(name);
+            } else {
+                claims[name] = value.clone();
+            }
+        }
+        claims
+    };
+    let refused = [
+        (
+            "expired",
+            key.sign(&with(json!({"exp": now() - 60}))),
+            401,
+            "the access token has expired",
+        ),
+        (
+            "not yet valid",
+            key.sign(&with(json!({"nbf": now() + 600}))),
+            401,
+            "the access token is not valid yet",
+        ),
+        (
+            "another audience",
+            key.sign(&with(json!({"aud": "https://other.example/mcp"}))),
+            401,
+            "the access token is for another resource than this MCP server",
+        ),
+        (
+            "the shared endpoint as audience",
+            key.sign(&with(json!({"aud": gateway.shared}))),
+            401,
+            "the access token is for another resource than this MCP server",
+        ),
+        (
+            "an untrusted issuer",
+            stranger_key.sign(&with(json!({"iss": stranger.url}))),
+            401,
+            "the access token's issuer is not trusted for this MCP server",
+        ),
+        (
+            "a trusted issuer's name, another's key",
+            stranger_key.sign(&good),
+            401,
+            "the access token's signature is wrong",
+        ),
+        (
+            "an unpublished key",
+            key.sign_as("k2", "ES256", &good),
+            401,
+            "the access token is signed with a key its issuer does not publish",
+        ),
+        (
+            "a symmetric algorithm",
+            key.sign_as("k1", "HS256", &good),
+            401,
+            "the access token is signed with an algorithm its issuer is not trusted to use",
+        ),
+        (
+            "no subject",
+            key.sign(&with(json!({"sub": null}))),
+            401,
+            "the access token names no subject (`sub`)",
+        ),
+        (
+            "no expiry",
+            key.sign(&with(json!({"exp": null}))),
+            401,
+            "the access token lacks `exp`, `iss` or `aud`",
+        ),
+        (
+            "no required scope",
+            key.sign(&with(json!({"scope": "openid"}))),
+            403,
+            "insufficient_scope",
+        ),
+        (
+            "no allowed group",
+            key.sign(&with(json!({"groups": ["visitors"]}))),
+            403,
+            "",
+        ),
+        ("not a JWT", "not-a-token".to_owned(), 401, "not a JWT"),
+    ];
+    for (case, token, status, reason) in refused {
+        let (got, challenge) =
+            try_initialize(&gateway.resource, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(got, status, "{case}: {challenge}");
+        if status == 401 {
+            assert!(
+                challenge.contains("error=\"invalid_token\"") && challenge.contains(reason),
+                "{case}: {challenge}"
+            );
+        }
+        assert!(challenge.contains(reason), "{case}: {challenge}");
+    }
+    let others = format!("{}/mcp/{}", gateway.base, uuid::Uuid::new_v4());
+    let token = key.sign(&good);
+    assert_eq!(
+        try_initialize(&others, Some(&format!("Bearer {token}")))
+            .await
+            .0,
+        401,
+        "a workspace that takes no tokens treats one as a wrong agent key"
+    );
+    assert_eq!(
+        try_initialize(
+            &format!("{}/mcp/not-an-id", gateway.base),
+            Some(&format!("Bearer {token}"))
+        )
+        .await
+        .0,
+        404
+    );
+    let (status, _) = try_initialize(&gateway.resource, Some(&format!("Bearer {token}"))).await;
+    assert_eq!(status, 200, "the good token itself passes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_group_policies_apply_per_person() {
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let gateway = Gateway::start(&issuer.url).await;
+    let ann = connect(
+        &gateway.resource,
+        &key.sign(&gateway.claims(&issuer.url, "ann", &["staff"])),
+    )
+    .await;
+    let cy = connect(
+        &gateway.resource,
+        &key.sign(&gateway.claims(&issuer.url, "cy", &["contractors", "interns"])),
+    )
+    .await;
+
+    // A contractor's group policy denies what staff may do; a rule reads the person's groups.
+    assert!(call(&cy, "delete_everything", "").await.contains("error"));
+    assert_eq!(
+        call(&ann, "delete_everything", "").await,
+        "everything is gone"
+    );
+    assert!(
+        call(&cy, "echo", "hi")
+            .await
+            .contains("interns do not echo")
+    );
+
+    // Three calls a minute each: Ann's third call is her own, and her fourth is refused while
+    // Cy's calls still count from his own.
+    assert_eq!(call(&ann, "echo", "2").await, "2");
+    assert_eq!(call(&ann, "echo", "3").await, "3");
+    let throttled = call(&ann, "echo", "4").await;
+    assert!(throttled.contains("rate limit"), "{throttled}");
+    let own = call(&cy, "whoami", "").await;
+    assert!(own.contains("[REDACTED:EMAIL]"), "{own}");
+    ann.cancel().await.unwrap();
+    cy.cancel().await.unwrap();
+
+    let events = gateway.audit.events();
+    let agent_of = |prefix: &str| {
+        events
+            .iter()
+            .filter(|e| e.key_prefix.as_deref() == Some(prefix))
+            .map(|e| e.identity.agent)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (ann_ids, cy_ids) = (agent_of("oauth:ann"), agent_of("oauth:cy"));
+    assert_eq!(ann_ids.len(), 1, "one identity per person");
+    assert_eq!(cy_ids.len(), 1);
+    assert_ne!(ann_ids, cy_ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_is_fetched_when_a_token_names_it() {
+    let old = SigningKey::new("2026-old");
+    let new = SigningKey::new("2026-new");
+    let issuer = Issuer::start(&[&old]).await;
+    let gateway = Gateway::start(&issuer.url).await;
+    let claims = gateway.claims(&issuer.url, "ann", &["staff"]);
+    let bearer = |token: String| format!("Bearer {token}");
+
+    assert_eq!(
+        try_initialize(&gateway.resource, Some(&bearer(old.sign(&claims))))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(issuer.fetches(), 1);
+    assert_eq!(
+        try_initialize(&gateway.resource, Some(&bearer(old.sign(&claims))))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(issuer.fetches(), 1, "known keys are not fetched again");
+
+    issuer.publish(&[&old, &new]);
+    assert_eq!(
+        try_initialize(&gateway.resource, Some(&bearer(new.sign(&claims))))
+            .await
+            .0,
+        200,
+        "an unknown key id fetches the keys again"
+    );
+    assert_eq!(issuer.fetches(), 2);
+    issuer.publish(&[&new]);
+    let withdrawn = SigningKey::new("2026-withdrawn");
+    assert_eq!(
+        try_initialize(&gateway.resource, Some(&bearer(withdrawn.sign(&claims))))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        try_initialize(&gateway.resource, Some(&bearer(old.sign(&claims))))
+            .await
+            .0,
+        401,
+        "a key the issuer withdrew is refused once the keys are fetched again"
+    );
+}
