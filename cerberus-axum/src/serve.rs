@@ -360,6 +360,12 @@ pub async fn run(
     let database = false;
     tracing::info!(%address, agents = config.agents.len(), database, "cerberus is serving");
     println!("MCP endpoint: http://{address}{}", proxy::PROXY_PATH);
+    #[cfg(feature = "oauth")]
+    if let Some(server) = &gateway.oauth {
+        for (workspace, url) in server.endpoints() {
+            println!("OAuth MCP endpoint of {workspace}: {url}");
+        }
+    }
     if database {
         println!("Admin API: http://{address}/api/v1");
         println!("Console: http://{address}/console/");

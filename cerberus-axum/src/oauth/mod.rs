@@ -219,6 +219,14 @@ struct Resource {
     providers: Vec<usize>,
 }
 
+impl Resource {
+    /// `organisation/workspace`.
+    fn name(&self) -> String {
+        let profile = &self.workspace.profile;
+        format!("{}/{}", profile.organisation.name, profile.workspace.name)
+    }
+}
+
 struct Provider {
     settings: IdentityProvider,
     keys: keys::IssuerKeys,
@@ -334,11 +342,16 @@ impl ResourceServer {
         self.resources.contains_key(&workspace)
     }
 
-    /// The protected workspaces, each with the URL its clients connect to.
-    pub fn endpoints(&self) -> impl Iterator<Item = (WorkspaceId, String)> + '_ {
-        self.resources
-            .keys()
-            .map(|id| (*id, self.resource_url(ALIAS_PATH, *id)))
+    /// The protected workspaces, each named `organisation/workspace` with the URL its clients
+    /// connect to, by name.
+    pub fn endpoints(&self) -> Vec<(String, String)> {
+        let mut endpoints: Vec<(String, String)> = self
+            .resources
+            .iter()
+            .map(|(id, resource)| (resource.name(), self.resource_url(ALIAS_PATH, *id)))
+            .collect();
+        endpoints.sort();
+        endpoints
     }
 
     /// The resource URL of `workspace` reached under `base` (the proxy path or its alias).
@@ -515,10 +528,7 @@ impl ResourceServer {
             .collect();
         scopes.sort_unstable();
         scopes.dedup();
-        let name = format!(
-            "{}/{}",
-            resource.workspace.profile.organisation.name, resource.workspace.profile.workspace.name
-        );
+        let name = resource.name();
         Some(serde_json::json!({
             "resource": self.resource_url(base, workspace),
             "authorization_servers": providers.iter().map(|p| &p.issuer).collect::<Vec<_>>(),
