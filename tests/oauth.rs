@@ -16,7 +16,7 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -86,18 +86,25 @@ struct Issuer {
     published: Arc<Mutex<Vec<Value>>>,
     /// How many times its key set was fetched.
     fetches: Arc<Mutex<usize>>,
+    /// How long it takes to answer for its key set.
+    delay: Arc<Mutex<Duration>>,
 }
 
 impl Issuer {
     async fn start(keys: &[&SigningKey]) -> Self {
         let published = Arc::new(Mutex::new(keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()));
         let fetches = Arc::new(Mutex::new(0));
+        let delay = Arc::new(Mutex::new(Duration::ZERO));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let metadata = json!({"issuer": url, "jwks_uri": format!("{url}/jwks"),
                               "authorization_endpoint": format!("{url}/authorize"),
                               "token_endpoint": format!("{url}/token")});
-        let (keys, count) = (Arc::clone(&published), Arc::clone(&fetches));
+        let (keys, count, wait) = (
+            Arc::clone(&published),
+            Arc::clone(&fetches),
+            Arc::clone(&delay),
+        );
         let router = axum::Router::new()
             .route(
                 "/.well-known/openid-configuration",
@@ -106,6 +113,8 @@ impl Issuer {
             .route(
                 "/jwks",
                 axum::routing::get(move || async move {
+                    let wait = *wait.lock().unwrap();
+                    tokio::time::sleep(wait).await;
                     *count.lock().unwrap() += 1;
                     let keys = keys.lock().unwrap().clone();
                     axum::Json(json!({"keys": keys}))
@@ -116,6 +125,7 @@ impl Issuer {
             url,
             published,
             fetches,
+            delay,
         }
     }
 
@@ -185,7 +195,7 @@ impl Gateway {
             r#"
 [oauth]
 public_url = "{base}"
-key_refresh_interval_secs = 0
+key_refresh_interval_secs = 1
 leeway_secs = 0
 
 [[organisations]]
@@ -217,6 +227,10 @@ policy = {{ guardrails = [
   {{ type = "rbac", allow = ["*"], deny = ["delete_*"] }},
   {{ type = "rule", name = "no-echo-for-interns", when = "tool == 'echo' && 'interns' in agent.groups", reason = "interns do not echo" }},
 ] }}
+
+[[identity_providers.people]]
+subject = "dee"
+policy = {{ guardrails = [{{ type = "rule", name = "no-echo-for-interns", enabled = false }}] }}
 "#
         );
         let config = GatewayConfig::parse(
@@ -325,6 +339,21 @@ async fn a_client_finds_the_issuer_from_the_challenge_and_a_person_calls_as_them
     assert_eq!(metadata["authorization_servers"], json!([issuer.url]));
     assert_eq!(metadata["scopes_supported"], json!(["mcp"]));
     assert_eq!(metadata["resource_name"], "acme/tools");
+    // A client in a browser (the MCP Inspector) may read it across origins, after a preflight.
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, &metadata_url)
+        .header("origin", "http://localhost:6274")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "mcp-protocol-version")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        preflight.headers()["access-control-allow-headers"],
+        "mcp-protocol-version"
+    );
     let unknown = format!(
         "{}/.well-known/oauth-protected-resource/mcp/{}",
         gateway.base,
@@ -457,7 +486,18 @@ async fn every_bad_token_is_refused_with_the_reason_in_the_challenge() {
             403,
             "",
         ),
-        ("not a JWT", "not-a-token".to_owned(), 401, "not a JWT"),
+        (
+            "three parts of nothing",
+            "a.b.c".to_owned(),
+            401,
+            "the access token is not a JWT with an issuer",
+        ),
+        (
+            "not a JWT",
+            "not-a-token".to_owned(),
+            401,
+            "neither an access token",
+        ),
     ];
     for (case, token, status, reason) in refused {
         let (got, challenge) =
@@ -479,6 +519,27 @@ async fn every_bad_token_is_refused_with_the_reason_in_the_challenge() {
             .0,
         401,
         "a workspace that takes no tokens treats one as a wrong agent key"
+    );
+    let uppercase = gateway
+        .resource
+        .to_uppercase()
+        .replace("HTTP://", "http://");
+    assert_eq!(
+        try_initialize(
+            &uppercase.replace("/MCP/", "/mcp/"),
+            Some(&format!("Bearer {token}"))
+        )
+        .await
+        .0,
+        404,
+        "one spelling of a workspace id: the one its audience names"
+    );
+    let (status, challenge) =
+        try_initialize(&gateway.resource, Some(&format!("Basic {token}"))).await;
+    assert_eq!(status, 400, "{challenge}");
+    assert!(
+        challenge.contains("error=\"invalid_request\""),
+        "{challenge}"
     );
     assert_eq!(
         try_initialize(
@@ -520,6 +581,15 @@ async fn limits_and_group_policies_apply_per_person() {
             .await
             .contains("interns do not echo")
     );
+    // A person's own policy comes last: Dee, an intern contractor too, has the rule switched off.
+    let dee = connect(
+        &gateway.resource,
+        &key.sign(&gateway.claims(&issuer.url, "dee", &["contractors", "interns"])),
+    )
+    .await;
+    assert_eq!(call(&dee, "echo", "hi").await, "hi");
+    assert!(call(&dee, "delete_everything", "").await.contains("error"));
+    dee.cancel().await.unwrap();
 
     // Three calls a minute each: Ann's third call is her own, and her fourth is refused while
     // Cy's calls still count from his own.
@@ -547,51 +617,132 @@ async fn limits_and_group_policies_apply_per_person() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotated_key_is_fetched_when_a_token_names_it() {
+async fn a_rotated_key_is_fetched_when_a_token_names_it_and_a_flood_of_made_up_ones_is_not() {
     let old = SigningKey::new("2026-old");
     let new = SigningKey::new("2026-new");
     let issuer = Issuer::start(&[&old]).await;
     let gateway = Gateway::start(&issuer.url).await;
     let claims = gateway.claims(&issuer.url, "ann", &["staff"]);
-    let bearer = |token: String| format!("Bearer {token}");
+    let status = |token: String| {
+        let resource = gateway.resource.clone();
+        async move {
+            try_initialize(&resource, Some(&format!("Bearer {token}")))
+                .await
+                .0
+        }
+    };
+    // The refresh interval of the configuration, and a little more.
+    let interval = Duration::from_millis(1100);
 
-    assert_eq!(
-        try_initialize(&gateway.resource, Some(&bearer(old.sign(&claims))))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(status(old.sign(&claims)).await, 200);
     assert_eq!(issuer.fetches(), 1);
-    assert_eq!(
-        try_initialize(&gateway.resource, Some(&bearer(old.sign(&claims))))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(status(old.sign(&claims)).await, 200);
     assert_eq!(issuer.fetches(), 1, "known keys are not fetched again");
 
+    // Made-up key ids, many at once: at most one fetch per interval.
+    tokio::time::sleep(interval).await;
+    let forger = SigningKey::new("unused");
+    let flood: Vec<_> = (0..20)
+        .map(|n| status(forger.sign_as(&format!("made-up-{n}"), "ES256", &claims)))
+        .collect();
+    for refused in futures::future::join_all(flood).await {
+        assert_eq!(refused, 401);
+    }
+    assert_eq!(issuer.fetches(), 2, "twenty unknown key ids, one fetch");
+
     issuer.publish(&[&old, &new]);
+    tokio::time::sleep(interval).await;
     assert_eq!(
-        try_initialize(&gateway.resource, Some(&bearer(new.sign(&claims))))
-            .await
-            .0,
+        status(new.sign(&claims)).await,
         200,
         "an unknown key id fetches the keys again"
     );
-    assert_eq!(issuer.fetches(), 2);
+    assert_eq!(issuer.fetches(), 3);
+
     issuer.publish(&[&new]);
+    tokio::time::sleep(interval).await;
     let withdrawn = SigningKey::new("2026-withdrawn");
+    assert_eq!(status(withdrawn.sign(&claims)).await, 401);
+    assert_eq!(issuer.fetches(), 4);
     assert_eq!(
-        try_initialize(&gateway.resource, Some(&bearer(withdrawn.sign(&claims))))
-            .await
-            .0,
-        401
-    );
-    assert_eq!(
-        try_initialize(&gateway.resource, Some(&bearer(old.sign(&claims))))
-            .await
-            .0,
+        status(old.sign(&claims)).await,
         401,
         "a key the issuer withdrew is refused once the keys are fetched again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_belongs_to_the_person_who_opened_it() {
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let gateway = Gateway::start(&issuer.url).await;
+    let ann = key.sign(&gateway.claims(&issuer.url, "ann", &["staff"]));
+    let bo = key.sign(&gateway.claims(&issuer.url, "bo", &["staff"]));
+    let version = "2025-06-18";
+    let opened = support::mcp_post(
+        &gateway.resource,
+        &ann,
+        version,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": version, "capabilities": {},
+                           "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(opened.status(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let send = |token: &str| {
+        support::mcp_post(
+            &gateway.resource,
+            token,
+            version,
+            Some(&session),
+            &initialized,
+        )
+        .send()
+    };
+    assert_eq!(
+        send(&bo).await.unwrap().status(),
+        404,
+        "another person's session is unknown"
+    );
+    assert_eq!(
+        send(KEY).await.unwrap().status(),
+        404,
+        "so it is to an agent key"
+    );
+    assert_eq!(send(&ann).await.unwrap().status(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_does_not_cancel_the_key_fetch() {
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    *issuer.delay.lock().unwrap() = Duration::from_millis(400);
+    let gateway = Gateway::start(&issuer.url).await;
+    let token = key.sign(&gateway.claims(&issuer.url, "ann", &["staff"]));
+    let request = || {
+        reqwest::Client::new()
+            .post(&gateway.resource)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+    };
+    // The first token makes the gateway fetch the keys; its client gives up long before they come.
+    let gave_up = request().timeout(Duration::from_millis(50)).send().await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()));
+    // Within the refresh interval, the fetch it started has finished all the same.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(issuer.fetches(), 1);
+    let (status, challenge) =
+        try_initialize(&gateway.resource, Some(&format!("Bearer {token}"))).await;
+    assert_eq!(status, 200, "{challenge}");
+    assert_eq!(issuer.fetches(), 1);
 }

@@ -245,6 +245,16 @@ struct RawIdentityProvider {
     policy: Option<PolicySource>,
     #[serde(default)]
     group_policies: Vec<RawGroupPolicy>,
+    #[serde(default)]
+    people: Vec<RawPerson>,
+}
+
+#[cfg(feature = "oauth")]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPerson {
+    subject: String,
+    policy: PolicySource,
 }
 
 #[cfg(feature = "oauth")]
@@ -771,6 +781,19 @@ fn identity_provider(
             .ok_or_else(|| ConfigError::new(&at, "missing"))?;
         group_policies.push((group.group.clone(), document));
     }
+    let mut person_policies: Vec<(String, PolicyDocument)> = Vec::with_capacity(raw.people.len());
+    for (i, person) in raw.people.iter().enumerate() {
+        let at = format!("{path}.people[{i}]");
+        if person.subject.is_empty() || person_policies.iter().any(|(s, _)| *s == person.subject) {
+            return Err(ConfigError::new(
+                format!("{at}.subject"),
+                "must be given, and once per identity provider",
+            ));
+        }
+        let document = policy(&Some(person.policy.clone()), format!("{at}.policy"))?
+            .ok_or_else(|| ConfigError::new(&at, "missing"))?;
+        person_policies.push((person.subject.clone(), document));
+    }
     Ok(crate::oauth::IdentityProvider {
         name: raw.name.clone(),
         organisation: organisations
@@ -788,6 +811,7 @@ fn identity_provider(
         claims: raw.claims.clone(),
         policy: policy(&raw.policy, format!("{path}.policy"))?,
         group_policies,
+        person_policies,
     })
 }
 

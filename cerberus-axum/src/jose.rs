@@ -54,6 +54,10 @@ fn signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>
 }
 
 fn verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>, Error> {
+    // A key of one family never verifies another's algorithm (an HMAC secret is no public key).
+    if key.family() != algorithm.family() {
+        return Err(ErrorKind::InvalidKeyFormat.into());
+    }
     let public = |verifying: &'static dyn verifying::VerificationAlgorithm| {
         PublicKey::boxed(*algorithm, verifying, key)
     };

@@ -35,6 +35,16 @@ macro_rules! id_type {
             }
         }
 
+        impl $name {
+            /// The identifier written in a URL path, in its one canonical form (lower-case,
+            /// hyphenated): another spelling of the same id names nothing, so that each resource has
+            /// one URL.
+            pub fn from_path(segment: &str) -> Option<Self> {
+                let id = Uuid::try_parse(segment).ok()?;
+                (id.hyphenated().to_string() == segment).then_some(Self(id))
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)

@@ -1,23 +1,30 @@
 //! An issuer's signing keys: found through its metadata (OpenID Connect discovery, else RFC 8414),
-//! fetched from its JWKS, kept for `key_max_age`, and fetched again, at most once per
-//! `refresh_interval`, when a token names a key the cache does not hold (the issuer rotated its
-//! keys).
+//! fetched from its JWKS, and fetched again when a token names a key the cache does not hold (the
+//! issuer rotated its keys) or when they are older than `max_age`, at most once per
+//! `refresh_interval` either way.
+//!
+//! A fetch runs in a task of its own, never in a request's future: a client that hangs up cannot
+//! cancel it and so keep the keys from ever being fetched. Keys past their age keep verifying while
+//! they are fetched again in the background; only a token naming an unknown key waits for a fetch.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::BodyExt;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::upstream_client::{SetByOperator, UpstreamClient};
 
 /// The largest metadata or key set read, in bytes.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
-/// How long one fetch may take.
+/// How long one `GET` may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole fetch may take: discovery (two documents at most) and the key set.
+const FETCH_BUDGET: Duration = Duration::from_secs(30);
 
 /// Why an issuer's keys cannot be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,6 +33,10 @@ pub(super) struct KeysUnavailable(String);
 
 /// One issuer's keys.
 pub(super) struct IssuerKeys {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     issuer: String,
     jwks_uri: Option<String>,
     http: Arc<UpstreamClient>,
@@ -34,6 +45,8 @@ pub(super) struct IssuerKeys {
     current: RwLock<Option<Arc<KeySet>>>,
     /// When keys were last fetched (or tried): one fetch at a time, and at most one per interval.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Whether a background refresh of aged keys is under way.
+    refreshing: AtomicBool,
 }
 
 /// The keys of one fetch.
@@ -50,6 +63,39 @@ struct Key {
 }
 
 impl KeySet {
+    /// The keys of a JWK set document; a key of a type or curve this gateway does not use (an
+    /// encryption key, a curve of tomorrow) is skipped, not fatal to the others.
+    fn parse(document: &[u8], fetched: Instant) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        struct Document {
+            keys: Vec<serde_json::Value>,
+        }
+        let document: Document =
+            serde_json::from_slice(document).map_err(|e| format!("not a JWK set: {e}"))?;
+        let keys = document
+            .keys
+            .into_iter()
+            .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
+            .filter(|jwk| {
+                !matches!(
+                    jwk.common.public_key_use,
+                    Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+                )
+            })
+            .filter_map(|jwk| {
+                // A symmetric (`oct`) key never verifies anything: `algorithms_of` gives it none.
+                let algorithms = algorithms_of(&jwk.algorithm, jwk.common.key_algorithm)?;
+                let key = DecodingKey::from_jwk(&jwk).ok()?;
+                Some(Key {
+                    id: jwk.common.key_id.clone(),
+                    algorithms,
+                    key,
+                })
+            })
+            .collect();
+        Ok(Self { keys, fetched })
+    }
+
     /// The key `kid` names for `algorithm`; without a `kid`, the only key for `algorithm`.
     fn find(&self, kid: Option<&str>, algorithm: Algorithm) -> Option<DecodingKey> {
         let mut usable = self
@@ -77,21 +123,17 @@ impl IssuerKeys {
         max_age: Duration,
     ) -> Self {
         Self {
-            issuer,
-            jwks_uri,
-            http,
-            refresh_interval,
-            max_age,
-            current: RwLock::new(None),
-            last_fetch: tokio::sync::Mutex::new(None),
+            inner: Arc::new(Inner {
+                issuer,
+                jwks_uri,
+                http,
+                refresh_interval,
+                max_age,
+                current: RwLock::new(None),
+                last_fetch: tokio::sync::Mutex::new(None),
+                refreshing: AtomicBool::new(false),
+            }),
         }
-    }
-
-    fn current(&self) -> Option<Arc<KeySet>> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 
     /// The key `kid` names for `algorithm`: `Ok(None)` when the issuer does not publish it, an
@@ -101,54 +143,81 @@ impl IssuerKeys {
         kid: Option<&str>,
         algorithm: Algorithm,
     ) -> Result<Option<DecodingKey>, KeysUnavailable> {
-        let asked = Instant::now();
-        let fresh = |set: &KeySet| set.fetched.elapsed() < self.max_age;
-        if let Some(set) = self.current()
-            && fresh(&set)
+        if let Some(set) = self.inner.current()
             && let Some(key) = set.find(kid, algorithm)
         {
+            if set.fetched.elapsed() >= self.inner.max_age {
+                self.refresh_in_background();
+            }
             return Ok(Some(key));
         }
+        let asked = Instant::now();
+        let inner = Arc::clone(&self.inner);
+        let set = tokio::spawn(async move { inner.fetch_if_due(asked).await })
+            .await
+            .map_err(|e| KeysUnavailable(format!("the key fetch stopped: {e}")))??;
+        Ok(set.find(kid, algorithm))
+    }
+
+    /// Fetches aged keys again in a task of its own, unless one already is.
+    fn refresh_in_background(&self) {
+        if self
+            .inner
+            .refreshing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            // A failure is logged by the fetch, and the aged keys stay in use.
+            let _ = inner.fetch_if_due(Instant::now()).await;
+            inner.refreshing.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl Inner {
+    fn current(&self) -> Option<Arc<KeySet>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The keys fetched at or after `asked`: fetched now unless another fetch since gave them, or
+    /// the last one was less than the refresh interval ago (then the keys held, if any).
+    async fn fetch_if_due(&self, asked: Instant) -> Result<Arc<KeySet>, KeysUnavailable> {
         let mut last_fetch = self.last_fetch.lock().await;
         let known = self.current();
-        // Fetched while this call waited its turn.
         if let Some(set) = &known
             && set.fetched >= asked
         {
-            return Ok(set.find(kid, algorithm));
+            return Ok(Arc::clone(set));
         }
         if last_fetch.is_some_and(|at| at.elapsed() < self.refresh_interval) {
-            return match known {
-                Some(set) => Ok(set.find(kid, algorithm)),
-                None => Err(KeysUnavailable(
+            return known.ok_or_else(|| {
+                KeysUnavailable(
                     "the identity provider's keys could not be fetched; the next try is soon"
                         .into(),
-                )),
-            };
+                )
+            });
         }
         *last_fetch = Some(Instant::now());
-        match tokio::time::timeout(FETCH_TIMEOUT * 2, self.fetch()).await {
+        let error = match tokio::time::timeout(FETCH_BUDGET, self.fetch()).await {
             Ok(Ok(set)) => {
                 let set = Arc::new(set);
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) =
                     Some(Arc::clone(&set));
-                Ok(set.find(kid, algorithm))
+                return Ok(set);
             }
-            failed => {
-                let error = match failed {
-                    Ok(Err(e)) => e,
-                    _ => KeysUnavailable("fetching the keys timed out".into()),
-                };
-                // Keys fetched before stay in use until the issuer answers again.
-                match known {
-                    Some(set) => {
-                        tracing::warn!(issuer = %self.issuer, error = %error, "cannot fetch an identity provider's keys; using those fetched before");
-                        Ok(set.find(kid, algorithm))
-                    }
-                    None => Err(error),
-                }
-            }
-        }
+            Ok(Err(e)) => e,
+            Err(_) => KeysUnavailable("fetching the keys timed out".into()),
+        };
+        tracing::warn!(issuer = %self.issuer, error = %error, "cannot fetch an identity provider's keys");
+        // Keys fetched before stay in use until the issuer answers again.
+        known.ok_or(error)
     }
 
     /// Fetches the issuer's metadata (unless its key set's URL is configured), then its keys.
@@ -157,43 +226,25 @@ impl IssuerKeys {
             Some(uri) => uri.clone(),
             None => self.discover().await?,
         };
-        let set: JwkSet = serde_json::from_slice(&self.get(&jwks_uri).await?)
-            .map_err(|e| KeysUnavailable(format!("{jwks_uri}: not a JWK set: {e}")))?;
-        let keys = set
-            .keys
-            .iter()
-            .filter(|jwk| {
-                !matches!(
-                    jwk.common.public_key_use,
-                    Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
-                )
-            })
-            .filter_map(|jwk| {
-                let algorithms = algorithms_of(&jwk.algorithm, jwk.common.key_algorithm)?;
-                // A symmetric (`oct`) key never verifies anything: `algorithms_of` gives it none.
-                let key = DecodingKey::from_jwk(jwk).ok()?;
-                Some(Key {
-                    id: jwk.common.key_id.clone(),
-                    algorithms,
-                    key,
-                })
-            })
-            .collect();
-        Ok(KeySet {
-            keys,
-            fetched: Instant::now(),
-        })
+        let document = self.get(&jwks_uri).await?;
+        KeySet::parse(&document, Instant::now())
+            .map_err(|e| KeysUnavailable(format!("{jwks_uri}: {e}")))
     }
 
     /// The issuer's `jwks_uri`, from its OpenID Connect metadata or else its RFC 8414 metadata; the
-    /// metadata's `issuer` must be the issuer (so one issuer cannot pass off another's keys).
+    /// metadata's `issuer` must be the issuer (so one issuer cannot pass off another's keys), and the
+    /// key set's URL must be `https` (`http` only on a loopback address).
     async fn discover(&self) -> Result<String, KeysUnavailable> {
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            issuer: String,
+            jwks_uri: Option<String>,
+        }
         let issuer = self.issuer.trim_end_matches('/');
-        let oidc = format!("{issuer}/.well-known/openid-configuration");
-        // RFC 8414 puts the well-known segment before the issuer's path.
         let Some((scheme, rest)) = issuer.split_once("://") else {
             return Err(KeysUnavailable(format!("{issuer}: not a URL")));
         };
+        // RFC 8414 puts the well-known segment before the issuer's path.
         let rfc8414 = match rest.split_once('/') {
             Some((host, path)) => {
                 format!("{scheme}://{host}/.well-known/oauth-authorization-server/{path}")
@@ -201,7 +252,10 @@ impl IssuerKeys {
             None => format!("{scheme}://{rest}/.well-known/oauth-authorization-server"),
         };
         let mut failures = Vec::new();
-        for url in [oidc, rfc8414] {
+        for url in [
+            format!("{issuer}/.well-known/openid-configuration"),
+            rfc8414,
+        ] {
             let metadata = match self.get(&url).await {
                 Ok(body) => body,
                 Err(e) => {
@@ -209,36 +263,46 @@ impl IssuerKeys {
                     continue;
                 }
             };
-            #[derive(serde::Deserialize)]
-            struct Metadata {
-                issuer: String,
-                jwks_uri: Option<String>,
-            }
-            let metadata: Metadata = serde_json::from_slice(&metadata).map_err(|e| {
-                KeysUnavailable(format!("{url}: not authorization server metadata: {e}"))
-            })?;
+            let metadata: Metadata = match serde_json::from_slice(&metadata) {
+                Ok(metadata) => metadata,
+                Err(e) => {
+                    failures.push(format!("{url}: not authorization server metadata: {e}"));
+                    continue;
+                }
+            };
             if metadata.issuer != self.issuer {
-                return Err(KeysUnavailable(format!(
+                failures.push(format!(
                     "{url} names the issuer {}, not {}",
                     metadata.issuer, self.issuer
-                )));
+                ));
+                continue;
             }
-            return metadata
-                .jwks_uri
-                .ok_or_else(|| KeysUnavailable(format!("{url} has no jwks_uri")));
+            let Some(jwks_uri) = metadata.jwks_uri else {
+                failures.push(format!("{url} has no jwks_uri"));
+                continue;
+            };
+            super::check_url(&jwks_uri)
+                .map_err(|e| KeysUnavailable(format!("{url}: jwks_uri {jwks_uri}: {e}")))?;
+            return Ok(jwks_uri);
         }
         Err(KeysUnavailable(failures.join("; ")))
     }
 
-    /// The body of a `GET` of `url`, at most [`MAX_DOCUMENT_BYTES`], within [`FETCH_TIMEOUT`].
+    /// The body of a `GET` of `url`, at most [`MAX_DOCUMENT_BYTES`], within [`FETCH_TIMEOUT`]. The
+    /// issuer's own host and a configured key set URL are the operator's choice and reached as
+    /// such; another host (a key set URL the issuer's metadata names) only where the egress policy
+    /// lets admin-set upstreams reach.
     async fn get(&self, url: &str) -> Result<Bytes, KeysUnavailable> {
         let failed = |message: String| KeysUnavailable(format!("{url}: {message}"));
         let mut request = Request::get(url)
             .header(header::ACCEPT, "application/json")
             .body(Bytes::new())
             .map_err(|e| failed(e.to_string()))?;
-        // The configuration file's issuers: the operator chose these addresses.
-        request.extensions_mut().insert(SetByOperator);
+        let operators = self.jwks_uri.as_deref() == Some(url)
+            || authority(url).is_some() && authority(url) == authority(&self.issuer);
+        if operators {
+            request.extensions_mut().insert(SetByOperator);
+        }
         let exchange = async {
             let response = self
                 .http
@@ -259,6 +323,17 @@ impl IssuerKeys {
             .await
             .map_err(|_| failed("timed out".into()))?
     }
+}
+
+/// The scheme and authority of `url` (`https://login.example.com:8443`), lower-cased.
+fn authority(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    Some(format!(
+        "{}://{}",
+        uri.scheme_str()?,
+        uri.authority()?.as_str()
+    ))
+    .map(|a| a.to_ascii_lowercase())
 }
 
 /// The algorithms a key of `parameters` may verify: its declared `alg` alone when it has one that
@@ -298,21 +373,7 @@ mod tests {
     use super::*;
 
     fn set(jwks: serde_json::Value) -> KeySet {
-        let set: JwkSet = serde_json::from_value(jwks).unwrap();
-        KeySet {
-            keys: set
-                .keys
-                .iter()
-                .filter_map(|jwk| {
-                    Some(Key {
-                        id: jwk.common.key_id.clone(),
-                        algorithms: algorithms_of(&jwk.algorithm, jwk.common.key_algorithm)?,
-                        key: DecodingKey::from_jwk(jwk).ok()?,
-                    })
-                })
-                .collect(),
-            fetched: Instant::now(),
-        }
+        KeySet::parse(jwks.to_string().as_bytes(), Instant::now()).unwrap()
     }
 
     const X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
@@ -337,6 +398,32 @@ mod tests {
         );
         let one = set(json!({"keys": [{"kty": "EC", "crv": "P-256", "x": X, "y": Y}]}));
         assert!(one.find(None, Algorithm::ES256).is_some());
+    }
+
+    #[test]
+    fn a_key_of_an_unknown_type_or_curve_leaves_the_others_usable() {
+        let keys = set(json!({"keys": [
+            {"kty": "AKP", "alg": "ML-DSA-44", "pub": "AAAA", "kid": "future"},
+            {"kty": "OKP", "crv": "X25519", "x": X, "kid": "agreement", "use": "enc"},
+            {"kty": "EC", "crv": "secp256k1", "x": X, "y": Y, "kid": "k1"},
+            {"kty": "EC", "crv": "P-256", "x": X, "y": Y, "kid": "ok"},
+        ]}));
+        assert_eq!(keys.keys.len(), 1);
+        assert!(keys.find(Some("ok"), Algorithm::ES256).is_some());
+        assert!(KeySet::parse(b"{\"keys\": 7}", Instant::now()).is_err());
+    }
+
+    #[test]
+    fn the_authority_tells_the_issuers_host_from_others() {
+        assert_eq!(
+            authority("https://Login.Example.com/realms/acme").as_deref(),
+            Some("https://login.example.com")
+        );
+        assert_ne!(
+            authority("https://login.example.com:8443/keys"),
+            authority("https://login.example.com/keys")
+        );
+        assert_eq!(authority("not a url"), None);
     }
 
     #[test]

@@ -21,11 +21,11 @@ pub fn router(server: Arc<ResourceServer>) -> Router {
     Router::new()
         .route(
             &format!("{WELL_KNOWN}{ALIAS_PATH}/{{workspace}}"),
-            get(|state, path| serve(state, path, ALIAS_PATH)),
+            get(|state, path| serve(state, path, ALIAS_PATH)).options(preflight),
         )
         .route(
             &format!("{WELL_KNOWN}{PROXY_PATH}/{{workspace}}"),
-            get(|state, path| serve(state, path, PROXY_PATH)),
+            get(|state, path| serve(state, path, PROXY_PATH)).options(preflight),
         )
         .with_state(server)
 }
@@ -35,11 +35,8 @@ async fn serve(
     Path(workspace): Path<String>,
     base: &'static str,
 ) -> Response {
-    let metadata = workspace
-        .parse()
-        .ok()
-        .map(WorkspaceId)
-        .and_then(|workspace| server.metadata(base, workspace));
+    let metadata =
+        WorkspaceId::from_path(&workspace).and_then(|workspace| server.metadata(base, workspace));
     let mut response = match metadata {
         Some(metadata) => axum::Json(metadata).into_response(),
         None => (
@@ -54,6 +51,21 @@ async fn serve(
         HeaderValue::from_static("*"),
     );
     response
+}
+
+/// The answer to a browser's CORS preflight: clients send `MCP-Protocol-Version` with their metadata
+/// request, which makes it one that needs asking first.
+async fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "mcp-protocol-version"),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    )
+        .into_response()
 }
 
 /// The response refusing a request to the resource at `base`/`workspace` for `refusal` (`None`:
@@ -103,7 +115,17 @@ pub fn refuse(
             ));
             (StatusCode::FORBIDDEN, refusal.to_string())
         }
-        Some(refusal @ TokenRefusal::Forbidden(_)) => (StatusCode::FORBIDDEN, refusal.to_string()),
+        Some(refusal @ TokenRefusal::Malformed(message)) => {
+            challenge.push_str(&format!(
+                ", error=\"invalid_request\", error_description=\"{}\"",
+                quoted(message)
+            ));
+            (StatusCode::BAD_REQUEST, refusal.to_string())
+        }
+        // A valid token whose person may not use this server: nothing to ask the client for.
+        Some(TokenRefusal::Forbidden(message)) => {
+            return wire::http_error(StatusCode::FORBIDDEN, wire::INVALID_REQUEST, message);
+        }
     };
     let mut response = wire::http_error(status, wire::INVALID_REQUEST, &message);
     if let Ok(value) = HeaderValue::from_str(&challenge) {

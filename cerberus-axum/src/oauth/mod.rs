@@ -14,12 +14,14 @@
 //!   symmetric one), from a trusted issuer, for this resource (`aud`, RFC 8707), within its `exp` and
 //!   `nbf` (with `oauth.leeway_secs` of clock skew), carrying the provider's required scopes (else
 //!   403 `insufficient_scope`) and, when the provider lists groups, one of them.
-//! - **Who it is.** The subject becomes an identity of its own ([`cerberus_core::AgentId::from_name`] of issuer and
-//!   subject): rate limits count per person, sessions belong to the person, and the audit record
-//!   carries `oauth:<subject>` where an agent key's prefix would be. Rules read the person as
+//! - **Who it is.** The subject becomes an identity of its own in each workspace
+//!   ([`cerberus_core::AgentId::from_name`] of workspace, issuer and subject), as an agent key is:
+//!   rate limits count per person, sessions belong to the person, and the audit record carries
+//!   `oauth:<subject>` where an agent key's prefix would be. Rules read the person as
 //!   `agent`: `agent.name` (the email, or the subject), `agent.labels` (`subject`, `email`, `issuer`,
-//!   `identity_provider`) and `agent.groups`. The provider's policy and the policies of the person's
-//!   groups apply at the agent level, below the organisation's and the workspace's.
+//!   `identity_provider`) and `agent.groups`. The provider's policy, the policies of the person's
+//!   groups and the person's own apply at the agent level, in that order, below the organisation's
+//!   and the workspace's.
 //! - **No passthrough.** The token is never forwarded: the upstream gets the workspace's own
 //!   credentials, as for agent keys.
 
@@ -139,6 +141,8 @@ pub struct IdentityProvider {
     pub policy: Option<PolicyDocument>,
     /// Policies of the people in a group, at the agent level after `policy`, in this order.
     pub group_policies: Vec<(String, PolicyDocument)>,
+    /// Policies of one person each, by subject, at the agent level after the groups'.
+    pub person_policies: Vec<(String, PolicyDocument)>,
 }
 
 /// A workspace as the resource server sees it: what a person's route is made of.
@@ -178,6 +182,9 @@ pub enum TokenRefusal {
     /// No MCP server of this gateway is at this path.
     #[error("no MCP server at this path")]
     UnknownResource,
+    /// The request's credential is malformed (several, or not `Bearer`): `invalid_request`.
+    #[error("{0}")]
+    Malformed(String),
     /// The token is not one this resource accepts: `invalid_token`.
     #[error("{0}")]
     Invalid(String),
@@ -264,6 +271,24 @@ impl ResourceServer {
             )
         })?;
         let public_url = check_url(public_url).map_err(|m| invalid("oauth.public_url", m))?;
+        // The metadata's well-known path goes right after the host (RFC 9728, section 3.1), where
+        // the gateway serves it: a public URL with a path of its own would put it elsewhere.
+        if public_url
+            .splitn(4, '/')
+            .nth(3)
+            .is_some_and(|path| !path.is_empty())
+        {
+            return Err(invalid(
+                "oauth.public_url",
+                "must be an origin (`https://mcp.example.com`), without a path".into(),
+            ));
+        }
+        if settings.key_refresh_interval_secs == 0 {
+            return Err(invalid(
+                "oauth.key_refresh_interval_secs",
+                "at least 1: it bounds how often a flood of unknown key ids fetches keys".into(),
+            ));
+        }
         let mut resources: HashMap<WorkspaceId, Resource> = workspaces
             .into_iter()
             .map(|workspace| {
@@ -296,7 +321,31 @@ impl ResourceServer {
                         .into(),
                 ));
             }
+            if let Some(other) = built.iter().find(|p: &&Provider| {
+                p.settings.issuer == provider.issuer
+                    && p.settings.organisation != provider.organisation
+            }) {
+                tracing::warn!(
+                    issuer = %provider.issuer,
+                    providers = %format!("{}, {}", other.settings.name, provider.name),
+                    "two organisations trust one issuer: only the audience keeps one's people out of the other's workspaces"
+                );
+            }
             for workspace in &provider.workspaces {
+                let trusted = resources.get(workspace).map(|r| &r.providers);
+                if trusted.is_some_and(|trusted| {
+                    trusted.iter().any(|&j| {
+                        built
+                            .get(j)
+                            .is_some_and(|p: &Provider| p.settings.issuer == provider.issuer)
+                    })
+                }) {
+                    return Err(invalid(
+                        &format!("{path}.issuer"),
+                        "another identity provider with this issuer reaches one of these workspaces"
+                            .into(),
+                    ));
+                }
                 let resource = resources.get_mut(workspace).ok_or_else(|| {
                     invalid(
                         &format!("{path}.workspaces"),
@@ -479,18 +528,21 @@ impl ResourceServer {
                 levels.push((cerberus_core::PolicyLevel::Agent, policy));
             }
         }
+        for (subject, policy) in &settings.person_policies {
+            if *subject == person.subject {
+                levels.push((cerberus_core::PolicyLevel::Agent, policy));
+            }
+        }
         let pipeline = self
             .registry
             .build(&cerberus_core::EffectivePolicy::merge(levels))?;
         let identity = cerberus_core::Identity {
             organisation: workspace.organisation,
             workspace: workspace.workspace,
-            agent: person.agent_id(&settings.issuer),
+            agent: person.agent_id(workspace.workspace, &settings.issuer),
         };
-        let name = person
-            .email
-            .clone()
-            .unwrap_or_else(|| person.subject.clone());
+        // Logs and process labels name the person by subject; the email is for rules only.
+        let name = format!("oauth:{}", person.subject);
         let mut labels = std::collections::BTreeMap::from([
             ("subject".to_owned(), person.subject.clone()),
             ("issuer".to_owned(), settings.issuer.clone()),
@@ -501,7 +553,10 @@ impl ResourceServer {
         }
         let profile = CallerProfile {
             agent: Profile {
-                name: name.clone(),
+                name: person
+                    .email
+                    .clone()
+                    .unwrap_or_else(|| person.subject.clone()),
                 labels,
                 groups: person.groups.clone(),
             },
@@ -560,7 +615,12 @@ impl ResourceServer {
 fn check_url(url: &str) -> Result<String, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     let host = uri.host().unwrap_or_default();
-    let loopback = matches!(host, "localhost" | "[::1]" | "::1") || host.starts_with("127.");
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback());
     match uri.scheme_str() {
         Some("https") => {}
         Some("http") if loopback => {}

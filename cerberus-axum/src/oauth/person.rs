@@ -95,14 +95,17 @@ impl Person {
                 )));
             }
         };
+        // An address the provider says it has not verified is not taken (anyone could type it).
+        let verified = !matches!(claims.get("email_verified"), Some(Value::Bool(false)));
         let email = match claims.get(&names.email) {
-            Some(Value::String(email)) if !email.is_empty() => Some(email.clone()),
+            Some(Value::String(email)) if !email.is_empty() && verified => Some(email.clone()),
             _ => None,
         };
-        let groups = names_in(claims.get(&names.groups));
+        // One string is one group, spaces and all ("Finance Admins").
+        let groups = names_in(claims.get(&names.groups), false);
         // `scope` (RFC 9068: space-separated) or `scp` (a list, as some providers write it).
-        let mut scopes = names_in(claims.get("scope"));
-        scopes.extend(names_in(claims.get("scp")));
+        let mut scopes = names_in(claims.get("scope"), true);
+        scopes.extend(names_in(claims.get("scp"), true));
         let too_long = |text: &String| text.len() > MAX_CLAIM_BYTES;
         if too_long(&subject)
             || email.as_ref().is_some_and(too_long)
@@ -121,9 +124,11 @@ impl Person {
         })
     }
 
-    /// The identity of this person of `issuer`: the same in every process and workspace.
-    pub(super) fn agent_id(&self, issuer: &str) -> AgentId {
-        AgentId::from_name(format!("oauth\n{issuer}\n{}", self.subject))
+    /// The identity of this person of `issuer` in `workspace`: the same in every process, and apart
+    /// in each workspace, as agent accesses are (rate limits, stdio processes and held calls count
+    /// per workspace).
+    pub(super) fn agent_id(&self, workspace: WorkspaceId, issuer: &str) -> AgentId {
+        AgentId::from_name(format!("oauth\n{workspace}\n{issuer}\n{}", self.subject))
     }
 
     /// The key of this person's route in `workspace` through provider `provider`.
@@ -138,11 +143,14 @@ impl Person {
     }
 }
 
-/// A claim of names: a list of strings, or one string of space-separated names; sorted, without
-/// repeats.
-fn names_in(claim: Option<&Value>) -> Vec<String> {
+/// A claim of names: a list of strings, or one string (of space-separated names when `split`);
+/// sorted, without repeats.
+fn names_in(claim: Option<&Value>, split: bool) -> Vec<String> {
     let mut names: Vec<String> = match claim {
-        Some(Value::String(names)) => names.split_ascii_whitespace().map(str::to_owned).collect(),
+        Some(Value::String(names)) if split => {
+            names.split_ascii_whitespace().map(str::to_owned).collect()
+        }
+        Some(Value::String(name)) if !name.is_empty() => vec![name.clone()],
         Some(Value::Array(names)) => names
             .iter()
             .filter_map(Value::as_str)
@@ -190,12 +198,13 @@ mod tests {
         let person = Person::from_claims(
             &claims(
                 json!({"sub": "ignored", "oid": "e7a1", "upn": "bo@acme.example",
-                           "roles": "admins  readers", "scp": ["mcp.tools"]}),
+                           "roles": "Finance Admins", "scp": ["mcp.tools"]}),
             ),
             &names,
         )
         .unwrap();
-        assert_eq!((person.subject.as_str(), person.groups.len()), ("e7a1", 2));
+        assert_eq!(person.subject, "e7a1");
+        assert_eq!(person.groups, ["Finance Admins"], "one string is one group");
         assert_eq!(person.scopes, ["mcp.tools"]);
     }
 
@@ -219,16 +228,32 @@ mod tests {
     }
 
     #[test]
-    fn a_person_is_the_same_identity_everywhere_and_apart_from_other_issuers() {
+    fn a_person_is_one_identity_per_workspace_and_apart_from_other_issuers() {
         let person =
             Person::from_claims(&claims(json!({"sub": "00u1"})), &ClaimNames::default()).unwrap();
-        assert_eq!(
-            person.agent_id("https://login.acme.example"),
-            person.agent_id("https://login.acme.example")
+        let (here, there) = (
+            WorkspaceId::from_name("here"),
+            WorkspaceId::from_name("there"),
+        );
+        let issuer = "https://login.acme.example";
+        assert_eq!(person.agent_id(here, issuer), person.agent_id(here, issuer));
+        assert_ne!(
+            person.agent_id(here, issuer),
+            person.agent_id(here, "https://login.other.example")
         );
         assert_ne!(
-            person.agent_id("https://login.acme.example"),
-            person.agent_id("https://login.other.example")
+            person.agent_id(here, issuer),
+            person.agent_id(there, issuer)
         );
+    }
+
+    #[test]
+    fn an_unverified_email_is_not_taken() {
+        let person = Person::from_claims(
+            &claims(json!({"sub": "00u1", "email": "ceo@acme.example", "email_verified": false})),
+            &ClaimNames::default(),
+        )
+        .unwrap();
+        assert_eq!(person.email, None);
     }
 }

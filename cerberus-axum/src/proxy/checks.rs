@@ -69,9 +69,9 @@ async fn credential(
 ) -> Result<Caller, Refusal> {
     let workspace = match &endpoint.workspace {
         None => None,
-        Some(id) => match id.parse() {
-            Ok(id) => Some(WorkspaceId(id)),
-            Err(_) => {
+        Some(id) => match WorkspaceId::from_path(id) {
+            Some(id) => Some(id),
+            None => {
                 return refuse(wire::http_error(
                     StatusCode::NOT_FOUND,
                     wire::INVALID_REQUEST,
@@ -87,11 +87,16 @@ async fn credential(
         .zip(workspace)
         .filter(|(server, workspace)| server.protects(*workspace));
     // A refusal with `message`; on a protected resource, a challenge naming its metadata, with
-    // `invalid_token` when a credential was given.
-    let unauthorised = |message: &str, given: bool| -> Refusal {
+    // the error RFC 6750 names for what was given.
+    let unauthorised = |message: &str, given: Given| -> Refusal {
         #[cfg(feature = "oauth")]
         if let Some((server, workspace)) = protected {
-            let refusal = given.then(|| crate::oauth::TokenRefusal::Invalid(message.to_owned()));
+            use crate::oauth::TokenRefusal;
+            let refusal = match given {
+                Given::Nothing => None,
+                Given::Malformed => Some(TokenRefusal::Malformed(message.to_owned())),
+                Given::Wrong => Some(TokenRefusal::Invalid(message.to_owned())),
+            };
             return Box::new(crate::oauth::refuse(
                 server,
                 endpoint.base,
@@ -103,19 +108,28 @@ async fn credential(
         Box::new(wire::unauthorised(message))
     };
     if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
-        return Err(unauthorised("more than one Authorization header", true));
+        return Err(unauthorised(
+            "more than one Authorization header",
+            Given::Malformed,
+        ));
     }
     let Some(authorization) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthorised(
             "missing Authorization: Bearer <agent access key>",
-            false,
+            Given::Nothing,
         ));
     };
     let Some(key) = authorization.to_str().ok().and_then(bearer_token) else {
-        return Err(unauthorised("invalid agent access key", true));
+        return Err(unauthorised(
+            "Authorization must be `Bearer <credential>`",
+            Given::Malformed,
+        ));
     };
+    // A JWT is three dot-separated parts; an agent key has no dots (a configuration file's may be
+    // any text, and is looked up as a key unless it has that shape).
     #[cfg(feature = "oauth")]
     if let Some((server, workspace)) = protected
+        && key.bytes().filter(|b| *b == b'.').count() == 2
         && !key.starts_with(crate::auth::KEY_PREFIX)
     {
         return server
@@ -136,7 +150,16 @@ async fn credential(
         {
             Ok(caller)
         }
-        Ok(_) => Err(unauthorised("invalid agent access key", true)),
+        Ok(_) => {
+            #[cfg(feature = "oauth")]
+            if protected.is_some() {
+                return Err(unauthorised(
+                    "neither an access token (a JWT) nor an agent access key of this MCP server",
+                    Given::Wrong,
+                ));
+            }
+            Err(unauthorised("invalid agent access key", Given::Wrong))
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot look up an agent key");
             refuse(wire::http_error(
@@ -146,6 +169,17 @@ async fn credential(
             ))
         }
     }
+}
+
+/// What a request's `Authorization` held, for the challenge of its refusal.
+#[derive(Clone, Copy)]
+enum Given {
+    /// No credential.
+    Nothing,
+    /// Not one `Bearer` credential (RFC 6750's `invalid_request`).
+    Malformed,
+    /// A credential that opens nothing (`invalid_token`).
+    Wrong,
 }
 
 /// Content type and accepted types of a POST.
