@@ -746,3 +746,27 @@ async fn a_client_that_hangs_up_does_not_cancel_the_key_fetch() {
     assert_eq!(status, 200, "{challenge}");
     assert_eq!(issuer.fetches(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_verified_once_is_refused_once_it_expires() {
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let gateway = Gateway::start(&issuer.url).await;
+    let mut claims = gateway.claims(&issuer.url, "ann", &["staff"]);
+    claims["exp"] = json!(now() + 2);
+    let bearer = format!("Bearer {}", key.sign(&claims));
+    for _ in 0..3 {
+        assert_eq!(
+            try_initialize(&gateway.resource, Some(&bearer)).await.0,
+            200
+        );
+    }
+    // Past `exp` (and the configuration's leeway of 0), the token remembered as verified is not.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (status, challenge) = try_initialize(&gateway.resource, Some(&bearer)).await;
+    assert_eq!(status, 401);
+    assert!(
+        challenge.contains("the access token has expired"),
+        "{challenge}"
+    );
+}

@@ -38,6 +38,7 @@ use cerberus_core::{
 };
 use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::gateway::{AgentRoute, Caller};
 use crate::proxy::{ALIAS_PATH, PROXY_PATH};
@@ -207,7 +208,17 @@ pub struct ResourceServer {
     resources: HashMap<WorkspaceId, Resource>,
     providers: Vec<Provider>,
     people: moka::future::Cache<person::PersonKey, Arc<AgentRoute>>,
+    /// Tokens verified lately, by workspace and SHA-256 of the token, with the caller each made:
+    /// a client presents one token for many calls, and its signature is checked once.
+    verified: moka::future::Cache<(WorkspaceId, [u8; 32]), Verified>,
     registry: Arc<GuardrailRegistry>,
+}
+
+/// A verified token's caller, and the time (seconds since the epoch) until which the token holds.
+#[derive(Clone, Debug)]
+struct Verified {
+    caller: Caller,
+    until: u64,
 }
 
 impl std::fmt::Debug for ResourceServer {
@@ -382,6 +393,10 @@ impl ResourceServer {
                 .max_capacity(MAX_PEOPLE)
                 .time_to_live(Duration::from_secs(settings.person_cache_secs.max(1)))
                 .build(),
+            verified: moka::future::Cache::builder()
+                .max_capacity(MAX_PEOPLE)
+                .time_to_live(Duration::from_secs(settings.person_cache_secs.max(1)))
+                .build(),
             registry,
         })
     }
@@ -419,6 +434,10 @@ impl ResourceServer {
 
     /// The caller `token` makes of a request to `workspace`: a person of a provider the workspace
     /// trusts, or why not.
+    ///
+    /// A token verified before is taken again without its signature checked, until its `exp` (with
+    /// the leeway) or for `oauth.person_cache_secs` at most, whichever is sooner: a key the issuer
+    /// withdraws stops the tokens it signed within that time.
     pub async fn authenticate(
         &self,
         workspace: WorkspaceId,
@@ -428,6 +447,36 @@ impl ResourceServer {
             .resources
             .get(&workspace)
             .ok_or(TokenRefusal::UnknownResource)?;
+        let seen = (
+            workspace,
+            <[u8; 32]>::from(Sha256::digest(token.as_bytes())),
+        );
+        if let Some(verified) = self.verified.get(&seen).await
+            && unix_now() <= verified.until
+        {
+            return Ok(verified.caller);
+        }
+        let (caller, until) = self.verify(workspace, resource, token).await?;
+        self.verified
+            .insert(
+                seen,
+                Verified {
+                    caller: caller.clone(),
+                    until,
+                },
+            )
+            .await;
+        Ok(caller)
+    }
+
+    /// The caller `token` makes of a request to `resource`, and until when (seconds since the
+    /// epoch) the token holds: every check made.
+    async fn verify(
+        &self,
+        workspace: WorkspaceId,
+        resource: &Resource,
+        token: &str,
+    ) -> Result<(Caller, u64), TokenRefusal> {
         let invalid = |message: &str| TokenRefusal::Invalid(message.to_owned());
         // The issuer picks the provider, hence the keys; the signature is checked next, and `iss`
         // again with it.
@@ -470,6 +519,13 @@ impl ResourceServer {
             self.leeway,
         )?;
         let person = person::Person::from_claims(&claims, &provider.settings.claims)?;
+        // `exp` was checked as a number; one that is no whole number of seconds is remembered for
+        // no time at all (the token is verified again on its next use).
+        let until = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+            .saturating_add(self.leeway);
         let missing: Vec<&str> = provider
             .settings
             .required_scopes
@@ -500,7 +556,7 @@ impl ResourceServer {
                     "the gateway cannot build this person's policy right now".into(),
                 )
             })?;
-        Ok(Caller { route, key_prefix })
+        Ok((Caller { route, key_prefix }, until))
     }
 
     /// A person's route: the workspace's upstream, the pipeline of its policies, the provider's and
@@ -608,6 +664,13 @@ impl ResourceServer {
         scopes.dedup();
         scopes.join(" ")
     }
+}
+
+/// Seconds since the epoch, now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// Checks an `http(s)` URL without query or fragment, `https` unless its host is a loopback one;

@@ -166,9 +166,54 @@ fn names_in(claim: Option<&Value>, split: bool) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
+
+    /// Arbitrary JSON, a few levels deep.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z ]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_read_or_refused_without_panicking(token in ".{0,200}", parts in prop::collection::vec("[A-Za-z0-9_-]{0,40}", 3)) {
+            let _ = unverified_issuer(&token);
+            let _ = unverified_issuer(&parts.join("."));
+        }
+
+        #[test]
+        fn any_claims_give_a_person_or_a_refusal(
+            mut claims in prop::collection::btree_map("[a-z_]{1,8}", json_value(), 0..8),
+            subject in prop::option::of(json_value()),
+            groups in prop::option::of(json_value()),
+        ) {
+            if let Some(subject) = subject { claims.insert("sub".into(), subject); }
+            if let Some(groups) = groups { claims.insert("groups".into(), groups); }
+            let claims: Map<String, Value> = claims.into_iter().collect();
+            match Person::from_claims(&claims, &ClaimNames::default()) {
+                Ok(person) => {
+                    prop_assert!(!person.subject.is_empty());
+                    prop_assert!(person.groups.len() <= MAX_GROUPS);
+                    prop_assert!(person.groups.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+                }
+                Err(refusal) => prop_assert!(matches!(refusal, TokenRefusal::Invalid(_))),
+            }
+        }
+    }
 
     fn claims(value: Value) -> Map<String, Value> {
         match value {
