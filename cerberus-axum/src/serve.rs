@@ -365,6 +365,7 @@ pub async fn run(
         for (workspace, url) in server.endpoints() {
             println!("OAuth MCP endpoint of {workspace}: {url}");
         }
+        server.prefetch_keys();
     }
     if database {
         println!("Admin API: http://{address}/api/v1");

@@ -64,7 +64,7 @@ const provider = new Provider(issuer, {
 });
 
 const callback = provider.callback();
-createServer(async (req, res) => {
+const server = createServer(async (req, res) => {
   if (req.url?.startsWith('/interaction/')) {
     try {
       const { prompt, params, session, grantId } = await provider.interactionDetails(req, res);
@@ -92,4 +92,9 @@ createServer(async (req, res) => {
     return;
   }
   callback(req, res);
-}).listen(port, '127.0.0.1', () => console.log(`listening on ${issuer}`));
+});
+// Node closes a kept-alive connection after 5 s idle by default, which races a client reusing it on
+// a loaded machine ("server disconnected"): keep connections as long as the clients do.
+server.keepAliveTimeout = 120_000;
+server.headersTimeout = 125_000;
+server.listen(port, '127.0.0.1', () => console.log(`listening on ${issuer}`));

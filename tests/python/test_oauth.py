@@ -61,6 +61,8 @@ def stranger(node22: str) -> Iterator[str]:
 class OAuthGateway:
     resource: str
     """The workspace's own MCP endpoint, as `cerberus serve` printed it."""
+    log: Path
+    """What `cerberus serve` logged."""
 
 
 @pytest.fixture(scope="module")
@@ -93,17 +95,15 @@ workspaces = ["tools"]
 required_scopes = ["mcp"]
 """
     )
-    output = directory / "stdout"
-    with output.open("wb") as stdout:
-        process = subprocess.Popen(
-            [str(binaries / "cerberus"), "serve", "--config", str(config)], stdout=stdout, stderr=subprocess.DEVNULL
-        )
+    output, log = directory / "stdout", directory / "stderr"
+    with output.open("wb") as stdout, log.open("wb") as stderr:
+        process = subprocess.Popen([str(binaries / "cerberus"), "serve", "--config", str(config)], stdout=stdout, stderr=stderr)
     wait_for_port(port, process)
     printed = output.read_text()
     prefix = "OAuth MCP endpoint of acme/tools: "
     lines = [line for line in printed.splitlines() if line.startswith(prefix)]
     assert lines, f"cerberus serve prints the workspace's OAuth endpoint: {printed!r}"
-    yield OAuthGateway(lines[0].removeprefix(prefix))
+    yield OAuthGateway(lines[0].removeprefix(prefix), log)
     process.terminate()
     process.wait()
 
@@ -164,6 +164,13 @@ def text(result) -> str:
 
 
 async def test_the_sdk_signs_in_from_the_challenge_and_makes_a_governed_call(gateway: OAuthGateway, provider: str) -> None:
+    # The provider's keys are fetched at start-up, before any token: a bad issuer would show here.
+    for _ in range(300):
+        if "fetched an identity provider's keys" in gateway.log.read_text():
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no key fetch logged: {gateway.log.read_text()!r}")
     storage, browser = MemoryStorage(), Browser()
     auth = OAuthClientProvider(
         server_url=gateway.resource,

@@ -159,6 +159,17 @@ impl IssuerKeys {
         Ok(set.find(kid, algorithm))
     }
 
+    /// Fetches the keys now, in a task of its own, logging how many came (a failure is logged as a
+    /// warning): at start-up, so that a misconfigured issuer shows before the first person does.
+    pub(super) fn prefetch(&self) {
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            if let Ok(set) = inner.fetch_if_due(Instant::now()).await {
+                tracing::info!(issuer = %inner.issuer, keys = set.keys.len(), "fetched an identity provider's keys");
+            }
+        });
+    }
+
     /// Fetches aged keys again in a task of its own, unless one already is.
     fn refresh_in_background(&self) {
         if self

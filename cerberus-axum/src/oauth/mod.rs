@@ -401,6 +401,14 @@ impl ResourceServer {
         })
     }
 
+    /// Starts fetching every identity provider's keys, each in a task of its own (within a Tokio
+    /// runtime): what comes, or why not, is logged before the first token arrives.
+    pub fn prefetch_keys(&self) {
+        for provider in &self.providers {
+            provider.keys.prefetch();
+        }
+    }
+
     /// Whether `workspace` takes access tokens.
     pub fn protects(&self, workspace: WorkspaceId) -> bool {
         self.resources.contains_key(&workspace)
