@@ -770,3 +770,133 @@ async fn a_token_verified_once_is_refused_once_it_expires() {
         "{challenge}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_identity_provider_stops_start_up_with_the_setting_named() {
+    let base = r#"
+[[organisations]]
+name = "acme"
+
+[[organisations]]
+name = "other"
+
+[[workspaces]]
+name = "tools"
+organisation = "acme"
+upstream = { url = "http://127.0.0.1:9/mcp" }
+
+[[workspaces]]
+name = "theirs"
+organisation = "other"
+upstream = { url = "http://127.0.0.1:9/mcp" }
+"#;
+    let provider = |extra: &str| {
+        format!(
+            "[[identity_providers]]\nname = \"p\"\norganisation = \"acme\"\nissuer = \"https://login.acme.example\"\nworkspaces = [\"tools\"]\n{extra}\n"
+        )
+    };
+    let oauth = "[oauth]\npublic_url = \"https://mcp.acme.example\"\n";
+    let cases = [
+        (
+            format!("{oauth}{}", provider("")).replace(
+                "organisation = \"acme\"\nissuer",
+                "organisation = \"nobody\"\nissuer",
+            ),
+            "identity_providers[0].organisation",
+        ),
+        (
+            format!(
+                "{oauth}{}",
+                provider("").replace("[\"tools\"]", "[\"theirs\"]")
+            ),
+            "identity_providers[0].workspaces",
+        ),
+        (
+            format!("{oauth}{}", provider("").replace("[\"tools\"]", "[]")),
+            "identity_providers[0].workspaces",
+        ),
+        (provider(""), "oauth.public_url"),
+        (
+            format!(
+                "[oauth]\npublic_url = \"http://mcp.acme.example\"\n{}",
+                provider("")
+            ),
+            "oauth.public_url",
+        ),
+        (
+            format!(
+                "[oauth]\npublic_url = \"https://mcp.acme.example/gateway\"\n{}",
+                provider("")
+            ),
+            "oauth.public_url",
+        ),
+        (
+            format!(
+                "[oauth]\npublic_url = \"https://mcp.acme.example\"\nkey_refresh_interval_secs = 0\n{}",
+                provider("")
+            ),
+            "oauth.key_refresh_interval_secs",
+        ),
+        (
+            format!(
+                "{oauth}{}",
+                provider("").replace("https://login.acme.example", "http://login.acme.example")
+            ),
+            "identity_providers[0].issuer",
+        ),
+        (
+            format!("{oauth}{}", provider("algorithms = [\"HS256\"]")),
+            "identity_providers[0].algorithms",
+        ),
+        (
+            format!(
+                "{oauth}{}{}",
+                provider(""),
+                provider("").replace("name = \"p\"", "name = \"q\"")
+            ),
+            "identity_providers[1].issuer",
+        ),
+        (
+            format!(
+                "{oauth}{}",
+                provider(
+                    "[[identity_providers.people]]\nsubject = \"\"\npolicy = { guardrails = [] }"
+                )
+            ),
+            "identity_providers[0].people[0].subject",
+        ),
+        (
+            format!(
+                "{oauth}{}",
+                provider("policy = { guardrails = [{ type = \"no_such_type\" }] }")
+            ),
+            "identity_providers[0].policy",
+        ),
+    ];
+    for (text, field) in cases {
+        let text = format!("{base}{text}");
+        let error = match GatewayConfig::parse(
+            &text,
+            std::path::Path::new("."),
+            &GuardrailRegistry::default(),
+        ) {
+            Err(error) => error,
+            Ok(config) => match cerberus_axum::serve::build(
+                &config,
+                GuardrailRegistry::default(),
+                Arc::new(MemoryAuditSink::new()),
+            ) {
+                Err(error) => {
+                    assert!(
+                        error.to_string().starts_with(field)
+                            || format!("{error:?}").contains(field),
+                        "{field}: {error:?}"
+                    );
+                    continue;
+                }
+                Ok(_) => panic!("{field}: accepted\n{text}"),
+            },
+        };
+        assert!(error.path.starts_with(field), "{field}: {error}");
+    }
+}

@@ -573,15 +573,7 @@ impl GatewayConfig {
         let mut workspaces: Vec<WorkspaceConfig> = Vec::with_capacity(raw.workspaces.len());
         for (i, ws) in raw.workspaces.iter().enumerate() {
             let path = format!("workspaces[{i}]");
-            let organisation = organisations
-                .iter()
-                .position(|o| o.name == ws.organisation)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        format!("{path}.organisation"),
-                        format!("no organisation named `{}`", ws.organisation),
-                    )
-                })?;
+            let organisation = organisation_named(&organisations, &ws.organisation, &path)?;
             if workspaces
                 .iter()
                 .any(|w| w.organisation == organisation && w.name == ws.name)
@@ -742,15 +734,7 @@ fn identity_provider(
     if raw.name.trim().is_empty() {
         return Err(ConfigError::new(format!("{path}.name"), "cannot be empty"));
     }
-    let organisation = organisations
-        .iter()
-        .position(|o| o.name == raw.organisation)
-        .ok_or_else(|| {
-            ConfigError::new(
-                format!("{path}.organisation"),
-                format!("no organisation named `{}`", raw.organisation),
-            )
-        })?;
+    let organisation = organisation_named(organisations, &raw.organisation, path)?;
     let in_organisation = || workspaces.iter().filter(|w| w.organisation == organisation);
     let mut reached = Vec::new();
     for name in &raw.workspaces {
@@ -948,6 +932,23 @@ impl GatewayConfig {
             })
             .collect()
     }
+}
+
+/// The index of the organisation `name` that the entry at `path` refers to.
+fn organisation_named(
+    organisations: &[OrganisationConfig],
+    name: &str,
+    path: &str,
+) -> Result<usize, ConfigError> {
+    organisations
+        .iter()
+        .position(|o| o.name == name)
+        .ok_or_else(|| {
+            ConfigError::new(
+                format!("{path}.organisation"),
+                format!("no organisation named `{name}`"),
+            )
+        })
 }
 
 fn unique(existing: &[&str], name: &str, path: &str) -> Result<(), ConfigError> {
