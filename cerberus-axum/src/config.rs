@@ -820,19 +820,7 @@ impl GatewayConfig {
                     organisation: organisation.id,
                     workspace: workspace.id,
                     upstream: workspace.upstream.clone(),
-                    profile: CallerProfile {
-                        organisation: Profile {
-                            name: organisation.name.clone(),
-                            labels: organisation.labels.clone(),
-                            ..Default::default()
-                        },
-                        workspace: Profile {
-                            name: workspace.name.clone(),
-                            labels: workspace.labels.clone(),
-                            ..Default::default()
-                        },
-                        agent: Profile::default(),
-                    },
+                    profile: profile_of(organisation, workspace),
                     organisation_policy: organisation.policy.clone(),
                     workspace_policy: workspace.policy.clone(),
                 })
@@ -884,21 +872,12 @@ impl GatewayConfig {
                 ConfigError::new(e.path, e.message)
             })?;
             let profile = CallerProfile {
-                organisation: Profile {
-                    name: organisation.name.clone(),
-                    labels: organisation.labels.clone(),
-                    ..Default::default()
-                },
-                workspace: Profile {
-                    name: workspace.name.clone(),
-                    labels: workspace.labels.clone(),
-                    ..Default::default()
-                },
                 agent: Profile {
                     name: agent.name.clone(),
                     labels: agent.labels.clone(),
                     ..Default::default()
                 },
+                ..profile_of(organisation, workspace)
             };
             routes.insert(
                 agent.key_hash,
@@ -931,6 +910,24 @@ impl GatewayConfig {
                 )
             })
             .collect()
+    }
+}
+
+/// The names and labels of `organisation` and its `workspace`, for a caller of the workspace (whose
+/// own profile the caller fills in).
+fn profile_of(organisation: &OrganisationConfig, workspace: &WorkspaceConfig) -> CallerProfile {
+    CallerProfile {
+        organisation: Profile {
+            name: organisation.name.clone(),
+            labels: organisation.labels.clone(),
+            ..Default::default()
+        },
+        workspace: Profile {
+            name: workspace.name.clone(),
+            labels: workspace.labels.clone(),
+            ..Default::default()
+        },
+        agent: Profile::default(),
     }
 }
 

@@ -685,7 +685,9 @@ fn unix_now() -> u64 {
 /// returns it without a trailing `/`.
 fn check_url(url: &str) -> Result<String, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    let host = uri.host().unwrap_or_default();
+    let host = uri
+        .host()
+        .ok_or("must be a URL with a host and without query or fragment")?;
     let loopback = host == "localhost"
         || host
             .trim_start_matches('[')
