@@ -802,13 +802,14 @@ fn identity_provider(
 #[cfg(feature = "oauth")]
 impl GatewayConfig {
     /// The resource server of the file's identity providers, fetching their keys through `http` and
-    /// building people's pipelines with `registry`; `None` without identity providers.
+    /// building people's pipelines with `registry`; `None` without identity providers and without
+    /// `oauth.public_url` (which identity providers set through the admin API need).
     pub fn resource_server(
         &self,
         http: Arc<crate::upstream_client::UpstreamClient>,
         registry: Arc<GuardrailRegistry>,
     ) -> Result<Option<crate::oauth::ResourceServer>, ConfigError> {
-        if self.identity_providers.is_empty() {
+        if self.identity_providers.is_empty() && self.oauth.public_url.is_none() {
             return Ok(None);
         }
         let workspaces = self

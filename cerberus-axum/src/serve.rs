@@ -82,7 +82,12 @@ pub fn build(
     registry: GuardrailRegistry,
     audit: Arc<dyn AuditSink>,
 ) -> Result<Built, ServeError> {
-    let parts = Parts::new(config, registry, audit)?;
+    #[allow(unused_mut, reason = "changed only with the feature oauth")]
+    let mut parts = Parts::new(config, registry, audit)?;
+    #[cfg(feature = "oauth")]
+    {
+        parts.gateway.oauth = parts.oauth.take().map(Arc::new);
+    }
     let gateway = Arc::new(parts.gateway);
     let readiness = Readiness::new(config.upstreams());
     #[cfg(feature = "redis")]
@@ -112,6 +117,13 @@ pub fn build_with_store(
     ));
     let registry = registry.with_pin_store(Arc::clone(&pins) as _);
     let mut parts = Parts::new(config, registry, audit)?;
+    // Identity providers set through the admin API protect the store's workspaces.
+    #[cfg(feature = "oauth")]
+    {
+        parts.gateway.oauth = parts.oauth.take().map(|server| {
+            Arc::new(server.with_store(Arc::clone(&store), config.base.clone(), ttl))
+        });
+    }
     parts.gateway.directory = parts.gateway.directory.with_store(
         Arc::clone(&store),
         Arc::clone(&parts.registry),
@@ -150,6 +162,10 @@ pub fn build_with_store(
         let gateway = Arc::clone(&gateway);
         Arc::new(move || {
             gateway.directory.invalidate();
+            #[cfg(feature = "oauth")]
+            if let Some(server) = &gateway.oauth {
+                server.invalidate();
+            }
             pins.clear();
         })
     };
@@ -203,6 +219,10 @@ struct Parts {
         expect(dead_code, reason = "only stored agents are built later")
     )]
     registry: Arc<GuardrailRegistry>,
+    /// The resource server, when the gateway takes OAuth access tokens: put into the gateway once
+    /// the control plane, if any, is added to it.
+    #[cfg(feature = "oauth")]
+    oauth: Option<crate::oauth::ResourceServer>,
     #[cfg(feature = "redis")]
     distributed: Option<Distributed>,
 }
@@ -228,7 +248,7 @@ impl Parts {
         };
         #[cfg(not(feature = "redis"))]
         let sessions: Arc<dyn SessionStore> = Arc::clone(&in_memory) as _;
-        #[allow(unused_mut, reason = "changed only with the features redis and oauth")]
+        #[allow(unused_mut, reason = "changed only with the feature redis")]
         let mut gateway = Gateway::new(
             config.server.clone(),
             config.routes(&registry)?,
@@ -251,14 +271,12 @@ impl Parts {
         gateway.metrics.watch_sessions(in_memory);
         let registry = Arc::new(registry);
         #[cfg(feature = "oauth")]
-        {
-            gateway.oauth = config
-                .resource_server(Arc::clone(&gateway.http), Arc::clone(&registry))?
-                .map(Arc::new);
-        }
+        let oauth = config.resource_server(Arc::clone(&gateway.http), Arc::clone(&registry))?;
         Ok(Self {
             gateway,
             registry,
+            #[cfg(feature = "oauth")]
+            oauth,
             #[cfg(feature = "redis")]
             distributed,
         })

@@ -4,10 +4,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use cerberus_core::store::{
-    AgentAccess, AgentAccessStore, Page, ResolvedAgent, ResolvedPolicies, StoreError, StoredKey,
-    WorkspaceStore,
+    AgentAccess, AgentAccessStore, Page, ResolvedAgent, StoreError, StoredKey, WorkspaceStore,
 };
-use cerberus_core::{AgentId, Cause, OrganisationId, Profile, WorkspaceId};
+use cerberus_core::{AgentId, OrganisationId, Profile, WorkspaceId};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -186,30 +185,9 @@ impl AgentAccessStore for SqlStore {
         let Some(workspace) = self.workspace(agent.organisation, agent.workspace).await? else {
             return Ok(None);
         };
-        let mut policies = ResolvedPolicies::default();
-        let documents = sqlx::query(
-            "SELECT level, document FROM policies WHERE organisation_id = $1 AND deleted_at IS NULL \
-             AND ((level = 'organisation' AND target_id = $1) OR (level = 'workspace' AND target_id = $2) \
-             OR (level = 'agent' AND target_id = $3))",
-        )
-        .bind(agent.organisation.to_string())
-        .bind(agent.workspace.to_string())
-        .bind(agent.id.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        for row in documents {
-            let level: String = row.try_get("level").map_err(store_error)?;
-            let text: String = row.try_get("document").map_err(store_error)?;
-            let document = serde_json::from_str(&text).map_err(|e| {
-                StoreError::Unavailable(Cause::message(format!("stored policy is unreadable: {e}")))
-            })?;
-            match level.as_str() {
-                "organisation" => policies.organisation = Some(document),
-                "workspace" => policies.workspace = Some(document),
-                _ => policies.agent = Some(document),
-            }
-        }
+        let policies = self
+            .resolved_policies(agent.organisation, agent.workspace, Some(agent.id))
+            .await?;
         Ok(Some((
             ResolvedAgent {
                 agent,

@@ -4,6 +4,7 @@
 mod agents;
 mod approvals;
 mod audit;
+mod identity_providers;
 mod organisations;
 mod pins;
 mod policies;

@@ -1,8 +1,10 @@
 //! Policies attached to an organisation, a workspace or an agent access; one per target.
 
 use async_trait::async_trait;
-use cerberus_core::OrganisationId;
-use cerberus_core::store::{Page, PolicyId, PolicyStore, PolicyTarget, StoreError, StoredPolicy};
+use cerberus_core::store::{
+    Page, PolicyId, PolicyStore, PolicyTarget, ResolvedPolicies, StoreError, StoredPolicy,
+};
+use cerberus_core::{AgentId, OrganisationId, WorkspaceId};
 use uuid::Uuid;
 
 use crate::SqlStore;
@@ -21,6 +23,40 @@ fn target_exists(target: PolicyTarget) -> &'static str {
         PolicyTarget::Agent(_) => {
             "SELECT 1 FROM agent_accesses WHERE id = $3 AND organisation_id = $2 AND deleted_at IS NULL"
         }
+    }
+}
+
+impl SqlStore {
+    /// The policy documents of an organisation, one of its workspaces and, when given, one of the
+    /// workspace's agents: what applies to a caller there.
+    pub(crate) async fn resolved_policies(
+        &self,
+        organisation: OrganisationId,
+        workspace: WorkspaceId,
+        agent: Option<AgentId>,
+    ) -> Result<ResolvedPolicies, StoreError> {
+        let mut policies = ResolvedPolicies::default();
+        let documents = sqlx::query(
+            "SELECT level, document FROM policies WHERE organisation_id = $1 AND deleted_at IS NULL \
+             AND ((level = 'organisation' AND target_id = $1) OR (level = 'workspace' AND target_id = $2) \
+             OR (level = 'agent' AND target_id = $3))",
+        )
+        .bind(organisation.to_string())
+        .bind(workspace.to_string())
+        .bind(agent.map(|agent| agent.to_string()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        for row in documents {
+            let document = Some(rows::json(&row, "document")?);
+            match rows::text(&row, "level")?.as_str() {
+                "organisation" => policies.organisation = document,
+                "workspace" => policies.workspace = document,
+                "agent" => policies.agent = document,
+                other => return Err(rows::corrupt("level", other)),
+            }
+        }
+        Ok(policies)
     }
 }
 

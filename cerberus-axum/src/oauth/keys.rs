@@ -31,7 +31,19 @@ const FETCH_BUDGET: Duration = Duration::from_secs(30);
 #[error("{0}")]
 pub(super) struct KeysUnavailable(String);
 
-/// One issuer's keys.
+/// Who set an issuer's URLs, and so what they may reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SetBy {
+    /// The operator, in the configuration file: the issuer's own host and its configured key set
+    /// URL are reached wherever they are.
+    Operator,
+    /// An admin, through the API: every URL is reached only where the egress policy permits, as
+    /// admin-set upstreams are.
+    Admin,
+}
+
+/// One issuer's keys; clones share them.
+#[derive(Clone)]
 pub(super) struct IssuerKeys {
     inner: Arc<Inner>,
 }
@@ -39,6 +51,7 @@ pub(super) struct IssuerKeys {
 struct Inner {
     issuer: String,
     jwks_uri: Option<String>,
+    set_by: SetBy,
     http: Arc<UpstreamClient>,
     refresh_interval: Duration,
     max_age: Duration,
@@ -118,6 +131,7 @@ impl IssuerKeys {
     pub(super) fn new(
         issuer: String,
         jwks_uri: Option<String>,
+        set_by: SetBy,
         http: Arc<UpstreamClient>,
         refresh_interval: Duration,
         max_age: Duration,
@@ -126,6 +140,7 @@ impl IssuerKeys {
             inner: Arc::new(Inner {
                 issuer,
                 jwks_uri,
+                set_by,
                 http,
                 refresh_interval,
                 max_age,
@@ -300,17 +315,18 @@ impl Inner {
     }
 
     /// The body of a `GET` of `url`, at most [`MAX_DOCUMENT_BYTES`], within [`FETCH_TIMEOUT`]. The
-    /// issuer's own host and a configured key set URL are the operator's choice and reached as
-    /// such; another host (a key set URL the issuer's metadata names) only where the egress policy
-    /// lets admin-set upstreams reach.
+    /// issuer's own host and a key set URL the operator configured are the operator's choice and
+    /// reached as such; another host (a key set URL the issuer's metadata names), and every URL of
+    /// an issuer an admin set, only where the egress policy lets admin-set upstreams reach.
     async fn get(&self, url: &str) -> Result<Bytes, KeysUnavailable> {
         let failed = |message: String| KeysUnavailable(format!("{url}: {message}"));
         let mut request = Request::get(url)
             .header(header::ACCEPT, "application/json")
             .body(Bytes::new())
             .map_err(|e| failed(e.to_string()))?;
-        let operators = self.jwks_uri.as_deref() == Some(url)
-            || authority(url).is_some() && authority(url) == authority(&self.issuer);
+        let operators = self.set_by == SetBy::Operator
+            && (self.jwks_uri.as_deref() == Some(url)
+                || authority(url).is_some() && authority(url) == authority(&self.issuer));
         if operators {
             request.extensions_mut().insert(SetByOperator);
         }

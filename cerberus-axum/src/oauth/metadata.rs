@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cerberus_core::WorkspaceId;
 
-use super::{ResourceServer, TokenRefusal};
+use super::{Resource, ResourceServer, TokenRefusal};
 use crate::proxy::{ALIAS_PATH, PROXY_PATH};
 use crate::wire;
 
@@ -35,11 +35,14 @@ async fn serve(
     Path(workspace): Path<String>,
     base: &'static str,
 ) -> Response {
-    let metadata =
-        WorkspaceId::from_path(&workspace).and_then(|workspace| server.metadata(base, workspace));
-    let mut response = match metadata {
-        Some(metadata) => axum::Json(metadata).into_response(),
-        None => (
+    let resource = match WorkspaceId::from_path(&workspace) {
+        Some(workspace) => server.resource(workspace).await,
+        None => Ok(None),
+    };
+    let mut response = match resource {
+        Ok(Some(resource)) => axum::Json(server.metadata(base, &resource)).into_response(),
+        Err(refusal) => refuse(&server, base, None, Some(&refusal)),
+        Ok(None) => (
             StatusCode::NOT_FOUND,
             axum::Json(serde_json::json!({"error": "no protected MCP server at this path"})),
         )
@@ -68,16 +71,31 @@ async fn preflight() -> Response {
         .into_response()
 }
 
-/// The response refusing a request to the resource at `base`/`workspace` for `refusal` (`None`:
-/// the request had no credential).
+/// The response refusing a request to `resource` at `base` for `refusal` (`None`: the request had
+/// no credential).
 pub fn refuse(
     server: &ResourceServer,
     base: &str,
-    workspace: WorkspaceId,
+    resource: Option<&Resource>,
     refusal: Option<&TokenRefusal>,
 ) -> Response {
-    let metadata = server.metadata_url(base, workspace);
-    let scopes = server.required_scopes(workspace);
+    // Without a resource there is nothing to point a client to: the path serves no MCP server.
+    let Some(resource) = resource else {
+        return match refusal {
+            Some(TokenRefusal::Unavailable(message)) => wire::http_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                wire::UPSTREAM_UNAVAILABLE,
+                message,
+            ),
+            _ => wire::http_error(
+                StatusCode::NOT_FOUND,
+                wire::INVALID_REQUEST,
+                "no MCP server at this path",
+            ),
+        };
+    };
+    let metadata = server.metadata_url(base, resource.workspace.workspace);
+    let scopes = resource.required_scopes();
     let mut challenge = format!("Bearer resource_metadata=\"{metadata}\"");
     if !scopes.is_empty() {
         challenge.push_str(&format!(", scope=\"{}\"", quoted(&scopes)));

@@ -28,6 +28,8 @@
 mod keys;
 mod metadata;
 mod person;
+#[cfg(feature = "control-plane")]
+mod stored;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +47,7 @@ use crate::proxy::{ALIAS_PATH, PROXY_PATH};
 use crate::upstream::Upstream;
 use crate::upstream_client::UpstreamClient;
 
+pub use cerberus_core::store::ClaimNames;
 pub use metadata::{refuse, router};
 
 /// The OAuth settings of the gateway (`[oauth]` in the configuration file).
@@ -76,28 +79,6 @@ impl Default for OAuthSettings {
             key_refresh_interval_secs: 30,
             key_max_age_secs: 3600,
             person_cache_secs: 60,
-        }
-    }
-}
-
-/// The names of the claims a provider puts a person's identity in.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClaimNames {
-    /// The person's stable identifier (`sub`).
-    pub subject: String,
-    /// Their email address (`email`); optional in a token.
-    pub email: String,
-    /// Their groups (`groups`): a list of strings, or one string of space-separated names.
-    pub groups: String,
-}
-
-impl Default for ClaimNames {
-    fn default() -> Self {
-        Self {
-            subject: "sub".into(),
-            email: "email".into(),
-            groups: "groups".into(),
         }
     }
 }
@@ -144,6 +125,135 @@ pub struct IdentityProvider {
     pub group_policies: Vec<(String, PolicyDocument)>,
     /// Policies of one person each, by subject, at the agent level after the groups'.
     pub person_policies: Vec<(String, PolicyDocument)>,
+}
+
+impl IdentityProvider {
+    /// The provider an admin set through the API, reaching `workspaces`, with the policies of its
+    /// groups and people (`members`); a field that cannot be used is named with what is wrong.
+    pub fn from_settings(
+        organisation: OrganisationId,
+        settings: &cerberus_core::store::IdentityProviderSettings,
+        members: &[cerberus_core::store::MemberPolicy],
+        workspaces: Vec<WorkspaceId>,
+    ) -> Result<Self, (String, String)> {
+        let algorithms = if settings.algorithms.is_empty() {
+            DEFAULT_ALGORITHMS.to_vec()
+        } else {
+            settings
+                .algorithms
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    name.parse::<Algorithm>().map_err(|_| {
+                        (
+                            format!("algorithms[{i}]"),
+                            format!("`{name}` is not a JWS algorithm (RS256, ES256, EdDSA, …)"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let document = |field: String, value: &serde_json::Value| {
+            PolicyDocument::from_value(value.clone()).map_err(|e| {
+                let at = if e.path.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{field}.{}", e.path)
+                };
+                (at, e.message)
+            })
+        };
+        let policy = settings
+            .policy
+            .as_ref()
+            .map(|value| document("policy".into(), value))
+            .transpose()?;
+        let mut group_policies = Vec::new();
+        let mut person_policies = Vec::new();
+        for member in members {
+            let field = format!("members.{}", member.member);
+            let parsed = document(field, &member.document)?;
+            match &member.member {
+                cerberus_core::store::Member::Group(group) => {
+                    group_policies.push((group.clone(), parsed));
+                }
+                cerberus_core::store::Member::Person(subject) => {
+                    person_policies.push((subject.clone(), parsed));
+                }
+            }
+        }
+        let provider = Self {
+            name: settings.name.clone(),
+            organisation,
+            issuer: settings.issuer.clone(),
+            jwks_uri: settings.jwks_uri.clone(),
+            workspaces,
+            required_scopes: settings.required_scopes.clone(),
+            allowed_groups: settings.allowed_groups.clone(),
+            algorithms,
+            claims: settings.claims.clone(),
+            policy,
+            group_policies,
+            person_policies,
+        };
+        provider.check()?;
+        Ok(provider)
+    }
+
+    /// Refuses a provider whose tokens could not be checked safely, naming the field at fault.
+    fn check(&self) -> Result<(), (String, String)> {
+        let field = |name: &str, message: String| (name.to_owned(), message);
+        if self.name.trim().is_empty() || self.name.chars().any(char::is_control) {
+            return Err(field("name", "must be given, without control characters".into()));
+        }
+        // Kept as written: a token's `iss` must equal it character for character.
+        check_url(&self.issuer).map_err(|m| field("issuer", m))?;
+        if let Some(jwks) = &self.jwks_uri {
+            check_url(jwks).map_err(|m| field("jwks_uri", m))?;
+        }
+        if self.algorithms.is_empty()
+            || self
+                .algorithms
+                .iter()
+                .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        {
+            return Err(field(
+                "algorithms",
+                "at least one, and no HMAC algorithm: tokens are checked with public keys".into(),
+            ));
+        }
+        for (name, claim) in [
+            ("subject", &self.claims.subject),
+            ("email", &self.claims.email),
+            ("groups", &self.claims.groups),
+        ] {
+            if claim.is_empty() {
+                return Err(field(&format!("claims.{name}"), "cannot be empty".into()));
+            }
+        }
+        // A scope is a space-separated token of `scope`; a group may be any name a list holds.
+        let names = [
+            ("required_scopes", &self.required_scopes, true),
+            ("allowed_groups", &self.allowed_groups, false),
+        ];
+        for (name, values, no_spaces) in names {
+            for (i, value) in values.iter().enumerate() {
+                if value.is_empty()
+                    || value.len() > MAX_CLAIM_BYTES
+                    || value.chars().any(|c| c.is_control() || (no_spaces && c == ' '))
+                {
+                    return Err(field(
+                        &format!("{name}[{i}]"),
+                        format!(
+                            "must be 1 to {MAX_CLAIM_BYTES} bytes, without control characters{}",
+                            if no_spaces { " or spaces" } else { "" }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A workspace as the resource server sees it: what a person's route is made of.
@@ -205,8 +315,16 @@ pub enum TokenRefusal {
 pub struct ResourceServer {
     public_url: String,
     leeway: u64,
-    resources: HashMap<WorkspaceId, Resource>,
-    providers: Vec<Provider>,
+    /// The workspaces of the configuration file that take tokens.
+    resources: HashMap<WorkspaceId, Arc<Resource>>,
+    /// The identity providers of the configuration file.
+    providers: Vec<Arc<Provider>>,
+    /// The workspaces of the control-plane database, and their providers set through the admin API.
+    #[cfg(feature = "control-plane")]
+    stored: Option<stored::StoredResources>,
+    http: Arc<UpstreamClient>,
+    key_refresh_interval: Duration,
+    key_max_age: Duration,
     people: moka::future::Cache<person::PersonKey, Arc<AgentRoute>>,
     /// Tokens verified lately, by workspace and SHA-256 of the token, with the caller each made:
     /// a client presents one token for many calls, and its signature is checked once.
@@ -226,15 +344,30 @@ impl std::fmt::Debug for ResourceServer {
         f.debug_struct("ResourceServer")
             .field("public_url", &self.public_url)
             .field("resources", &self.resources.len())
-            .field("providers", &self.providers.len())
             .finish_non_exhaustive()
     }
 }
 
-/// A protected workspace and the providers it trusts (indices into `providers`).
-struct Resource {
+/// A protected workspace and the providers it trusts.
+pub struct Resource {
     workspace: ProtectedWorkspace,
-    providers: Vec<usize>,
+    providers: Vec<Arc<Provider>>,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource")
+            .field("workspace", &self.workspace.workspace)
+            .field(
+                "issuers",
+                &self
+                    .providers
+                    .iter()
+                    .map(|p| &p.settings.issuer)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Resource {
@@ -242,6 +375,23 @@ impl Resource {
     fn name(&self) -> String {
         let profile = &self.workspace.profile;
         format!("{}/{}", profile.organisation.name, profile.workspace.name)
+    }
+
+    /// The scopes its providers require, sorted, without repeats.
+    fn scopes(&self) -> Vec<&str> {
+        let mut scopes: Vec<&str> = self
+            .providers
+            .iter()
+            .flat_map(|p| p.settings.required_scopes.iter().map(String::as_str))
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes
+    }
+
+    /// The scopes its providers require, space-separated, for a challenge.
+    pub fn required_scopes(&self) -> String {
+        self.scopes().join(" ")
     }
 }
 
@@ -300,39 +450,19 @@ impl ResourceServer {
                 "at least 1: it bounds how often a flood of unknown key ids fetches keys".into(),
             ));
         }
-        let mut resources: HashMap<WorkspaceId, Resource> = workspaces
+        let key_refresh_interval = Duration::from_secs(settings.key_refresh_interval_secs);
+        let key_max_age = Duration::from_secs(settings.key_max_age_secs);
+        let mut trusted: HashMap<WorkspaceId, (ProtectedWorkspace, Vec<Arc<Provider>>)> = workspaces
             .into_iter()
-            .map(|workspace| {
-                (
-                    workspace.workspace,
-                    Resource {
-                        workspace,
-                        providers: Vec::new(),
-                    },
-                )
-            })
+            .map(|workspace| (workspace.workspace, (workspace, Vec::new())))
             .collect();
-        let mut built = Vec::with_capacity(providers.len());
+        let mut built: Vec<Arc<Provider>> = Vec::with_capacity(providers.len());
         for (i, provider) in providers.into_iter().enumerate() {
             let path = format!("identity_providers[{i}]");
-            // Kept as written: a token's `iss` must equal it character for character.
-            check_url(&provider.issuer).map_err(|m| invalid(&format!("{path}.issuer"), m))?;
-            if let Some(jwks) = &provider.jwks_uri {
-                check_url(jwks).map_err(|m| invalid(&format!("{path}.jwks_uri"), m))?;
-            }
-            if provider.algorithms.is_empty()
-                || provider
-                    .algorithms
-                    .iter()
-                    .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
-            {
-                return Err(invalid(
-                    &format!("{path}.algorithms"),
-                    "at least one, and no HMAC algorithm: tokens are checked with public keys"
-                        .into(),
-                ));
-            }
-            if let Some(other) = built.iter().find(|p: &&Provider| {
+            provider
+                .check()
+                .map_err(|(field, message)| invalid(&format!("{path}.{field}"), message))?;
+            if let Some(other) = built.iter().find(|p| {
                 p.settings.issuer == provider.issuer
                     && p.settings.organisation != provider.organisation
             }) {
@@ -342,53 +472,68 @@ impl ResourceServer {
                     "two organisations trust one issuer: only the audience keeps one's people out of the other's workspaces"
                 );
             }
-            for workspace in &provider.workspaces {
-                let trusted = resources.get(workspace).map(|r| &r.providers);
-                if trusted.is_some_and(|trusted| {
-                    trusted.iter().any(|&j| {
-                        built
-                            .get(j)
-                            .is_some_and(|p: &Provider| p.settings.issuer == provider.issuer)
-                    })
-                }) {
+            let keys = keys::IssuerKeys::new(
+                provider.issuer.clone(),
+                provider.jwks_uri.clone(),
+                keys::SetBy::Operator,
+                Arc::clone(&http),
+                key_refresh_interval,
+                key_max_age,
+            );
+            let provider = Arc::new(Provider {
+                settings: provider,
+                keys,
+            });
+            for workspace in &provider.settings.workspaces {
+                let (protected, providers) = trusted.get_mut(workspace).ok_or_else(|| {
+                    invalid(
+                        &format!("{path}.workspaces"),
+                        format!("no workspace {workspace}"),
+                    )
+                })?;
+                if protected.organisation != provider.settings.organisation {
+                    return Err(invalid(
+                        &format!("{path}.workspaces"),
+                        "a workspace of another organisation".into(),
+                    ));
+                }
+                if providers
+                    .iter()
+                    .any(|p| p.settings.issuer == provider.settings.issuer)
+                {
                     return Err(invalid(
                         &format!("{path}.issuer"),
                         "another identity provider with this issuer reaches one of these workspaces"
                             .into(),
                     ));
                 }
-                let resource = resources.get_mut(workspace).ok_or_else(|| {
-                    invalid(
-                        &format!("{path}.workspaces"),
-                        format!("no workspace {workspace}"),
-                    )
-                })?;
-                if resource.workspace.organisation != provider.organisation {
-                    return Err(invalid(
-                        &format!("{path}.workspaces"),
-                        "a workspace of another organisation".into(),
-                    ));
-                }
-                resource.providers.push(i);
+                providers.push(Arc::clone(&provider));
             }
-            let keys = keys::IssuerKeys::new(
-                provider.issuer.clone(),
-                provider.jwks_uri.clone(),
-                Arc::clone(&http),
-                Duration::from_secs(settings.key_refresh_interval_secs),
-                Duration::from_secs(settings.key_max_age_secs),
-            );
-            built.push(Provider {
-                settings: provider,
-                keys,
-            });
+            built.push(provider);
         }
-        resources.retain(|_, resource| !resource.providers.is_empty());
+        let resources = trusted
+            .into_iter()
+            .filter(|(_, (_, providers))| !providers.is_empty())
+            .map(|(id, (workspace, providers))| {
+                (
+                    id,
+                    Arc::new(Resource {
+                        workspace,
+                        providers,
+                    }),
+                )
+            })
+            .collect();
         Ok(Self {
             public_url,
             leeway: settings.leeway_secs,
             resources,
             providers: built,
+            #[cfg(feature = "control-plane")]
+            stored: None,
+            http,
+            key_refresh_interval,
+            key_max_age,
             people: moka::future::Cache::builder()
                 .max_capacity(MAX_PEOPLE)
                 .time_to_live(Duration::from_secs(settings.person_cache_secs.max(1)))
@@ -401,17 +546,54 @@ impl ResourceServer {
         })
     }
 
+    /// The same resource server also protecting the workspaces of `store` its identity providers
+    /// (set through the admin API) reach; relative stdio commands of their upstreams are relative
+    /// to `base`. What the store says is kept for `ttl`, or until [`ResourceServer::invalidate`].
+    /// Their issuers are reached as admin-set URLs are: only where the egress policy permits.
+    #[cfg(feature = "control-plane")]
+    pub fn with_store(
+        mut self,
+        store: Arc<dyn cerberus_core::store::ControlStore>,
+        base: std::path::PathBuf,
+        ttl: Duration,
+    ) -> Self {
+        self.stored = Some(stored::StoredResources::new(store, base, ttl));
+        self
+    }
+
+    /// Forgets what the store said and every person's cached route and token: the next request of
+    /// each asks again. The admin API calls it after each change.
+    pub fn invalidate(&self) {
+        #[cfg(feature = "control-plane")]
+        if let Some(stored) = &self.stored {
+            stored.invalidate();
+        }
+        self.people.invalidate_all();
+        self.verified.invalidate_all();
+    }
+
+    /// The workspace `workspace` as a protected resource, if it takes access tokens: one of the
+    /// configuration file's, or one of the store's that an identity provider reaches.
+    pub async fn resource(
+        &self,
+        workspace: WorkspaceId,
+    ) -> Result<Option<Arc<Resource>>, TokenRefusal> {
+        if let Some(resource) = self.resources.get(&workspace) {
+            return Ok(Some(Arc::clone(resource)));
+        }
+        #[cfg(feature = "control-plane")]
+        if let Some(stored) = &self.stored {
+            return stored.find(self, workspace).await;
+        }
+        Ok(None)
+    }
+
     /// Starts fetching every identity provider's keys, each in a task of its own (within a Tokio
     /// runtime): what comes, or why not, is logged before the first token arrives.
     pub fn prefetch_keys(&self) {
         for provider in &self.providers {
             provider.keys.prefetch();
         }
-    }
-
-    /// Whether `workspace` takes access tokens.
-    pub fn protects(&self, workspace: WorkspaceId) -> bool {
-        self.resources.contains_key(&workspace)
     }
 
     /// The protected workspaces, each named `organisation/workspace` with the URL its clients
@@ -440,21 +622,18 @@ impl ResourceServer {
         )
     }
 
-    /// The caller `token` makes of a request to `workspace`: a person of a provider the workspace
-    /// trusts, or why not.
+    /// The caller `token` makes of a request to `resource`: a person of a provider it trusts, or
+    /// why not.
     ///
     /// A token verified before is taken again without its signature checked, until its `exp` (with
     /// the leeway) or for `oauth.person_cache_secs` at most, whichever is sooner: a key the issuer
     /// withdraws stops the tokens it signed within that time.
     pub async fn authenticate(
         &self,
-        workspace: WorkspaceId,
+        resource: &Resource,
         token: &str,
     ) -> Result<Caller, TokenRefusal> {
-        let resource = self
-            .resources
-            .get(&workspace)
-            .ok_or(TokenRefusal::UnknownResource)?;
+        let workspace = resource.workspace.workspace;
         let seen = (
             workspace,
             <[u8; 32]>::from(Sha256::digest(token.as_bytes())),
@@ -490,11 +669,10 @@ impl ResourceServer {
         // again with it.
         let issuer = person::unverified_issuer(token)
             .ok_or_else(|| invalid("the access token is not a JWT with an issuer"))?;
-        let (index, provider) = resource
+        let provider = resource
             .providers
             .iter()
-            .filter_map(|&i| Some((i, self.providers.get(i)?)))
-            .find(|(_, p)| p.settings.issuer == issuer)
+            .find(|p| p.settings.issuer == issuer)
             .ok_or_else(|| {
                 invalid("the access token's issuer is not trusted for this MCP server")
             })?;
@@ -554,7 +732,7 @@ impl ResourceServer {
         let route = self
             .people
             .try_get_with(
-                person.key(workspace, index),
+                person.key(workspace, &provider.settings.issuer),
                 self.route(resource, provider, &person),
             )
             .await
@@ -632,45 +810,19 @@ impl ResourceServer {
         ))
     }
 
-    /// The protected resource metadata of `workspace` reached under `base`, if it is protected.
-    fn metadata(&self, base: &str, workspace: WorkspaceId) -> Option<serde_json::Value> {
-        let resource = self.resources.get(&workspace)?;
-        let providers: Vec<&IdentityProvider> = resource
-            .providers
-            .iter()
-            .filter_map(|&i| self.providers.get(i))
-            .map(|p| &p.settings)
-            .collect();
-        let mut scopes: Vec<&str> = providers
-            .iter()
-            .flat_map(|p| p.required_scopes.iter().map(String::as_str))
-            .collect();
-        scopes.sort_unstable();
-        scopes.dedup();
-        let name = resource.name();
-        Some(serde_json::json!({
-            "resource": self.resource_url(base, workspace),
-            "authorization_servers": providers.iter().map(|p| &p.issuer).collect::<Vec<_>>(),
-            "scopes_supported": scopes,
+    /// The protected resource metadata of `resource` reached under `base`.
+    fn metadata(&self, base: &str, resource: &Resource) -> serde_json::Value {
+        serde_json::json!({
+            "resource": self.resource_url(base, resource.workspace.workspace),
+            "authorization_servers": resource
+                .providers
+                .iter()
+                .map(|p| &p.settings.issuer)
+                .collect::<Vec<_>>(),
+            "scopes_supported": resource.scopes(),
             "bearer_methods_supported": ["header"],
-            "resource_name": name,
-        }))
-    }
-
-    /// The scopes `workspace` requires, space-separated, for a challenge.
-    pub fn required_scopes(&self, workspace: WorkspaceId) -> String {
-        let Some(resource) = self.resources.get(&workspace) else {
-            return String::new();
-        };
-        let mut scopes: Vec<&str> = resource
-            .providers
-            .iter()
-            .filter_map(|&i| self.providers.get(i))
-            .flat_map(|p| p.settings.required_scopes.iter().map(String::as_str))
-            .collect();
-        scopes.sort_unstable();
-        scopes.dedup();
-        scopes.join(" ")
+            "resource_name": resource.name(),
+        })
     }
 }
 

@@ -73,7 +73,7 @@ pub(super) struct Person {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct PersonKey {
     workspace: WorkspaceId,
-    provider: usize,
+    issuer: String,
     subject: String,
     email: Option<String>,
     groups: Vec<String>,
@@ -132,10 +132,10 @@ impl Person {
     }
 
     /// The key of this person's route in `workspace` through provider `provider`.
-    pub(super) fn key(&self, workspace: WorkspaceId, provider: usize) -> PersonKey {
+    pub(super) fn key(&self, workspace: WorkspaceId, issuer: &str) -> PersonKey {
         PersonKey {
             workspace,
-            provider,
+            issuer: issuer.to_owned(),
             subject: self.subject.clone(),
             email: self.email.clone(),
             groups: self.groups.clone(),

@@ -80,17 +80,28 @@ async fn credential(
             }
         },
     };
+    // The workspace as a protected resource, when it takes access tokens; when that cannot be
+    // known (the database is down), nothing is let through.
     #[cfg(feature = "oauth")]
-    let protected = gateway
-        .oauth
-        .as_deref()
-        .zip(workspace)
-        .filter(|(server, workspace)| server.protects(*workspace));
+    let protected = match (gateway.oauth.as_deref(), workspace) {
+        (Some(server), Some(workspace)) => match server.resource(workspace).await {
+            Ok(resource) => resource.map(|resource| (server, resource)),
+            Err(refusal) => {
+                return Err(Box::new(crate::oauth::refuse(
+                    server,
+                    endpoint.base,
+                    None,
+                    Some(&refusal),
+                )));
+            }
+        },
+        _ => None,
+    };
     // A refusal with `message`; on a protected resource, a challenge naming its metadata, with
     // the error RFC 6750 names for what was given.
     let unauthorised = |message: &str, given: Given| -> Refusal {
         #[cfg(feature = "oauth")]
-        if let Some((server, workspace)) = protected {
+        if let Some((server, resource)) = &protected {
             use crate::oauth::TokenRefusal;
             let refusal = match given {
                 Given::Nothing => None,
@@ -100,7 +111,7 @@ async fn credential(
             return Box::new(crate::oauth::refuse(
                 server,
                 endpoint.base,
-                workspace,
+                Some(resource),
                 refusal.as_ref(),
             ));
         }
@@ -128,21 +139,18 @@ async fn credential(
     // A JWT is three dot-separated parts; an agent key has no dots (a configuration file's may be
     // any text, and is looked up as a key unless it has that shape).
     #[cfg(feature = "oauth")]
-    if let Some((server, workspace)) = protected
+    if let Some((server, resource)) = &protected
         && key.bytes().filter(|b| *b == b'.').count() == 2
         && !key.starts_with(crate::auth::KEY_PREFIX)
     {
-        return server
-            .authenticate(workspace, key)
-            .await
-            .map_err(|refusal| {
-                Box::new(crate::oauth::refuse(
-                    server,
-                    endpoint.base,
-                    workspace,
-                    Some(&refusal),
-                ))
-            });
+        return server.authenticate(resource, key).await.map_err(|refusal| {
+            Box::new(crate::oauth::refuse(
+                server,
+                endpoint.base,
+                Some(resource),
+                Some(&refusal),
+            ))
+        });
     }
     match gateway.authenticate(key).await {
         Ok(Some(caller))

@@ -6,6 +6,7 @@
 //! (a deleted row keeps its id but is found by nothing), and names are unique among live rows only.
 
 mod approvals;
+mod identity_providers;
 mod model;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,10 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 pub use approvals::{Approval, ApprovalId, ApprovalStatus, ApprovalStore, Verdict};
+pub use identity_providers::{
+    ClaimNames, IdentityProviderId, IdentityProviderSettings, IdentityProviderStore, Member,
+    MemberPolicy, StoredIdentityProvider, TrustedWorkspaces, WorkspaceTrust,
+};
 pub use model::{
     AgentAccess, Environment, Organisation, PolicyId, PolicyTarget, RefreshTokenRecord,
     ResolvedAgent, ResolvedPolicies, Role, StoredPolicy, UpstreamDefinition, User, UserCredentials,
@@ -363,6 +368,7 @@ pub trait ControlStore:
     + crate::audit::AuditStore
     + crate::pinning::PinStore
     + ApprovalStore
+    + IdentityProviderStore
     + fmt::Debug
 {
 }
@@ -378,6 +384,7 @@ impl<T> ControlStore for T where
         + crate::audit::AuditStore
         + crate::pinning::PinStore
         + ApprovalStore
+        + IdentityProviderStore
         + fmt::Debug
 {
 }
