@@ -13,6 +13,8 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
+mod admin_support;
+mod databases;
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -244,7 +246,16 @@ policy = {{ guardrails = [{{ type = "rule", name = "no-echo-for-interns", enable
             cerberus_axum::serve::build(&config, GuardrailRegistry::default(), audit.clone())
                 .unwrap();
         let workspace = config.workspaces[0].id;
-        assert!(gateway.oauth.as_ref().unwrap().protects(workspace));
+        assert!(
+            gateway
+                .oauth
+                .as_ref()
+                .unwrap()
+                .resource(workspace)
+                .await
+                .unwrap()
+                .is_some()
+        );
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self {
             resource: format!("{base}/mcp/{workspace}"),
@@ -899,4 +910,322 @@ upstream = { url = "http://127.0.0.1:9/mcp" }
         };
         assert!(error.path.starts_with(field), "{field}: {error}");
     }
+}
+
+/// Claims of a good token of `issuer` for `resource`, for `subject` in `groups`.
+fn claims_for(resource: &str, issuer: &str, subject: &str, groups: &[&str]) -> Value {
+    json!({"iss": issuer, "sub": subject, "aud": resource, "exp": now() + 300, "iat": now(),
+           "scope": "openid mcp", "email": format!("{subject}@acme.example"), "groups": groups})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_providers_set_through_the_admin_api_govern_people() {
+    use admin_support::AdminGateway;
+    use reqwest::StatusCode;
+
+    for backend in databases::BACKENDS {
+        println!("{backend:?}");
+        let key = SigningKey::new("k1");
+        let issuer = Issuer::start(&[&key]).await;
+        let gateway =
+            AdminGateway::start_with_oauth(backend, "admin_upstream_allow = [\"127.0.0.0/8\"]")
+                .await;
+        let upstream = support::start_upstream().await;
+        let owner = gateway.tenant("acme", "owner@acme.example").await;
+        let org = owner.organisation.clone();
+        let workspace = owner.workspace("crm", &upstream).await;
+        let other_workspace = owner.workspace("hr", &upstream).await;
+        let resource = format!("{}/mcp/{workspace}", gateway.base);
+        let metadata_url = format!(
+            "{}/.well-known/oauth-protected-resource/mcp/{workspace}",
+            gateway.base
+        );
+        let providers = format!("/api/v1/organisations/{org}/identity-providers");
+
+        // No provider yet: the workspace takes agent keys only, and has no metadata.
+        let (status, challenge) = try_initialize(&resource, None).await;
+        assert_eq!(
+            (status, challenge.as_str()),
+            (401, "Bearer realm=\"cerberus\"")
+        );
+        assert_eq!(reqwest::get(&metadata_url).await.unwrap().status(), 404);
+
+        // Bad settings are refused with the field named.
+        let settings = json!({
+            "name": "acme-login", "issuer": issuer.url, "workspaces": [workspace],
+            "required_scopes": ["mcp"],
+            "policy": {"guardrails": [{"type": "pii_email", "action": "redact"}]},
+        });
+        let with = |field: &str, value: Value| {
+            let mut changed = settings.clone();
+            changed[field] = value;
+            changed
+        };
+        for (body, field) in [
+            (with("issuer", json!("ftp://login.acme.example")), "issuer"),
+            (with("algorithms", json!(["HS256"])), "algorithms"),
+            (with("algorithms", json!(["XX999"])), "algorithms[0]"),
+            (
+                with("workspaces", json!([uuid::Uuid::new_v4()])),
+                "workspaces[0]",
+            ),
+            (with("workspaces", json!([])), "workspaces"),
+            (
+                with("required_scopes", json!(["two words"])),
+                "required_scopes[0]",
+            ),
+            (with("name", json!(" ")), "name"),
+            (
+                with(
+                    "policy",
+                    json!({"guardrails": [{"type": "no_such_guardrail"}]}),
+                ),
+                "policy.guardrails[0]",
+            ),
+        ] {
+            let (status, answer) = owner.call("POST", &providers, Some(body)).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+            assert!(
+                answer["error"]["field"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(field),
+                "{field}: {answer}"
+            );
+        }
+        let (status, _) = owner
+            .call("POST", &providers, Some(with("workspaces", json!("all"))))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+        // A good provider protects the workspace at once: discovery, then a governed call.
+        let created = owner
+            .expect(
+                StatusCode::CREATED,
+                "POST",
+                &providers,
+                Some(settings.clone()),
+            )
+            .await;
+        let provider = created["id"].as_str().unwrap().to_owned();
+        assert_eq!(created["workspaces"], json!([workspace]));
+        assert_eq!(created["claims"]["subject"], "sub");
+        let (status, challenge) = try_initialize(&resource, None).await;
+        assert_eq!(status, 401);
+        assert_eq!(
+            challenge,
+            format!("Bearer resource_metadata=\"{metadata_url}\", scope=\"mcp\"")
+        );
+        let metadata: Value = reqwest::get(&metadata_url)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(metadata["authorization_servers"], json!([issuer.url]));
+        assert_eq!(metadata["resource_name"], "acme/crm");
+        let ann = connect(
+            &resource,
+            &key.sign(&claims_for(&resource, &issuer.url, "ann", &["staff"])),
+        )
+        .await;
+        assert_eq!(
+            call(&ann, "echo", "mail bo@acme.example").await,
+            "mail [REDACTED:EMAIL]"
+        );
+        // The other workspace is not the provider's: its tokens open nothing there.
+        let hr = format!("{}/mcp/{other_workspace}", gateway.base);
+        let hr_token = key.sign(&claims_for(&hr, &issuer.url, "ann", &["staff"]));
+        assert_eq!(
+            try_initialize(&hr, Some(&format!("Bearer {hr_token}")))
+                .await
+                .0,
+            401
+        );
+
+        // The same issuer twice in one organisation is a conflict.
+        let (status, _) = owner
+            .call(
+                "POST",
+                &providers,
+                Some(with("name", json!("acme-login-again"))),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+
+        // A person's policy and a group's, through the API, apply to their next calls.
+        let members = format!("{providers}/{provider}");
+        owner
+            .expect(
+                StatusCode::OK,
+                "PUT",
+                &format!("{members}/people/ann/policy"),
+                Some(json!({"document": {"guardrails": [
+                    {"type": "rbac", "allow": ["*"], "deny": ["echo"]}]}})),
+            )
+            .await;
+        owner
+            .expect(
+                StatusCode::OK,
+                "PUT",
+                &format!("{members}/groups/contractors/policy"),
+                Some(json!({"document": {"guardrails": [
+                    {"type": "rbac", "allow": ["*"], "deny": ["delete_*"]}]}})),
+            )
+            .await;
+        let (status, answer) = owner
+            .call(
+                "PUT",
+                &format!("{members}/groups/contractors/policy"),
+                Some(json!({"document": {"guardrails": [{"type": "nope"}]}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        let listed = owner
+            .expect(
+                StatusCode::OK,
+                "GET",
+                &format!("{members}/member-policies"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            listed["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["member"].clone())
+                .collect::<Vec<_>>(),
+            [
+                json!({"kind": "group", "name": "contractors"}),
+                json!({"kind": "person", "name": "ann"})
+            ]
+        );
+        assert!(call(&ann, "echo", "hi").await.contains("error"));
+        ann.cancel().await.unwrap();
+        let cy = connect(
+            &resource,
+            &key.sign(&claims_for(&resource, &issuer.url, "cy", &["contractors"])),
+        )
+        .await;
+        assert_eq!(call(&cy, "echo", "hi").await, "hi");
+        assert!(call(&cy, "delete_everything", "").await.contains("error"));
+        cy.cancel().await.unwrap();
+        owner
+            .expect(
+                StatusCode::NO_CONTENT,
+                "DELETE",
+                &format!("{members}/people/ann/policy"),
+                None,
+            )
+            .await;
+        let ann = connect(
+            &resource,
+            &key.sign(&claims_for(&resource, &issuer.url, "ann", &["staff"])),
+        )
+        .await;
+        assert_eq!(call(&ann, "echo", "back").await, "back");
+        ann.cancel().await.unwrap();
+
+        // The audit names each person.
+        let events = gateway.audit.events();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.key_prefix.as_deref() == Some("oauth:cy"))
+        );
+
+        // Another tenant sees none of it.
+        let other = gateway.tenant("globex", "owner@globex.example").await;
+        for path in [
+            format!("/api/v1/organisations/{org}/identity-providers"),
+            format!(
+                "/api/v1/organisations/{}/identity-providers/{provider}",
+                other.organisation
+            ),
+            format!(
+                "/api/v1/organisations/{}/identity-providers/{provider}/member-policies",
+                other.organisation
+            ),
+        ] {
+            assert_eq!(
+                other.call("GET", &path, None).await.0,
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+        }
+        let (status, _) = other
+            .call(
+                "PUT",
+                &format!(
+                    "/api/v1/organisations/{}/identity-providers/{provider}/people/ann/policy",
+                    other.organisation
+                ),
+                Some(json!({"document": {"guardrails": []}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // Every workspace (`"*"`), then none: deleting the provider closes the door at once.
+        let all = owner
+            .expect(
+                StatusCode::OK,
+                "PUT",
+                &members,
+                Some(with("workspaces", json!("*"))),
+            )
+            .await;
+        assert_eq!(all["workspaces"], "*");
+        assert_eq!(
+            try_initialize(&hr, Some(&format!("Bearer {hr_token}")))
+                .await
+                .0,
+            200
+        );
+        owner
+            .expect(StatusCode::NO_CONTENT, "DELETE", &members, None)
+            .await;
+        let token = key.sign(&claims_for(&resource, &issuer.url, "ann", &["staff"]));
+        let (status, challenge) = try_initialize(&resource, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(
+            (status, challenge.as_str()),
+            (401, "Bearer realm=\"cerberus\"")
+        );
+        assert_eq!(
+            owner.call("GET", &members, None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_set_issuer_is_reached_only_where_the_egress_policy_permits() {
+    use admin_support::AdminGateway;
+    use reqwest::StatusCode;
+
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    // Loopback is not among the addresses admin-set URLs may reach here.
+    let gateway = AdminGateway::start_with_oauth(databases::BACKENDS[0], "").await;
+    let owner = gateway.tenant("acme", "owner@acme.example").await;
+    // The workspace's upstream is never reached: the token is refused before.
+    let workspace = owner.workspace("crm", "https://mcp.acme.example/mcp").await;
+    owner
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            &format!(
+                "/api/v1/organisations/{}/identity-providers",
+                owner.organisation
+            ),
+            Some(json!({"name": "acme-login", "issuer": issuer.url, "workspaces": "*"})),
+        )
+        .await;
+    let resource = format!("{}/mcp/{workspace}", gateway.base);
+    let token = key.sign(&claims_for(&resource, &issuer.url, "ann", &[]));
+    let (status, _) = try_initialize(&resource, Some(&format!("Bearer {token}"))).await;
+    assert_eq!(status, 503, "the issuer's keys cannot be fetched");
+    assert_eq!(issuer.fetches(), 0, "nothing reached the loopback issuer");
+    gateway.stop().await;
 }

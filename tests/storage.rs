@@ -961,3 +961,226 @@ async fn approvals_test(store: &SqlStore) {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].id, waiting.id);
 }
+
+on_each_backend!(identity_providers, identity_providers_test);
+async fn identity_providers_test(store: &SqlStore) {
+    use cerberus_core::store::{
+        IdentityProviderSettings, IdentityProviderStore, Member, TrustedWorkspaces,
+    };
+    let (acme, _) = store
+        .create_organisation("acme", "owner@acme.example", "$argon2id$unused")
+        .await
+        .unwrap();
+    let (globex, _) = store
+        .create_organisation("globex", "owner@globex.example", "$argon2id$unused")
+        .await
+        .unwrap();
+    let crm = store
+        .create_workspace(acme.id, workspace("crm"))
+        .await
+        .unwrap();
+    let hr = store
+        .create_workspace(acme.id, workspace("hr"))
+        .await
+        .unwrap();
+    let theirs = store
+        .create_workspace(globex.id, workspace("theirs"))
+        .await
+        .unwrap();
+    store
+        .create_policy(
+            acme.id,
+            PolicyTarget::Workspace(crm.id),
+            &json!({"guardrails": [{"type": "pii_email"}]}),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let settings = IdentityProviderSettings {
+        name: "acme-login".into(),
+        issuer: "https://login.acme.example".into(),
+        jwks_uri: None,
+        workspaces: TrustedWorkspaces::Only(vec![crm.id]),
+        required_scopes: vec!["mcp".into()],
+        allowed_groups: Vec::new(),
+        algorithms: vec!["ES256".into()],
+        claims: Default::default(),
+        policy: Some(json!({"guardrails": [{"type": "rbac", "allow": ["*"]}]})),
+    };
+    let provider = store
+        .create_identity_provider(acme.id, &settings)
+        .await
+        .unwrap();
+    assert_eq!(provider.settings, settings);
+    assert_eq!(provider.organisation, acme.id);
+    // A name or an issuer is the organisation's once; another organisation may trust the issuer.
+    for taken in [
+        IdentityProviderSettings {
+            issuer: "https://other.acme.example".into(),
+            ..settings.clone()
+        },
+        IdentityProviderSettings {
+            name: "again".into(),
+            ..settings.clone()
+        },
+    ] {
+        assert!(matches!(
+            store.create_identity_provider(acme.id, &taken).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+    let globex_provider = store
+        .create_identity_provider(
+            globex.id,
+            &IdentityProviderSettings {
+                workspaces: TrustedWorkspaces::All,
+                ..settings.clone()
+            },
+        )
+        .await
+        .unwrap();
+
+    // Scoped to the organisation: another's id is unknown.
+    assert_eq!(
+        store
+            .identity_providers(acme.id, Page::default())
+            .await
+            .unwrap(),
+        std::slice::from_ref(&provider)
+    );
+    assert!(
+        store
+            .identity_provider(globex.id, provider.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .update_identity_provider(globex.id, provider.id, &settings)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !store
+            .delete_identity_provider(globex.id, provider.id)
+            .await
+            .unwrap()
+    );
+    let ann = Member::Person("ann".into());
+    assert!(
+        store
+            .set_member_policy(globex.id, provider.id, &ann, &json!({}))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .member_policies(globex.id, provider.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Member policies: set, replaced, listed groups first, detached.
+    let staff = Member::Group("staff".into());
+    for (member, document) in [
+        (&ann, json!({"guardrails": []})),
+        (&staff, json!({"guardrails": []})),
+        (&ann, json!({"guardrails": [{"type": "pii_email"}]})),
+    ] {
+        let set = store
+            .set_member_policy(acme.id, provider.id, member, &document)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((&set.member, &set.document), (member, &document));
+    }
+    let members = store
+        .member_policies(acme.id, provider.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        members.iter().map(|m| m.member.clone()).collect::<Vec<_>>(),
+        [staff.clone(), ann.clone()]
+    );
+    assert!(
+        !store
+            .delete_member_policy(globex.id, provider.id, &staff)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_member_policy(acme.id, provider.id, &staff)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_member_policy(acme.id, provider.id, &staff)
+            .await
+            .unwrap()
+    );
+
+    // What the proxy reads per workspace: the providers reaching it, their members, its policies.
+    let trust = store.workspace_trust(crm.id).await.unwrap().unwrap();
+    assert_eq!(trust.workspace.id, crm.id);
+    assert_eq!(trust.organisation.name, "acme");
+    assert!(trust.policies.workspace.is_some() && trust.policies.organisation.is_none());
+    assert_eq!(trust.providers.len(), 1);
+    assert_eq!(trust.providers[0].0.id, provider.id);
+    assert_eq!(trust.providers[0].1.len(), 1);
+    assert!(store.workspace_trust(hr.id).await.unwrap().is_none());
+    let theirs_trust = store.workspace_trust(theirs.id).await.unwrap().unwrap();
+    assert_eq!(
+        theirs_trust
+            .providers
+            .iter()
+            .map(|(p, _)| p.id)
+            .collect::<Vec<_>>(),
+        [globex_provider.id]
+    );
+    assert!(
+        store
+            .workspace_trust(cerberus_core::WorkspaceId::new_random())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Every workspace, then a deleted one, then none at all.
+    let everywhere = store
+        .update_identity_provider(
+            acme.id,
+            provider.id,
+            &IdentityProviderSettings {
+                workspaces: TrustedWorkspaces::All,
+                ..settings.clone()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(everywhere.settings.workspaces, TrustedWorkspaces::All);
+    assert!(store.workspace_trust(hr.id).await.unwrap().is_some());
+    assert!(store.delete_workspace(acme.id, hr.id).await.unwrap());
+    assert!(store.workspace_trust(hr.id).await.unwrap().is_none());
+    assert!(
+        store
+            .delete_identity_provider(acme.id, provider.id)
+            .await
+            .unwrap()
+    );
+    assert!(store.workspace_trust(crm.id).await.unwrap().is_none());
+    assert!(
+        store
+            .member_policies(acme.id, provider.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -199,6 +199,8 @@ pub fn build_with_store(
         invalidate,
     )
     .with_approvals(approver);
+    #[cfg(feature = "oauth")]
+    let admin = admin.with_oauth(gateway.oauth.clone());
     let readiness = Readiness::new(config.upstreams()).with_store(store);
     #[cfg(feature = "redis")]
     let readiness = readiness.with_redis(parts.distributed);

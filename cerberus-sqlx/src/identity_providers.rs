@@ -52,7 +52,10 @@ fn settings_text(settings: &IdentityProviderSettings) -> Result<String, StoreErr
 
 impl SqlStore {
     /// The member policies of `providers`, groups first, then by name.
-    async fn members_of(&self, provider: IdentityProviderId) -> Result<Vec<MemberPolicy>, StoreError> {
+    async fn members_of(
+        &self,
+        provider: IdentityProviderId,
+    ) -> Result<Vec<MemberPolicy>, StoreError> {
         sqlx::query(
             "SELECT identity_provider_id, kind, name, document, updated_at \
              FROM identity_provider_members WHERE identity_provider_id = $1 ORDER BY kind, name",
@@ -163,12 +166,13 @@ impl IdentityProviderStore for SqlStore {
     ) -> Result<bool, StoreError> {
         // The members go with it (ON DELETE CASCADE); SQLite applies that with its foreign keys on,
         // which every connection of the pool turns on.
-        let done = sqlx::query("DELETE FROM identity_providers WHERE id = $1 AND organisation_id = $2")
-            .bind(id.to_string())
-            .bind(organisation.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
+        let done =
+            sqlx::query("DELETE FROM identity_providers WHERE id = $1 AND organisation_id = $2")
+                .bind(id.to_string())
+                .bind(organisation.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -269,7 +273,9 @@ impl IdentityProviderStore for SqlStore {
         ) else {
             return Ok(None);
         };
-        let policies = self.resolved_policies(organisation, workspace, None).await?;
+        let policies = self
+            .resolved_policies(organisation, workspace, None)
+            .await?;
         Ok(Some(WorkspaceTrust {
             workspace: found,
             organisation: Profile {

@@ -64,20 +64,43 @@ impl AdminGateway {
         Self::start_configured(backend, true, LOOPBACK_ALLOWED, admin).await
     }
 
+    /// Starts one on `backend` that takes OAuth access tokens at its own address, for the identity
+    /// providers set through its admin API; `server` ends its `[server]` section.
+    pub async fn start_with_oauth(backend: Backend, server: &str) -> Self {
+        let oauth =
+            "[oauth]\npublic_url = \"{base}\"\nkey_refresh_interval_secs = 1\nleeway_secs = 0\n";
+        Self::start_full(backend, false, server, "", oauth).await
+    }
+
     async fn start_with(backend: Backend, audited: bool, server: &str) -> Self {
         Self::start_configured(backend, audited, server, "").await
     }
 
     async fn start_configured(backend: Backend, audited: bool, server: &str, admin: &str) -> Self {
+        Self::start_full(backend, audited, server, admin, "").await
+    }
+
+    /// Starts one; `extra` is appended to its configuration, with `{base}` replaced by its address.
+    async fn start_full(
+        backend: Backend,
+        audited: bool,
+        server: &str,
+        admin: &str,
+        extra: &str,
+    ) -> Self {
         let database = TestDatabase::create(backend).await;
         let store = Arc::new(database.store().await);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address: SocketAddr = listener.local_addr().unwrap();
+        let base = format!("http://{address}");
         let config = GatewayConfig::parse(
             &format!(
                 "[server]\nmax_body_bytes = 65536\nupstream_timeout_secs = 5\n{server}\n\n\
                  [database]\nurl = \"{}\"\ncache_ttl_ms = 60000\n\n\
-                 [admin]\njwt_secret = \"{}\"\n{admin}\n",
+                 [admin]\njwt_secret = \"{}\"\n{admin}\n\n{}",
                 database.url,
-                "s".repeat(40)
+                "s".repeat(40),
+                extra.replace("{base}", &base)
             ),
             std::path::Path::new("."),
             &GuardrailRegistry::default(),
@@ -104,11 +127,9 @@ impl AdminGateway {
             Arc::clone(&store) as Arc<dyn ControlStore>,
         )
         .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address: SocketAddr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self {
-            base: format!("http://{address}"),
+            base,
             store,
             audit,
             stored_audit,

@@ -17,6 +17,8 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
+#[cfg(feature = "oauth")]
+use super::identity_providers;
 use super::{
     agents, analytics, approvals, audit, labels, login, organisations, pins, policies, trial,
     workspaces,
@@ -51,6 +53,36 @@ use super::{
     modifiers(&BearerToken, &StandardAnswers, &ExactSchemas)
 )]
 pub struct ApiDoc;
+
+/// The operations on identity providers, in builds that take OAuth access tokens.
+#[cfg(feature = "oauth")]
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        identity_providers::list, identity_providers::create, identity_providers::get,
+        identity_providers::update, identity_providers::delete,
+        identity_providers::member_policies, identity_providers::set_group_policy,
+        identity_providers::delete_group_policy, identity_providers::set_person_policy,
+        identity_providers::delete_person_policy,
+    ),
+    components(schemas(
+        cerberus_core::store::IdentityProviderSettings, cerberus_core::store::StoredIdentityProvider,
+        cerberus_core::store::ClaimNames, cerberus_core::store::TrustedWorkspaces,
+        cerberus_core::store::Member, cerberus_core::store::MemberPolicy,
+        identity_providers::MemberPolicies, policies::PolicyUpdate,
+    )),
+    modifiers(&BearerToken, &StandardAnswers, &ExactSchemas)
+)]
+struct IdentityProviderDoc;
+
+/// The OpenAPI document of this build's admin API.
+pub fn document() -> utoipa::openapi::OpenApi {
+    #[allow(unused_mut, reason = "extended only with the feature oauth")]
+    let mut document = ApiDoc::openapi();
+    #[cfg(feature = "oauth")]
+    document.merge(IdentityProviderDoc::openapi());
+    document
+}
 
 /// Declares the bearer access token the secured operations name.
 struct BearerToken;
@@ -209,7 +241,7 @@ impl Modify for ExactSchemas {
 
 /// `GET /openapi.json`.
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(document())
 }
 
 /// Where `/docs` loads RapiDoc from: named by the release built into the binary, so that it can be
@@ -342,7 +374,7 @@ mod tests {
 
     #[test]
     fn the_document_describes_every_route_with_its_security() {
-        let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let document = serde_json::to_value(document()).unwrap();
         let paths = document["paths"].as_object().unwrap();
         for path in [
             "/api/v1/auth/login",
@@ -375,7 +407,7 @@ mod tests {
 
     #[test]
     fn every_operation_lists_the_answers_its_common_parts_give() {
-        let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let document = serde_json::to_value(document()).unwrap();
         let statuses = |path: &str, method: &str| -> Vec<String> {
             let responses = document["paths"][path][method]["responses"]
                 .as_object()

@@ -16,6 +16,8 @@ pub mod credentials;
 mod docs;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "oauth")]
+mod identity_providers;
 mod labels;
 mod login;
 mod organisations;
@@ -188,6 +190,10 @@ pub struct AdminState {
     pub logins: LoginThrottle,
     /// This instance's waiting held calls, woken when an answer is given here.
     pub approvals: Option<Arc<crate::approvals::AdminApprover>>,
+    /// The proxy's OAuth resource server, when the gateway takes access tokens
+    /// (`oauth.public_url`): identity providers cannot be trusted without it.
+    #[cfg(feature = "oauth")]
+    pub oauth: Option<Arc<crate::oauth::ResourceServer>>,
     on_change: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -216,6 +222,8 @@ impl AdminState {
             logins: LoginThrottle::new(settings.login_limits()),
             settings: Arc::new(settings),
             approvals: None,
+            #[cfg(feature = "oauth")]
+            oauth: None,
             on_change,
         }
     }
@@ -224,6 +232,15 @@ impl AdminState {
     pub fn with_approvals(self, approver: Arc<crate::approvals::AdminApprover>) -> Self {
         Self {
             approvals: Some(approver),
+            ..self
+        }
+    }
+
+    /// The same state trusting identity providers for `server`.
+    #[cfg(feature = "oauth")]
+    pub fn with_oauth(self, server: Option<Arc<crate::oauth::ResourceServer>>) -> Self {
+        Self {
+            oauth: server,
             ..self
         }
     }
@@ -239,7 +256,7 @@ pub fn router(state: AdminState) -> Router {
     use self::{
         agents as a, labels as t, login as l, organisations as o, policies as p, workspaces as w,
     };
-    Router::new()
+    let router = Router::new()
         .route("/api/v1/auth/login", post(l::login))
         .route("/api/v1/auth/refresh", post(l::refresh))
         .route("/api/v1/auth/logout", post(l::logout))
@@ -330,13 +347,38 @@ pub fn router(state: AdminState) -> Router {
         .route("/console", get(console::redirect))
         .route("/console/", get(console::page))
         .route("/console/{*name}", get(console::asset))
-        .route("/api/v1/{*rest}", axum::routing::any(not_found))
-        .with_state(state)
+        .route("/api/v1/{*rest}", axum::routing::any(not_found));
+    #[cfg(feature = "oauth")]
+    let router = {
+        use self::identity_providers as i;
+        router
+            .route(
+                "/api/v1/organisations/{id}/identity-providers",
+                get(i::list).post(i::create),
+            )
+            .route(
+                "/api/v1/organisations/{id}/identity-providers/{provider_id}",
+                get(i::get).put(i::update).delete(i::delete),
+            )
+            .route(
+                "/api/v1/organisations/{id}/identity-providers/{provider_id}/member-policies",
+                get(i::member_policies),
+            )
+            .route(
+                "/api/v1/organisations/{id}/identity-providers/{provider_id}/groups/{group}/policy",
+                put(i::set_group_policy).delete(i::delete_group_policy),
+            )
+            .route(
+                "/api/v1/organisations/{id}/identity-providers/{provider_id}/people/{subject}/policy",
+                put(i::set_person_policy).delete(i::delete_person_policy),
+            )
+    };
+    router.with_state(state)
 }
 
 /// The admin API's OpenAPI document.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    <docs::ApiDoc as utoipa::OpenApi>::openapi()
+    docs::document()
 }
 
 async fn not_found() -> ApiError {

@@ -33,8 +33,9 @@ pub struct NewPolicy {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
+    /// The policy document.
     #[schema(value_type = Object)]
-    document: serde_json::Value,
+    pub(super) document: serde_json::Value,
 }
 
 /// Checks a document as the proxy will build it, naming the field; the parsed document.

@@ -39,6 +39,7 @@ pub(super) enum SetBy {
     Operator,
     /// An admin, through the API: every URL is reached only where the egress policy permits, as
     /// admin-set upstreams are.
+    #[cfg(feature = "control-plane")]
     Admin,
 }
 

@@ -204,7 +204,10 @@ impl IdentityProvider {
     fn check(&self) -> Result<(), (String, String)> {
         let field = |name: &str, message: String| (name.to_owned(), message);
         if self.name.trim().is_empty() || self.name.chars().any(char::is_control) {
-            return Err(field("name", "must be given, without control characters".into()));
+            return Err(field(
+                "name",
+                "must be given, without control characters".into(),
+            ));
         }
         // Kept as written: a token's `iss` must equal it character for character.
         check_url(&self.issuer).map_err(|m| field("issuer", m))?;
@@ -240,7 +243,9 @@ impl IdentityProvider {
             for (i, value) in values.iter().enumerate() {
                 if value.is_empty()
                     || value.len() > MAX_CLAIM_BYTES
-                    || value.chars().any(|c| c.is_control() || (no_spaces && c == ' '))
+                    || value
+                        .chars()
+                        .any(|c| c.is_control() || (no_spaces && c == ' '))
                 {
                     return Err(field(
                         &format!("{name}[{i}]"),
@@ -322,8 +327,12 @@ pub struct ResourceServer {
     /// The workspaces of the control-plane database, and their providers set through the admin API.
     #[cfg(feature = "control-plane")]
     stored: Option<stored::StoredResources>,
+    /// What the keys of the store's issuers are fetched with, and how often.
+    #[cfg(feature = "control-plane")]
     http: Arc<UpstreamClient>,
+    #[cfg(feature = "control-plane")]
     key_refresh_interval: Duration,
+    #[cfg(feature = "control-plane")]
     key_max_age: Duration,
     people: moka::future::Cache<person::PersonKey, Arc<AgentRoute>>,
     /// Tokens verified lately, by workspace and SHA-256 of the token, with the caller each made:
@@ -403,7 +412,7 @@ struct Provider {
 /// The most groups of one person kept; a token with more is refused.
 const MAX_GROUPS: usize = 256;
 /// The longest subject, email or group name kept, in bytes; a token with a longer one is refused.
-const MAX_CLAIM_BYTES: usize = 320;
+pub(crate) const MAX_CLAIM_BYTES: usize = 320;
 /// The most people's routes kept at once.
 const MAX_PEOPLE: u64 = 100_000;
 
@@ -452,10 +461,11 @@ impl ResourceServer {
         }
         let key_refresh_interval = Duration::from_secs(settings.key_refresh_interval_secs);
         let key_max_age = Duration::from_secs(settings.key_max_age_secs);
-        let mut trusted: HashMap<WorkspaceId, (ProtectedWorkspace, Vec<Arc<Provider>>)> = workspaces
-            .into_iter()
-            .map(|workspace| (workspace.workspace, (workspace, Vec::new())))
-            .collect();
+        let mut trusted: HashMap<WorkspaceId, (ProtectedWorkspace, Vec<Arc<Provider>>)> =
+            workspaces
+                .into_iter()
+                .map(|workspace| (workspace.workspace, (workspace, Vec::new())))
+                .collect();
         let mut built: Vec<Arc<Provider>> = Vec::with_capacity(providers.len());
         for (i, provider) in providers.into_iter().enumerate() {
             let path = format!("identity_providers[{i}]");
@@ -531,8 +541,11 @@ impl ResourceServer {
             providers: built,
             #[cfg(feature = "control-plane")]
             stored: None,
+            #[cfg(feature = "control-plane")]
             http,
+            #[cfg(feature = "control-plane")]
             key_refresh_interval,
+            #[cfg(feature = "control-plane")]
             key_max_age,
             people: moka::future::Cache::builder()
                 .max_capacity(MAX_PEOPLE)

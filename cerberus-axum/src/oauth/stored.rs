@@ -15,7 +15,9 @@ use cerberus_core::store::{ControlStore, WorkspaceTrust};
 use cerberus_core::{CallerProfile, PolicyDocument, Profile, WorkspaceId};
 
 use super::keys::{IssuerKeys, SetBy};
-use super::{IdentityProvider, ProtectedWorkspace, Provider, Resource, ResourceServer, TokenRefusal};
+use super::{
+    IdentityProvider, ProtectedWorkspace, Provider, Resource, ResourceServer, TokenRefusal,
+};
 use crate::upstream::Upstream;
 
 /// The most workspaces' answers cached at once.

@@ -214,7 +214,9 @@ impl FromStr for Member {
         match text.split_once(':') {
             Some(("group", name)) => Ok(Self::Group(name.to_owned())),
             Some(("person", subject)) => Ok(Self::Person(subject.to_owned())),
-            _ => Err(format!("expected group:<name> or person:<subject>, found `{text}`")),
+            _ => Err(format!(
+                "expected group:<name> or person:<subject>, found `{text}`"
+            )),
         }
     }
 }
@@ -320,4 +322,45 @@ pub trait IdentityProviderStore: Send + Sync {
         &self,
         workspace: WorkspaceId,
     ) -> Result<Option<WorkspaceTrust>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_workspaces_are_a_star_or_a_list_of_ids() {
+        let id = WorkspaceId(Uuid::nil());
+        let all: TrustedWorkspaces = serde_json::from_value(serde_json::json!("*")).unwrap();
+        assert_eq!(all, TrustedWorkspaces::All);
+        assert!(all.contains(id));
+        let listed: TrustedWorkspaces =
+            serde_json::from_value(serde_json::json!([id.to_string()])).unwrap();
+        assert_eq!(listed, TrustedWorkspaces::Only(vec![id]));
+        assert!(!listed.contains(WorkspaceId(Uuid::max())));
+        assert_eq!(
+            serde_json::to_value(&listed).unwrap(),
+            serde_json::json!([id.to_string()])
+        );
+        assert_eq!(serde_json::to_value(&all).unwrap(), "*");
+        for wrong in [
+            serde_json::json!("all"),
+            serde_json::json!(["crm"]),
+            serde_json::json!(3),
+        ] {
+            assert!(serde_json::from_value::<TrustedWorkspaces>(wrong).is_err());
+        }
+    }
+
+    #[test]
+    fn members_read_and_write_as_kind_and_name() {
+        for text in ["group:staff", "person:00u1:x"] {
+            assert_eq!(text.parse::<Member>().unwrap().to_string(), text);
+        }
+        assert!("team:staff".parse::<Member>().is_err());
+        assert_eq!(
+            serde_json::to_value(Member::Group("staff".into())).unwrap(),
+            serde_json::json!({"kind": "group", "name": "staff"})
+        );
+    }
 }
