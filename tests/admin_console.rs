@@ -1,8 +1,9 @@
 //! The admin console in a real browser: headless chromium, driven by playwright-core (both installed
 //! by `scripts/node/install`) through `tests/browser/console.cjs`, signs in, creates a workspace and
 //! an agent access, has a bad policy refused and a good one saved and tried, finds a governed MCP
-//! call in the audit log with its trace, sees the analytics drawn, and approves a held call and a
-//! changed tool definition, with no unlabelled control,
+//! call in the audit log with its trace, sees the analytics drawn, approves a held call and a
+//! changed tool definition, and trusts an identity provider with a person's policy, with no
+//! unlabelled control,
 //! no request to another origin and no Content-Security-Policy violation. The screenshots it takes
 //! go to `target/console-screenshots`, or to `$CERBERUS_CONSOLE_SCREENSHOTS` (`docs/console` to
 //! renew the ones `docs/console.md` shows).
@@ -253,7 +254,8 @@ async fn an_administrator_governs_a_gateway_from_the_console() {
     // redacted payloads (the `[audit]` section follows `[admin]`).
     let gateway = AdminGateway::start_audited_with_admin(
         Backend::Sqlite,
-        "access_token_ttl_secs = 1\n\n[audit]\npayloads = \"redacted\"",
+        "access_token_ttl_secs = 1\n\n[audit]\npayloads = \"redacted\"\n\n\
+         [oauth]\npublic_url = \"http://localhost\"",
     )
     .await;
     let upstream = support::start_upstream().await;
@@ -319,6 +321,8 @@ async fn an_administrator_governs_a_gateway_from_the_console() {
             "the analytics are drawn",
             "a held call is approved",
             "a changed tool definition is approved",
+            "an identity provider is trusted",
+            "a person's policy is attached",
             "every page opens",
             "readable on a phone",
             "a key is rotated and revoked",
@@ -415,6 +419,13 @@ async fn an_administrator_governs_a_gateway_from_the_console() {
     );
     assert_eq!(report["newKeyWorks"], 200);
     assert_eq!(report["revokedKey"], 401);
+    assert!(
+        report["providerConnects"]
+            .as_str()
+            .unwrap()
+            .starts_with("crm: /mcp/"),
+        "{report:#}"
+    );
     assert_eq!(report["viewerOffered"], json!([]), "{report:#}");
     assert_eq!(report["viewerPolicyReadonly"], "");
     assert_eq!(report["unlabelled"], json!([]), "{report:#}");

@@ -403,6 +403,22 @@ async fn a_client_finds_the_issuer_from_the_challenge_and_a_person_calls_as_them
     bot.cancel().await.unwrap();
     let (status, _) = try_initialize(&gateway.shared, Some(&format!("Bearer {ann}"))).await;
     assert_eq!(status, 401);
+
+    // Operators see how tokens fare.
+    let (status, _) = try_initialize(&gateway.resource, Some("Bearer a.b.c")).await;
+    assert_eq!(status, 401);
+    let metrics = reqwest::get(format!("{}/metrics", gateway.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "cerberus_oauth_tokens_total{outcome=\"accepted\"} ",
+        "cerberus_oauth_tokens_total{outcome=\"invalid_token\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@
 //! | `cerberus_guardrail_wait_seconds` | histogram | `guardrail` (type): time the pipeline waited for a guardrail that answers asynchronously (a webhook, a rate limit counted in Redis) |
 //! | `cerberus_tool_pin_reports_total` | counter | `report` (`changed`, `new`, `invalid`: a `tools/list` answer holding such definitions; `unapproved_call`: a call of a tool whose definition is not approved), `decision` (`allow` under `warn`, `modify` or `block` under `enforce`) |
 //! | `cerberus_approvals_total` | counter | `outcome`: what became of calls held for approval (`approved`, `denied`, `timed_out`, `unavailable`) |
+//! | `cerberus_oauth_tokens_total` | counter | `outcome` of each access token presented on a workspace's path (feature `oauth`): `accepted`, or why it was refused (`invalid_token`, `invalid_request`, `insufficient_scope`, `forbidden`, `unavailable`, `unknown_resource`) |
 //! | `cerberus_approvals_waiting` | gauge | calls held on this instance, waiting for an admin's answer |
 //! | `cerberus_upstream_latency_seconds` | histogram | from sending a request upstream to each message of its answer |
 //! | `cerberus_audit_queue_depth` | gauge | events waiting for the database writer |
@@ -82,6 +83,12 @@ struct PinLabels {
     decision: &'static str,
 }
 
+#[cfg(feature = "oauth")]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApprovalLabels {
     outcome: &'static str,
@@ -148,6 +155,9 @@ pub struct Metrics {
     pin_reports: Family<PinLabels, Counter>,
     /// Held calls, by what became of them.
     approvals: Family<ApprovalLabels, Counter>,
+    /// Access tokens presented, by outcome.
+    #[cfg(feature = "oauth")]
+    tokens: Family<TokenLabels, Counter>,
     upstream: Histogram,
     sources: Arc<Sources>,
 }
@@ -293,6 +303,14 @@ impl Metrics {
             "Calls held for approval, by outcome: approved, denied, timed_out, unavailable",
             approvals.clone(),
         );
+        #[cfg(feature = "oauth")]
+        let tokens = Family::<TokenLabels, Counter>::default();
+        #[cfg(feature = "oauth")]
+        registry.register(
+            "oauth_tokens",
+            "Access tokens presented on a workspace's path, by outcome: accepted, or the reason of the refusal",
+            tokens.clone(),
+        );
         let upstream = Histogram::new(UPSTREAM_BUCKETS);
         registry.register_with_unit(
             "upstream_latency",
@@ -312,9 +330,21 @@ impl Metrics {
             waits,
             pin_reports,
             approvals,
+            #[cfg(feature = "oauth")]
+            tokens,
             upstream,
             sources,
         }
+    }
+
+    /// Counts one access token presented: `accepted`, or the reason it was refused.
+    #[cfg(feature = "oauth")]
+    pub fn observe_token(&self, outcome: Result<(), &crate::oauth::TokenRefusal>) {
+        let outcome = match outcome {
+            Ok(()) => "accepted",
+            Err(refusal) => refusal.reason(),
+        };
+        self.tokens.get_or_create(&TokenLabels { outcome }).inc();
     }
 
     /// Counts one message's decisions and times, from its audit event.

@@ -219,6 +219,30 @@ async function main() {
     await page.getByRole('button', { name: 'Approve the listed definition of search in knowledge' }).click();
     await page.getByText('Every listed tool definition is approved.').waitFor();
     step('a changed tool definition is approved');
+
+    // An identity provider for the crm workspace, and one person's policy.
+    await page.getByRole('link', { name: 'Identity providers' }).click();
+    await page.getByRole('heading', { name: 'Identity providers', level: 1 }).waitFor();
+    const newProvider = page.getByRole('form', { name: 'New identity provider' });
+    await newProvider.getByLabel('Name').fill('acme-login');
+    await newProvider.getByLabel('Issuer').fill('ftp://login.acme.example');
+    await newProvider.getByLabel('crm').check();
+    await newProvider.getByLabel('Required scopes').fill('mcp');
+    await page.getByRole('button', { name: 'Trust identity provider' }).click();
+    await newProvider.getByRole('alert').filter({ hasText: '(issuer)' }).waitFor();
+    await newProvider.getByLabel('Issuer').fill('https://login.acme.example/realms/acme');
+    await page.getByRole('button', { name: 'Trust identity provider' }).click();
+    await page.getByRole('heading', { name: 'Identity provider acme-login' }).waitFor();
+    report.providerConnects = await page.locator('dd li').first().textContent();
+    step('an identity provider is trusted');
+    const attach = page.getByRole('form', { name: 'Attach a policy' });
+    await attach.getByLabel('Kind').selectOption('person');
+    await attach.getByLabel('Group or subject').fill('00u1ann');
+    await attach.getByLabel('Policy document').fill(JSON.stringify({ guardrails: [{ type: 'rate_limit_per_minute', limit: 120 }] }));
+    await page.getByRole('button', { name: 'Attach policy' }).click();
+    await page.getByRole('cell', { name: 'person 00u1ann' }).waitFor();
+    await shoot('identity-provider');
+    step('a person\'s policy is attached');
     await page.getByRole('link', { name: 'Organisation' }).click();
     await page.getByRole('heading', { name: /^Organisation / }).waitFor();
     await shoot('organisation');
@@ -232,7 +256,7 @@ async function main() {
     report.phoneOverflow = [];
     if (await overflows()) report.phoneOverflow.push('audit');
     await shoot('audit-phone', false);
-    for (const [section, heading] of [['workspaces', 'Workspaces'], ['policies', 'Policies'], ['analytics', 'Analytics'], ['approvals', 'Approvals'], ['organisation', 'Organisation acme']]) {
+    for (const [section, heading] of [['workspaces', 'Workspaces'], ['policies', 'Policies'], ['analytics', 'Analytics'], ['approvals', 'Approvals'], ['identity-providers', 'Identity providers'], ['organisation', 'Organisation acme']]) {
       await page.goto(`${base}/console/#/${section}`);
       await page.getByRole('heading', { level: 1, name: heading, exact: true }).waitFor();
       if (await overflows()) report.phoneOverflow.push(section);
@@ -281,12 +305,16 @@ async function main() {
     await page.getByRole('link', { name: 'crm' }).click();
     await page.getByRole('heading', { name: 'Workspace crm' }).waitFor();
     await offered('workspace');
-    for (const [link, heading] of [['Policies', 'Policies'], ['Approvals', 'Approvals'], ['Organisation', /^Organisation /]]) {
+    for (const [link, heading] of [['Policies', 'Policies'], ['Approvals', 'Approvals'], ['Identity providers', 'Identity providers'], ['Organisation', /^Organisation /]]) {
       await page.getByRole('link', { name: link, exact: true }).first().click();
       await page.getByRole('heading', { name: heading }).first().waitFor();
       await page.locator('p.loading').waitFor({ state: 'detached' });
       await offered(link);
     }
+    await page.goto(`${base}/console/#/identity-providers`);
+    await page.getByRole('link', { name: 'acme-login' }).click();
+    await page.getByRole('heading', { name: 'Identity provider acme-login' }).waitFor();
+    await offered('identity provider');
     report.viewerPolicyReadonly = await page.goto(`${base}/console/#/policies`).then(() => page.locator('#policy-document').getAttribute('readonly'));
     step('a viewer is offered nothing to change');
   } catch (error) {

@@ -11,6 +11,7 @@ import { policiesPage } from './pages/policies.js';
 import { auditPage } from './pages/audit.js';
 import { analyticsPage } from './pages/analytics.js';
 import { approvalsPage } from './pages/approvals.js';
+import { identityProviderPage, identityProvidersPage } from './pages/identity-providers.js';
 
 /** The sections in the navigation, and the page each shows. */
 const SECTIONS = [
@@ -19,6 +20,7 @@ const SECTIONS = [
   { path: 'audit', label: 'Audit log', page: auditPage },
   { path: 'analytics', label: 'Analytics', page: analyticsPage },
   { path: 'approvals', label: 'Approvals', page: approvalsPage },
+  { path: 'identity-providers', label: 'Identity providers', page: identityProvidersPage },
   { path: 'organisation', label: 'Organisation', page: organisationPage },
 ];
 
@@ -60,6 +62,8 @@ async function show() {
   let page;
   if (section === 'workspaces' && id) {
     page = () => workspacePage(id);
+  } else if (section === 'identity-providers' && id) {
+    page = () => identityProviderPage(id);
   } else {
     const found = SECTIONS.find((s) => s.path === section) || SECTIONS[0];
     page = () => found.page(query);

@@ -49,6 +49,7 @@ const ASSETS: &[Asset] = assets![
     "pages/audit.js" => JS,
     "pages/analytics.js" => JS,
     "pages/approvals.js" => JS,
+    "pages/identity-providers.js" => JS,
 ];
 
 /// The page itself.

@@ -316,6 +316,20 @@ pub enum TokenRefusal {
     Unavailable(String),
 }
 
+impl TokenRefusal {
+    /// The reason, as metrics label it: RFC 6750's error code where there is one.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownResource => "unknown_resource",
+            Self::Malformed(_) => "invalid_request",
+            Self::Invalid(_) => "invalid_token",
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::Forbidden(_) => "forbidden",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
 /// The gateway as an OAuth resource server: its protected workspaces and the providers they trust.
 pub struct ResourceServer {
     public_url: String,

@@ -143,7 +143,11 @@ async fn credential(
         && key.bytes().filter(|b| *b == b'.').count() == 2
         && !key.starts_with(crate::auth::KEY_PREFIX)
     {
-        return server.authenticate(resource, key).await.map_err(|refusal| {
+        let caller = server.authenticate(resource, key).await;
+        gateway
+            .metrics
+            .observe_token(caller.as_ref().map(drop).map_err(|refusal| refusal));
+        return caller.map_err(|refusal| {
             Box::new(crate::oauth::refuse(
                 server,
                 endpoint.base,
