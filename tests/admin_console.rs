@@ -431,6 +431,6 @@ async fn an_administrator_governs_a_gateway_from_the_console() {
     assert_eq!(report["unlabelled"], json!([]), "{report:#}");
     assert_eq!(report["outside"], json!([]));
     assert_eq!(report["violations"], json!([]));
-    assert_eq!(report["screenshots"].as_array().unwrap().len(), 8);
+    assert_eq!(report["screenshots"].as_array().unwrap().len(), 9);
     gateway.stop().await;
 }

@@ -240,7 +240,7 @@ async function main() {
     await attach.getByLabel('Group or subject').fill('00u1ann');
     await attach.getByLabel('Policy document').fill(JSON.stringify({ guardrails: [{ type: 'rate_limit_per_minute', limit: 120 }] }));
     await page.getByRole('button', { name: 'Attach policy' }).click();
-    await page.getByRole('cell', { name: 'person 00u1ann' }).waitFor();
+    await page.getByRole('cell', { name: 'person 00u1ann', exact: true }).waitFor();
     await shoot('identity-provider');
     step('a person\'s policy is attached');
     await page.getByRole('link', { name: 'Organisation' }).click();
