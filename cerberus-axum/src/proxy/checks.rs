@@ -144,9 +144,7 @@ async fn credential(
         && !key.starts_with(crate::auth::KEY_PREFIX)
     {
         let caller = server.authenticate(resource, key).await;
-        gateway
-            .metrics
-            .observe_token(caller.as_ref().map(drop).map_err(|refusal| refusal));
+        gateway.metrics.observe_token(caller.as_ref().map(drop));
         return caller.map_err(|refusal| {
             Box::new(crate::oauth::refuse(
                 server,
