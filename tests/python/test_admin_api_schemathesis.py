@@ -35,6 +35,9 @@ admin_upstream_allow = ["127.0.0.0/8"]
 
 [database]
 url = "sqlite://{tmp_path / 'cerberus.db'}?mode=rwc"
+
+[oauth]
+public_url = "http://127.0.0.1:{port}"
 """
     )
     env = {
@@ -104,7 +107,7 @@ def test_schemathesis_finds_nothing(admin_gateway: str, tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
     summary = run.stdout[run.stdout.rfind("SUMMARY") :]
-    assert "Tested: 43" in summary, summary
+    assert "Tested: 53" in summary, summary
     counts = re.search(r"(\d+) generated, (\d+) passed", summary)
     assert counts and int(counts[1]) > 1000 and counts[1] == counts[2], summary
     assert "failure" not in summary, summary
