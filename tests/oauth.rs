@@ -992,6 +992,21 @@ async fn identity_providers_set_through_the_admin_api_govern_people() {
             ),
             (with("name", json!(" ")), "name"),
             (
+                with("required_scopes", json!(["caf\u{e9}"])),
+                "required_scopes[0]",
+            ),
+            (
+                with("required_scopes", json!(["a\"b"])),
+                "required_scopes[0]",
+            ),
+            (
+                with(
+                    "issuer",
+                    json!(format!("https://login.acme.example/{}", "a".repeat(3000))),
+                ),
+                "issuer",
+            ),
+            (
                 with(
                     "policy",
                     json!({"guardrails": [{"type": "no_such_guardrail"}]}),
@@ -1243,5 +1258,122 @@ async fn an_admin_set_issuer_is_reached_only_where_the_egress_policy_permits() {
     let (status, _) = try_initialize(&resource, Some(&format!("Bearer {token}"))).await;
     assert_eq!(status, 503, "the issuer's keys cannot be fetched");
     assert_eq!(issuer.fetches(), 0, "nothing reached the loopback issuer");
+    gateway.stop().await;
+}
+
+/// A provider for every workspace of `owner`'s organisation, trusting `issuer`; its id.
+async fn trust(owner: &admin_support::Admin, issuer: &str) -> String {
+    let created = owner
+        .expect(
+            reqwest::StatusCode::CREATED,
+            "POST",
+            &format!(
+                "/api/v1/organisations/{}/identity-providers",
+                owner.organisation
+            ),
+            Some(json!({"name": "acme-login", "issuer": issuer, "workspaces": "*"})),
+        )
+        .await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_instance_reaches_tokens_verified_on_another() {
+    use reqwest::StatusCode;
+
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let gateway = admin_support::AdminGateway::start_with_oauth(
+        databases::BACKENDS[0],
+        "admin_upstream_allow = [\"127.0.0.0/8\"]",
+    )
+    .await;
+    let upstream = support::start_upstream().await;
+    let owner = gateway.tenant("acme", "owner@acme.example").await;
+    let workspace = owner.workspace("crm", &upstream).await;
+    let provider = trust(&owner, &issuer.url).await;
+    // Another instance behind the same public address, told of nothing: it reads the store again
+    // once its cache time is up.
+    let other = gateway
+        .second_instance_with(
+            200,
+            &format!(
+                "[oauth]\npublic_url = \"{}\"\nleeway_secs = 0\n",
+                gateway.base
+            ),
+        )
+        .await;
+    let audience = format!("{}/mcp/{workspace}", gateway.base);
+    let token = key.sign(&claims_for(&audience, &issuer.url, "ann", &[]));
+    let ann = connect(&format!("{other}/mcp/{workspace}"), &token).await;
+    assert_eq!(call(&ann, "echo", "hi").await, "hi");
+
+    owner
+        .expect(
+            StatusCode::OK,
+            "PUT",
+            &format!(
+                "/api/v1/organisations/{}/identity-providers/{provider}/people/ann/policy",
+                owner.organisation
+            ),
+            Some(json!({"document": {"guardrails": [
+                {"type": "rbac", "allow": ["*"], "deny": ["echo"]}]}})),
+        )
+        .await;
+    // The token was verified on the other instance before the change; its next calls after the
+    // cache time are judged by the new policy (`oauth.person_cache_secs` is a minute).
+    let mut answer = String::new();
+    for _ in 0..100 {
+        answer = call(&ann, "echo", "hi").await;
+        if answer.contains("error") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answer.contains("error"), "{answer}");
+    ann.cancel().await.unwrap();
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_database_a_token_gets_503_and_a_known_agent_key_still_works() {
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let gateway = admin_support::AdminGateway::start_with_oauth(
+        databases::BACKENDS[0],
+        "admin_upstream_allow = [\"127.0.0.0/8\"]",
+    )
+    .await;
+    let upstream = support::start_upstream().await;
+    let owner = gateway.tenant("acme", "owner@acme.example").await;
+    let workspace = owner.workspace("crm", &upstream).await;
+    let (_, agent_key) = owner.agent(&workspace, "bot").await;
+    trust(&owner, &issuer.url).await;
+    let resource = format!("{}/mcp/{workspace}", gateway.base);
+    // The agent's key is looked up once on the shared endpoint, and kept for the cache time (a
+    // minute here); the workspace's own path, and so its identity providers, was never asked for.
+    assert_eq!(
+        try_initialize(&gateway.mcp(), Some(&format!("Bearer {agent_key}")))
+            .await
+            .0,
+        200
+    );
+    gateway.store.pool().close().await;
+    let token = key.sign(&claims_for(&resource, &issuer.url, "ann", &[]));
+    assert_eq!(
+        try_initialize(&resource, Some(&format!("Bearer {token}")))
+            .await
+            .0,
+        503,
+        "a token cannot be checked"
+    );
+    assert_eq!(try_initialize(&resource, None).await.0, 503);
+    assert_eq!(
+        try_initialize(&resource, Some(&format!("Bearer {agent_key}")))
+            .await
+            .0,
+        200,
+        "the agent's key does not depend on the identity providers"
+    );
     gateway.stop().await;
 }

@@ -9,7 +9,7 @@
 //! | `cerberus_guardrail_wait_seconds` | histogram | `guardrail` (type): time the pipeline waited for a guardrail that answers asynchronously (a webhook, a rate limit counted in Redis) |
 //! | `cerberus_tool_pin_reports_total` | counter | `report` (`changed`, `new`, `invalid`: a `tools/list` answer holding such definitions; `unapproved_call`: a call of a tool whose definition is not approved), `decision` (`allow` under `warn`, `modify` or `block` under `enforce`) |
 //! | `cerberus_approvals_total` | counter | `outcome`: what became of calls held for approval (`approved`, `denied`, `timed_out`, `unavailable`) |
-//! | `cerberus_oauth_tokens_total` | counter | `outcome` of each access token presented on a workspace's path (feature `oauth`): `accepted`, or why it was refused (`invalid_token`, `invalid_request`, `insufficient_scope`, `forbidden`, `unavailable`, `unknown_resource`) |
+//! | `cerberus_oauth_tokens_total` | counter | `outcome` of each access token presented on a workspace's path (feature `oauth`): `accepted`, or why it was refused (`invalid_token`, `invalid_request`, `insufficient_scope`, `forbidden`, `unavailable`) |
 //! | `cerberus_approvals_waiting` | gauge | calls held on this instance, waiting for an admin's answer |
 //! | `cerberus_upstream_latency_seconds` | histogram | from sending a request upstream to each message of its answer |
 //! | `cerberus_audit_queue_depth` | gauge | events waiting for the database writer |

@@ -51,14 +51,16 @@ fn settings_text(settings: &IdentityProviderSettings) -> Result<String, StoreErr
 }
 
 impl SqlStore {
-    /// The member policies of `providers`, groups first, then by name.
+    /// The member policies of `provider`, groups first, then by name. Sorted here, byte by byte,
+    /// not by the database, whose collation differs between backends (and whose order decides which
+    /// group's policy is applied last).
     async fn members_of(
         &self,
         provider: IdentityProviderId,
     ) -> Result<Vec<MemberPolicy>, StoreError> {
-        sqlx::query(
+        let mut members = sqlx::query(
             "SELECT identity_provider_id, kind, name, document, updated_at \
-             FROM identity_provider_members WHERE identity_provider_id = $1 ORDER BY kind, name",
+             FROM identity_provider_members WHERE identity_provider_id = $1",
         )
         .bind(provider.to_string())
         .fetch_all(&self.pool)
@@ -66,7 +68,11 @@ impl SqlStore {
         .map_err(store_error)?
         .iter()
         .map(member_policy)
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+        members.sort_by(|a, b| {
+            (a.member.kind(), a.member.name()).cmp(&(b.member.kind(), b.member.name()))
+        });
+        Ok(members)
     }
 }
 

@@ -140,10 +140,16 @@ impl AdminGateway {
     /// Another gateway instance on the same database, whose proxy trusts a looked-up key for
     /// `cache_ttl_ms`; returns its proxy endpoint.
     pub async fn second_instance(&self, cache_ttl_ms: u64) -> String {
+        format!("{}/mcp", self.second_instance_with(cache_ttl_ms, "").await)
+    }
+
+    /// Another gateway instance on the same database, as [`AdminGateway::second_instance`], with
+    /// `extra` at the end of its configuration; returns its address.
+    pub async fn second_instance_with(&self, cache_ttl_ms: u64, extra: &str) -> String {
         let url = self.database.as_ref().map(|d| d.url.clone()).unwrap();
         let config = GatewayConfig::parse(
             &format!(
-                "[server]\n{LOOPBACK_ALLOWED}\n\n[database]\nurl = \"{url}\"\ncache_ttl_ms = {cache_ttl_ms}\n\n[admin]\njwt_secret = \"{}\"\n",
+                "[server]\n{LOOPBACK_ALLOWED}\n\n[database]\nurl = \"{url}\"\ncache_ttl_ms = {cache_ttl_ms}\n\n[admin]\njwt_secret = \"{}\"\n\n{extra}",
                 "s".repeat(40)
             ),
             std::path::Path::new("."),
@@ -160,7 +166,7 @@ impl AdminGateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        format!("http://{address}/mcp")
+        format!("http://{address}")
     }
 
     /// The proxy endpoint.

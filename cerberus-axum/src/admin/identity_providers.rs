@@ -236,6 +236,13 @@ pub async fn member_policies(
 
 /// A group's name or a person's subject as a member, refused as 422 when no token could carry it.
 fn member(kind: fn(String) -> Member, name: String) -> Result<Member, ApiError> {
+    // A path segment of `.` or `..` is resolved away by clients before it is sent.
+    if name == "." || name == ".." {
+        return Err(ApiError::invalid(
+            "name",
+            "cannot be `.` or `..`, which a URL path cannot carry",
+        ));
+    }
     if name.is_empty()
         || name.len() > crate::oauth::MAX_CLAIM_BYTES
         || name.chars().any(char::is_control)
@@ -351,6 +358,7 @@ mod tests {
         assert!(member(Member::Group, "engineering".into()).is_ok());
         assert!(member(Member::Person, "00u1abc".into()).is_ok());
         assert!(member(Member::Group, String::new()).is_err());
+        assert!(member(Member::Group, "..".into()).is_err());
         assert!(member(Member::Person, "a\u{0}b".into()).is_err());
         assert!(
             member(

@@ -210,9 +210,16 @@ impl IdentityProvider {
             ));
         }
         // Kept as written: a token's `iss` must equal it character for character.
-        check_url(&self.issuer).map_err(|m| field("issuer", m))?;
-        if let Some(jwks) = &self.jwks_uri {
-            check_url(jwks).map_err(|m| field("jwks_uri", m))?;
+        let urls = [
+            ("issuer", Some(&self.issuer)),
+            ("jwks_uri", self.jwks_uri.as_ref()),
+        ];
+        for (name, url) in urls {
+            let Some(url) = url else { continue };
+            if url.len() > MAX_URL_BYTES {
+                return Err(field(name, format!("at most {MAX_URL_BYTES} bytes")));
+            }
+            check_url(url).map_err(|m| field(name, m))?;
         }
         if self.algorithms.is_empty()
             || self
@@ -234,27 +241,32 @@ impl IdentityProvider {
                 return Err(field(&format!("claims.{name}"), "cannot be empty".into()));
             }
         }
-        // A scope is a space-separated token of `scope`; a group may be any name a list holds.
-        let names = [
-            ("required_scopes", &self.required_scopes, true),
-            ("allowed_groups", &self.allowed_groups, false),
-        ];
-        for (name, values, no_spaces) in names {
-            for (i, value) in values.iter().enumerate() {
-                if value.is_empty()
-                    || value.len() > MAX_CLAIM_BYTES
-                    || value
-                        .chars()
-                        .any(|c| c.is_control() || (no_spaces && c == ' '))
-                {
-                    return Err(field(
-                        &format!("{name}[{i}]"),
-                        format!(
-                            "must be 1 to {MAX_CLAIM_BYTES} bytes, without control characters{}",
-                            if no_spaces { " or spaces" } else { "" }
-                        ),
-                    ));
-                }
+        // A scope is RFC 6749's scope-token (printable ASCII but `"` and `\`), which the challenge
+        // carries in a quoted string; a group may be any name a list holds.
+        for (i, scope) in self.required_scopes.iter().enumerate() {
+            if scope.is_empty()
+                || scope.len() > MAX_CLAIM_BYTES
+                || !scope
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
+                return Err(field(
+                    &format!("required_scopes[{i}]"),
+                    format!(
+                        "must be 1 to {MAX_CLAIM_BYTES} printable ASCII characters, without spaces, `\"` or `\\`"
+                    ),
+                ));
+            }
+        }
+        for (i, group) in self.allowed_groups.iter().enumerate() {
+            if group.is_empty()
+                || group.len() > MAX_CLAIM_BYTES
+                || group.chars().any(char::is_control)
+            {
+                return Err(field(
+                    &format!("allowed_groups[{i}]"),
+                    format!("must be 1 to {MAX_CLAIM_BYTES} bytes, without control characters"),
+                ));
             }
         }
         Ok(())
@@ -349,9 +361,10 @@ pub struct ResourceServer {
     #[cfg(feature = "control-plane")]
     key_max_age: Duration,
     people: moka::future::Cache<person::PersonKey, Arc<AgentRoute>>,
-    /// Tokens verified lately, by workspace and SHA-256 of the token, with the caller each made:
+    /// Tokens verified lately, by build of the resource and SHA-256 of the token, with the caller
+    /// each made:
     /// a client presents one token for many calls, and its signature is checked once.
-    verified: moka::future::Cache<(WorkspaceId, [u8; 32]), Verified>,
+    verified: moka::future::Cache<(u64, [u8; 32]), Verified>,
     registry: Arc<GuardrailRegistry>,
 }
 
@@ -375,6 +388,23 @@ impl std::fmt::Debug for ResourceServer {
 pub struct Resource {
     workspace: ProtectedWorkspace,
     providers: Vec<Arc<Provider>>,
+    /// Which build of the resource this is, unique in the process: verified tokens and people's
+    /// routes are remembered per build, so that once the store's settings are read again (an admin
+    /// changed them, or the cache let them go), nothing made from the old ones is served.
+    build: u64,
+}
+
+/// The next [`Resource::build`].
+static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Resource {
+    fn new(workspace: ProtectedWorkspace, providers: Vec<Arc<Provider>>) -> Self {
+        Self {
+            workspace,
+            providers,
+            build: BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
 }
 
 impl std::fmt::Debug for Resource {
@@ -427,6 +457,8 @@ struct Provider {
 const MAX_GROUPS: usize = 256;
 /// The longest subject, email or group name kept, in bytes; a token with a longer one is refused.
 pub(crate) const MAX_CLAIM_BYTES: usize = 320;
+/// The longest issuer or key set URL, in bytes.
+const MAX_URL_BYTES: usize = 2048;
 /// The most people's routes kept at once.
 const MAX_PEOPLE: u64 = 100_000;
 
@@ -538,15 +570,7 @@ impl ResourceServer {
         let resources = trusted
             .into_iter()
             .filter(|(_, (_, providers))| !providers.is_empty())
-            .map(|(id, (workspace, providers))| {
-                (
-                    id,
-                    Arc::new(Resource {
-                        workspace,
-                        providers,
-                    }),
-                )
-            })
+            .map(|(id, (workspace, providers))| (id, Arc::new(Resource::new(workspace, providers))))
             .collect();
         Ok(Self {
             public_url,
@@ -662,7 +686,7 @@ impl ResourceServer {
     ) -> Result<Caller, TokenRefusal> {
         let workspace = resource.workspace.workspace;
         let seen = (
-            workspace,
+            resource.build,
             <[u8; 32]>::from(Sha256::digest(token.as_bytes())),
         );
         if let Some(verified) = self.verified.get(&seen).await
@@ -759,7 +783,7 @@ impl ResourceServer {
         let route = self
             .people
             .try_get_with(
-                person.key(workspace, &provider.settings.issuer),
+                person.key(resource.build, &provider.settings.issuer),
                 self.route(resource, provider, &person),
             )
             .await

@@ -72,7 +72,7 @@ pub(super) struct Person {
 /// What a person's route depends on: the same key gets the same cached route.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct PersonKey {
-    workspace: WorkspaceId,
+    resource: u64,
     issuer: String,
     subject: String,
     email: Option<String>,
@@ -131,10 +131,11 @@ impl Person {
         AgentId::from_name(format!("oauth\n{workspace}\n{issuer}\n{}", self.subject))
     }
 
-    /// The key of this person's route in `workspace` through provider `provider`.
-    pub(super) fn key(&self, workspace: WorkspaceId, issuer: &str) -> PersonKey {
+    /// The key of this person's route in build `resource` of a protected workspace, through the
+    /// provider of `issuer`.
+    pub(super) fn key(&self, resource: u64, issuer: &str) -> PersonKey {
         PersonKey {
-            workspace,
+            resource,
             issuer: issuer.to_owned(),
             subject: self.subject.clone(),
             email: self.email.clone(),

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cerberus_core::store::{ControlStore, WorkspaceTrust};
@@ -29,7 +30,11 @@ const MAX_ISSUERS: u64 = 10_000;
 pub(super) struct StoredResources {
     store: Arc<dyn ControlStore>,
     base: PathBuf,
-    resources: moka::future::Cache<WorkspaceId, Option<Arc<Resource>>>,
+    /// By workspace and the generation they were looked up in.
+    resources: moka::future::Cache<(WorkspaceId, u64), Option<Arc<Resource>>>,
+    /// Bumped by every admin change: a lookup that began before one and ends after it is kept
+    /// under the old generation, which no request asks for again.
+    generation: AtomicU64,
     keys: moka::future::Cache<(String, Option<String>), IssuerKeys>,
 }
 
@@ -38,6 +43,7 @@ impl StoredResources {
         Self {
             store,
             base,
+            generation: AtomicU64::new(0),
             resources: moka::future::Cache::builder()
                 .max_capacity(MAX_CACHED)
                 .time_to_live(ttl)
@@ -50,6 +56,7 @@ impl StoredResources {
     }
 
     pub(super) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.resources.invalidate_all();
     }
 
@@ -59,8 +66,9 @@ impl StoredResources {
         server: &ResourceServer,
         workspace: WorkspaceId,
     ) -> Result<Option<Arc<Resource>>, TokenRefusal> {
+        let generation = self.generation.load(Ordering::Acquire);
         self.resources
-            .try_get_with(workspace, self.load(server, workspace))
+            .try_get_with((workspace, generation), self.load(server, workspace))
             .await
             .map_err(|e| {
                 tracing::error!(workspace = %workspace, error = %e, "cannot look up a workspace's identity providers");
@@ -152,9 +160,6 @@ impl StoredResources {
                 .await;
             built.push(Arc::new(Provider { settings, keys }));
         }
-        Ok(Resource {
-            workspace: protected,
-            providers: built,
-        })
+        Ok(Resource::new(protected, built))
     }
 }

@@ -80,22 +80,31 @@ async fn credential(
             }
         },
     };
-    // The workspace as a protected resource, when it takes access tokens; when that cannot be
-    // known (the database is down), nothing is let through.
+    // The workspace as a protected resource, when it takes access tokens. When that cannot be
+    // known (the database is down), a request without an agent key is refused with 503 (an access
+    // token cannot be checked, and a challenge cannot be written); an agent key, which does not
+    // depend on it, is checked as on any path.
     #[cfg(feature = "oauth")]
-    let protected = match (gateway.oauth.as_deref(), workspace) {
+    let (protected, unknown) = match (gateway.oauth.as_deref(), workspace) {
         (Some(server), Some(workspace)) => match server.resource(workspace).await {
-            Ok(resource) => resource.map(|resource| (server, resource)),
-            Err(refusal) => {
-                return Err(Box::new(crate::oauth::refuse(
-                    server,
-                    endpoint.base,
-                    None,
-                    Some(&refusal),
-                )));
-            }
+            Ok(resource) => (resource.map(|resource| (server, resource)), None),
+            Err(refusal) => (None, Some((server, refusal))),
         },
-        _ => None,
+        _ => (None, None),
+    };
+    #[cfg(feature = "oauth")]
+    let unknown = |key: Option<&str>| -> Option<Refusal> {
+        let (server, refusal) = unknown.as_ref()?;
+        let agent_key = key.is_some_and(|key| !looks_like_jwt(key));
+        (!agent_key).then(|| {
+            gateway.metrics.observe_token(Err(refusal));
+            Box::new(crate::oauth::refuse(
+                server,
+                endpoint.base,
+                None,
+                Some(refusal),
+            )) as Refusal
+        })
     };
     // A refusal with `message`; on a protected resource, a challenge naming its metadata, with
     // the error RFC 6750 names for what was given.
@@ -125,6 +134,10 @@ async fn credential(
         ));
     }
     let Some(authorization) = headers.get(header::AUTHORIZATION) else {
+        #[cfg(feature = "oauth")]
+        if let Some(refusal) = unknown(None) {
+            return Err(refusal);
+        }
         return Err(unauthorised(
             "missing Authorization: Bearer <agent access key>",
             Given::Nothing,
@@ -136,12 +149,13 @@ async fn credential(
             Given::Malformed,
         ));
     };
-    // A JWT is three dot-separated parts; an agent key has no dots (a configuration file's may be
-    // any text, and is looked up as a key unless it has that shape).
+    #[cfg(feature = "oauth")]
+    if let Some(refusal) = unknown(Some(key)) {
+        return Err(refusal);
+    }
     #[cfg(feature = "oauth")]
     if let Some((server, resource)) = &protected
-        && key.bytes().filter(|b| *b == b'.').count() == 2
-        && !key.starts_with(crate::auth::KEY_PREFIX)
+        && looks_like_jwt(key)
     {
         let caller = server.authenticate(resource, key).await;
         gateway.metrics.observe_token(caller.as_ref().map(drop));
@@ -179,6 +193,15 @@ async fn credential(
             ))
         }
     }
+}
+
+/// Whether `credential` has the shape of a JWT: three dot-separated parts. An agent key has no
+/// dots (a configuration file's may be any text, and is looked up as a key unless it has that
+/// shape).
+#[cfg(feature = "oauth")]
+fn looks_like_jwt(credential: &str) -> bool {
+    credential.bytes().filter(|b| *b == b'.').count() == 2
+        && !credential.starts_with(crate::auth::KEY_PREFIX)
 }
 
 /// What a request's `Authorization` held, for the challenge of its refusal.

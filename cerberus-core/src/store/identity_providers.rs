@@ -133,7 +133,8 @@ pub struct IdentityProviderSettings {
     pub name: String,
     /// Its issuer identifier: a token's `iss` must be this, exactly; unique in the organisation.
     pub issuer: String,
-    /// Where its keys are, when not found through its metadata.
+    /// Where its keys are; when set, its metadata is not read. Without it, the key set its
+    /// metadata names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
     /// The workspaces whose MCP servers its people may reach: `"*"` or a list of ids.
