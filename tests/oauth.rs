@@ -1261,6 +1261,39 @@ async fn an_admin_set_issuer_is_reached_only_where_the_egress_policy_permits() {
     gateway.stop().await;
 }
 
+/// A gateway on SQLite taking access tokens for the identity providers of its database, an issuer
+/// no provider trusts yet, and the owner of `acme` with a workspace `crm` in front of the test
+/// upstream.
+struct Stored {
+    key: SigningKey,
+    issuer: Issuer,
+    gateway: admin_support::AdminGateway,
+    owner: admin_support::Admin,
+    workspace: String,
+}
+
+impl Stored {
+    async fn start() -> Self {
+        let key = SigningKey::new("k1");
+        let issuer = Issuer::start(&[&key]).await;
+        let gateway = admin_support::AdminGateway::start_with_oauth(
+            databases::BACKENDS[0],
+            "admin_upstream_allow = [\"127.0.0.0/8\"]",
+        )
+        .await;
+        let upstream = support::start_upstream().await;
+        let owner = gateway.tenant("acme", "owner@acme.example").await;
+        let workspace = owner.workspace("crm", &upstream).await;
+        Self {
+            key,
+            issuer,
+            gateway,
+            owner,
+            workspace,
+        }
+    }
+}
+
 /// A provider for every workspace of `owner`'s organisation, trusting `issuer`; its id.
 async fn trust(owner: &admin_support::Admin, issuer: &str) -> String {
     let created = owner
@@ -1281,16 +1314,13 @@ async fn trust(owner: &admin_support::Admin, issuer: &str) -> String {
 async fn a_change_through_one_instance_reaches_tokens_verified_on_another() {
     use reqwest::StatusCode;
 
-    let key = SigningKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
-    let gateway = admin_support::AdminGateway::start_with_oauth(
-        databases::BACKENDS[0],
-        "admin_upstream_allow = [\"127.0.0.0/8\"]",
-    )
-    .await;
-    let upstream = support::start_upstream().await;
-    let owner = gateway.tenant("acme", "owner@acme.example").await;
-    let workspace = owner.workspace("crm", &upstream).await;
+    let Stored {
+        key,
+        issuer,
+        gateway,
+        owner,
+        workspace,
+    } = Stored::start().await;
     let provider = trust(&owner, &issuer.url).await;
     // Another instance behind the same public address, told of nothing: it reads the store again
     // once its cache time is up.
@@ -1337,16 +1367,13 @@ async fn a_change_through_one_instance_reaches_tokens_verified_on_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_database_a_token_gets_503_and_a_known_agent_key_still_works() {
-    let key = SigningKey::new("k1");
-    let issuer = Issuer::start(&[&key]).await;
-    let gateway = admin_support::AdminGateway::start_with_oauth(
-        databases::BACKENDS[0],
-        "admin_upstream_allow = [\"127.0.0.0/8\"]",
-    )
-    .await;
-    let upstream = support::start_upstream().await;
-    let owner = gateway.tenant("acme", "owner@acme.example").await;
-    let workspace = owner.workspace("crm", &upstream).await;
+    let Stored {
+        key,
+        issuer,
+        gateway,
+        owner,
+        workspace,
+    } = Stored::start().await;
     let (_, agent_key) = owner.agent(&workspace, "bot").await;
     trust(&owner, &issuer.url).await;
     let resource = format!("{}/mcp/{workspace}", gateway.base);
