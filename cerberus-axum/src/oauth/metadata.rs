@@ -105,13 +105,6 @@ pub fn refuse(
             StatusCode::UNAUTHORIZED,
             "missing Authorization: Bearer <access token or agent access key>".to_owned(),
         ),
-        Some(TokenRefusal::UnknownResource) => {
-            return wire::http_error(
-                StatusCode::NOT_FOUND,
-                wire::INVALID_REQUEST,
-                "no MCP server at this path",
-            );
-        }
         Some(TokenRefusal::Unavailable(message)) => {
             return wire::http_error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -302,14 +302,11 @@ pub struct InvalidOAuth {
 }
 
 /// Why a request's access token opens nothing. Each answers as the specification asks: 401 with a
-/// challenge, 403 for missing scopes, 404 for an unknown resource, 503 when the token cannot be
-/// checked right now (the gateway fails closed).
+/// challenge, 403 for missing scopes, 503 when the token cannot be checked right now (the gateway
+/// fails closed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenRefusal {
-    /// No MCP server of this gateway is at this path.
-    #[error("no MCP server at this path")]
-    UnknownResource,
     /// The request's credential is malformed (several, or not `Bearer`): `invalid_request`.
     #[error("{0}")]
     Malformed(String),
@@ -332,7 +329,6 @@ impl TokenRefusal {
     /// The reason, as metrics label it: RFC 6750's error code where there is one.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::UnknownResource => "unknown_resource",
             Self::Malformed(_) => "invalid_request",
             Self::Invalid(_) => "invalid_token",
             Self::InsufficientScope(_) => "insufficient_scope",
