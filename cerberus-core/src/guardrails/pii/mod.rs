@@ -261,6 +261,29 @@ struct DirectionPlan {
     context: ContextWords,
     /// Indexed by [`PiiKind::index`]; `None` for kinds not scanned this way.
     actions: [Option<Active>; 5],
+    /// The replacements in which a scan finds nothing: a text redacted to one of them whole (a JSON
+    /// value that was an email address and nothing else) needs no second scan.
+    inert: Vec<String>,
+}
+
+impl DirectionPlan {
+    fn new(scanner: Arc<PiiScanner>, context: ContextWords, actions: [Option<Active>; 5]) -> Self {
+        let context_words = (!context.is_empty()).then_some(&context);
+        let mut inert: Vec<String> = Vec::new();
+        for active in actions.iter().flatten() {
+            let mut holds_any = false;
+            scanner.scan_with(&active.replacement, context_words, |_| holds_any = true);
+            if !holds_any && !inert.contains(&active.replacement) {
+                inert.push(active.replacement.clone());
+            }
+        }
+        Self {
+            scanner,
+            context,
+            actions,
+            inert,
+        }
+    }
 }
 
 /// Every `pii_*` rule of a policy, run in one pass.
@@ -303,11 +326,7 @@ impl PiiGuardrail {
                     });
                 }
             }
-            (!kinds.is_empty()).then(|| DirectionPlan {
-                scanner: scanner_for(kinds),
-                context,
-                actions,
-            })
+            (!kinds.is_empty()).then(|| DirectionPlan::new(scanner_for(kinds), context, actions))
         };
         let request = plan(Direction::Request);
         let response = plan(Direction::Response);
@@ -372,6 +391,8 @@ impl PiiGuardrail {
 /// The state of one scan over a payload.
 struct Pass<'a> {
     plan_actions: &'a [Option<Active>; 5],
+    /// See [`DirectionPlan::inert`].
+    inert: &'a [String],
     scanner: &'a PiiScanner,
     context: Option<&'a ContextWords>,
     counts: [usize; 5],
@@ -386,6 +407,7 @@ impl<'a> Pass<'a> {
     fn new(plan: &'a DirectionPlan) -> Self {
         Self {
             plan_actions: &plan.actions,
+            inert: &plan.inert,
             scanner: &plan.scanner,
             context: (!plan.context.is_empty()).then_some(&plan.context),
             counts: [0; 5],
@@ -452,8 +474,9 @@ impl<'a> Pass<'a> {
             return None;
         }
         let mut redacted: Option<String> = None;
-        // Redaction cannot create new matches with the default replacement, but a custom one might:
-        // scan the result again until nothing is left, and give up on the text as a whole after a few rounds.
+        // Redaction can make new matches (a custom replacement that reads as data, or a number that
+        // stood glued to a redacted value and now stands apart): scan the result again until nothing
+        // is left, and give up on the text as a whole after a few rounds.
         for round in 0..4 {
             let current = redacted.as_deref().unwrap_or(text);
             let mut out: Option<String> = None;
@@ -498,6 +521,10 @@ impl<'a> Pass<'a> {
                 None => return redacted,
                 Some(mut out) => {
                     out.push_str(current.get(last..).unwrap_or_default());
+                    if self.inert.contains(&out) {
+                        // What a scan of this text finds is known: nothing.
+                        return Some(out);
+                    }
                     redacted = Some(out);
                 }
             }

@@ -552,3 +552,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_value_that_redaction_sets_apart_is_redacted_too() {
+    // The whole reads as no email (its domain would end in a number), so the first scan finds only
+    // the phone; with the phone replaced, the email stands on its own.
+    let (result, _) = run(
+        &redact_all(),
+        Direction::Response,
+        text_result("jane@example.io.555-123-4567"),
+    );
+    assert_eq!(redacted_text(&result), "[REDACTED:EMAIL].[REDACTED:PHONE]");
+}
+
+#[test]
+fn a_value_redacted_whole_is_scanned_again_unless_its_replacement_holds_nothing() {
+    let plan = |replacement: &str| {
+        let mut r = rule(PiiKind::Email, PiiAction::Redact, Directions::Both);
+        r.settings.replacement = replacement.into();
+        PiiGuardrail::new(vec![r]).response.unwrap()
+    };
+    assert_eq!(plan(DEFAULT_REPLACEMENT).inert, ["[REDACTED:EMAIL]"]);
+    assert!(plan("x@example.com").inert.is_empty());
+    assert_eq!(
+        redact_all().response.unwrap().inert.len(),
+        PiiKind::ALL.len(),
+        "every default replacement holds nothing"
+    );
+
+    // A value that is an email and nothing else, replaced by something that reads as one.
+    let mut r = rule(PiiKind::Email, PiiAction::Redact, Directions::Both);
+    r.settings.replacement = "x@example.com".into();
+    let (result, _) = run(
+        &PiiGuardrail::new(vec![r]),
+        Direction::Response,
+        text_result("a@example.com"),
+    );
+    assert_eq!(redacted_text(&result), FALLBACK_REPLACEMENT);
+}
