@@ -824,18 +824,18 @@ fn ipv6_match(bytes: &[u8], range: Range<usize>) -> Option<Range<usize>> {
     None
 }
 
-/// Whether a numeric pattern may match at `start`, judged by the digits there and the bytes after
+/// Whether a numeric pattern may match at `start`, judged by the digits there and the byte after
 /// them: a card starts with five digits, or four, a space or hyphen and four more; an SSN with three
-/// and a separator; an IPv4 address with one to three and a dot; a phone with `+`, `(`, `0`, `1` or
-/// three digits and a separator. Most numbers in text (`10:30`, `12,345`, `$9.99`'s `9`, a date's
-/// `2024-03`) fail this, and are passed over without the regex, whose every search has a set-up cost
-/// of its own.
+/// and a separator; an IPv4 address with one to three and a dot; a phone with `+`, `(`, or digits and
+/// a separator: three (`555-`), or a leading `0` or `1` and fewer (`020 `, `1 (`, `1-555-`). Most
+/// numbers in text (`10:30`, `12,345`, `$9.99`'s `9`, a date's `2024-03`, a time's `05:00`) fail
+/// this, and are passed over without the regex, whose every search has a set-up cost of its own.
 fn numeric_may_match(bytes: &[u8], start: usize) -> bool {
     let rest = bytes.get(start..).unwrap_or_default();
     let Some(&first) = rest.first() else {
         return false;
     };
-    if !first.is_ascii_digit() || matches!(first, b'0' | b'1') {
+    if !first.is_ascii_digit() {
         return true;
     }
     let leading_digits = |from: usize, most: usize| {
@@ -848,10 +848,19 @@ fn numeric_may_match(bytes: &[u8], start: usize) -> bool {
     };
     let digits = leading_digits(0, 5);
     let after = rest.get(digits).copied();
-    match digits {
-        5 => true,
-        4 => matches!(after, Some(b' ' | b'-')) && leading_digits(5, 4) == 4,
-        3 => matches!(after, Some(b' ' | b'.' | b'-')),
+    let separated = matches!(after, Some(b' ' | b'.' | b'-'));
+    match (first, digits) {
+        (_, 5) => true,
+        // A national phone's area code (`0201 `), a North American one after its `1` (`1555-`),
+        // an international prefix and code before a bracket (`0044(`).
+        (b'0', 4) => separated || after == Some(b'('),
+        (b'1', 4) => separated,
+        (_, 4) => matches!(after, Some(b' ' | b'-')) && leading_digits(5, 4) == 4,
+        (_, 3) => separated || (first == b'0' && after == Some(b'(')),
+        // `020 `, and the dot of an IPv4 address.
+        (b'0', 2) => separated,
+        // `1 (555)`, `1-555-`.
+        (b'1', 1) => separated || after == Some(b'('),
         _ => after == Some(b'.'),
     }
 }
@@ -1311,6 +1320,36 @@ mod tests {
             "version 2024 ",
             "The quarterly report shows steady growth in every region; the team will review it. ",
         ])
+    }
+
+    #[test]
+    fn numeric_may_match_turns_away_times_and_dates_but_no_phone_prefix() {
+        for may in [
+            "0044(20)7946 0958",
+            "001(555) 123-4567",
+            "0201 7946 0958",
+            "020 7946 0958",
+            "1 (555) 123-4567",
+            "1(555) 123-4567",
+            "1-555-123-4567",
+            "1555-123-4567",
+            "0.0.0.0",
+            "536-22-1234",
+        ] {
+            assert!(numeric_may_match(may.as_bytes(), 0), "{may}");
+        }
+        for not in [
+            "05:00Z",
+            "00Z",
+            "2024-03-12",
+            "12T04",
+            "10:30",
+            "1,234",
+            "1/2",
+            "0)",
+        ] {
+            assert!(!numeric_may_match(not.as_bytes(), 0), "{not}");
+        }
     }
 
     proptest::proptest! {
