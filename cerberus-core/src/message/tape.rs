@@ -453,49 +453,49 @@ impl Tape {
         u32::try_from(out.len()).ok()?;
         u32::try_from(text.len()).ok()?;
         // Every node keeps its place; texts and sources after a replaced string move by what it
-        // grew or shrank.
-        let mut nodes = self.nodes.clone();
+        // grew or shrank. The nodes are written once, moved as they are copied.
+        let mut nodes = Vec::with_capacity(self.nodes.len());
         let (mut from, mut text_shift, mut source_shift) = (0, 0, 0);
         for ((index, _), (node, text_by, source_by)) in replaced.iter().zip(moves) {
             let index = *index as usize;
-            shift(nodes.get_mut(from..index)?, text_shift, source_shift);
-            *nodes.get_mut(index)? = node;
+            let before = self.nodes.get(from..index)?;
+            nodes.extend(before.iter().map(|n| n.moved(text_shift, source_shift)));
+            nodes.push(node);
             (from, text_shift, source_shift) = (index + 1, text_by, source_by);
         }
-        shift(nodes.get_mut(from..)?, text_shift, source_shift);
+        let rest = self.nodes.get(from..)?;
+        nodes.extend(rest.iter().map(|n| n.moved(text_shift, source_shift)));
         let tape = Self { nodes, text };
         Some((tape, out))
     }
 }
 
-/// Moves the texts of `nodes` by `text` bytes and the sources of their strings by `source` bytes,
-/// both modulo 2^32 (see [`Tape::spliced`]).
-fn shift(nodes: &mut [Node], text: u32, source: u32) {
-    if text == 0 && source == 0 {
-        return;
-    }
-    for node in nodes {
-        match node {
-            Node::String {
+impl Node {
+    /// This node with its text moved by `text` bytes and, for a string, its source by `source`
+    /// bytes, both modulo 2^32 (see [`Tape::spliced`]).
+    fn moved(&self, text: u32, source: u32) -> Self {
+        match *self {
+            Self::String {
                 start,
                 end,
                 source: at,
-            } => {
-                *start = start.wrapping_add(text);
-                *end = end.wrapping_add(text);
-                if *at != NOT_IN_SOURCE {
-                    *at = at.wrapping_add(source);
-                }
-            }
-            Node::Name { start, end } => {
-                *start = start.wrapping_add(text);
-                *end = end.wrapping_add(text);
-            }
-            Node::Null
-            | Node::Bool(_)
-            | Node::Number(_)
-            | Node::Array { .. }
-            | Node::Object { .. } => {}
+            } => Self::String {
+                start: start.wrapping_add(text),
+                end: end.wrapping_add(text),
+                source: match at {
+                    NOT_IN_SOURCE => NOT_IN_SOURCE,
+                    at => at.wrapping_add(source),
+                },
+            },
+            Self::Name { start, end } => Self::Name {
+                start: start.wrapping_add(text),
+                end: end.wrapping_add(text),
+            },
+            Self::Null => Self::Null,
+            Self::Bool(b) => Self::Bool(b),
+            Self::Number(ref n) => Self::Number(n.clone()),
+            Self::Array { len, end } => Self::Array { len, end },
+            Self::Object { len, end } => Self::Object { len, end },
         }
     }
 }
