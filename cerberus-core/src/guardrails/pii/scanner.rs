@@ -170,6 +170,9 @@ const EMAIL_AFTER_AT: usize = 254;
 /// The fewest digits in a match of a pattern that needs digits (a test checks every pattern).
 const MIN_DIGITS: usize = 4;
 
+/// Every stream of a scanner, as the bits of [`PiiScanner::scan_range`].
+const ALL_STREAMS: u8 = 0b111;
+
 /// A text at most this long is scanned whole: windows would save little.
 const SHORT_TEXT: usize = 2 * BEFORE_TRIGGER;
 
@@ -207,9 +210,10 @@ pub struct PiiScanner {
     /// Emails, IPv6 addresses, and the numeric candidates, each searched apart; `None` where no kind
     /// of the group is enabled.
     streams: [Option<Stream>; 3],
-    /// The bytes of which every match holds at least one (see [`Candidate::needs`]): a text without
-    /// them is passed over without running the regex, as most keys and short values are.
-    needed: [bool; 256],
+    /// For each byte, the streams (a bit for each index of `streams`) of which every match may hold
+    /// it (see [`Candidate::needs`]): a short text is searched only by the streams whose bytes it
+    /// holds, and a text without any such byte, as most keys and short values are, is passed over.
+    needed: [u8; 256],
     /// Finds the needed bytes in a long text, to mark its [`Windows`]; `None` when no kind is enabled.
     triggers: Option<Prefilter>,
 }
@@ -235,10 +239,21 @@ impl PiiScanner {
             Stream::numeric(&candidates),
         ];
         let needed = std::array::from_fn(|byte| {
-            u8::try_from(byte).is_ok_and(|byte| candidates.iter().any(|c| c.needs(byte)))
+            let needs = |stream: &Option<Stream>| {
+                stream.as_ref().is_some_and(|s| {
+                    u8::try_from(byte).is_ok_and(|byte| s.candidates.iter().any(|c| c.needs(byte)))
+                })
+            };
+            (0..)
+                .zip(&streams)
+                .fold(0, |bits, (i, stream)| bits | (u8::from(needs(stream)) << i))
         });
         let needles: Vec<[u8; 1]> = (0..=u8::MAX)
-            .filter(|byte| needed.get(usize::from(*byte)) == Some(&true))
+            .filter(|byte| {
+                needed
+                    .get(usize::from(*byte))
+                    .is_some_and(|bits| *bits != 0)
+            })
             .map(|byte| [byte])
             .collect();
         let triggers = Prefilter::new(MatchKind::LeftmostFirst, &needles);
@@ -320,14 +335,16 @@ impl PiiScanner {
     fn scan_plain(&self, text: &str, mut found: impl FnMut(Finding)) {
         let bytes = text.as_bytes();
         let Some(triggers) = self.triggers.as_ref().filter(|_| bytes.len() > SHORT_TEXT) else {
-            if self.may_match(text) {
-                self.scan_range(bytes, 0..bytes.len(), &mut found);
+            let streams = self.streams_needed(bytes);
+            if streams != 0 {
+                self.scan_range(bytes, 0..bytes.len(), streams, &mut found);
             }
             return;
         };
         let mut at = 0;
         for window in Windows::new(triggers, bytes) {
-            at = self.scan_range(bytes, at.max(window.start)..window.end, &mut found);
+            let range = at.max(window.start)..window.end;
+            at = self.scan_range(bytes, range, ALL_STREAMS, &mut found);
         }
     }
 
@@ -339,18 +356,26 @@ impl PiiScanner {
 
     /// Whether `text` holds a byte that some match needs; without one, it holds no match.
     fn may_match(&self, text: &str) -> bool {
-        text.bytes()
-            .any(|b| self.needed.get(usize::from(b)) == Some(&true))
+        self.streams_needed(text.as_bytes()) != 0
+    }
+
+    /// The streams (a bit for each) that may find something in `bytes`: those whose needed bytes it
+    /// holds.
+    fn streams_needed(&self, bytes: &[u8]) -> u8 {
+        bytes.iter().fold(0, |streams, b| {
+            streams | self.needed.get(usize::from(*b)).copied().unwrap_or(0)
+        })
     }
 
     /// [`scan`](Self::scan) reading the whole text, without the check for needed bytes or windows.
     #[cfg(test)]
     fn scan_unfiltered(&self, text: &str, mut found: impl FnMut(Finding)) {
-        self.scan_range(text.as_bytes(), 0..text.len(), &mut found);
+        self.scan_range(text.as_bytes(), 0..text.len(), ALL_STREAMS, &mut found);
     }
 
-    /// Reports the findings that start in `range` and end by its end, and returns where the search
-    /// would go on. Validators look at the bytes around a match, outside the range too.
+    /// Reports the findings that start in `range` and end by its end, searched by the `streams` (a bit
+    /// for each), and returns where the search would go on. Validators look at the bytes around a
+    /// match, outside the range too.
     ///
     /// Each stream's first finding from the current position is kept until a finding before it moves
     /// the position past its start, so each stream reads the range about once.
@@ -358,10 +383,14 @@ impl PiiScanner {
         &self,
         bytes: &[u8],
         range: Range<usize>,
+        streams: u8,
         found: &mut impl FnMut(Finding),
     ) -> usize {
         let mut at = range.start;
-        let mut next: [Next; 3] = [Next::Unknown, Next::Unknown, Next::Unknown];
+        let mut next: [Next; 3] = std::array::from_fn(|i| match streams & (1 << i) {
+            0 => Next::Exhausted,
+            _ => Next::Unknown,
+        });
         loop {
             for (stream, next) in self.streams.iter().zip(next.iter_mut()) {
                 let Some(stream) = stream else {
