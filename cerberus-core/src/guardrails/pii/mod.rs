@@ -470,7 +470,8 @@ impl<'a> Pass<'a> {
     /// Scans one text; returns its redacted form when anything in it was redacted.
     fn text(&mut self, text: &str) -> Option<String> {
         // Most member names and short values hold nothing a match needs: no set-up for them.
-        if !self.scanner.may_hold_any(text) {
+        let glance = self.scanner.glance(text);
+        if !glance.may_hold_any {
             return None;
         }
         let mut redacted: Option<String> = None;
@@ -483,7 +484,7 @@ impl<'a> Pass<'a> {
             let mut last = 0;
             let mut blocked = None;
             let mut counts = [0usize; 5];
-            self.scanner.scan_with(current, self.context, |finding| {
+            let found = |finding: Finding| {
                 if blocked.is_some() {
                     return;
                 }
@@ -506,7 +507,14 @@ impl<'a> Pass<'a> {
                         last = finding.span.end;
                     }
                 }
-            });
+            };
+            // The first round reads the text as it came, already glanced at.
+            match round {
+                0 => self
+                    .scanner
+                    .scan_glanced(current, glance, self.context, found),
+                _ => self.scanner.scan_with(current, self.context, found),
+            }
             if round == 0 {
                 self.counts
                     .iter_mut()

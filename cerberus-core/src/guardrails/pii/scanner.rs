@@ -289,7 +289,7 @@ impl PiiScanner {
     ) {
         let context = context.filter(|c| !c.is_empty());
         if let Some(plain) = Lookalikes::replaced(text) {
-            self.scan_labelled(&plain.text, context, |finding| {
+            self.scan_labelled(&plain.text, None, context, |finding| {
                 found(Finding {
                     kind: finding.kind,
                     span: plain.original(finding.span),
@@ -297,7 +297,44 @@ impl PiiScanner {
             });
             return;
         }
-        self.scan_labelled(text, context, found);
+        self.scan_labelled(text, None, context, found);
+    }
+
+    /// What a scan of `text` needs to know before it starts: for a short text, read in one pass,
+    /// whether it is ASCII and which streams may find something in it.
+    pub(crate) fn glance(&self, text: &str) -> Glance {
+        if text.len() > SHORT_TEXT {
+            return Glance {
+                may_hold_any: self.may_hold_any(text),
+                ascii_streams: None,
+            };
+        }
+        let (streams, bytes) = text.bytes().fold((0, 0), |(streams, bytes), b| {
+            let needed = self.needed.get(usize::from(b)).copied().unwrap_or(0);
+            (streams | needed, bytes | b)
+        });
+        let ascii = bytes.is_ascii();
+        Glance {
+            may_hold_any: !ascii || streams != 0,
+            ascii_streams: ascii.then_some(streams),
+        }
+    }
+
+    /// [`scan_with`](Self::scan_with) of a text whose [`glance`](Self::glance) was taken.
+    pub(crate) fn scan_glanced(
+        &self,
+        text: &str,
+        glance: Glance,
+        context: Option<&ContextWords>,
+        found: impl FnMut(Finding),
+    ) {
+        match glance.ascii_streams {
+            Some(streams) => {
+                let context = context.filter(|c| !c.is_empty());
+                self.scan_labelled(text, Some(streams), context, found);
+            }
+            None => self.scan_with(text, context, found),
+        }
     }
 
     /// [`scan_plain`](Self::scan_plain) with the values `context` words label merged in, left to
@@ -305,6 +342,7 @@ impl PiiScanner {
     fn scan_labelled(
         &self,
         text: &str,
+        streams: Option<u8>,
         context: Option<&ContextWords>,
         mut found: impl FnMut(Finding),
     ) {
@@ -317,10 +355,10 @@ impl PiiScanner {
             });
         }
         if labelled.is_empty() {
-            return self.scan_plain(text, found);
+            return self.scan_plain(text, streams, found);
         }
         let mut labelled = labelled.into_iter().peekable();
-        self.scan_plain(text, |finding| {
+        self.scan_plain(text, streams, |finding| {
             while let Some(before) = labelled.next_if(|l| l.span.start < finding.span.end) {
                 if before.span.end <= finding.span.start {
                     found(before);
@@ -331,11 +369,12 @@ impl PiiScanner {
         labelled.for_each(found);
     }
 
-    /// [`scan`](Self::scan) of a text without lookalike characters.
-    fn scan_plain(&self, text: &str, mut found: impl FnMut(Finding)) {
+    /// [`scan`](Self::scan) of a text without lookalike characters; `streams` are those that may
+    /// find something in a short text, when already known.
+    fn scan_plain(&self, text: &str, streams: Option<u8>, mut found: impl FnMut(Finding)) {
         let bytes = text.as_bytes();
         let Some(triggers) = self.triggers.as_ref().filter(|_| bytes.len() > SHORT_TEXT) else {
-            let streams = self.streams_needed(bytes);
+            let streams = streams.unwrap_or_else(|| self.streams_needed(bytes));
             if streams != 0 {
                 self.scan_range(bytes, 0..bytes.len(), streams, &mut found);
             }
@@ -513,6 +552,15 @@ impl Lookalikes {
             .map_or(start, |(_, end)| *end);
         start..end
     }
+}
+
+/// What [`PiiScanner::glance`] tells of a text.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Glance {
+    /// `false` when a scan cannot find anything: an ASCII text without a byte some match needs.
+    pub(crate) may_hold_any: bool,
+    /// For a short ASCII text, the streams (a bit for each) that may find something in it.
+    ascii_streams: Option<u8>,
 }
 
 /// A stream's first finding from the current position, as far as it is known.
@@ -1433,6 +1481,31 @@ mod tests {
             for finding in scanner.find_all(&text) {
                 proptest::prop_assert!(merged.contains(&finding), "{text:?}: {finding:?}");
             }
+        }
+
+        /// A scan after a glance finds what a plain scan finds, and a glance never says a text
+        /// holds nothing when a scan finds something in it.
+        #[test]
+        fn a_glanced_scan_finds_what_a_scan_finds(
+            pieces in proptest::collection::vec(piece(), 0..24),
+            lookalike in proptest::bool::ANY,
+            bits in 0u8..32,
+        ) {
+            let mut text = pieces.concat();
+            if lookalike {
+                text = text.replace('@', "\u{FF20}");
+            }
+            let kinds: PiiKinds = PiiKind::ALL
+                .into_iter()
+                .filter(|k| bits & (1 << (*k as u8)) != 0)
+                .collect();
+            let scanner = PiiScanner::new(kinds);
+            let glance = scanner.glance(&text);
+            let mut glanced = Vec::new();
+            scanner.scan_glanced(&text, glance, None, |f| glanced.push(f));
+            let found = scanner.find_all(&text);
+            proptest::prop_assert!(glance.may_hold_any || found.is_empty(), "{:?}", text);
+            proptest::prop_assert_eq!(glanced, found);
         }
 
         /// The quick judgement of where a numeric pattern may match never turns one away.
