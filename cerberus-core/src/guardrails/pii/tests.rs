@@ -15,6 +15,13 @@ fn rule(kind: PiiKind, action: PiiAction, direction: Directions) -> PiiRule {
     }
 }
 
+/// A rule that redacts `kind` both ways with `replacement`.
+fn redacting(kind: PiiKind, replacement: &str) -> PiiRule {
+    let mut r = rule(kind, PiiAction::Redact, Directions::Both);
+    r.settings.replacement = replacement.into();
+    r
+}
+
 fn redact_all() -> PiiGuardrail {
     PiiGuardrail::new(
         PiiKind::ALL
@@ -188,8 +195,7 @@ fn respects_direction() {
 
 #[test]
 fn the_replacement_is_configurable() {
-    let mut r = rule(PiiKind::Phone, PiiAction::Redact, Directions::Both);
-    r.settings.replacement = "<{type} removed>".into();
+    let r = redacting(PiiKind::Phone, "<{type} removed>");
     let (result, _) = run(
         &PiiGuardrail::new(vec![r]),
         Direction::Response,
@@ -411,8 +417,7 @@ fn the_method_and_id_are_not_scanned() {
 
 #[test]
 fn a_custom_replacement_that_looks_like_pii_is_not_left_behind() {
-    let mut r = rule(PiiKind::Email, PiiAction::Redact, Directions::Both);
-    r.settings.replacement = "x@example.com".into();
+    let r = redacting(PiiKind::Email, "x@example.com");
     let (result, _) = run(
         &PiiGuardrail::new(vec![r]),
         Direction::Response,
@@ -568,9 +573,9 @@ fn a_value_that_redaction_sets_apart_is_redacted_too() {
 #[test]
 fn a_value_redacted_whole_is_scanned_again_unless_its_replacement_holds_nothing() {
     let plan = |replacement: &str| {
-        let mut r = rule(PiiKind::Email, PiiAction::Redact, Directions::Both);
-        r.settings.replacement = replacement.into();
-        PiiGuardrail::new(vec![r]).response.unwrap()
+        PiiGuardrail::new(vec![redacting(PiiKind::Email, replacement)])
+            .response
+            .unwrap()
     };
     assert_eq!(plan(DEFAULT_REPLACEMENT).inert, ["[REDACTED:EMAIL]"]);
     assert!(plan("x@example.com").inert.is_empty());
@@ -581,10 +586,8 @@ fn a_value_redacted_whole_is_scanned_again_unless_its_replacement_holds_nothing(
     );
 
     // A value that is an email and nothing else, replaced by something that reads as one.
-    let mut r = rule(PiiKind::Email, PiiAction::Redact, Directions::Both);
-    r.settings.replacement = "x@example.com".into();
     let (result, _) = run(
-        &PiiGuardrail::new(vec![r]),
+        &PiiGuardrail::new(vec![redacting(PiiKind::Email, "x@example.com")]),
         Direction::Response,
         text_result("a@example.com"),
     );
